@@ -1,0 +1,234 @@
+//! The broker: namespaces of queues and routers, driven through per-queue
+//! locks, with the effects of each queue operation (journal records,
+//! dead letters, waking waiters, timers) carried out after it.
+//!
+//! Locking: a namespace's maps are behind `RwLock`s taken only to look a
+//! name up or to change the map; each queue has its own `Mutex`, held for
+//! one [`QueueCore`] call and the `Store::append` of its records, never
+//! across an `.await`, and never while another queue's lock is held.
+
+mod moves;
+mod queues;
+mod recovery;
+mod routing;
+mod timers;
+mod waiting;
+
+pub use moves::{MoveStatus, MoveTaskInfo};
+pub use queues::{DeclaredQueue, Sent};
+pub use routing::Published;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::Notify;
+
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::error::{CoreError, CoreResult};
+use crate::ids::{IdGenerator, RandomIds};
+use crate::queue::{QueueConfig, QueueCore, QueueStats};
+use crate::router::Router;
+use crate::store::{Commit, MemoryStore, QueueId, Record, Store};
+
+use moves::MoveTasks;
+use timers::Timers;
+
+// A poisoned lock means a panic elsewhere; the data behind it is still
+// consistent at the granularity we lock, so keep serving.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An isolation unit (an SQS account, an AMQP vhost) that owns queues and routers.
+pub struct Namespace {
+    name: String,
+    queues: RwLock<HashMap<String, Arc<QueueHandle>>>,
+    routers: RwLock<HashMap<String, Arc<RwLock<Router>>>>,
+}
+
+impl Namespace {
+    fn new(name: &str) -> Self {
+        Namespace {
+            name: name.to_owned(),
+            queues: RwLock::new(HashMap::new()),
+            routers: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A live queue. Protocols keep the `Arc` to skip name lookups on the hot path.
+pub struct QueueHandle {
+    namespace: String,
+    name: String,
+    id: QueueId,
+    core: Mutex<QueueCore>,
+    /// Long-poll receivers wait here.
+    arrivals: Notify,
+    waiting: AtomicUsize,
+    /// The earliest time a timer tick is scheduled for (ms; MAX: none).
+    scheduled: AtomicU64,
+    deleted: AtomicBool,
+}
+
+impl QueueHandle {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn id(&self) -> QueueId {
+        self.id
+    }
+
+    pub fn config(&self) -> QueueConfig {
+        lock(&self.core).config().clone()
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        lock(&self.core).stats()
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Fails unless `owner` may use this queue (exclusive queues belong to
+    /// one connection).
+    pub fn check_owner(&self, owner: Option<u64>) -> CoreResult<()> {
+        match lock(&self.core).config().exclusive_owner {
+            Some(o) if Some(o) != owner => Err(CoreError::ExclusiveQueue(self.name.clone())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The broker. Cheap to share: protocols hold an `Arc<Broker>`.
+pub struct Broker {
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    store: Arc<dyn Store>,
+    namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
+    next_queue_id: AtomicU64,
+    next_consumer_id: AtomicU64,
+    timers: Timers,
+    moves: MoveTasks,
+}
+
+impl Broker {
+    /// Opens a broker on `store`, recovering whatever it holds.
+    pub fn open(
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        store: Arc<dyn Store>,
+    ) -> CoreResult<Arc<Broker>> {
+        let broker = Arc::new(Broker {
+            clock,
+            ids,
+            store,
+            namespaces: RwLock::new(HashMap::new()),
+            next_queue_id: AtomicU64::new(1),
+            next_consumer_id: AtomicU64::new(1),
+            timers: Timers::default(),
+            moves: MoveTasks::default(),
+        });
+        broker.recover()?;
+        Ok(broker)
+    }
+
+    /// A broker with the system clock and nothing durable.
+    pub fn in_memory() -> Arc<Broker> {
+        let b = Broker::open(
+            Arc::new(SystemClock::new()),
+            Arc::new(RandomIds::new()),
+            Arc::new(MemoryStore::new()),
+        );
+        // Recovery from an empty memory store cannot fail.
+        b.unwrap_or_else(|e| unreachable!("empty memory store failed to open: {e}"))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn append(&self, records: &mut Vec<Record>) -> Commit {
+        if records.is_empty() {
+            return Commit::done();
+        }
+        self.store.append(records).unwrap_or_else(|e| {
+            records.clear();
+            Commit::failed(e)
+        })
+    }
+
+    /// Creates a namespace if it does not exist.
+    pub fn create_namespace(&self, name: &str) -> Arc<Namespace> {
+        if let Some(ns) = read(&self.namespaces).get(name) {
+            return Arc::clone(ns);
+        }
+        let mut map = write(&self.namespaces);
+        if let Some(ns) = map.get(name) {
+            return Arc::clone(ns);
+        }
+        let ns = Arc::new(Namespace::new(name));
+        map.insert(name.to_owned(), Arc::clone(&ns));
+        self.append(&mut vec![Record::NamespaceCreated {
+            name: name.to_owned(),
+        }]);
+        ns
+    }
+
+    /// Deletes a namespace with everything in it.
+    pub fn delete_namespace(&self, name: &str) -> CoreResult<()> {
+        let ns = write(&self.namespaces)
+            .remove(name)
+            .ok_or_else(|| CoreError::NamespaceNotFound(name.to_owned()))?;
+        let queues: Vec<Arc<QueueHandle>> = write(&ns.queues).drain().map(|(_, q)| q).collect();
+        for q in queues {
+            self.close_queue(&q);
+        }
+        self.append(&mut vec![Record::NamespaceDeleted {
+            name: name.to_owned(),
+        }]);
+        Ok(())
+    }
+
+    pub fn namespace(&self, name: &str) -> CoreResult<Arc<Namespace>> {
+        read(&self.namespaces)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CoreError::NamespaceNotFound(name.to_owned()))
+    }
+
+    pub fn namespace_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = read(&self.namespaces).keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    fn next_consumer_id(&self) -> crate::queue::ConsumerId {
+        crate::queue::ConsumerId(self.next_consumer_id.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests;

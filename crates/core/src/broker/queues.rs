@@ -1,0 +1,418 @@
+//! Queue operations of the broker: declare, delete, send, receive, settle,
+//! consume; and the one path every queue operation's effects take.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::clock::Timestamp;
+use crate::error::{CoreError, CoreResult};
+use crate::message::{Message, MessageId};
+use crate::queue::{
+    ConsumerId, ConsumerSpec, Delivery, Effects, Enqueued, Lease, QueueConfig, QueueCore,
+    ReceiveMode,
+};
+use crate::router::Destination;
+use crate::store::{Commit, QueueId, Record};
+
+use super::{Broker, Namespace, QueueHandle, lock, read, write};
+
+/// The outcome of declaring a queue.
+pub struct DeclaredQueue {
+    pub queue: Arc<QueueHandle>,
+    /// False if it existed already with the same settings.
+    pub created: bool,
+}
+
+/// The outcome of sending one message to a queue.
+#[derive(Debug)]
+pub struct Sent {
+    pub id: MessageId,
+    pub outcome: Enqueued,
+}
+
+impl Broker {
+    /// Creates a queue, or returns the existing one if its settings are the
+    /// same (an exclusive queue of another owner is refused).
+    pub fn declare_queue(
+        &self,
+        namespace: &str,
+        name: &str,
+        config: QueueConfig,
+    ) -> CoreResult<DeclaredQueue> {
+        let ns = self.namespace(namespace)?;
+        if let Some(q) = read(&ns.queues).get(name).cloned() {
+            return self.redeclare(&q, &config);
+        }
+        let mut map = write(&ns.queues);
+        if let Some(q) = map.get(name).cloned() {
+            drop(map);
+            return self.redeclare(&q, &config);
+        }
+        let id = QueueId(self.next_queue_id.fetch_add(1, Ordering::Relaxed));
+        let q = self.new_handle(namespace, name, id, config.clone());
+        if config.durable && config.exclusive_owner.is_none() {
+            self.append(&mut vec![Record::QueueDeclared {
+                id,
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                config,
+            }]);
+        }
+        map.insert(name.to_owned(), Arc::clone(&q));
+        drop(map);
+        self.schedule(&q, lock(&q.core).next_deadline());
+        Ok(DeclaredQueue {
+            queue: q,
+            created: true,
+        })
+    }
+
+    pub(super) fn new_handle(
+        &self,
+        namespace: &str,
+        name: &str,
+        id: QueueId,
+        config: QueueConfig,
+    ) -> Arc<QueueHandle> {
+        Arc::new(QueueHandle {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            id,
+            core: std::sync::Mutex::new(QueueCore::new(id, name, config, self.clock.now())),
+            arrivals: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            scheduled: AtomicU64::new(u64::MAX),
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    fn redeclare(&self, q: &Arc<QueueHandle>, config: &QueueConfig) -> CoreResult<DeclaredQueue> {
+        let mut core = lock(&q.core);
+        let existing = core.config();
+        if let Some(owner) = existing.exclusive_owner
+            && config.exclusive_owner != Some(owner)
+        {
+            return Err(CoreError::ExclusiveQueue(q.name.clone()));
+        }
+        if existing != config {
+            return Err(CoreError::QueueExists {
+                name: q.name.clone(),
+                detail: describe_difference(existing, config),
+            });
+        }
+        core.touch(self.clock.now());
+        Ok(DeclaredQueue {
+            queue: Arc::clone(q),
+            created: false,
+        })
+    }
+
+    /// Changes a live queue's settings (see [`QueueCore::reconfigure`]).
+    pub fn reconfigure_queue(&self, q: &Arc<QueueHandle>, config: QueueConfig) -> CoreResult<()> {
+        let (r, _) = self.op(q, |core, _, fx| {
+            core.reconfigure(config.clone())?;
+            if config.durable && config.exclusive_owner.is_none() {
+                fx.records.push(Record::QueueDeclared {
+                    id: q.id,
+                    namespace: q.namespace.clone(),
+                    name: q.name.clone(),
+                    config,
+                });
+            }
+            Ok(())
+        });
+        r
+    }
+
+    pub fn queue(&self, namespace: &str, name: &str) -> CoreResult<Arc<QueueHandle>> {
+        read(&self.namespace(namespace)?.queues)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CoreError::QueueNotFound(name.to_owned()))
+    }
+
+    /// Queue names of a namespace, sorted.
+    pub fn queue_names(&self, namespace: &str) -> CoreResult<Vec<String>> {
+        let mut v: Vec<String> = read(&self.namespace(namespace)?.queues)
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Deletes a queue; returns how many messages it held. With `if_unused`
+    /// it fails if the queue has consumers, with `if_empty` if it has messages.
+    pub fn delete_queue(
+        &self,
+        namespace: &str,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> CoreResult<u64> {
+        let ns = self.namespace(namespace)?;
+        let q = self.queue(namespace, name)?;
+        let count = {
+            let core = lock(&q.core);
+            if if_unused && core.consumer_count() > 0 {
+                return Err(CoreError::QueueInUse(name.to_owned()));
+            }
+            if if_empty && !core.is_empty() {
+                return Err(CoreError::QueueNotEmpty(name.to_owned()));
+            }
+            let s = core.stats();
+            s.ready + s.delayed + s.leased
+        };
+        self.remove_queue(&ns, &q);
+        Ok(count)
+    }
+
+    /// Removes `q` from its namespace and every binding to it.
+    pub(super) fn remove_queue(&self, ns: &Namespace, q: &Arc<QueueHandle>) {
+        {
+            let mut map = write(&ns.queues);
+            match map.get(&q.name) {
+                Some(current) if Arc::ptr_eq(current, q) => {
+                    map.remove(&q.name);
+                }
+                _ => return,
+            }
+        }
+        let dest = Destination::queue(&q.name);
+        let routers: Vec<_> = read(&ns.routers).values().cloned().collect();
+        for r in routers {
+            write(&r).unbind_destination(&dest);
+        }
+        self.close_queue(q);
+    }
+
+    /// Marks a queue deleted, ends its consumers and waiters, journals it.
+    pub(super) fn close_queue(&self, q: &Arc<QueueHandle>) {
+        q.deleted.store(true, Ordering::Release);
+        let durable = {
+            let mut core = lock(&q.core);
+            // Dropping the consumers drops their sinks: that is how a
+            // protocol learns its consumer ended (AMQP basic.cancel).
+            core.close();
+            core.config().durable && core.config().exclusive_owner.is_none()
+        };
+        if durable {
+            self.append(&mut vec![Record::QueueDeleted { id: q.id }]);
+        }
+        q.arrivals.notify_waiters();
+    }
+
+    /// Deletes every exclusive queue of `owner` (its connection closed).
+    pub fn drop_owner(&self, owner: u64) {
+        let namespaces: Vec<Arc<Namespace>> = read(&self.namespaces).values().cloned().collect();
+        for ns in namespaces {
+            let owned: Vec<Arc<QueueHandle>> = read(&ns.queues)
+                .values()
+                .filter(|q| lock(&q.core).config().exclusive_owner == Some(owner))
+                .cloned()
+                .collect();
+            for q in owned {
+                self.remove_queue(&ns, &q);
+            }
+        }
+    }
+
+    /// Runs one queue operation under the queue's lock, journals its
+    /// records before releasing the lock, then carries out its effects.
+    pub(super) fn op<R>(
+        &self,
+        q: &Arc<QueueHandle>,
+        f: impl FnOnce(&mut QueueCore, Timestamp, &mut Effects) -> R,
+    ) -> (R, Commit) {
+        let now = self.clock.now();
+        let mut fx = Effects::default();
+        let (r, commit, next) = {
+            let mut core = lock(&q.core);
+            let r = f(&mut core, now, &mut fx);
+            let commit = self.append(&mut fx.records);
+            (r, commit, core.next_deadline())
+        };
+        self.schedule(q, next);
+        self.after(q, fx, 0);
+        (r, commit)
+    }
+
+    /// What a queue operation left to do outside the queue's lock.
+    pub(super) fn after(&self, q: &Arc<QueueHandle>, fx: Effects, depth: u32) {
+        if fx.became_ready > 0 && q.waiting.load(Ordering::Acquire) > 0 {
+            q.arrivals.notify_waiters();
+        }
+        if !fx.dead_letters.is_empty() {
+            self.dead_letter(q, fx.dead_letters, depth);
+        }
+        if fx.delete_queue
+            && let Ok(ns) = self.namespace(&q.namespace)
+        {
+            self.remove_queue(&ns, q);
+        }
+    }
+
+    fn stamp(&self, msg: &mut Message, now: Timestamp) {
+        msg.id = self.ids.next_id();
+        if msg.published_at == Timestamp(0) {
+            msg.published_at = now;
+        }
+    }
+
+    /// Sends one message to a queue. Await the commit before confirming a
+    /// persistent message to its publisher.
+    pub fn send(&self, q: &Arc<QueueHandle>, mut msg: Message) -> CoreResult<(Sent, Commit)> {
+        if q.is_deleted() {
+            return Err(CoreError::QueueNotFound(q.name.clone()));
+        }
+        self.stamp(&mut msg, self.clock.now());
+        let id = msg.id;
+        let (r, commit) = self.op(q, |core, now, fx| core.enqueue(Arc::new(msg), now, fx));
+        Ok((Sent { id, outcome: r? }, commit))
+    }
+
+    /// Sends several messages under one lock and one journal append.
+    pub fn send_batch(
+        &self,
+        q: &Arc<QueueHandle>,
+        msgs: Vec<Message>,
+    ) -> CoreResult<(Vec<CoreResult<Sent>>, Commit)> {
+        if q.is_deleted() {
+            return Err(CoreError::QueueNotFound(q.name.clone()));
+        }
+        let now = self.clock.now();
+        let msgs: Vec<Message> = msgs
+            .into_iter()
+            .map(|mut m| {
+                self.stamp(&mut m, now);
+                m
+            })
+            .collect();
+        Ok(self.op(q, |core, now, fx| {
+            msgs.into_iter()
+                .map(|m| {
+                    let id = m.id;
+                    core.enqueue(Arc::new(m), now, fx)
+                        .map(|outcome| Sent { id, outcome })
+                })
+                .collect()
+        }))
+    }
+
+    /// Enqueues a message that already has its id (a dead letter, a move).
+    pub(super) fn enqueue_existing(
+        &self,
+        q: &Arc<QueueHandle>,
+        msg: Arc<Message>,
+        depth: u32,
+    ) -> CoreResult<(Enqueued, Commit)> {
+        if q.is_deleted() {
+            return Err(CoreError::QueueNotFound(q.name.clone()));
+        }
+        let now = self.clock.now();
+        let mut fx = Effects::default();
+        let (r, commit, next) = {
+            let mut core = lock(&q.core);
+            let r = core.enqueue(msg, now, &mut fx);
+            let commit = self.append(&mut fx.records);
+            (r, commit, core.next_deadline())
+        };
+        self.schedule(q, next);
+        self.after(q, fx, depth);
+        r.map(|o| (o, commit))
+    }
+
+    /// Takes up to `max` ready messages now (no waiting).
+    pub fn receive(&self, q: &Arc<QueueHandle>, max: usize, mode: ReceiveMode) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        self.op(q, |core, now, fx| {
+            core.receive(now, max, mode, fx, &mut out)
+        });
+        out
+    }
+
+    pub fn ack(&self, q: &Arc<QueueHandle>, lease: Lease) -> CoreResult<()> {
+        self.op(q, |core, now, fx| core.ack(lease, now, fx)).0
+    }
+
+    pub fn nack(&self, q: &Arc<QueueHandle>, lease: Lease, requeue: bool) -> CoreResult<()> {
+        self.op(q, |core, now, fx| core.nack(lease, requeue, now, fx))
+            .0
+    }
+
+    /// Changes a lease's visibility timeout; returns the new deadline.
+    pub fn set_visibility(
+        &self,
+        q: &Arc<QueueHandle>,
+        lease: Lease,
+        timeout: Duration,
+    ) -> CoreResult<Timestamp> {
+        self.op(q, |core, now, fx| {
+            core.set_visibility(lease, timeout, now, fx)
+        })
+        .0
+    }
+
+    /// Removes messages (see [`QueueCore::purge`]); returns how many.
+    pub fn purge(&self, q: &Arc<QueueHandle>, include_leased: bool) -> u64 {
+        self.op(q, |core, now, fx| core.purge(include_leased, now, fx))
+            .0
+    }
+
+    /// Registers a push consumer.
+    pub fn consume(&self, q: &Arc<QueueHandle>, spec: ConsumerSpec) -> CoreResult<ConsumerId> {
+        if q.is_deleted() {
+            return Err(CoreError::QueueNotFound(q.name.clone()));
+        }
+        let id = self.next_consumer_id();
+        self.op(q, |core, now, fx| core.add_consumer(id, spec, now, fx))
+            .0
+            .map(|()| id)
+    }
+
+    pub fn cancel(&self, q: &Arc<QueueHandle>, consumer: ConsumerId) -> CoreResult<()> {
+        self.op(q, |core, now, fx| core.cancel_consumer(consumer, now, fx))
+            .0
+    }
+
+    pub fn set_prefetch(
+        &self,
+        q: &Arc<QueueHandle>,
+        consumer: ConsumerId,
+        prefetch: Option<u32>,
+    ) -> CoreResult<()> {
+        self.op(q, |core, now, fx| {
+            core.set_prefetch(consumer, prefetch, now, fx)
+        })
+        .0
+    }
+}
+
+/// Names the first setting that differs, for the error message.
+fn describe_difference(a: &QueueConfig, b: &QueueConfig) -> String {
+    let fields: [(&str, bool); 12] = [
+        ("durable", a.durable != b.durable),
+        ("fifo", a.fifo != b.fifo),
+        ("deduplication", a.dedup != b.dedup),
+        (
+            "visibility timeout",
+            a.visibility_timeout != b.visibility_timeout,
+        ),
+        ("delay", a.delay != b.delay),
+        ("message ttl", a.message_ttl != b.message_ttl),
+        ("max length", a.max_length != b.max_length),
+        ("max bytes", a.max_bytes != b.max_bytes),
+        ("overflow", a.overflow != b.overflow),
+        ("max priority", a.max_priority != b.max_priority),
+        ("dead letter", a.dead_letter != b.dead_letter),
+        ("auto delete", a.auto_delete != b.auto_delete),
+    ];
+    fields
+        .iter()
+        .find(|(_, differs)| *differs)
+        .map(|(name, _)| format!("{name} differs"))
+        .unwrap_or_else(|| "settings differ".to_owned())
+}

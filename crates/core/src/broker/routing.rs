@@ -1,0 +1,320 @@
+//! Routers of the broker: declare, bind, publish, and dead-letter routing.
+
+use std::sync::Arc;
+
+use crate::error::{CoreError, CoreResult};
+use crate::message::{DeathReason, Message};
+use crate::queue::{DeadLetter, DeadLetterTarget};
+use crate::router::{Binding, Destination, Router, RouterConfig};
+use crate::store::{Commit, Record};
+
+use super::{Broker, Namespace, QueueHandle, read, write};
+
+/// Dead letters that dead-letter again stop after this many hops.
+const MAX_DEAD_LETTER_HOPS: u32 = 8;
+
+/// The outcome of publishing to a router.
+#[derive(Debug)]
+pub struct Published {
+    /// How many queues took the message; 0: unroutable (report it back to
+    /// a mandatory publisher).
+    pub queues: usize,
+    /// How many of them refused it (full with reject-publish).
+    pub refused: usize,
+    pub commit: Commit,
+}
+
+impl Broker {
+    /// Creates a router, or accepts a redeclaration with the same settings.
+    /// Returns true if it was created.
+    pub fn declare_router(
+        &self,
+        namespace: &str,
+        name: &str,
+        config: RouterConfig,
+    ) -> CoreResult<bool> {
+        let ns = self.namespace(namespace)?;
+        let mut map = write(&ns.routers);
+        if let Some(r) = map.get(name) {
+            return if read(r).config() == &config {
+                Ok(false)
+            } else {
+                Err(CoreError::RouterExists {
+                    name: name.to_owned(),
+                })
+            };
+        }
+        if config.durable {
+            self.append(&mut vec![Record::RouterDeclared {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                config: config.clone(),
+            }]);
+        }
+        map.insert(
+            name.to_owned(),
+            Arc::new(std::sync::RwLock::new(Router::new(name, config))),
+        );
+        Ok(true)
+    }
+
+    pub fn router_config(&self, namespace: &str, name: &str) -> CoreResult<RouterConfig> {
+        let ns = self.namespace(namespace)?;
+        let r = self.router(&ns, name)?;
+        let cfg = read(&r).config().clone();
+        Ok(cfg)
+    }
+
+    fn router(&self, ns: &Namespace, name: &str) -> CoreResult<Arc<std::sync::RwLock<Router>>> {
+        read(&ns.routers)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CoreError::RouterNotFound(name.to_owned()))
+    }
+
+    pub fn router_names(&self, namespace: &str) -> CoreResult<Vec<String>> {
+        let mut v: Vec<String> = read(&self.namespace(namespace)?.routers)
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Deletes a router and every binding from or to it. With `if_unused`,
+    /// fails if it has bindings as a source.
+    pub fn delete_router(&self, namespace: &str, name: &str, if_unused: bool) -> CoreResult<()> {
+        let ns = self.namespace(namespace)?;
+        let r = self.router(&ns, name)?;
+        if if_unused && read(&r).binding_count() > 0 {
+            return Err(CoreError::QueueInUse(name.to_owned()));
+        }
+        let durable = read(&r).config().durable;
+        write(&ns.routers).remove(name);
+        let dest = Destination::router(name);
+        let others: Vec<_> = read(&ns.routers).values().cloned().collect();
+        for other in others {
+            write(&other).unbind_destination(&dest);
+        }
+        if durable {
+            self.append(&mut vec![Record::RouterDeleted {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            }]);
+        }
+        Ok(())
+    }
+
+    /// Adds a binding; both ends must exist. Returns false if it existed.
+    pub fn bind(&self, namespace: &str, binding: Binding) -> CoreResult<bool> {
+        let ns = self.namespace(namespace)?;
+        let source = self.router(&ns, &binding.source)?;
+        let dest_durable = self.destination_durable(&ns, &binding.destination)?;
+        let added = write(&source).bind(
+            binding.destination.clone(),
+            &binding.key,
+            binding.args.clone(),
+        );
+        if added && dest_durable && read(&source).config().durable {
+            self.append(&mut vec![Record::Bound {
+                namespace: namespace.to_owned(),
+                binding,
+            }]);
+        }
+        Ok(added)
+    }
+
+    pub fn unbind(&self, namespace: &str, binding: Binding) -> CoreResult<bool> {
+        let ns = self.namespace(namespace)?;
+        let source = self.router(&ns, &binding.source)?;
+        let removed = write(&source).unbind(&binding.destination, &binding.key, &binding.args);
+        let (durable, now_unused) = {
+            let r = read(&source);
+            (
+                r.config().durable,
+                r.config().auto_delete && r.binding_count() == 0,
+            )
+        };
+        if removed && durable {
+            self.append(&mut vec![Record::Unbound {
+                namespace: namespace.to_owned(),
+                binding: binding.clone(),
+            }]);
+        }
+        if removed && now_unused {
+            self.delete_router(namespace, &binding.source, false)?;
+        }
+        Ok(removed)
+    }
+
+    pub fn bindings(&self, namespace: &str, router: &str) -> CoreResult<Vec<Binding>> {
+        let ns = self.namespace(namespace)?;
+        let r = self.router(&ns, router)?;
+        let b = read(&r).bindings();
+        Ok(b)
+    }
+
+    fn destination_durable(&self, ns: &Namespace, d: &Destination) -> CoreResult<bool> {
+        Ok(match d {
+            Destination::Queue(q) => {
+                let q = read(&ns.queues)
+                    .get(&**q)
+                    .cloned()
+                    .ok_or_else(|| CoreError::QueueNotFound(q.to_string()))?;
+                let c = q.config();
+                c.durable && c.exclusive_owner.is_none()
+            }
+            Destination::Router(r) => {
+                let r = self.router(ns, r)?;
+                read(&r).config().durable
+            }
+        })
+    }
+
+    /// Publishes to a router: the message goes to every queue the router
+    /// (and the routers bound to it, and alternates) routes it to.
+    pub fn publish(
+        &self,
+        namespace: &str,
+        router: &str,
+        mut msg: Message,
+    ) -> CoreResult<Published> {
+        let ns = self.namespace(namespace)?;
+        let r = self.router(&ns, router)?;
+        if read(&r).config().internal {
+            return Err(CoreError::InvalidArgument(format!(
+                "router '{router}' is internal: publish to it through another router"
+            )));
+        }
+        let mut queues = Vec::new();
+        self.route(&ns, router, &msg, &mut Vec::new(), &mut queues);
+        self.stamp_for_publish(&mut msg, router);
+        let msg = Arc::new(msg);
+        let mut published = Published {
+            queues: 0,
+            refused: 0,
+            commit: Commit::done(),
+        };
+        for name in queues {
+            let Some(q) = read(&ns.queues).get(&*name).cloned() else {
+                continue;
+            };
+            published.queues += 1;
+            match self.enqueue_existing(&q, Arc::clone(&msg), 0) {
+                Ok((_, c)) => published.commit = published.commit.and(c),
+                Err(CoreError::QueueFull(_)) => published.refused += 1,
+                Err(_) => published.queues -= 1,
+            }
+        }
+        Ok(published)
+    }
+
+    fn stamp_for_publish(&self, msg: &mut Message, router: &str) {
+        msg.id = self.ids.next_id();
+        if msg.published_at.as_millis() == 0 {
+            msg.published_at = self.clock.now();
+        }
+        if msg.router.as_deref() != Some(router) {
+            msg.router = Some(router.to_owned());
+        }
+    }
+
+    /// Collects the queues `msg` goes to from `router`, following bindings
+    /// to other routers and alternates; each router is visited once.
+    /// Returns how many destinations were reached (0: unroutable here).
+    fn route(
+        &self,
+        ns: &Namespace,
+        router: &str,
+        msg: &Message,
+        visited: &mut Vec<String>,
+        queues: &mut Vec<Arc<str>>,
+    ) -> usize {
+        if visited.iter().any(|v| v == router) {
+            return 0;
+        }
+        visited.push(router.to_owned());
+        let Ok(r) = self.router(ns, router) else {
+            return 0;
+        };
+        let mut dests = Vec::new();
+        let alternate = {
+            let r = read(&r);
+            r.route(msg, &mut dests);
+            r.config().alternate.clone()
+        };
+        let mut reached = 0;
+        for d in dests {
+            match d {
+                Destination::Queue(q) => {
+                    reached += 1;
+                    if !queues.contains(&q) {
+                        queues.push(q);
+                    }
+                }
+                Destination::Router(next) => {
+                    reached += self.route(ns, &next, msg, visited, queues);
+                }
+            }
+        }
+        if reached == 0
+            && let Some(alt) = alternate
+        {
+            reached += self.route(ns, &alt, msg, visited, queues);
+        }
+        reached
+    }
+
+    /// Delivers dead letters from `source` to their targets, then journals
+    /// their removal from the source.
+    pub(super) fn dead_letter(
+        &self,
+        source: &Arc<QueueHandle>,
+        letters: Vec<DeadLetter>,
+        depth: u32,
+    ) {
+        let Ok(ns) = self.namespace(&source.namespace) else {
+            return;
+        };
+        let mut removals = Vec::new();
+        for dl in letters {
+            let reason = dl.message.deaths.first().map(|d| d.reason);
+            let mut msg = dl.message;
+            let targets: Vec<Arc<str>> = match &dl.target {
+                DeadLetterTarget::Queue(q) => vec![Arc::from(q.as_str())],
+                DeadLetterTarget::Router {
+                    router,
+                    routing_key,
+                } => {
+                    if let Some(k) = routing_key {
+                        msg.routing_key = k.clone();
+                    }
+                    let mut queues = Vec::new();
+                    self.route(&ns, router, &msg, &mut Vec::new(), &mut queues);
+                    queues
+                }
+            };
+            let msg = Arc::new(msg);
+            for t in targets {
+                // A message that would die back into its own queue for a
+                // reason other than rejection would cycle for ever: drop it.
+                let cycle = *t == *source.name && reason != Some(DeathReason::Rejected);
+                if cycle || depth >= MAX_DEAD_LETTER_HOPS {
+                    tracing::warn!(queue = %source.name, target = %t, "dropping dead letter that would cycle");
+                    continue;
+                }
+                let Some(q) = read(&ns.queues).get(&*t).cloned() else {
+                    tracing::debug!(queue = %source.name, target = %t, "dead-letter target does not exist; dropped");
+                    continue;
+                };
+                if let Err(e) = self.enqueue_existing(&q, Arc::clone(&msg), depth + 1) {
+                    tracing::warn!(queue = %source.name, target = %t, error = %e, "dead letter refused by its target");
+                }
+            }
+            removals.extend(dl.removal);
+        }
+        if !removals.is_empty() {
+            self.append(&mut removals);
+        }
+    }
+}

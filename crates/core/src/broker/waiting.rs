@@ -1,0 +1,58 @@
+//! Long polling: a receive that waits until a message is there or its
+//! wait time is up.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::queue::{Delivery, ReceiveMode};
+
+use super::{Broker, QueueHandle};
+
+impl Broker {
+    /// Receives up to `max` messages, waiting up to `wait` for the first
+    /// one. Returns as soon as any is available, empty when time is up or
+    /// the queue is deleted.
+    pub async fn receive_wait(
+        &self,
+        q: &Arc<QueueHandle>,
+        max: usize,
+        mode: ReceiveMode,
+        wait: Duration,
+    ) -> Vec<Delivery> {
+        let deadline = self.clock.now().plus(wait);
+        loop {
+            // Register before looking, so an arrival between the look and
+            // the wait is not missed.
+            let arrived = q.arrivals.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let _waiting = WaitingGuard::new(q);
+            let got = self.receive(q, max, mode);
+            if !got.is_empty() || q.is_deleted() || self.clock.now() >= deadline {
+                return got;
+            }
+            let sleep = self.clock.sleep_until(deadline);
+            tokio::select! {
+                _ = arrived => {}
+                _ = sleep => {}
+            }
+        }
+    }
+}
+
+/// Counts a waiter for as long as it lives (also when its future is dropped).
+struct WaitingGuard<'a>(&'a QueueHandle);
+
+impl<'a> WaitingGuard<'a> {
+    fn new(q: &'a QueueHandle) -> Self {
+        q.waiting.fetch_add(1, Ordering::AcqRel);
+        WaitingGuard(q)
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,813 @@
+//! One queue as a pure state machine: no locks, no I/O, no clock of its own.
+//!
+//! Every operation takes the current time and an [`Effects`] buffer. What a
+//! queue cannot do alone goes into the buffer for the broker to carry out:
+//! records to journal, messages to dead-letter into another queue or router,
+//! waiters to wake, the queue's own deletion. The broker calls it with the
+//! queue's lock held and acts on the effects after.
+//!
+//! Messages live in a slab (no allocation per message once warm); the
+//! ready index, the delay heap, the lease-deadline heap and the expiry heap
+//! hold `(seq, slot)` references and are cleaned lazily, so a removal never
+//! searches them.
+
+mod config;
+mod consumers;
+mod dedup;
+mod push;
+mod ready;
+mod time;
+
+pub use config::{
+    DeadLetterPolicy, DeadLetterTarget, DedupConfig, DedupScope, Overflow, QueueConfig,
+};
+pub use consumers::{ConsumerId, ConsumerSpec, DeliverySink};
+pub use dedup::Original;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use slab::Slab;
+
+use crate::clock::Timestamp;
+use crate::error::{CoreError, CoreResult};
+use crate::message::{DeathReason, Message};
+use crate::store::{QueueId, Record};
+
+use consumers::Consumers;
+use dedup::{Check, DedupWindow};
+use ready::{ReadyIndex, Ref};
+
+/// A delivery in flight. Protocols encode it in their own handles (an SQS
+/// receipt handle, an AMQP delivery tag's table entry). It goes stale when
+/// the message is delivered again, acked or removed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub seq: u64,
+    pub slot: u32,
+    /// The message's delivery count when this lease was made.
+    pub delivery: u32,
+}
+
+/// A message handed to a consumer.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub lease: Lease,
+    pub message: Arc<Message>,
+    /// 1 on the first delivery.
+    pub delivery_count: u32,
+    pub enqueued_at: Timestamp,
+    pub first_delivered_at: Timestamp,
+    /// When the lease runs out; `None`: held until settled.
+    pub deadline: Option<Timestamp>,
+    /// The push consumer it went to.
+    pub consumer: Option<ConsumerId>,
+    /// Already removed from the queue (auto-ack).
+    pub auto_acked: bool,
+}
+
+impl Delivery {
+    pub fn redelivered(&self) -> bool {
+        self.delivery_count > 1
+    }
+}
+
+/// How a receive takes messages.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ReceiveMode {
+    /// Leased for this long (SQS visibility timeout), then visible again.
+    Lease(Duration),
+    /// Leased with no deadline: held until acked or nacked (AMQP basic.get).
+    Hold,
+    /// Removed on delivery (AMQP no-ack).
+    AutoAck,
+}
+
+/// The outcome of an enqueue.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    Accepted {
+        seq: u64,
+    },
+    /// Seen within the deduplication window: not enqueued again.
+    Duplicate(Original),
+    /// Accepted but at once dropped or dead-lettered by the overflow policy
+    /// (a message larger than the queue's max bytes, or max length 0).
+    Dropped,
+}
+
+/// A message leaving a queue for a dead-letter target.
+#[derive(Debug)]
+pub struct DeadLetter {
+    /// The message with the death recorded.
+    pub message: Message,
+    pub target: DeadLetterTarget,
+    /// The source's removal record, to journal only after the message is
+    /// safely in its target, so a crash in between duplicates rather than loses.
+    pub removal: Option<Record>,
+}
+
+/// What an operation needs the broker to do after it.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub records: Vec<Record>,
+    pub dead_letters: Vec<DeadLetter>,
+    /// Messages that became ready (long-poll waiters to wake).
+    pub became_ready: usize,
+    /// The queue should be deleted: its TTL ran out unused, or its last
+    /// consumer left an auto-delete queue.
+    pub delete_queue: bool,
+}
+
+impl Effects {
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.dead_letters.clear();
+        self.became_ready = 0;
+        self.delete_queue = false;
+    }
+}
+
+/// Depths and counters of a queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub ready: u64,
+    pub delayed: u64,
+    pub leased: u64,
+    pub ready_bytes: u64,
+    pub bytes: u64,
+    pub consumers: usize,
+    pub published: u64,
+    pub delivered: u64,
+    pub redelivered: u64,
+    pub acked: u64,
+    pub dead_lettered: u64,
+    pub expired: u64,
+    pub dropped: u64,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum State {
+    Ready,
+    Delayed(Timestamp),
+    Leased {
+        deadline: Option<Timestamp>,
+        consumer: Option<ConsumerId>,
+    },
+}
+
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    msg: Arc<Message>,
+    state: State,
+    deliveries: u32,
+    priority: u8,
+    enqueued_at: Timestamp,
+    expires_at: Option<Timestamp>,
+    first_delivered_at: Option<Timestamp>,
+}
+
+type TimedRef = Reverse<(Timestamp, u64, usize)>;
+
+pub struct QueueCore {
+    id: QueueId,
+    name: String,
+    config: QueueConfig,
+    slots: Slab<Entry>,
+    next_seq: u64,
+    ready: ReadyIndex,
+    delayed: BinaryHeap<TimedRef>,
+    deadlines: BinaryHeap<TimedRef>,
+    expiries: BinaryHeap<TimedRef>,
+    dedup: Option<DedupWindow>,
+    consumers: Consumers,
+    stats: QueueStats,
+    last_used: Timestamp,
+    had_consumers: bool,
+    /// Reused buffer for popped references.
+    scratch: Vec<Ref>,
+}
+
+impl QueueCore {
+    pub fn new(id: QueueId, name: &str, config: QueueConfig, now: Timestamp) -> Self {
+        let consumers = Consumers {
+            single_active: config.single_active_consumer,
+            ..Consumers::default()
+        };
+        QueueCore {
+            id,
+            name: name.to_owned(),
+            ready: ReadyIndex::new(config.fifo, config.max_priority),
+            dedup: config.dedup.clone().map(DedupWindow::new),
+            config,
+            slots: Slab::new(),
+            next_seq: 1,
+            delayed: BinaryHeap::new(),
+            deadlines: BinaryHeap::new(),
+            expiries: BinaryHeap::new(),
+            consumers,
+            stats: QueueStats::default(),
+            last_used: now,
+            had_consumers: false,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> QueueId {
+        self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    /// Replaces settings that may change on a live queue (SQS
+    /// SetQueueAttributes): timeouts, delay, TTL, limits, dead-lettering.
+    /// FIFO-ness and priorities are fixed at creation.
+    pub fn reconfigure(&mut self, config: QueueConfig) -> CoreResult<()> {
+        if config.fifo != self.config.fifo || config.max_priority != self.config.max_priority {
+            return Err(CoreError::InvalidArgument(
+                "fifo and max priority cannot change on an existing queue".into(),
+            ));
+        }
+        if config.dedup != self.config.dedup {
+            self.dedup = config.dedup.clone().map(DedupWindow::new);
+        }
+        self.consumers.single_active = config.single_active_consumer;
+        self.config = config;
+        Ok(())
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        QueueStats {
+            consumers: self.consumers.list.len(),
+            ..self.stats.clone()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Marks the queue used (a declare or a get), for queue TTL.
+    pub fn touch(&mut self, now: Timestamp) {
+        self.last_used = self.last_used.max(now);
+    }
+
+    /// The messages that entered the queue so far have sequence numbers below this.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The messages the deduplication window remembers.
+    pub fn dedup_len(&self) -> usize {
+        self.dedup.as_ref().map_or(0, DedupWindow::len)
+    }
+
+    fn journaled(&self, msg: &Message) -> bool {
+        self.config.durable && msg.persistent
+    }
+
+    /// The lease's entry, if the lease is current.
+    fn find(&self, lease: Lease) -> Option<usize> {
+        let key = lease.slot as usize;
+        self.slots
+            .get(key)
+            .filter(|e| e.seq == lease.seq && e.deliveries == lease.delivery)
+            .map(|_| key)
+    }
+
+    /// Enqueues one message. The broker has set its id and publish time.
+    pub fn enqueue(
+        &mut self,
+        msg: Arc<Message>,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> CoreResult<Enqueued> {
+        self.advance(now, fx);
+        let dedup_key = match self.dedup.as_mut().map(|d| d.check(&msg, now)) {
+            Some(Check::Duplicate(original)) => return Ok(Enqueued::Duplicate(original)),
+            Some(Check::New(key)) => key,
+            None => None,
+        };
+        if !self.make_room(&msg, now, fx)? {
+            self.stats.published += 1;
+            self.discard(msg, DeathReason::MaxLength, None, now, fx);
+            return Ok(Enqueued::Dropped);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.journaled(&msg) {
+            fx.records.push(Record::Enqueued {
+                queue: self.id,
+                seq,
+                at: now,
+                message: Arc::clone(&msg),
+            });
+        }
+        let id = msg.id;
+        self.insert(seq, msg, now, 0, now, fx);
+        self.stats.published += 1;
+        if let (Some(key), Some(d)) = (dedup_key, self.dedup.as_mut()) {
+            d.remember(key, Original { id, seq }, now);
+        }
+        self.dispatch(now, fx);
+        Ok(Enqueued::Accepted { seq })
+    }
+
+    /// Puts a recovered message back with its original sequence number and
+    /// delivery count (recovery replays in sequence order).
+    pub fn restore(
+        &mut self,
+        seq: u64,
+        enqueued_at: Timestamp,
+        msg: Arc<Message>,
+        deliveries: u32,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) {
+        self.next_seq = self.next_seq.max(seq + 1);
+        self.insert(seq, msg, enqueued_at, deliveries, now, fx);
+    }
+
+    fn insert(
+        &mut self,
+        seq: u64,
+        msg: Arc<Message>,
+        enqueued_at: Timestamp,
+        deliveries: u32,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) {
+        let priority = msg
+            .properties
+            .priority
+            .unwrap_or(0)
+            .min(self.config.max_priority);
+        let ttl = match (msg.properties.ttl, self.config.message_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let expires_at = ttl.map(|t| enqueued_at.plus(t));
+        let delay = msg.properties.delay.unwrap_or(self.config.delay);
+        let visible_at = enqueued_at.plus(delay);
+        let size = msg.size();
+        let key = self.slots.insert(Entry {
+            seq,
+            msg,
+            state: State::Delayed(visible_at),
+            deliveries,
+            priority,
+            enqueued_at,
+            expires_at,
+            first_delivered_at: None,
+        });
+        self.stats.bytes += size;
+        if let Some(at) = expires_at {
+            self.expiries.push(Reverse((at, seq, key)));
+        }
+        if visible_at > now {
+            self.stats.delayed += 1;
+            self.delayed.push(Reverse((visible_at, seq, key)));
+        } else {
+            self.make_ready(key, false, fx);
+        }
+    }
+
+    /// Applies the overflow policy before `msg` is added. Returns false if
+    /// the message itself cannot fit and must be dropped.
+    fn make_room(&mut self, msg: &Message, now: Timestamp, fx: &mut Effects) -> CoreResult<bool> {
+        let size = msg.size();
+        let over = |s: &QueueStats, c: &QueueConfig| {
+            c.max_length.is_some_and(|m| s.ready + 1 > m)
+                || c.max_bytes.is_some_and(|m| s.ready_bytes + size > m)
+        };
+        if !over(&self.stats, &self.config) {
+            return Ok(true);
+        }
+        match self.config.overflow {
+            Overflow::RejectPublish => Err(CoreError::QueueFull(self.name.clone())),
+            Overflow::RejectPublishDeadLetter => {
+                let dl = msg.dead_lettered(&self.name, DeathReason::MaxLength, now);
+                if let Some(p) = self.config.dead_letter.as_ref().filter(|p| p.on_overflow) {
+                    self.stats.dead_lettered += 1;
+                    fx.dead_letters.push(DeadLetter {
+                        message: dl,
+                        target: p.target.clone(),
+                        removal: None,
+                    });
+                }
+                Err(CoreError::QueueFull(self.name.clone()))
+            }
+            Overflow::DropHead => {
+                while over(&self.stats, &self.config) && self.stats.ready > 0 {
+                    let slots = &self.slots;
+                    let mut valid = |(seq, key): Ref| {
+                        slots
+                            .get(key)
+                            .is_some_and(|e| e.seq == seq && e.state == State::Ready)
+                    };
+                    let popped = match &mut self.ready {
+                        ReadyIndex::Plain(p) => p.pop_oldest_lowest(&mut valid),
+                        ReadyIndex::Grouped(g) => {
+                            let mut one = Vec::with_capacity(1);
+                            g.pop_batch(1, false, &mut valid, &mut one);
+                            one.pop()
+                        }
+                    };
+                    let Some((_, key)) = popped else { break };
+                    self.remove(key, Some(DeathReason::MaxLength), now, fx);
+                }
+                Ok(!over(&self.stats, &self.config))
+            }
+        }
+    }
+
+    /// Takes up to `max` ready messages.
+    pub fn receive(
+        &mut self,
+        now: Timestamp,
+        max: usize,
+        mode: ReceiveMode,
+        fx: &mut Effects,
+        out: &mut Vec<Delivery>,
+    ) {
+        self.advance(now, fx);
+        self.last_used = now;
+        let mut refs = std::mem::take(&mut self.scratch);
+        self.pop_ready(max, &mut refs);
+        let deadline = match mode {
+            ReceiveMode::Lease(d) => Some(now.plus(d)),
+            ReceiveMode::Hold | ReceiveMode::AutoAck => None,
+        };
+        for (_, key) in refs.drain(..) {
+            let d = self.lease(key, deadline, None, now, fx);
+            let d = if mode == ReceiveMode::AutoAck {
+                self.settle_auto_ack(key, d, now, fx)
+            } else {
+                d
+            };
+            out.push(d);
+        }
+        self.scratch = refs;
+    }
+
+    /// Pops up to `max` ready references (FIFO: as many as possible per group).
+    fn pop_ready(&mut self, max: usize, out: &mut Vec<Ref>) {
+        let slots = &self.slots;
+        let mut valid = |(seq, key): Ref| {
+            slots
+                .get(key)
+                .is_some_and(|e| e.seq == seq && e.state == State::Ready)
+        };
+        match &mut self.ready {
+            ReadyIndex::Plain(p) => {
+                while out.len() < max {
+                    match p.pop(&mut valid) {
+                        Some(r) => out.push(r),
+                        None => break,
+                    }
+                }
+            }
+            ReadyIndex::Grouped(g) => g.pop_batch(max, true, &mut valid, out),
+        }
+    }
+
+    /// Ready -> Leased, counting the delivery.
+    fn lease(
+        &mut self,
+        key: usize,
+        deadline: Option<Timestamp>,
+        consumer: Option<ConsumerId>,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Delivery {
+        let journaled = self.config.durable;
+        let e = &mut self.slots[key];
+        debug_assert_eq!(e.state, State::Ready);
+        e.state = State::Leased { deadline, consumer };
+        e.deliveries += 1;
+        let first = *e.first_delivered_at.get_or_insert(now);
+        let size = e.msg.size();
+        if journaled && e.msg.persistent {
+            fx.records.push(Record::Delivered {
+                queue: self.id,
+                seq: e.seq,
+                count: e.deliveries,
+            });
+        }
+        if let Some(d) = deadline {
+            self.deadlines.push(Reverse((d, e.seq, key)));
+        }
+        let delivery = Delivery {
+            lease: Lease {
+                seq: e.seq,
+                slot: key as u32,
+                delivery: e.deliveries,
+            },
+            message: Arc::clone(&e.msg),
+            delivery_count: e.deliveries,
+            enqueued_at: e.enqueued_at,
+            first_delivered_at: first,
+            deadline,
+            consumer,
+            auto_acked: false,
+        };
+        self.stats.ready -= 1;
+        self.stats.ready_bytes -= size;
+        self.stats.leased += 1;
+        self.stats.delivered += 1;
+        if delivery.redelivered() {
+            self.stats.redelivered += 1;
+        }
+        delivery
+    }
+
+    fn settle_auto_ack(
+        &mut self,
+        key: usize,
+        mut d: Delivery,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Delivery {
+        self.remove(key, None, now, fx);
+        self.stats.acked += 1;
+        d.auto_acked = true;
+        d
+    }
+
+    /// Removes a delivered message for good.
+    pub fn ack(&mut self, lease: Lease, now: Timestamp, fx: &mut Effects) -> CoreResult<()> {
+        self.advance(now, fx);
+        // A message whose lease ran out but that nobody received again may
+        // still be acked with its last lease (as SQS allows).
+        let key = self
+            .find(lease)
+            .filter(|&k| !matches!(self.slots[k].state, State::Delayed(_)))
+            .ok_or(CoreError::LeaseNotFound)?;
+        self.remove(key, None, now, fx);
+        self.stats.acked += 1;
+        self.dispatch(now, fx);
+        Ok(())
+    }
+
+    /// Gives a delivered message back: to the queue (`requeue`) or to the
+    /// dead-letter target (dropped if the queue has none for rejections).
+    pub fn nack(
+        &mut self,
+        lease: Lease,
+        requeue: bool,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> CoreResult<()> {
+        self.advance(now, fx);
+        let key = self.find_leased(lease)?;
+        if requeue {
+            self.return_leased(key, now, fx);
+        } else {
+            self.remove(key, Some(DeathReason::Rejected), now, fx);
+        }
+        self.dispatch(now, fx);
+        Ok(())
+    }
+
+    /// Moves a lease's deadline to `now + timeout`; zero makes the message
+    /// visible at once.
+    pub fn set_visibility(
+        &mut self,
+        lease: Lease,
+        timeout: Duration,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> CoreResult<Timestamp> {
+        self.advance(now, fx);
+        let key = self.find_leased(lease)?;
+        if timeout.is_zero() {
+            self.return_leased(key, now, fx);
+            self.dispatch(now, fx);
+            return Ok(now);
+        }
+        let deadline = now.plus(timeout);
+        let e = &mut self.slots[key];
+        if let State::Leased { consumer, .. } = e.state {
+            e.state = State::Leased {
+                deadline: Some(deadline),
+                consumer,
+            };
+        }
+        self.deadlines.push(Reverse((deadline, e.seq, key)));
+        Ok(deadline)
+    }
+
+    fn find_leased(&self, lease: Lease) -> CoreResult<usize> {
+        self.find(lease)
+            .filter(|&k| matches!(self.slots[k].state, State::Leased { .. }))
+            .ok_or(CoreError::LeaseNotFound)
+    }
+
+    /// Leased -> Ready (or dead-lettered, if delivered too often, or
+    /// dropped, if expired meanwhile).
+    fn return_leased(&mut self, key: usize, now: Timestamp, fx: &mut Effects) {
+        let e = &self.slots[key];
+        let limit = self
+            .config
+            .dead_letter
+            .as_ref()
+            .and_then(|p| p.max_deliveries);
+        if limit.is_some_and(|max| e.deliveries >= max) {
+            self.remove(key, Some(DeathReason::DeliveryLimit), now, fx);
+        } else if e.expires_at.is_some_and(|t| t <= now) {
+            self.remove(key, Some(DeathReason::Expired), now, fx);
+        } else {
+            self.leave_lease(key);
+            self.make_ready(key, true, fx);
+        }
+    }
+
+    /// Bookkeeping when an entry stops being leased: counts, the consumer's
+    /// credit, the FIFO group's block.
+    fn leave_lease(&mut self, key: usize) {
+        let e = &self.slots[key];
+        if let State::Leased { consumer, .. } = e.state {
+            self.stats.leased -= 1;
+            if let Some(c) = consumer {
+                self.consumers.settle(c);
+            }
+            if let ReadyIndex::Grouped(g) = &mut self.ready {
+                g.release(e.msg.group_id.as_deref().unwrap_or(""));
+            }
+        }
+    }
+
+    /// Puts an entry (not leased any more) into the ready index.
+    fn make_ready(&mut self, key: usize, returned: bool, fx: &mut Effects) {
+        let e = &mut self.slots[key];
+        e.state = State::Ready;
+        self.ready.push(
+            (e.seq, key),
+            e.priority,
+            e.msg.group_id.as_deref(),
+            returned,
+        );
+        self.stats.ready += 1;
+        self.stats.ready_bytes += e.msg.size();
+        fx.became_ready += 1;
+    }
+
+    /// Removes an entry. With a reason, the message died: it is
+    /// dead-lettered if the queue's policy covers the reason, else dropped.
+    fn remove(&mut self, key: usize, died: Option<DeathReason>, now: Timestamp, fx: &mut Effects) {
+        match self.slots[key].state {
+            State::Ready => {
+                let size = self.slots[key].msg.size();
+                self.stats.ready -= 1;
+                self.stats.ready_bytes -= size;
+            }
+            State::Delayed(_) => self.stats.delayed -= 1,
+            State::Leased { .. } => self.leave_lease(key),
+        }
+        let e = self.slots.remove(key);
+        self.stats.bytes -= e.msg.size();
+        let removal = self.journaled(&e.msg).then_some(Record::Removed {
+            queue: self.id,
+            seq: e.seq,
+        });
+        match died {
+            None => fx.records.extend(removal),
+            Some(reason) => self.discard(e.msg, reason, removal, now, fx),
+        }
+    }
+
+    /// A message that died: to the dead-letter target if the policy covers
+    /// `reason`, else gone.
+    fn discard(
+        &mut self,
+        msg: Arc<Message>,
+        reason: DeathReason,
+        removal: Option<Record>,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) {
+        if reason == DeathReason::Expired {
+            self.stats.expired += 1;
+        }
+        let policy = self.config.dead_letter.as_ref().filter(|p| match reason {
+            DeathReason::Rejected => p.on_rejected,
+            DeathReason::Expired => p.on_expired,
+            DeathReason::MaxLength => p.on_overflow,
+            DeathReason::DeliveryLimit => true,
+        });
+        match policy {
+            Some(p) => {
+                self.stats.dead_lettered += 1;
+                fx.dead_letters.push(DeadLetter {
+                    message: msg.dead_lettered(&self.name, reason, now),
+                    target: p.target.clone(),
+                    removal,
+                });
+            }
+            None => {
+                if reason != DeathReason::Expired {
+                    self.stats.dropped += 1;
+                }
+                fx.records.extend(removal);
+            }
+        }
+    }
+
+    /// Removes every ready and delayed message, and with `include_leased`
+    /// the leased ones too (SQS purges in-flight messages; AMQP does not).
+    /// Returns how many were removed.
+    pub fn purge(&mut self, include_leased: bool, now: Timestamp, fx: &mut Effects) -> u64 {
+        self.advance(now, fx);
+        let mut seqs = Vec::new();
+        let doomed: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, e)| include_leased || !matches!(e.state, State::Leased { .. }))
+            .map(|(k, _)| k)
+            .collect();
+        for &key in &doomed {
+            let journaled = self.journaled(&self.slots[key].msg);
+            let seq = self.slots[key].seq;
+            self.remove(key, None, now, fx);
+            // `remove` pushed a per-message record; one purge record replaces them.
+            if journaled {
+                fx.records.pop();
+                seqs.push(seq);
+            }
+        }
+        if include_leased {
+            self.ready = ReadyIndex::new(self.config.fifo, self.config.max_priority);
+            self.deadlines.clear();
+        } else {
+            self.ready.clear();
+        }
+        self.delayed.clear();
+        if self.slots.is_empty() {
+            self.expiries.clear();
+        }
+        if !seqs.is_empty() {
+            fx.records.push(Record::Purged {
+                queue: self.id,
+                seqs,
+            });
+        }
+        doomed.len() as u64
+    }
+
+    /// Takes up to `max` ready messages older than `below_seq` out of the
+    /// queue for a move task, with their removal records (to be journaled
+    /// only once they are in their new queue).
+    pub fn take_for_move(
+        &mut self,
+        now: Timestamp,
+        max: usize,
+        below_seq: u64,
+        fx: &mut Effects,
+        out: &mut Vec<(Arc<Message>, Option<Record>)>,
+    ) {
+        self.advance(now, fx);
+        let mut refs = std::mem::take(&mut self.scratch);
+        self.pop_ready(max, &mut refs);
+        for (seq, key) in refs.drain(..) {
+            if seq >= below_seq {
+                // Not ours to move: back where it was.
+                self.ready.push(
+                    (seq, key),
+                    self.slots[key].priority,
+                    self.slots[key].msg.group_id.as_deref(),
+                    true,
+                );
+                if let ReadyIndex::Grouped(g) = &mut self.ready {
+                    g.release(self.slots[key].msg.group_id.as_deref().unwrap_or(""));
+                }
+                continue;
+            }
+            if let ReadyIndex::Grouped(g) = &mut self.ready {
+                g.release(self.slots[key].msg.group_id.as_deref().unwrap_or(""));
+            }
+            let size = self.slots[key].msg.size();
+            self.stats.ready -= 1;
+            self.stats.ready_bytes -= size;
+            self.stats.bytes -= size;
+            let e = self.slots.remove(key);
+            let removal = self.journaled(&e.msg).then_some(Record::Removed {
+                queue: self.id,
+                seq: e.seq,
+            });
+            out.push((e.msg, removal));
+        }
+        self.scratch = refs;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+//! The durable state a record sequence describes: what recovery rebuilds
+//! and what a compaction writes back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::clock::Timestamp;
+use crate::message::Message;
+use crate::queue::QueueConfig;
+use crate::router::{Binding, RouterConfig};
+
+use super::record::{QueueId, Record};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredMessage {
+    pub at: Timestamp,
+    pub message: Arc<Message>,
+    pub deliveries: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DurableQueue {
+    pub namespace: String,
+    pub name: String,
+    pub config: QueueConfig,
+    /// By sequence number.
+    pub messages: BTreeMap<u64, StoredMessage>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DurableState {
+    pub namespaces: BTreeSet<String>,
+    pub queues: BTreeMap<QueueId, DurableQueue>,
+    /// By (namespace, name).
+    pub routers: BTreeMap<(String, String), RouterConfig>,
+    /// (namespace, binding), in the order they were made.
+    pub bindings: Vec<(String, Binding)>,
+}
+
+impl DurableState {
+    pub fn from_records(records: impl IntoIterator<Item = Record>) -> Self {
+        let mut s = DurableState::default();
+        for r in records {
+            s.apply(r);
+        }
+        s
+    }
+
+    /// Applies one record. Records about things that no longer exist are
+    /// ignored: they were superseded (a message of a deleted queue).
+    pub fn apply(&mut self, record: Record) {
+        match record {
+            Record::NamespaceCreated { name } => {
+                self.namespaces.insert(name);
+            }
+            Record::NamespaceDeleted { name } => {
+                self.namespaces.remove(&name);
+                self.queues.retain(|_, q| q.namespace != name);
+                self.routers.retain(|(ns, _), _| *ns != name);
+                self.bindings.retain(|(ns, _)| *ns != name);
+            }
+            Record::QueueDeclared {
+                id,
+                namespace,
+                name,
+                config,
+            } => {
+                let messages = self
+                    .queues
+                    .remove(&id)
+                    .map(|q| q.messages)
+                    .unwrap_or_default();
+                self.queues.insert(
+                    id,
+                    DurableQueue {
+                        namespace,
+                        name,
+                        config,
+                        messages,
+                    },
+                );
+            }
+            Record::QueueDeleted { id } => {
+                if let Some(q) = self.queues.remove(&id) {
+                    self.bindings
+                        .retain(|(ns, b)| !(*ns == q.namespace && b.destination.is_queue(&q.name)));
+                }
+            }
+            Record::Enqueued {
+                queue,
+                seq,
+                at,
+                message,
+            } => {
+                if let Some(q) = self.queues.get_mut(&queue) {
+                    q.messages.insert(
+                        seq,
+                        StoredMessage {
+                            at,
+                            message,
+                            deliveries: 0,
+                        },
+                    );
+                }
+            }
+            Record::Delivered { queue, seq, count } => {
+                if let Some(m) = self
+                    .queues
+                    .get_mut(&queue)
+                    .and_then(|q| q.messages.get_mut(&seq))
+                {
+                    m.deliveries = count;
+                }
+            }
+            Record::Removed { queue, seq } => {
+                if let Some(q) = self.queues.get_mut(&queue) {
+                    q.messages.remove(&seq);
+                }
+            }
+            Record::Purged { queue, seqs } => {
+                if let Some(q) = self.queues.get_mut(&queue) {
+                    for s in seqs {
+                        q.messages.remove(&s);
+                    }
+                }
+            }
+            Record::RouterDeclared {
+                namespace,
+                name,
+                config,
+            } => {
+                self.routers.insert((namespace, name), config);
+            }
+            Record::RouterDeleted { namespace, name } => {
+                self.bindings.retain(|(ns, b)| {
+                    !(*ns == namespace && (b.source == name || b.destination.is_router(&name)))
+                });
+                self.routers.remove(&(namespace, name));
+            }
+            Record::Bound { namespace, binding } => {
+                if !self
+                    .bindings
+                    .iter()
+                    .any(|(ns, b)| *ns == namespace && *b == binding)
+                {
+                    self.bindings.push((namespace, binding));
+                }
+            }
+            Record::Unbound { namespace, binding } => {
+                self.bindings
+                    .retain(|(ns, b)| !(*ns == namespace && *b == binding));
+            }
+        }
+    }
+
+    /// A minimal record sequence that rebuilds this state.
+    pub fn to_records(&self) -> Vec<Record> {
+        let mut out = Vec::new();
+        for name in &self.namespaces {
+            out.push(Record::NamespaceCreated { name: name.clone() });
+        }
+        for ((namespace, name), config) in &self.routers {
+            out.push(Record::RouterDeclared {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                config: config.clone(),
+            });
+        }
+        for (id, q) in &self.queues {
+            out.push(Record::QueueDeclared {
+                id: *id,
+                namespace: q.namespace.clone(),
+                name: q.name.clone(),
+                config: q.config.clone(),
+            });
+            for (seq, m) in &q.messages {
+                out.push(Record::Enqueued {
+                    queue: *id,
+                    seq: *seq,
+                    at: m.at,
+                    message: Arc::clone(&m.message),
+                });
+                if m.deliveries > 0 {
+                    out.push(Record::Delivered {
+                        queue: *id,
+                        seq: *seq,
+                        count: m.deliveries,
+                    });
+                }
+            }
+        }
+        for (namespace, binding) in &self.bindings {
+            out.push(Record::Bound {
+                namespace: namespace.clone(),
+                binding: binding.clone(),
+            });
+        }
+        out
+    }
+
+    /// How many messages the state holds.
+    pub fn message_count(&self) -> usize {
+        self.queues.values().map(|q| q.messages.len()).sum()
+    }
+}
