@@ -716,8 +716,10 @@ fn take_for_move_takes_only_older_messages() {
 #[test]
 fn reconfigure_changes_live_settings_only() {
     let mut q = Q::new(QueueConfig::default());
-    let mut cfg = QueueConfig::default();
-    cfg.visibility_timeout = secs(5);
+    let cfg = QueueConfig {
+        visibility_timeout: secs(5),
+        ..QueueConfig::default()
+    };
     q.core.reconfigure(cfg).expect("reconfigure");
     assert_eq!(q.core.config().visibility_timeout, secs(5));
     assert!(q.core.reconfigure(QueueConfig::fifo()).is_err());
