@@ -1,1 +1,585 @@
+//! Broker tests: routing, dead letters across queues, long polling, timers,
+//! move tasks, recovery — with a fake clock.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::clock::FakeClock;
+use crate::ids::SequentialIds;
+use crate::message::{DeathReason, Headers, Message};
+use crate::queue::{
+    ConsumerSpec, DeadLetterPolicy, DeadLetterTarget, Enqueued, QueueConfig, ReceiveMode,
+};
+use crate::router::{Binding, Destination, RouterConfig, RouterKind};
+use crate::store::MemoryStore;
+
+const NS: &str = "ns";
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+struct Env {
+    broker: Arc<Broker>,
+    clock: FakeClock,
+    store: Arc<MemoryStore>,
+}
+
+impl Env {
+    fn new() -> Self {
+        let store = Arc::new(MemoryStore::new());
+        let clock = FakeClock::default();
+        let broker = open(&clock, &store);
+        broker.create_namespace(NS);
+        Env {
+            broker,
+            clock,
+            store,
+        }
+    }
+
+    /// The same store, opened again: a restart.
+    fn reopen(&self) -> Arc<Broker> {
+        open(&self.clock, &self.store)
+    }
+
+    fn queue(&self, name: &str, config: QueueConfig) -> Arc<QueueHandle> {
+        self.broker
+            .declare_queue(NS, name, config)
+            .expect("declare")
+            .queue
+    }
+
+    fn send(&self, q: &Arc<QueueHandle>, body: &str) {
+        self.broker
+            .send(q, Message::new(body.to_owned()))
+            .expect("send");
+    }
+
+    fn bodies(&self, q: &Arc<QueueHandle>) -> Vec<String> {
+        self.broker
+            .receive(q, 100, ReceiveMode::AutoAck)
+            .iter()
+            .map(|d| String::from_utf8_lossy(&d.message.body).into_owned())
+            .collect()
+    }
+
+    fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+        self.broker.fire_timers();
+    }
+}
+
+fn open(clock: &FakeClock, store: &Arc<MemoryStore>) -> Arc<Broker> {
+    Broker::open(
+        Arc::new(clock.clone()),
+        Arc::new(SequentialIds::default()),
+        Arc::clone(store) as Arc<dyn crate::store::Store>,
+    )
+    .expect("open")
+}
+
+fn bind(env: &Env, router: &str, queue: &str, key: &str) {
+    env.broker
+        .bind(NS, Binding::new(router, Destination::queue(queue), key))
+        .expect("bind");
+}
+
+#[test]
+fn publish_routes_through_each_kind_of_router() {
+    let env = Env::new();
+    let b = &env.broker;
+    for (name, kind) in [
+        ("direct", RouterKind::Direct),
+        ("fanout", RouterKind::Fanout),
+        ("topic", RouterKind::Topic),
+        ("headers", RouterKind::Headers),
+    ] {
+        assert!(
+            b.declare_router(NS, name, RouterConfig::new(kind))
+                .expect("declare")
+        );
+    }
+    let q1 = env.queue("q1", QueueConfig::default());
+    let q2 = env.queue("q2", QueueConfig::default());
+    bind(&env, "direct", "q1", "k");
+    bind(&env, "fanout", "q1", "");
+    bind(&env, "fanout", "q2", "");
+    bind(&env, "topic", "q2", "stock.*.nyse");
+    let args: Headers = [("x-match", "all"), ("type", "report")]
+        .into_iter()
+        .collect();
+    b.bind(
+        NS,
+        Binding::new("headers", Destination::queue("q1"), "").with_args(args),
+    )
+    .expect("bind headers");
+
+    let p = b
+        .publish(NS, "direct", Message::new("d").with_routing_key("k"))
+        .expect("publish");
+    assert_eq!(p.queues, 1);
+    assert_eq!(
+        b.publish(NS, "fanout", Message::new("f"))
+            .expect("publish")
+            .queues,
+        2
+    );
+    let t = Message::new("t").with_routing_key("stock.ibm.nyse");
+    assert_eq!(b.publish(NS, "topic", t).expect("publish").queues, 1);
+    let h = Message::new("h").with_header("type", "report");
+    assert_eq!(b.publish(NS, "headers", h).expect("publish").queues, 1);
+    let lost = Message::new("x").with_routing_key("nobody");
+    assert_eq!(
+        b.publish(NS, "direct", lost).expect("publish").queues,
+        0,
+        "unroutable"
+    );
+
+    assert_eq!(env.bodies(&q1), ["d", "f", "h"]);
+    assert_eq!(env.bodies(&q2), ["f", "t"]);
+    assert!(matches!(
+        b.publish(NS, "missing", Message::new("x")),
+        Err(CoreError::RouterNotFound(_))
+    ));
+}
+
+#[test]
+fn router_to_router_bindings_and_alternates() {
+    let env = Env::new();
+    let b = &env.broker;
+    let mut main = RouterConfig::new(RouterKind::Direct);
+    main.alternate = Some("ae".into());
+    b.declare_router(NS, "main", main).expect("main");
+    b.declare_router(NS, "ae", RouterConfig::new(RouterKind::Fanout))
+        .expect("ae");
+    b.declare_router(NS, "inner", RouterConfig::new(RouterKind::Topic))
+        .expect("inner");
+    let routed = env.queue("routed", QueueConfig::default());
+    let unrouted = env.queue("unrouted", QueueConfig::default());
+    b.bind(NS, Binding::new("main", Destination::router("inner"), "k"))
+        .expect("e2e");
+    // A cycle back to main must not loop.
+    b.bind(NS, Binding::new("inner", Destination::router("main"), "#"))
+        .expect("cycle");
+    bind(&env, "inner", "routed", "k");
+    bind(&env, "ae", "unrouted", "");
+
+    assert_eq!(
+        b.publish(NS, "main", Message::new("a").with_routing_key("k"))
+            .expect("p")
+            .queues,
+        1
+    );
+    assert_eq!(
+        b.publish(NS, "main", Message::new("b").with_routing_key("z"))
+            .expect("p")
+            .queues,
+        1
+    );
+    assert_eq!(env.bodies(&routed), ["a"]);
+    assert_eq!(env.bodies(&unrouted), ["b"]);
+
+    let mut internal = RouterConfig::new(RouterKind::Fanout);
+    internal.internal = true;
+    b.declare_router(NS, "int", internal).expect("internal");
+    assert!(b.publish(NS, "int", Message::new("x")).is_err());
+}
+
+#[test]
+fn deleting_a_queue_or_router_removes_its_bindings() {
+    let env = Env::new();
+    let b = &env.broker;
+    b.declare_router(NS, "x", RouterConfig::new(RouterKind::Fanout))
+        .expect("x");
+    env.queue("q", QueueConfig::default());
+    bind(&env, "x", "q", "");
+    assert_eq!(b.bindings(NS, "x").expect("list").len(), 1);
+    assert_eq!(b.delete_queue(NS, "q", false, false).expect("delete"), 0);
+    assert!(b.bindings(NS, "x").expect("list").is_empty());
+    assert!(matches!(b.queue(NS, "q"), Err(CoreError::QueueNotFound(_))));
+    b.delete_router(NS, "x", false).expect("delete router");
+    assert!(b.router_names(NS).expect("names").is_empty());
+}
+
+#[test]
+fn redeclaring_needs_the_same_settings_and_exclusive_queues_have_one_owner() {
+    let env = Env::new();
+    let b = &env.broker;
+    assert!(
+        b.declare_queue(NS, "q", QueueConfig::default())
+            .expect("first")
+            .created
+    );
+    assert!(
+        !b.declare_queue(NS, "q", QueueConfig::default())
+            .expect("again")
+            .created
+    );
+    let other = QueueConfig {
+        visibility_timeout: secs(5),
+        ..QueueConfig::default()
+    };
+    assert!(matches!(
+        b.declare_queue(NS, "q", other),
+        Err(CoreError::QueueExists { .. })
+    ));
+
+    let mine = QueueConfig {
+        exclusive_owner: Some(7),
+        ..QueueConfig::default()
+    };
+    let q = b
+        .declare_queue(NS, "ex", mine.clone())
+        .expect("exclusive")
+        .queue;
+    assert!(q.check_owner(Some(7)).is_ok());
+    assert!(q.check_owner(Some(8)).is_err());
+    let theirs = QueueConfig {
+        exclusive_owner: Some(8),
+        ..QueueConfig::default()
+    };
+    assert!(matches!(
+        b.declare_queue(NS, "ex", theirs),
+        Err(CoreError::ExclusiveQueue(_))
+    ));
+    b.drop_owner(7);
+    assert!(b.queue(NS, "ex").is_err());
+    assert!(q.is_deleted());
+}
+
+#[test]
+fn dead_letters_reach_a_queue_or_a_router_with_a_new_routing_key() {
+    let env = Env::new();
+    let b = &env.broker;
+    let dlq = env.queue("dlq", QueueConfig::default());
+    let src = env.queue(
+        "src",
+        QueueConfig {
+            dead_letter: Some(DeadLetterPolicy::after_deliveries(
+                DeadLetterTarget::Queue("dlq".into()),
+                1,
+            )),
+            ..QueueConfig::default()
+        },
+    );
+    env.send(&src, "poison");
+    let d = b.receive(&src, 1, ReceiveMode::Lease(secs(10)));
+    b.nack(&src, d[0].lease, true).expect("nack");
+    let dead = b.receive(&dlq, 10, ReceiveMode::AutoAck);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].message.id, d[0].message.id,
+        "SQS keeps the message id"
+    );
+    assert_eq!(dead[0].message.deaths[0].reason, DeathReason::DeliveryLimit);
+
+    b.declare_router(NS, "dlx", RouterConfig::new(RouterKind::Direct))
+        .expect("dlx");
+    let parked = env.queue("parked", QueueConfig::default());
+    bind(&env, "dlx", "parked", "dead");
+    let amqp = env.queue(
+        "amqp",
+        QueueConfig {
+            message_ttl: Some(secs(5)),
+            dead_letter: Some(DeadLetterPolicy::all_reasons(DeadLetterTarget::Router {
+                router: "dlx".into(),
+                routing_key: Some("dead".into()),
+            })),
+            ..QueueConfig::default()
+        },
+    );
+    b.send(&amqp, Message::new("old").with_routing_key("orig"))
+        .expect("send");
+    env.advance(secs(5));
+    let got = b.receive(&parked, 10, ReceiveMode::AutoAck);
+    assert_eq!(got.len(), 1, "expired by the timer alone and dead-lettered");
+    let m = &got[0].message;
+    assert_eq!(m.routing_key, "dead");
+    assert_eq!(m.deaths[0].routing_key, "orig");
+    assert_eq!(m.deaths[0].queue, "amqp");
+}
+
+#[test]
+fn a_dead_letter_cycle_is_cut() {
+    let env = Env::new();
+    let q = env.queue(
+        "loop",
+        QueueConfig {
+            message_ttl: Some(secs(1)),
+            dead_letter: Some(DeadLetterPolicy::all_reasons(DeadLetterTarget::Queue(
+                "loop".into(),
+            ))),
+            ..QueueConfig::default()
+        },
+    );
+    env.send(&q, "x");
+    env.advance(secs(1));
+    assert_eq!(q.stats().ready, 0);
+}
+
+#[tokio::test]
+async fn long_poll_returns_as_soon_as_a_message_arrives() {
+    let env = Env::new();
+    let q = env.queue("q", QueueConfig::default());
+    let broker = Arc::clone(&env.broker);
+    let q2 = Arc::clone(&q);
+    let waiter = tokio::spawn(async move {
+        broker
+            .receive_wait(&q2, 10, ReceiveMode::Lease(secs(30)), secs(20))
+            .await
+    });
+    tokio::task::yield_now().await;
+    assert!(!waiter.is_finished());
+    env.send(&q, "hello");
+    let got = waiter.await.expect("join");
+    assert_eq!(got.len(), 1);
+}
+
+#[tokio::test]
+async fn long_poll_gives_up_after_its_wait_and_wakes_for_delayed_messages() {
+    let env = Env::new();
+    let q = env.queue("q", QueueConfig::default());
+    let timers = tokio::spawn(Arc::clone(&env.broker).run_timers());
+    let (broker, q2) = (Arc::clone(&env.broker), Arc::clone(&q));
+    let waiter = tokio::spawn(async move {
+        broker
+            .receive_wait(&q2, 10, ReceiveMode::Lease(secs(30)), secs(5))
+            .await
+    });
+    tokio::task::yield_now().await;
+    env.clock.advance(secs(5));
+    assert!(waiter.await.expect("join").is_empty());
+
+    env.broker
+        .send(&q, Message::new("later").with_delay(secs(3)))
+        .expect("send");
+    let (broker, q2) = (Arc::clone(&env.broker), Arc::clone(&q));
+    let waiter = tokio::spawn(async move {
+        broker
+            .receive_wait(&q2, 10, ReceiveMode::Lease(secs(30)), secs(20))
+            .await
+    });
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+    env.clock.advance(secs(3));
+    let got = waiter.await.expect("join");
+    assert_eq!(got.len(), 1, "the timer made the delayed message visible");
+    timers.abort();
+}
+
+#[test]
+fn push_consumers_see_expired_leases_come_back() {
+    let env = Env::new();
+    let q = env.queue("q", QueueConfig::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut spec = ConsumerSpec::new(tx).prefetch(1);
+    spec.lease_timeout = Some(secs(10));
+    let id = env.broker.consume(&q, spec).expect("consume");
+    env.send(&q, "a");
+    let first = rx.try_recv().expect("delivered");
+    assert_eq!(first.delivery_count, 1);
+    env.advance(secs(10));
+    let again = rx.try_recv().expect("redelivered after the lease ran out");
+    assert_eq!(again.delivery_count, 2);
+    env.broker.ack(&q, again.lease).expect("ack");
+    env.broker.cancel(&q, id).expect("cancel");
+    assert_eq!(q.stats().consumers, 0);
+}
+
+#[test]
+fn deleting_a_queue_ends_its_consumers_and_auto_delete_queues_go_with_theirs() {
+    let env = Env::new();
+    let q = env.queue("q", QueueConfig::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    env.broker
+        .consume(&q, ConsumerSpec::new(tx))
+        .expect("consume");
+    env.broker
+        .delete_queue(NS, "q", false, false)
+        .expect("delete");
+    assert!(rx.try_recv().is_err());
+    assert!(rx.is_closed(), "the consumer's sink was dropped");
+
+    let auto = env.queue(
+        "auto",
+        QueueConfig {
+            auto_delete: true,
+            ..QueueConfig::default()
+        },
+    );
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let id = env
+        .broker
+        .consume(&auto, ConsumerSpec::new(tx))
+        .expect("consume");
+    env.broker.cancel(&auto, id).expect("cancel");
+    assert!(env.broker.queue(NS, "auto").is_err());
+
+    env.queue(
+        "ttl",
+        QueueConfig {
+            expires: Some(secs(60)),
+            ..QueueConfig::default()
+        },
+    );
+    env.advance(secs(60));
+    assert!(env.broker.queue(NS, "ttl").is_err(), "unused queue expired");
+}
+
+#[tokio::test]
+async fn redrive_moves_dead_letters_back_to_their_source_at_a_rate() {
+    let env = Env::new();
+    let b = &env.broker;
+    let dlq = env.queue("dlq", QueueConfig::default());
+    let src = env.queue(
+        "src",
+        QueueConfig {
+            dead_letter: Some(DeadLetterPolicy::after_deliveries(
+                DeadLetterTarget::Queue("dlq".into()),
+                1,
+            )),
+            ..QueueConfig::default()
+        },
+    );
+    for i in 0..6 {
+        env.send(&src, &format!("m{i}"));
+    }
+    for d in b.receive(&src, 10, ReceiveMode::Lease(secs(1))) {
+        b.nack(&src, d.lease, true).expect("nack");
+    }
+    assert_eq!(dlq.stats().ready, 6);
+
+    let id = b.start_move_task(NS, "dlq", None, Some(2)).expect("start");
+    assert!(matches!(
+        b.start_move_task(NS, "dlq", None, None),
+        Err(CoreError::TaskRunning(_))
+    ));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        src.stats().ready,
+        2,
+        "two per second, and no time has passed"
+    );
+    env.clock.advance(secs(1));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(src.stats().ready, 4);
+    let info = b.cancel_move_task(&id).expect("cancel");
+    assert_eq!(info.status, MoveStatus::Cancelling);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let tasks = b.move_tasks(NS, Some("dlq"));
+    assert_eq!(tasks[0].status, MoveStatus::Cancelled);
+    assert_eq!(tasks[0].moved, 4);
+    assert_eq!(tasks[0].to_move, 6);
+    assert_eq!(dlq.stats().ready, 2);
+
+    // Everything, to a chosen queue, unthrottled.
+    let other = env.queue("other", QueueConfig::default());
+    b.start_move_task(NS, "dlq", Some("other"), None)
+        .expect("start");
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(other.stats().ready, 2);
+    assert_eq!(b.move_tasks(NS, None)[0].status, MoveStatus::Completed);
+}
+
+#[test]
+fn durable_state_survives_a_reopen_and_transient_state_does_not() {
+    let env = Env::new();
+    let b = &env.broker;
+    b.declare_router(NS, "x", RouterConfig::new(RouterKind::Topic))
+        .expect("router");
+    let q = env.queue("durable", QueueConfig::default());
+    let t = env.queue(
+        "transient-queue",
+        QueueConfig {
+            durable: false,
+            ..QueueConfig::default()
+        },
+    );
+    bind(&env, "x", "durable", "a.#");
+    b.send(&q, Message::new("keep").persistent()).expect("send");
+    b.send(&q, Message::new("acked").persistent())
+        .expect("send");
+    b.send(&q, Message::new("transient-msg")).expect("send");
+    b.send(&t, Message::new("gone").persistent()).expect("send");
+    let d = b.receive(&q, 2, ReceiveMode::Lease(secs(30)));
+    b.ack(&q, d[1].lease).expect("ack");
+
+    let b2 = env.reopen();
+    assert_eq!(b2.queue_names(NS).expect("names"), ["durable"]);
+    let q2 = b2.queue(NS, "durable").expect("queue");
+    let got = b2.receive(&q2, 10, ReceiveMode::Lease(secs(30)));
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].message.body[..], b"keep");
+    assert_eq!(got[0].delivery_count, 2, "the delivery count was journaled");
+    assert_eq!(got[0].message.id, d[0].message.id);
+    let routed = b2
+        .publish(
+            NS,
+            "x",
+            Message::new("r").with_routing_key("a.b").persistent(),
+        )
+        .expect("publish");
+    assert_eq!(routed.queues, 1, "the binding came back");
+    // A new queue after recovery gets a fresh id.
+    let n = b2
+        .declare_queue(NS, "new", QueueConfig::default())
+        .expect("new")
+        .queue;
+    assert_ne!(n.id(), q2.id());
+}
+
+#[test]
+fn batches_share_one_lock_and_report_per_message() {
+    let env = Env::new();
+    let q = env.queue(
+        "f.fifo",
+        QueueConfig {
+            max_length: Some(2),
+            overflow: crate::queue::Overflow::RejectPublish,
+            ..QueueConfig::fifo()
+        },
+    );
+    let msgs = vec![
+        Message::new("a").with_group("g").with_dedup_id("1"),
+        Message::new("a").with_group("g").with_dedup_id("1"),
+        Message::new("b").with_group("g").with_dedup_id("2"),
+        Message::new("c").with_group("g").with_dedup_id("3"),
+    ];
+    let (results, commit) = env.broker.send_batch(&q, msgs).expect("batch");
+    assert!(commit.is_done());
+    assert!(matches!(
+        results[0],
+        Ok(Sent {
+            outcome: Enqueued::Accepted { .. },
+            ..
+        })
+    ));
+    assert!(matches!(
+        results[1],
+        Ok(Sent {
+            outcome: Enqueued::Duplicate(_),
+            ..
+        })
+    ));
+    assert!(matches!(
+        results[2],
+        Ok(Sent {
+            outcome: Enqueued::Accepted { .. },
+            ..
+        })
+    ));
+    assert!(matches!(results[3], Err(CoreError::QueueFull(_))));
+}
