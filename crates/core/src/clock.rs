@@ -72,6 +72,13 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
+        // Write only when the millisecond moves on: a shared cache line
+        // that every core writes on every call would be a global lock in all
+        // but name.
+        let last = self.last.load(Ordering::Relaxed);
+        if wall <= last {
+            return Timestamp(last);
+        }
         let prev = self.last.fetch_max(wall, Ordering::Relaxed);
         Timestamp(prev.max(wall))
     }

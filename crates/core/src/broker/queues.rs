@@ -264,14 +264,18 @@ impl Broker {
 
     /// Sends one message to a queue. Await the commit before confirming a
     /// persistent message to its publisher.
-    pub fn send(&self, q: &Arc<QueueHandle>, mut msg: Message) -> CoreResult<(Sent, Commit)> {
+    pub fn send(&self, q: &Arc<QueueHandle>, msg: Message) -> CoreResult<(Sent, Commit)> {
         if q.is_deleted() {
             return Err(CoreError::QueueNotFound(q.name.clone()));
         }
-        self.stamp(&mut msg, self.clock.now());
-        let id = msg.id;
-        let (r, commit) = self.op(q, |core, now, fx| core.enqueue(Arc::new(msg), now, fx));
-        Ok((Sent { id, outcome: r? }, commit))
+        let mut msg = msg;
+        let (r, commit) = self.op(q, |core, now, fx| {
+            self.stamp(&mut msg, now);
+            let id = msg.id;
+            core.enqueue(Arc::new(msg), now, fx)
+                .map(|outcome| Sent { id, outcome })
+        });
+        Ok((r?, commit))
     }
 
     /// Sends several messages under one lock and one journal append.
@@ -328,10 +332,20 @@ impl Broker {
     /// Takes up to `max` ready messages now (no waiting).
     pub fn receive(&self, q: &Arc<QueueHandle>, max: usize, mode: ReceiveMode) -> Vec<Delivery> {
         let mut out = Vec::new();
-        self.op(q, |core, now, fx| {
-            core.receive(now, max, mode, fx, &mut out)
-        });
+        self.receive_into(q, max, mode, &mut out);
         out
+    }
+
+    /// [`Broker::receive`] into a buffer the caller reuses (the hot path
+    /// of a protocol connection allocates nothing per message this way).
+    pub fn receive_into(
+        &self,
+        q: &Arc<QueueHandle>,
+        max: usize,
+        mode: ReceiveMode,
+        out: &mut Vec<Delivery>,
+    ) {
+        self.op(q, |core, now, fx| core.receive(now, max, mode, fx, out));
     }
 
     pub fn ack(&self, q: &Arc<QueueHandle>, lease: Lease) -> CoreResult<()> {

@@ -59,6 +59,7 @@ impl QueueCore {
                 expired_any = true;
             }
         }
+        self.compact_timed();
         if expired_any && self.ready.refs() > 2 * self.stats.ready as usize + COMPACT_SLACK {
             let slots = &self.slots;
             self.ready.compact(&mut |(seq, key)| {
@@ -72,6 +73,34 @@ impl QueueCore {
             && now >= self.last_used.plus(ttl)
         {
             fx.delete_queue = true;
+        }
+    }
+
+    /// Sweeps stale entries out of the time heaps once they outnumber live
+    /// ones: an acked message leaves its lease deadline and its expiry
+    /// behind, and with a long retention those would pile up for days.
+    /// Amortized O(1) per operation.
+    fn compact_timed(&mut self) {
+        let slots = &self.slots;
+        let live = slots.len();
+        if self.deadlines.len() > 2 * (self.stats.leased as usize) + COMPACT_SLACK {
+            self.deadlines.retain(|Reverse((at, seq, key))| {
+                slots.get(*key).is_some_and(|e| {
+                    e.seq == *seq
+                        && matches!(e.state, State::Leased { deadline: Some(d), .. } if d == *at)
+                })
+            });
+        }
+        if self.expiries.len() > 2 * live + COMPACT_SLACK {
+            self.expiries
+                .retain(|Reverse((_, seq, key))| slots.get(*key).is_some_and(|e| e.seq == *seq));
+        }
+        if self.delayed.len() > 2 * (self.stats.delayed as usize) + COMPACT_SLACK {
+            self.delayed.retain(|Reverse((at, seq, key))| {
+                slots
+                    .get(*key)
+                    .is_some_and(|e| e.seq == *seq && e.state == State::Delayed(*at))
+            });
         }
     }
 
