@@ -1,1 +1,139 @@
-pub fn x() {}
+//! ferry's server: it opens the data directory and the broker, binds the
+//! listeners, and shuts them down cleanly.
+//!
+//! Listeners start before recovery so that health checks answer while the
+//! broker recovers; `/api/health/ready` turns 200 once it has.
+
+pub mod admin;
+pub mod config;
+mod data_dir;
+mod error;
+
+pub use config::{FileConfig, Listen, ServerConfig};
+pub use error::ServerError;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ferry_core::Broker;
+use ferry_core::clock::SystemClock;
+use ferry_core::ids::RandomIds;
+use ferry_core::store::MemoryStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use data_dir::DataDir;
+
+/// How long shutdown waits for in-flight work before closing connections.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A running server.
+pub struct Server {
+    broker: Arc<Broker>,
+    listening: Vec<(&'static str, SocketAddr)>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    timers: tokio::task::JoinHandle<()>,
+    _data_dir: DataDir,
+}
+
+impl Server {
+    /// Opens the data directory, binds every listener that is not off,
+    /// recovers the broker, and starts serving.
+    pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        let data_dir = DataDir::open(&config.data_dir)?;
+        let ready = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut listening = Vec::new();
+
+        if let Listen::At(addr) = config.admin_listen {
+            let listener = bind("admin", addr).await?;
+            listening.push(("admin", local_addr("admin", &listener, addr)?));
+            let app = admin::router(admin::AdminState {
+                ready: Arc::clone(&ready),
+            });
+            let mut stopped = stopped.clone();
+            tasks.spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "admin listener failed");
+                }
+            });
+        }
+
+        // The durable journal replaces this store; until then state lives in memory.
+        tracing::info!(data_dir = %data_dir.path().display(), "opening broker (in-memory store)");
+        let broker = Broker::open(
+            Arc::new(SystemClock::new()),
+            Arc::new(RandomIds::new()),
+            Arc::new(MemoryStore::new()),
+        )?;
+        let timers = tokio::spawn(Arc::clone(&broker).run_timers());
+        ready.store(true, Ordering::Release);
+
+        Ok(Server {
+            broker,
+            listening,
+            stop,
+            tasks,
+            timers,
+            _data_dir: data_dir,
+        })
+    }
+
+    /// The listeners that are up: (protocol, address), in start order.
+    pub fn listening(&self) -> &[(&'static str, SocketAddr)] {
+        &self.listening
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Stops accepting, lets in-flight requests finish (for at most
+    /// [`SHUTDOWN_GRACE`], so a stalled client cannot hold the broker up),
+    /// stops the timers.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them");
+            self.tasks.shutdown().await;
+        }
+        self.timers.abort();
+        tracing::info!("stopped");
+    }
+}
+
+async fn bind(protocol: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            protocol,
+            addr,
+            source,
+        })
+}
+
+fn local_addr(
+    protocol: &'static str,
+    l: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, ServerError> {
+    l.local_addr().map_err(|source| ServerError::Bind {
+        protocol,
+        addr,
+        source,
+    })
+}
