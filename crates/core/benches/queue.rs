@@ -98,5 +98,41 @@ fn broker(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, queue_core, broker);
+/// Topic routing must not loop over every binding: 100,000 patterns, a key
+/// that matches 100 of them.
+fn topic_routing(c: &mut Criterion) {
+    use ferry_core::message::Headers;
+    use ferry_core::router::{Destination, Router, RouterConfig, RouterKind};
+    let mut g = c.benchmark_group("router");
+    let mut r = Router::new("t", RouterConfig::new(RouterKind::Topic));
+    for i in 0..100_000 {
+        let pattern = match i % 4 {
+            0 => format!("region{}.orders.*", i % 1000),
+            1 => format!("region{}.#", i % 1000),
+            2 => format!("*.payments.{i}"),
+            _ => format!("region{}.orders.{i}.created", i % 1000),
+        };
+        r.bind(
+            Destination::queue(&format!("q{i}")),
+            &pattern,
+            Headers::new(),
+        );
+    }
+    // Matches the 100 `region41.#` bindings and nothing else.
+    let msg = Message::new(Bytes::from_static(b"x")).with_routing_key("region41.orders.eu");
+    let mut out = Vec::new();
+    r.route(&msg, &mut out);
+    assert_eq!(out.len(), 100);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("topic_route_100k_bindings", |b| {
+        b.iter(|| {
+            out.clear();
+            r.route(black_box(&msg), &mut out);
+            black_box(out.len())
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, queue_core, broker, topic_routing);
 criterion_main!(benches);

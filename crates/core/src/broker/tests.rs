@@ -583,3 +583,29 @@ fn batches_share_one_lock_and_report_per_message() {
     ));
     assert!(matches!(results[3], Err(CoreError::QueueFull(_))));
 }
+
+#[test]
+fn namespaces_isolate_and_delete_with_their_contents() {
+    let env = Env::new();
+    let b = &env.broker;
+    b.create_namespace("other");
+    b.declare_queue("other", "q", QueueConfig::default())
+        .expect("declare");
+    let mine = env.queue("q", QueueConfig::default());
+    env.send(&mine, "mine");
+    assert_eq!(b.namespace_names(), ["ns", "other"]);
+    let theirs = b.queue("other", "q").expect("queue");
+    assert_eq!(theirs.stats().ready, 0, "same name, different namespace");
+    b.delete_namespace("other").expect("delete");
+    assert!(theirs.is_deleted());
+    assert!(matches!(
+        b.queue("other", "q"),
+        Err(CoreError::NamespaceNotFound(_))
+    ));
+    assert_eq!(b.namespace_names(), ["ns"]);
+    assert!(
+        env.reopen().namespace("other").is_err(),
+        "deletion was journaled"
+    );
+    assert_eq!(mine.stats().ready, 1);
+}

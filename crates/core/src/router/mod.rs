@@ -49,7 +49,7 @@ impl RouterConfig {
 
 /// What a binding points at. Names are shared (`Arc<str>`) so routing a
 /// message copies no strings.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Destination {
     Queue(Arc<str>),
     Router(Arc<str>),

@@ -67,13 +67,7 @@ impl Node {
     /// Adds every destination whose pattern matches the words of `key`.
     fn collect(&self, key: Option<&str>, out: &mut Vec<Destination>) {
         match key {
-            None => {
-                for d in &self.destinations {
-                    if !out.contains(d) {
-                        out.push(d.clone());
-                    }
-                }
-            }
+            None => out.extend(self.destinations.iter().cloned()),
             Some(k) => {
                 let (word, rest) = split_word(k);
                 if let Some(child) = self.words.get(word) {
@@ -123,8 +117,22 @@ impl TopicTrie {
         self.root.remove(Some(pattern), dest);
     }
 
+    /// Adds each matching destination once (several patterns, or `#`
+    /// taking different numbers of words, may reach the same one).
     pub(super) fn route(&self, key: &str, out: &mut Vec<Destination>) {
+        let start = out.len();
         self.root.collect(Some(key), out);
+        if out.len() - start > 1 {
+            if start == 0 {
+                out.sort_unstable();
+                out.dedup();
+            } else {
+                let mut found = out.split_off(start);
+                found.sort_unstable();
+                found.dedup();
+                out.append(&mut found);
+            }
+        }
     }
 }
 
