@@ -27,9 +27,9 @@ use tokio::sync::Notify;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{CoreError, CoreResult};
 use crate::ids::{IdGenerator, RandomIds};
-use crate::queue::{QueueConfig, QueueCore, QueueStats};
+use crate::queue::{Effects, QueueConfig, QueueCore, QueueStats};
 use crate::router::Router;
-use crate::store::{Commit, MemoryStore, QueueId, Record, Store};
+use crate::store::{Commit, Location, MemoryStore, QueueId, Record, Store};
 
 use moves::MoveTasks;
 use timers::Timers;
@@ -170,14 +170,32 @@ impl Broker {
         &self.clock
     }
 
+    /// Journals records that are not about messages (topology).
     fn append(&self, records: &mut Vec<Record>) -> Commit {
+        self.store_append(records, &mut Vec::new())
+    }
+
+    fn store_append(&self, records: &mut Vec<Record>, locations: &mut Vec<Location>) -> Commit {
         if records.is_empty() {
             return Commit::done();
         }
-        self.store.append(records).unwrap_or_else(|e| {
+        self.store.append(records, locations).unwrap_or_else(|e| {
             records.clear();
             Commit::failed(e)
         })
+    }
+
+    /// Journals a queue operation's records, with the queue's lock held,
+    /// and gives newly enqueued messages their store locations.
+    fn journal(&self, core: &mut QueueCore, fx: &mut Effects) -> Commit {
+        if fx.records.is_empty() {
+            return Commit::done();
+        }
+        let mut locations = Vec::with_capacity(fx.journaled.len());
+        let commit = self.store_append(&mut fx.records, &mut locations);
+        core.attach_locations(&fx.journaled, &locations);
+        fx.journaled.clear();
+        commit
     }
 
     /// Creates a namespace if it does not exist.

@@ -166,7 +166,7 @@ impl Broker {
             {
                 let mut core = lock(&src.core);
                 core.take_for_move(self.clock.now(), batch, below_seq, &mut fx, &mut taken);
-                let _ = self.append(&mut fx.records);
+                let _ = self.journal(&mut core, &mut fx);
             }
             self.after(src, fx, 0);
             if taken.is_empty() {

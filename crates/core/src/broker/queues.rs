@@ -232,7 +232,7 @@ impl Broker {
         let (r, commit, next) = {
             let mut core = lock(&q.core);
             let r = f(&mut core, now, &mut fx);
-            let commit = self.append(&mut fx.records);
+            let commit = self.journal(&mut core, &mut fx);
             (r, commit, core.next_deadline())
         };
         self.schedule(q, next);
@@ -321,7 +321,7 @@ impl Broker {
         let (r, commit, next) = {
             let mut core = lock(&q.core);
             let r = core.enqueue(msg, now, &mut fx);
-            let commit = self.append(&mut fx.records);
+            let commit = self.journal(&mut core, &mut fx);
             (r, commit, core.next_deadline())
         };
         self.schedule(q, next);

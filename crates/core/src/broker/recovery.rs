@@ -14,7 +14,7 @@ use super::{Broker, Namespace, lock, write};
 impl Broker {
     pub(super) fn recover(&self) -> CoreResult<()> {
         let mut state = DurableState::default();
-        self.store.recover(&mut |r| state.apply(r))?;
+        self.store.recover(&mut |r, loc| state.apply(r, loc))?;
         let now = self.clock.now();
         let mut namespaces = write(&self.namespaces);
         let mut ns_of = |name: &str| {
@@ -44,7 +44,7 @@ impl Broker {
                 let mut core = lock(&q.core);
                 let mut fx = Effects::default();
                 for (seq, m) in dq.messages {
-                    core.restore(seq, m.at, m.message, m.deliveries, now, &mut fx);
+                    core.restore(seq, m.at, m.message, m.deliveries, m.loc, now, &mut fx);
                 }
             }
             write(&ns.queues).insert(dq.name, Arc::clone(&q));

@@ -89,7 +89,7 @@ impl Broker {
             let next = {
                 let mut core = lock(&q.core);
                 core.tick(now, &mut fx);
-                let _ = self.append(&mut fx.records);
+                let _ = self.journal(&mut core, &mut fx);
                 core.next_deadline()
             };
             self.schedule(q, next);

@@ -34,7 +34,7 @@ use slab::Slab;
 use crate::clock::Timestamp;
 use crate::error::{CoreError, CoreResult};
 use crate::message::{DeathReason, Message};
-use crate::store::{QueueId, Record};
+use crate::store::{Location, QueueId, Record};
 
 use consumers::Consumers;
 use dedup::{Check, DedupWindow};
@@ -119,6 +119,9 @@ pub struct Effects {
     /// The queue should be deleted: its TTL ran out unused, or its last
     /// consumer left an auto-delete queue.
     pub delete_queue: bool,
+    /// (seq, slot) of entries whose `Enqueued` records are in `records`, in
+    /// order: the store's locations for them go back to these entries.
+    pub(crate) journaled: Vec<(u64, usize)>,
 }
 
 impl Effects {
@@ -127,6 +130,7 @@ impl Effects {
         self.dead_letters.clear();
         self.became_ready = 0;
         self.delete_queue = false;
+        self.journaled.clear();
     }
 }
 
@@ -168,6 +172,8 @@ struct Entry {
     enqueued_at: Timestamp,
     expires_at: Option<Timestamp>,
     first_delivered_at: Option<Timestamp>,
+    /// Where the store holds it (journaled messages only).
+    loc: Option<Location>,
 }
 
 type TimedRef = Reverse<(Timestamp, u64, usize)>;
@@ -304,16 +310,21 @@ impl QueueCore {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        if self.journaled(&msg) {
+        let journaled = self.journaled(&msg);
+        if journaled {
             fx.records.push(Record::Enqueued {
                 queue: self.id,
                 seq,
                 at: now,
+                deliveries: 0,
                 message: Arc::clone(&msg),
             });
         }
         let id = msg.id;
-        self.insert(seq, msg, now, 0, now, fx);
+        let key = self.insert(seq, msg, now, 0, None, now, fx);
+        if journaled {
+            fx.journaled.push((seq, key));
+        }
         self.stats.published += 1;
         if let (Some(key), Some(d)) = (dedup_key, self.dedup.as_mut()) {
             d.remember(key, Original { id, seq }, now);
@@ -322,30 +333,44 @@ impl QueueCore {
         Ok(Enqueued::Accepted { seq })
     }
 
-    /// Puts a recovered message back with its original sequence number and
-    /// delivery count (recovery replays in sequence order).
+    /// Puts a recovered message back with its original sequence number,
+    /// delivery count and store location (recovery replays in sequence order).
+    #[allow(clippy::too_many_arguments)]
     pub fn restore(
         &mut self,
         seq: u64,
         enqueued_at: Timestamp,
         msg: Arc<Message>,
         deliveries: u32,
+        loc: Option<Location>,
         now: Timestamp,
         fx: &mut Effects,
     ) {
         self.next_seq = self.next_seq.max(seq + 1);
-        self.insert(seq, msg, enqueued_at, deliveries, now, fx);
+        self.insert(seq, msg, enqueued_at, deliveries, loc, now, fx);
     }
 
+    /// Gives entries enqueued by the last operation their store locations
+    /// (`journaled` from its effects, `locations` from `Store::append`).
+    pub fn attach_locations(&mut self, journaled: &[(u64, usize)], locations: &[Location]) {
+        for (&(seq, key), &loc) in journaled.iter().zip(locations) {
+            if let Some(e) = self.slots.get_mut(key).filter(|e| e.seq == seq) {
+                e.loc = Some(loc);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn insert(
         &mut self,
         seq: u64,
         msg: Arc<Message>,
         enqueued_at: Timestamp,
         deliveries: u32,
+        loc: Option<Location>,
         now: Timestamp,
         fx: &mut Effects,
-    ) {
+    ) -> usize {
         let priority = msg
             .properties
             .priority
@@ -368,6 +393,7 @@ impl QueueCore {
             enqueued_at,
             expires_at,
             first_delivered_at: None,
+            loc,
         });
         self.stats.bytes += size;
         if let Some(at) = expires_at {
@@ -379,6 +405,7 @@ impl QueueCore {
         } else {
             self.make_ready(key, false, fx);
         }
+        key
     }
 
     /// Applies the overflow policy before `msg` is added. Returns false if
@@ -678,6 +705,7 @@ impl QueueCore {
         let removal = self.journaled(&e.msg).then_some(Record::Removed {
             queue: self.id,
             seq: e.seq,
+            loc: e.loc,
         });
         match died {
             None => fx.records.extend(removal),
@@ -735,13 +763,14 @@ impl QueueCore {
             .map(|(k, _)| k)
             .collect();
         for &key in &doomed {
-            let journaled = self.journaled(&self.slots[key].msg);
-            let seq = self.slots[key].seq;
+            let e = &self.slots[key];
+            let journaled = self.journaled(&e.msg);
+            let (seq, loc) = (e.seq, e.loc);
             self.remove(key, None, now, fx);
             // `remove` pushed a per-message record; one purge record replaces them.
             if journaled {
                 fx.records.pop();
-                seqs.push(seq);
+                seqs.push((seq, loc));
             }
         }
         if include_leased {
@@ -757,7 +786,7 @@ impl QueueCore {
         if !seqs.is_empty() {
             fx.records.push(Record::Purged {
                 queue: self.id,
-                seqs,
+                removed: seqs,
             });
         }
         doomed.len() as u64
@@ -802,6 +831,7 @@ impl QueueCore {
             let removal = self.journaled(&e.msg).then_some(Record::Removed {
                 queue: self.id,
                 seq: e.seq,
+                loc: e.loc,
             });
             out.push((e.msg, removal));
         }

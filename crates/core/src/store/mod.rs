@@ -7,7 +7,7 @@ mod record;
 mod state;
 
 pub use memory::MemoryStore;
-pub use record::{QueueId, Record};
+pub use record::{Location, QueueId, Record};
 pub use state::{DurableQueue, DurableState, StoredMessage};
 
 use thiserror::Error;
@@ -44,10 +44,16 @@ pub enum StoreError {
 ///   the durable state as of the last durable record (possibly compacted:
 ///   records that no longer matter may be gone).
 pub trait Store: Send + Sync + 'static {
-    /// Takes every record out of `records` (leaving it empty for reuse).
-    fn append(&self, records: &mut Vec<Record>) -> Result<Commit, StoreError>;
-    /// Replays what is stored, oldest first.
-    fn recover(&self, visit: &mut dyn FnMut(Record)) -> Result<(), StoreError>;
+    /// Takes every record out of `records` (leaving it empty for reuse) and
+    /// pushes onto `locations` one [`Location`] per `Enqueued` record, in order.
+    fn append(
+        &self,
+        records: &mut Vec<Record>,
+        locations: &mut Vec<Location>,
+    ) -> Result<Commit, StoreError>;
+    /// Replays what is stored, oldest first; `Enqueued` records come with
+    /// their location.
+    fn recover(&self, visit: &mut dyn FnMut(Record, Option<Location>)) -> Result<(), StoreError>;
 }
 
 /// How far a store's writer has come: everything up to `durable` is on

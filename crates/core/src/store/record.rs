@@ -8,6 +8,13 @@ use crate::message::Message;
 use crate::queue::QueueConfig;
 use crate::router::{Binding, RouterConfig};
 
+/// Where a store put an `Enqueued` record, as the store encodes it (a
+/// journal: segment and offset). Opaque to the core, which keeps it with
+/// the message and hands it back when the message is removed, so the store
+/// can tell which of its files still hold live messages.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Location(pub u64);
+
 /// A queue's identity in storage; never reused within a data directory.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueId(pub u64);
@@ -29,11 +36,14 @@ pub enum Record {
     QueueDeleted {
         id: QueueId,
     },
-    /// A persistent message entered a durable queue at `at`.
+    /// A persistent message entered a durable queue at `at`, having been
+    /// delivered `deliveries` times before (non-zero when a store copies a
+    /// live message forward).
     Enqueued {
         queue: QueueId,
         seq: u64,
         at: Timestamp,
+        deliveries: u32,
         message: Arc<Message>,
     },
     /// The message's delivery count became `count`.
@@ -42,15 +52,17 @@ pub enum Record {
         seq: u64,
         count: u32,
     },
-    /// Acked, expired, dropped or moved away.
+    /// Acked, expired, dropped or moved away. `loc` is where its `Enqueued`
+    /// record is; `None` if that record is in the same `append` call.
     Removed {
         queue: QueueId,
         seq: u64,
+        loc: Option<Location>,
     },
-    /// Many removed at once (purge).
+    /// Many removed at once (purge): (seq, location) pairs.
     Purged {
         queue: QueueId,
-        seqs: Vec<u64>,
+        removed: Vec<(u64, Option<Location>)>,
     },
     RouterDeclared {
         namespace: String,

@@ -9,13 +9,15 @@ use crate::message::Message;
 use crate::queue::QueueConfig;
 use crate::router::{Binding, RouterConfig};
 
-use super::record::{QueueId, Record};
+use super::record::{Location, QueueId, Record};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredMessage {
     pub at: Timestamp,
     pub message: Arc<Message>,
     pub deliveries: u32,
+    /// Where the store holds it.
+    pub loc: Option<Location>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -38,17 +40,18 @@ pub struct DurableState {
 }
 
 impl DurableState {
-    pub fn from_records(records: impl IntoIterator<Item = Record>) -> Self {
+    pub fn from_records(records: impl IntoIterator<Item = (Record, Option<Location>)>) -> Self {
         let mut s = DurableState::default();
-        for r in records {
-            s.apply(r);
+        for (r, loc) in records {
+            s.apply(r, loc);
         }
         s
     }
 
-    /// Applies one record. Records about things that no longer exist are
-    /// ignored: they were superseded (a message of a deleted queue).
-    pub fn apply(&mut self, record: Record) {
+    /// Applies one record (`loc`: where an `Enqueued` record is). Records
+    /// about things that no longer exist are ignored: they were superseded
+    /// (a message of a deleted queue).
+    pub fn apply(&mut self, record: Record, loc: Option<Location>) {
         match record {
             Record::NamespaceCreated { name } => {
                 self.namespaces.insert(name);
@@ -90,6 +93,7 @@ impl DurableState {
                 queue,
                 seq,
                 at,
+                deliveries,
                 message,
             } => {
                 if let Some(q) = self.queues.get_mut(&queue) {
@@ -98,7 +102,8 @@ impl DurableState {
                         StoredMessage {
                             at,
                             message,
-                            deliveries: 0,
+                            deliveries,
+                            loc,
                         },
                     );
                 }
@@ -112,14 +117,14 @@ impl DurableState {
                     m.deliveries = count;
                 }
             }
-            Record::Removed { queue, seq } => {
+            Record::Removed { queue, seq, .. } => {
                 if let Some(q) = self.queues.get_mut(&queue) {
                     q.messages.remove(&seq);
                 }
             }
-            Record::Purged { queue, seqs } => {
+            Record::Purged { queue, removed } => {
                 if let Some(q) = self.queues.get_mut(&queue) {
-                    for s in seqs {
+                    for (s, _) in removed {
                         q.messages.remove(&s);
                     }
                 }
@@ -178,15 +183,9 @@ impl DurableState {
                     queue: *id,
                     seq: *seq,
                     at: m.at,
+                    deliveries: m.deliveries,
                     message: Arc::clone(&m.message),
                 });
-                if m.deliveries > 0 {
-                    out.push(Record::Delivered {
-                        queue: *id,
-                        seq: *seq,
-                        count: m.deliveries,
-                    });
-                }
             }
         }
         for (namespace, binding) in &self.bindings {
