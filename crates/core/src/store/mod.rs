@@ -56,12 +56,56 @@ pub trait Store: Send + Sync + 'static {
     fn recover(&self, visit: &mut dyn FnMut(Record, Option<Location>)) -> Result<(), StoreError>;
 }
 
-/// How far a store's writer has come: everything up to `durable` is on
-/// stable storage; from `failed` on, nothing will be.
+/// How far a store's writer has come. Commit sequence numbers are the
+/// store's own, one per `append` call, increasing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
-    pub durable: u64,
-    pub failed: Option<(u64, StoreError)>,
+    /// Every commit up to here has been settled: durable, unless listed in `failed`.
+    pub done: u64,
+    /// Recent failed ranges `(first, last, error)`, oldest first, at most
+    /// [`Progress::MAX_FAILED`] of them.
+    pub failed: Vec<(u64, u64, StoreError)>,
+    /// The end of the newest range dropped from `failed` to keep it short:
+    /// an unlisted commit at or below it cannot be told apart and counts as
+    /// failed (no confirm is ever sent for data that may be lost).
+    pub forgotten: u64,
+}
+
+impl Progress {
+    pub const MAX_FAILED: usize = 64;
+
+    /// Notes that commits `first..=last` will never be durable.
+    pub fn fail(&mut self, first: u64, last: u64, err: StoreError) {
+        if first > last {
+            return;
+        }
+        if self.failed.len() == Self::MAX_FAILED {
+            let (_, end, _) = self.failed.remove(0);
+            self.forgotten = self.forgotten.max(end);
+        }
+        self.failed.push((first, last, err));
+        self.done = self.done.max(last);
+    }
+
+    /// The outcome of commit `seq`, once settled.
+    pub fn outcome(&self, seq: u64) -> Option<Result<(), StoreError>> {
+        if seq > self.done {
+            return None;
+        }
+        if let Some((_, _, e)) = self
+            .failed
+            .iter()
+            .find(|(a, b, _)| (*a..=*b).contains(&seq))
+        {
+            return Some(Err(e.clone()));
+        }
+        if seq <= self.forgotten {
+            return Some(Err(StoreError::Io(
+                "outcome unknown after many storage failures".into(),
+            )));
+        }
+        Some(Ok(()))
+    }
 }
 
 /// Completes when appended records are durable. Awaiting it costs no
@@ -129,20 +173,56 @@ impl Commit {
             CommitState::Pending(seq, rx) => (seq, rx),
         };
         loop {
-            {
-                let p = rx.borrow_and_update();
-                if let Some((from, err)) = &p.failed
-                    && *from <= seq
-                {
-                    return Err(err.clone());
-                }
-                if p.durable >= seq {
-                    return Ok(());
-                }
+            if let Some(outcome) = rx.borrow_and_update().outcome(seq) {
+                return outcome;
             }
             if rx.changed().await.is_err() {
                 return Err(StoreError::Closed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_outcomes() {
+        let mut p = Progress::default();
+        assert_eq!(p.outcome(1), None);
+        p.done = 3;
+        assert_eq!(p.outcome(3), Some(Ok(())));
+        p.fail(4, 5, StoreError::Full);
+        assert_eq!(p.outcome(4), Some(Err(StoreError::Full)));
+        assert_eq!(p.outcome(6), None);
+        for i in 0..Progress::MAX_FAILED as u64 {
+            p.fail(10 + 2 * i, 10 + 2 * i, StoreError::Full);
+        }
+        assert_eq!(p.failed.len(), Progress::MAX_FAILED);
+        assert!(
+            p.outcome(5).is_some_and(|o| o.is_err()),
+            "forgotten failure stays a failure"
+        );
+        assert!(
+            p.outcome(3).is_some_and(|o| o.is_err()),
+            "below a forgotten failure nothing can be told apart: no confirm"
+        );
+        assert_eq!(p.outcome(200), None);
+    }
+
+    #[tokio::test]
+    async fn commits_wait_for_progress() {
+        let (tx, rx) = watch::channel(Progress::default());
+        let c = Commit::pending(2, rx.clone());
+        let waiter = tokio::spawn(c.wait());
+        tx.send_modify(|p| p.done = 1);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        tx.send_modify(|p| p.done = 2);
+        assert_eq!(waiter.await.expect("join"), Ok(()));
+        let failed = Commit::pending(3, rx);
+        tx.send_modify(|p| p.fail(3, 3, StoreError::Full));
+        assert_eq!(failed.wait().await, Err(StoreError::Full));
     }
 }

@@ -37,6 +37,11 @@ pub struct DurableState {
     pub routers: BTreeMap<(String, String), RouterConfig>,
     /// (namespace, binding), in the order they were made.
     pub bindings: Vec<(String, Binding)>,
+    /// Messages of queues not declared (yet) in the records seen so far. A
+    /// journal that deletes old segments rewrites the topology into newer
+    /// ones, so a queue's declaration may come after its messages on
+    /// replay; queue ids are never reused, so they are matched up then.
+    orphans: BTreeMap<QueueId, BTreeMap<u64, StoredMessage>>,
 }
 
 impl DurableState {
@@ -68,11 +73,14 @@ impl DurableState {
                 name,
                 config,
             } => {
-                let messages = self
+                let mut messages = self
                     .queues
                     .remove(&id)
                     .map(|q| q.messages)
                     .unwrap_or_default();
+                if let Some(orphans) = self.orphans.remove(&id) {
+                    messages.extend(orphans);
+                }
                 self.queues.insert(
                     id,
                     DurableQueue {
@@ -84,6 +92,7 @@ impl DurableState {
                 );
             }
             Record::QueueDeleted { id } => {
+                self.orphans.remove(&id);
                 if let Some(q) = self.queues.remove(&id) {
                     self.bindings
                         .retain(|(ns, b)| !(*ns == q.namespace && b.destination.is_queue(&q.name)));
@@ -96,37 +105,28 @@ impl DurableState {
                 deliveries,
                 message,
             } => {
-                if let Some(q) = self.queues.get_mut(&queue) {
-                    q.messages.insert(
-                        seq,
-                        StoredMessage {
-                            at,
-                            message,
-                            deliveries,
-                            loc,
-                        },
-                    );
-                }
+                self.messages_of(queue).insert(
+                    seq,
+                    StoredMessage {
+                        at,
+                        message,
+                        deliveries,
+                        loc,
+                    },
+                );
             }
             Record::Delivered { queue, seq, count } => {
-                if let Some(m) = self
-                    .queues
-                    .get_mut(&queue)
-                    .and_then(|q| q.messages.get_mut(&seq))
-                {
+                if let Some(m) = self.messages_of(queue).get_mut(&seq) {
                     m.deliveries = count;
                 }
             }
             Record::Removed { queue, seq, .. } => {
-                if let Some(q) = self.queues.get_mut(&queue) {
-                    q.messages.remove(&seq);
-                }
+                self.messages_of(queue).remove(&seq);
             }
             Record::Purged { queue, removed } => {
-                if let Some(q) = self.queues.get_mut(&queue) {
-                    for (s, _) in removed {
-                        q.messages.remove(&s);
-                    }
+                let messages = self.messages_of(queue);
+                for (s, _) in removed {
+                    messages.remove(&s);
                 }
             }
             Record::RouterDeclared {
@@ -156,6 +156,18 @@ impl DurableState {
                     .retain(|(ns, b)| !(*ns == namespace && *b == binding));
             }
         }
+    }
+
+    fn messages_of(&mut self, queue: QueueId) -> &mut BTreeMap<u64, StoredMessage> {
+        match self.queues.get_mut(&queue) {
+            Some(q) => &mut q.messages,
+            None => self.orphans.entry(queue).or_default(),
+        }
+    }
+
+    /// Messages whose queue was never declared: left over once replay ends.
+    pub fn orphan_count(&self) -> usize {
+        self.orphans.values().map(BTreeMap::len).sum()
     }
 
     /// A minimal record sequence that rebuilds this state.
@@ -200,5 +212,53 @@ impl DurableState {
     /// How many messages the state holds.
     pub fn message_count(&self) -> usize {
         self.queues.values().map(|q| q.messages.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::QueueConfig;
+
+    fn enq(seq: u64) -> Record {
+        Record::Enqueued {
+            queue: QueueId(3),
+            seq,
+            at: Timestamp(1),
+            deliveries: 0,
+            message: Arc::new(Message::new("m")),
+        }
+    }
+
+    #[test]
+    fn messages_before_their_queue_declaration_join_it() {
+        let declared = Record::QueueDeclared {
+            id: QueueId(3),
+            namespace: "ns".into(),
+            name: "q".into(),
+            config: QueueConfig::default(),
+        };
+        let s = DurableState::from_records(
+            [
+                enq(1),
+                enq(2),
+                Record::Removed {
+                    queue: QueueId(3),
+                    seq: 1,
+                    loc: None,
+                },
+                declared.clone(),
+            ]
+            .into_iter()
+            .map(|r| (r, None)),
+        );
+        assert_eq!(s.message_count(), 1);
+        assert_eq!(s.orphan_count(), 0);
+        let gone = DurableState::from_records(
+            [enq(1), Record::QueueDeleted { id: QueueId(3) }]
+                .into_iter()
+                .map(|r| (r, None)),
+        );
+        assert_eq!(gone.orphan_count() + gone.message_count(), 0);
     }
 }

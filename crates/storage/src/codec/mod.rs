@@ -1,0 +1,214 @@
+//! Records to bytes and back. The record type is a byte of its own (it sits
+//! in the frame header); the payload layout per type is below. Format
+//! version 1.
+
+mod config;
+mod message;
+mod wire;
+
+pub use wire::DecodeError;
+
+use std::sync::Arc;
+
+use ferry_core::clock::Timestamp;
+use ferry_core::store::{Location, QueueId, Record};
+
+use config::{
+    get_binding, get_queue_config, get_router_config, put_binding, put_queue_config,
+    put_router_config,
+};
+use message::{get_message, put_message};
+use wire::{Dec, DecodeResult, Enc};
+
+const NAMESPACE_CREATED: u8 = 1;
+const NAMESPACE_DELETED: u8 = 2;
+const QUEUE_DECLARED: u8 = 3;
+const QUEUE_DELETED: u8 = 4;
+const ENQUEUED: u8 = 5;
+const DELIVERED: u8 = 6;
+const REMOVED: u8 = 7;
+const PURGED: u8 = 8;
+const ROUTER_DECLARED: u8 = 9;
+const ROUTER_DELETED: u8 = 10;
+const BOUND: u8 = 11;
+const UNBOUND: u8 = 12;
+
+fn put_loc(e: &mut Enc<'_>, loc: Option<Location>) {
+    match loc {
+        None => e.u8(0),
+        Some(l) => {
+            e.u8(1);
+            e.var(l.0);
+        }
+    }
+}
+
+fn get_loc(d: &mut Dec<'_>) -> DecodeResult<Option<Location>> {
+    Ok(match d.u8()? {
+        0 => None,
+        _ => Some(Location(d.var()?)),
+    })
+}
+
+/// Appends `r`'s payload to `out`; returns its type byte.
+pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
+    let mut e = Enc(out);
+    match r {
+        Record::NamespaceCreated { name } => {
+            e.str(name);
+            NAMESPACE_CREATED
+        }
+        Record::NamespaceDeleted { name } => {
+            e.str(name);
+            NAMESPACE_DELETED
+        }
+        Record::QueueDeclared {
+            id,
+            namespace,
+            name,
+            config,
+        } => {
+            e.var(id.0);
+            e.str(namespace);
+            e.str(name);
+            put_queue_config(&mut e, config);
+            QUEUE_DECLARED
+        }
+        Record::QueueDeleted { id } => {
+            e.var(id.0);
+            QUEUE_DELETED
+        }
+        Record::Enqueued {
+            queue,
+            seq,
+            at,
+            deliveries,
+            message,
+        } => {
+            e.var(queue.0);
+            e.var(*seq);
+            e.var(at.as_millis());
+            e.var(u64::from(*deliveries));
+            put_message(&mut e, message);
+            ENQUEUED
+        }
+        Record::Delivered { queue, seq, count } => {
+            e.var(queue.0);
+            e.var(*seq);
+            e.var(u64::from(*count));
+            DELIVERED
+        }
+        Record::Removed { queue, seq, loc } => {
+            e.var(queue.0);
+            e.var(*seq);
+            put_loc(&mut e, *loc);
+            REMOVED
+        }
+        Record::Purged { queue, removed } => {
+            e.var(queue.0);
+            e.var(removed.len() as u64);
+            for (seq, loc) in removed {
+                e.var(*seq);
+                put_loc(&mut e, *loc);
+            }
+            PURGED
+        }
+        Record::RouterDeclared {
+            namespace,
+            name,
+            config,
+        } => {
+            e.str(namespace);
+            e.str(name);
+            put_router_config(&mut e, config);
+            ROUTER_DECLARED
+        }
+        Record::RouterDeleted { namespace, name } => {
+            e.str(namespace);
+            e.str(name);
+            ROUTER_DELETED
+        }
+        Record::Bound { namespace, binding } => {
+            e.str(namespace);
+            put_binding(&mut e, binding);
+            BOUND
+        }
+        Record::Unbound { namespace, binding } => {
+            e.str(namespace);
+            put_binding(&mut e, binding);
+            UNBOUND
+        }
+    }
+}
+
+/// Decodes a record of type `kind` from its whole payload.
+pub fn decode(kind: u8, payload: &[u8]) -> Result<Record, DecodeError> {
+    let mut d = Dec::new(payload);
+    let r = match kind {
+        NAMESPACE_CREATED => Record::NamespaceCreated { name: d.str()? },
+        NAMESPACE_DELETED => Record::NamespaceDeleted { name: d.str()? },
+        QUEUE_DECLARED => Record::QueueDeclared {
+            id: QueueId(d.var()?),
+            namespace: d.str()?,
+            name: d.str()?,
+            config: get_queue_config(&mut d)?,
+        },
+        QUEUE_DELETED => Record::QueueDeleted {
+            id: QueueId(d.var()?),
+        },
+        ENQUEUED => Record::Enqueued {
+            queue: QueueId(d.var()?),
+            seq: d.var()?,
+            at: Timestamp(d.var()?),
+            deliveries: d.var_u32()?,
+            message: Arc::new(get_message(&mut d)?),
+        },
+        DELIVERED => Record::Delivered {
+            queue: QueueId(d.var()?),
+            seq: d.var()?,
+            count: d.var_u32()?,
+        },
+        REMOVED => Record::Removed {
+            queue: QueueId(d.var()?),
+            seq: d.var()?,
+            loc: get_loc(&mut d)?,
+        },
+        PURGED => {
+            let queue = QueueId(d.var()?);
+            let n = d.len()?;
+            let mut removed = Vec::with_capacity(n);
+            for _ in 0..n {
+                removed.push((d.var()?, get_loc(&mut d)?));
+            }
+            Record::Purged { queue, removed }
+        }
+        ROUTER_DECLARED => Record::RouterDeclared {
+            namespace: d.str()?,
+            name: d.str()?,
+            config: get_router_config(&mut d)?,
+        },
+        ROUTER_DELETED => Record::RouterDeleted {
+            namespace: d.str()?,
+            name: d.str()?,
+        },
+        BOUND => Record::Bound {
+            namespace: d.str()?,
+            binding: get_binding(&mut d)?,
+        },
+        UNBOUND => Record::Unbound {
+            namespace: d.str()?,
+            binding: get_binding(&mut d)?,
+        },
+        tag => {
+            return Err(DecodeError::Tag {
+                what: "record",
+                tag,
+            });
+        }
+    };
+    d.finish()?;
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferry_core::clock::Timestamp;
+use ferry_core::message::{DeathReason, Headers, Message, MessageId, Value};
+use ferry_core::queue::{DeadLetterPolicy, DeadLetterTarget, DedupConfig, QueueConfig};
+use ferry_core::router::{Binding, Destination, RouterConfig, RouterKind};
+use ferry_core::store::{Location, QueueId, Record};
+use proptest::prelude::*;
+
+use super::*;
+
+fn round_trip(r: &Record) -> Record {
+    let mut buf = Vec::new();
+    let kind = encode(r, &mut buf);
+    decode(kind, &buf).expect("decodes")
+}
+
+fn rich_message() -> Message {
+    let mut m = Message::new(Bytes::from_static(b"body \x00\xff"))
+        .with_routing_key("a.b")
+        .with_group("g")
+        .with_dedup_id("d")
+        .with_priority(7)
+        .with_ttl(Duration::from_millis(1500))
+        .with_delay(Duration::from_secs(2))
+        .persistent();
+    m.id = MessageId(0x1234_5678_9abc_def0_1122_3344_5566_7788);
+    m.published_at = Timestamp(1_700_000_000_123);
+    m.router = Some("x".into());
+    m.properties.content_type = Some("text/plain".into());
+    m.properties.correlation_id = Some("c-1".into());
+    m.properties.reply_to = Some("amq.rabbitmq.reply-to".into());
+    m.properties.timestamp = Some(42);
+    m.properties.trace_context = Some("Root=1-abc".into());
+    let nested: Headers = [("inner", "v")].into_iter().collect();
+    m.headers.insert("str", "s");
+    m.headers.insert("int", -5i64);
+    m.headers.insert("bool", true);
+    m.headers.insert("float", Value::Float(1.5));
+    m.headers.insert(
+        "dec",
+        Value::Decimal {
+            scale: 2,
+            value: -314,
+        },
+    );
+    m.headers
+        .insert("bytes", Value::Bytes(Bytes::from_static(b"\x01\x02")));
+    m.headers.insert("ts", Value::Timestamp(99));
+    m.headers.insert("null", Value::Null);
+    m.headers.insert(
+        "list",
+        Value::List(vec![Value::Int(1), Value::Str("two".into())]),
+    );
+    m.headers.insert("table", Value::Table(nested));
+    m.dead_lettered("src", DeathReason::Expired, Timestamp(5))
+}
+
+#[test]
+fn every_record_kind_round_trips() {
+    let config = QueueConfig {
+        dedup: Some(DedupConfig {
+            content_based: true,
+            ..DedupConfig::default()
+        }),
+        message_ttl: Some(Duration::from_secs(60)),
+        max_length: Some(10),
+        max_bytes: Some(1 << 20),
+        max_priority: 9,
+        expires: Some(Duration::from_secs(3600)),
+        single_active_consumer: true,
+        dead_letter: Some(DeadLetterPolicy {
+            max_deliveries: Some(5),
+            ..DeadLetterPolicy::all_reasons(DeadLetterTarget::Router {
+                router: "dlx".into(),
+                routing_key: Some("dead".into()),
+            })
+        }),
+        ..QueueConfig::fifo()
+    };
+    let mut router = RouterConfig::new(RouterKind::Headers);
+    router.alternate = Some("ae".into());
+    router.internal = true;
+    let args: Headers = [("x-match", "any"), ("k", "v")].into_iter().collect();
+    let binding = Binding::new("x", Destination::router("y"), "k.#").with_args(args);
+    let records = vec![
+        Record::NamespaceCreated { name: "/".into() },
+        Record::NamespaceDeleted {
+            name: "acct".into(),
+        },
+        Record::QueueDeclared {
+            id: QueueId(7),
+            namespace: "/".into(),
+            name: "q".into(),
+            config,
+        },
+        Record::QueueDeleted { id: QueueId(7) },
+        Record::Enqueued {
+            queue: QueueId(7),
+            seq: 1 << 40,
+            at: Timestamp(123),
+            deliveries: 3,
+            message: Arc::new(rich_message()),
+        },
+        Record::Delivered {
+            queue: QueueId(7),
+            seq: 9,
+            count: 2,
+        },
+        Record::Removed {
+            queue: QueueId(7),
+            seq: 9,
+            loc: Some(Location(u64::MAX)),
+        },
+        Record::Removed {
+            queue: QueueId(7),
+            seq: 10,
+            loc: None,
+        },
+        Record::Purged {
+            queue: QueueId(7),
+            removed: vec![(1, Some(Location(5))), (2, None)],
+        },
+        Record::RouterDeclared {
+            namespace: "/".into(),
+            name: "x".into(),
+            config: router,
+        },
+        Record::RouterDeleted {
+            namespace: "/".into(),
+            name: "x".into(),
+        },
+        Record::Bound {
+            namespace: "/".into(),
+            binding: binding.clone(),
+        },
+        Record::Unbound {
+            namespace: "/".into(),
+            binding,
+        },
+    ];
+    for r in &records {
+        assert_eq!(&round_trip(r), r);
+    }
+}
+
+#[test]
+fn unknown_types_and_trailing_bytes_are_errors() {
+    assert!(matches!(decode(200, &[]), Err(DecodeError::Tag { .. })));
+    let mut buf = Vec::new();
+    let kind = encode(&Record::QueueDeleted { id: QueueId(1) }, &mut buf);
+    buf.push(0);
+    assert!(matches!(decode(kind, &buf), Err(DecodeError::Trailing(1))));
+}
+
+#[test]
+fn deep_nesting_is_refused_not_overflowed() {
+    let mut v = Value::Null;
+    for _ in 0..100 {
+        v = Value::List(vec![v]);
+    }
+    let m = Message::new("x").with_header("deep", v);
+    let mut buf = Vec::new();
+    let kind = encode(
+        &Record::Enqueued {
+            queue: QueueId(1),
+            seq: 1,
+            at: Timestamp(0),
+            deliveries: 0,
+            message: Arc::new(m),
+        },
+        &mut buf,
+    );
+    assert!(matches!(decode(kind, &buf), Err(DecodeError::TooDeep(_))));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Whatever the bytes, decoding returns (never panics, never hangs).
+    #[test]
+    fn random_bytes_never_panic(kind in 0u8..16, bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = decode(kind, &bytes);
+    }
+
+    /// A valid record with one byte changed decodes to something or fails cleanly.
+    #[test]
+    fn mutated_records_never_panic(at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let r = Record::Enqueued {
+            queue: QueueId(1),
+            seq: 2,
+            at: Timestamp(3),
+            deliveries: 0,
+            message: Arc::new(rich_message()),
+        };
+        let mut buf = Vec::new();
+        let kind = encode(&r, &mut buf);
+        let i = at.index(buf.len());
+        buf[i] = byte;
+        let _ = decode(kind, &buf);
+    }
+}

@@ -1,0 +1,128 @@
+//! What the journal keeps in memory about its segments: live messages per
+//! segment (and per queue within it, so deleting a queue settles its
+//! messages without a record each), and the current topology for the
+//! checkpoint at the start of each new segment.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ferry_core::store::{DurableState, Location, QueueId, Record};
+
+use super::segment_of;
+
+#[derive(Debug, Default)]
+struct Segment {
+    live: u64,
+    by_queue: HashMap<QueueId, u64>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Accounts {
+    segments: BTreeMap<u64, Segment>,
+    /// Fed only topology records: namespaces, queues, routers, bindings.
+    topology: DurableState,
+}
+
+/// Fills in the locations of removals whose message was enqueued by the
+/// same append (the core could not know them yet), so every removal on
+/// disk names the segment it settles.
+pub(super) fn resolve_locations(r: Record, batch: &[(QueueId, u64, Location)]) -> Record {
+    let find = |queue: QueueId, seq: u64| {
+        batch
+            .iter()
+            .rev()
+            .find(|(q, s, _)| *q == queue && *s == seq)
+            .map(|(_, _, l)| *l)
+    };
+    match r {
+        Record::Removed {
+            queue,
+            seq,
+            loc: None,
+        } => Record::Removed {
+            queue,
+            seq,
+            loc: find(queue, seq),
+        },
+        Record::Purged { queue, removed } => Record::Purged {
+            queue,
+            removed: removed
+                .into_iter()
+                .map(|(seq, loc)| (seq, loc.or_else(|| find(queue, seq))))
+                .collect(),
+        },
+        other => other,
+    }
+}
+
+impl Accounts {
+    pub(super) fn add_segment(&mut self, id: u64) {
+        self.segments.entry(id).or_default();
+    }
+
+    fn settle(&mut self, queue: QueueId, loc: Option<Location>) {
+        let Some(seg) = loc.and_then(|l| self.segments.get_mut(&segment_of(l))) else {
+            return;
+        };
+        if let Some(n) = seg.by_queue.get_mut(&queue)
+            && *n > 0
+        {
+            *n -= 1;
+            seg.live -= 1;
+        }
+    }
+
+    /// Counts record `r`, written at `at`.
+    pub(super) fn apply(&mut self, r: &Record, at: Location) {
+        match r {
+            Record::Enqueued { queue, .. } => {
+                let seg = self.segments.entry(segment_of(at)).or_default();
+                seg.live += 1;
+                *seg.by_queue.entry(*queue).or_default() += 1;
+            }
+            Record::Removed { queue, loc, .. } => self.settle(*queue, *loc),
+            Record::Purged { queue, removed } => {
+                for (_, loc) in removed {
+                    self.settle(*queue, *loc);
+                }
+            }
+            Record::Delivered { .. } => {}
+            Record::QueueDeleted { id } => {
+                for seg in self.segments.values_mut() {
+                    if let Some(n) = seg.by_queue.remove(id) {
+                        seg.live -= n;
+                    }
+                }
+                self.topology.apply(r.clone(), None);
+            }
+            Record::NamespaceCreated { .. }
+            | Record::NamespaceDeleted { .. }
+            | Record::QueueDeclared { .. }
+            | Record::RouterDeclared { .. }
+            | Record::RouterDeleted { .. }
+            | Record::Bound { .. }
+            | Record::Unbound { .. } => self.topology.apply(r.clone(), None),
+        }
+    }
+
+    pub(super) fn topology_records(&self) -> Vec<Record> {
+        self.topology.to_records()
+    }
+
+    pub(super) fn live_by_segment(&self) -> Vec<(u64, u64)> {
+        self.segments.iter().map(|(id, s)| (*id, s.live)).collect()
+    }
+
+    /// Takes the oldest segments below `below` that hold nothing live,
+    /// stopping at the first that does.
+    pub(super) fn take_dead_prefix(&mut self, below: u64) -> Vec<u64> {
+        let mut dead = Vec::new();
+        while let Some((&id, seg)) = self.segments.first_key_value() {
+            if id >= below || seg.live > 0 {
+                break;
+            }
+            self.segments.remove(&id);
+            dead.push(id);
+        }
+        dead
+    }
+}

@@ -1,0 +1,330 @@
+//! The journal: one append-only log of segment files for every durable
+//! change of a broker, written by one thread with group commit.
+//!
+//! - `append` (any thread) encodes records into the pending buffer and
+//!   returns at once with a [`Commit`]; the writer thread takes everything
+//!   pending, writes it with one call per segment, runs one `fdatasync`
+//!   (policy `always`), and completes every commit of the batch together.
+//! - Each segment starts with a checkpoint of the topology (namespaces,
+//!   queues, routers, bindings) as it was when the segment began, so a
+//!   segment's topology records are never needed once a newer one exists.
+//! - Each segment counts its live messages (enqueued, not yet removed). The
+//!   oldest segments are deleted once none of theirs are live. Deletion
+//!   only ever takes the oldest segment, so a removal record never outlives
+//!   the message it removes.
+
+mod account;
+mod recover;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ferry_core::store::{Commit, Location, Progress, QueueId, Record, Store, StoreError};
+use tokio::sync::watch;
+
+use crate::codec;
+use crate::frame;
+use crate::segment;
+
+use account::Accounts;
+
+/// When the journal calls `fdatasync`, and what each choice risks.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// After every batch, before any of its commits complete: a confirmed
+    /// message survives a crash of the process and of the machine.
+    Always,
+    /// Commits complete once written to the OS; a sync runs at this
+    /// interval. A process crash loses nothing confirmed; a power loss or
+    /// kernel crash may lose up to the interval's confirmed messages.
+    Interval(Duration),
+    /// Commits complete once written to the OS, which syncs when it likes:
+    /// a power loss may lose any amount of recent confirmed messages.
+    Never,
+}
+
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    /// A segment is closed and a new one begun past this size.
+    pub segment_size: u64,
+    pub fsync: FsyncPolicy,
+    /// On recovery, skip corrupt records (logging what was lost) instead of
+    /// refusing to start.
+    pub repair: bool,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            segment_size: 64 * 1024 * 1024,
+            fsync: FsyncPolicy::Always,
+            repair: false,
+        }
+    }
+}
+
+/// The largest segment size accepted: locations keep offsets in 32 bits.
+pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
+
+pub(crate) fn location(segment: u64, offset: u64) -> Location {
+    Location((segment << 32) | offset)
+}
+
+pub(crate) fn segment_of(loc: Location) -> u64 {
+    loc.0 >> 32
+}
+
+/// Bytes bound for one segment, and the last commit they carry.
+struct Chunk {
+    segment: u64,
+    /// The writer creates the segment before writing this chunk.
+    create: bool,
+    bytes: Vec<u8>,
+    last_commit: u64,
+}
+
+struct State {
+    recovered: bool,
+    closed: bool,
+    /// What the writer has not taken yet, in order.
+    chunks: Vec<Chunk>,
+    /// The commit number of the newest append.
+    last_commit: u64,
+    /// The segment appends go to, and its length once all pending bytes are written.
+    head: u64,
+    head_len: u64,
+    accounts: Accounts,
+    /// The writer failed on the head segment: the next append starts a new one.
+    roll_next: bool,
+}
+
+/// Counters of the writer, for metrics and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    /// `append` calls.
+    pub commits: u64,
+    /// Writes of everything pending (each one batch of commits).
+    pub batches: u64,
+    /// `fdatasync` calls.
+    pub syncs: u64,
+    pub bytes_written: u64,
+}
+
+struct Shared {
+    dir: PathBuf,
+    stats: Mutex<JournalStats>,
+    config: JournalConfig,
+    state: Mutex<State>,
+    /// Wakes the writer.
+    work: Condvar,
+    progress: watch::Sender<Progress>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A durable [`Store`] in a directory of segment files.
+pub struct Journal {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir`. Nothing is read
+    /// until [`Store::recover`], which must come before any append.
+    pub fn open(dir: &Path, config: JournalConfig) -> Result<Journal, StoreError> {
+        if config.segment_size > MAX_SEGMENT_SIZE || config.segment_size < 4096 {
+            return Err(StoreError::Io(format!(
+                "segment size must be from 4 KiB to {MAX_SEGMENT_SIZE} bytes"
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let state = State {
+            recovered: false,
+            closed: false,
+            chunks: Vec::new(),
+            last_commit: 0,
+            head: 0,
+            head_len: 0,
+            accounts: Accounts::default(),
+            roll_next: false,
+        };
+        Ok(Journal {
+            shared: Arc::new(Shared {
+                dir: dir.to_owned(),
+                stats: Mutex::new(JournalStats::default()),
+                config,
+                state: Mutex::new(state),
+                work: Condvar::new(),
+                progress: watch::Sender::new(Progress::default()),
+            }),
+            writer: Mutex::new(None),
+        })
+    }
+
+    /// Writes what is pending, syncs, and stops the writer. Appends after
+    /// this fail with [`StoreError::Closed`].
+    pub fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.work.notify_one();
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle
+            && h.join().is_err()
+        {
+            tracing::error!("journal writer panicked");
+        }
+    }
+
+    /// Segment ids on disk with their live message counts, oldest first.
+    pub fn segments(&self) -> Vec<(u64, u64)> {
+        self.shared.lock().accounts.live_by_segment()
+    }
+
+    pub fn stats(&self) -> JournalStats {
+        let mut s = self
+            .shared
+            .stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        s.commits = self.shared.lock().last_commit;
+        s
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> StoreError {
+    if e.raw_os_error() == Some(28) {
+        // ENOSPC
+        return StoreError::Full;
+    }
+    StoreError::Io(format!("{}: {e}", path.display()))
+}
+
+impl State {
+    /// The chunk that bytes for the head segment go to.
+    fn head_chunk(&mut self) -> &mut Chunk {
+        let needs_new = self.chunks.last().is_none_or(|c| c.segment != self.head);
+        if needs_new {
+            self.chunks.push(Chunk {
+                segment: self.head,
+                create: false,
+                bytes: Vec::new(),
+                last_commit: 0,
+            });
+        }
+        let last = self.chunks.len() - 1;
+        &mut self.chunks[last]
+    }
+
+    /// Starts a new head segment, beginning with a topology checkpoint.
+    fn roll(&mut self) {
+        self.head += 1;
+        self.head_len = segment::HEADER;
+        self.accounts.add_segment(self.head);
+        self.chunks.push(Chunk {
+            segment: self.head,
+            create: true,
+            bytes: Vec::new(),
+            last_commit: 0,
+        });
+        for r in self.accounts.topology_records() {
+            self.put(&r);
+        }
+    }
+
+    /// Frames one record at the end of the head; returns its location.
+    fn put(&mut self, r: &Record) -> Location {
+        let loc = location(self.head, self.head_len);
+        let chunk = self.head_chunk();
+        let n = frame::put(&mut chunk.bytes, |out| codec::encode(r, out));
+        self.head_len += n as u64;
+        loc
+    }
+}
+
+impl Store for Journal {
+    fn append(
+        &self,
+        records: &mut Vec<Record>,
+        locations: &mut Vec<Location>,
+    ) -> Result<Commit, StoreError> {
+        let mut st = self.shared.lock();
+        if st.closed {
+            records.clear();
+            return Err(StoreError::Closed);
+        }
+        if !st.recovered {
+            records.clear();
+            return Err(StoreError::Io("journal appended to before recovery".into()));
+        }
+        if st.roll_next {
+            st.roll_next = false;
+            st.roll();
+        }
+        let first_chunk = st.chunks.len().saturating_sub(1);
+        // Messages enqueued by this same call, for removals that name none.
+        let mut batch: Vec<(QueueId, u64, Location)> = Vec::new();
+        for r in records.drain(..) {
+            if st.head_len >= self.shared.config.segment_size {
+                st.roll();
+            }
+            let r = account::resolve_locations(r, &batch);
+            let loc = st.put(&r);
+            if let Record::Enqueued { queue, seq, .. } = &r {
+                locations.push(loc);
+                batch.push((*queue, *seq, loc));
+            }
+            st.accounts.apply(&r, loc);
+        }
+        st.last_commit += 1;
+        let commit = st.last_commit;
+        // Every chunk this call wrote to carries its commit, so a failure
+        // of any of them fails the commit.
+        for c in st.chunks.iter_mut().skip(first_chunk) {
+            c.last_commit = commit;
+        }
+        drop(st);
+        self.shared.work.notify_one();
+        Ok(Commit::pending(commit, self.shared.progress.subscribe()))
+    }
+
+    fn recover(&self, visit: &mut dyn FnMut(Record, Option<Location>)) -> Result<(), StoreError> {
+        let mut st = self.shared.lock();
+        if st.recovered {
+            return Err(StoreError::Io("journal recovered twice".into()));
+        }
+        let head_file = recover::replay(&self.shared, &mut st, visit)?;
+        st.recovered = true;
+        drop(st);
+        let shared = Arc::clone(&self.shared);
+        let handle = std::thread::Builder::new()
+            .name("ferry-journal".into())
+            .spawn(move || writer::run(&shared, head_file))
+            .map_err(|e| StoreError::Io(format!("starting the journal writer: {e}")))?;
+        *self.writer.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,152 @@
+//! Reading the journal back at start: every segment in order, every frame
+//! checked. A torn tail of the newest segment is cut off with a warning;
+//! damage anywhere else stops the start, naming file and offset, unless
+//! repair is on, which skips the damage and logs what was lost.
+
+use std::io::Write;
+
+use ferry_core::store::{Location, Record, StoreError};
+
+use super::writer::Head;
+use super::{Shared, State, io_error, location};
+use crate::{codec, frame, segment};
+
+pub(super) fn replay(
+    shared: &Shared,
+    st: &mut State,
+    visit: &mut dyn FnMut(Record, Option<Location>),
+) -> Result<Option<Head>, StoreError> {
+    let dir = &shared.dir;
+    let repair = shared.config.repair;
+    let ids = segment::list(dir).map_err(|e| io_error(dir, e))?;
+    let mut head: Option<(u64, u64)> = None;
+    for (i, &id) in ids.iter().enumerate() {
+        let newest = i + 1 == ids.len();
+        let path = segment::path(dir, id);
+        let name = path.display().to_string();
+        let data = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
+        if let Err(why) = segment::check_header(&data, id) {
+            if newest && data.len() < segment::HEADER as usize {
+                // Created but its header never made it to disk.
+                tracing::warn!(file = %name, "newest segment has a torn header; starting it afresh");
+                rewrite_empty(dir, id)?;
+                st.accounts.add_segment(id);
+                head = Some((id, segment::HEADER));
+                continue;
+            }
+            if repair {
+                tracing::error!(file = %name, reason = %why, "repair: skipping an unreadable segment (moved aside as .corrupt)");
+                let aside = path.with_extension("seg.corrupt");
+                std::fs::rename(&path, &aside).map_err(|e| io_error(&path, e))?;
+                continue;
+            }
+            return Err(StoreError::Corrupt {
+                file: name,
+                offset: 0,
+                detail: why,
+            });
+        }
+        st.accounts.add_segment(id);
+        let mut pos = segment::HEADER as usize;
+        let mut end = data.len();
+        while pos < end {
+            match frame::read(&data[pos..end]) {
+                Ok(f) => {
+                    let at = location(id, pos as u64);
+                    match codec::decode(f.kind, f.payload) {
+                        Ok(r) => {
+                            st.accounts.apply(&r, at);
+                            let loc = matches!(r, Record::Enqueued { .. }).then_some(at);
+                            visit(r, loc);
+                        }
+                        Err(e) if repair => {
+                            tracing::error!(file = %name, offset = pos, error = %e, "repair: skipping a record that does not decode");
+                        }
+                        Err(e) => {
+                            return Err(StoreError::Corrupt {
+                                file: name,
+                                offset: pos as u64,
+                                detail: format!("record does not decode: {e}"),
+                            });
+                        }
+                    }
+                    pos += f.size;
+                }
+                Err(fe) => {
+                    let next = resync(&data[..end], pos + 1);
+                    if newest && next.is_none() {
+                        tracing::warn!(file = %name, offset = pos, lost_bytes = end - pos, reason = %fe, "torn tail: cutting the newest segment back to its last whole record");
+                        truncate(&path, pos as u64)?;
+                        end = pos;
+                        break;
+                    }
+                    if !repair {
+                        return Err(StoreError::Corrupt {
+                            file: name,
+                            offset: pos as u64,
+                            detail: format!("{fe} (start with --repair to skip it)"),
+                        });
+                    }
+                    let resume = next.unwrap_or(end);
+                    tracing::error!(file = %name, offset = pos, lost_bytes = resume - pos, reason = %fe, "repair: skipping damaged bytes; records in them are lost");
+                    pos = resume;
+                }
+            }
+        }
+        if newest {
+            head = Some((id, end as u64));
+        }
+    }
+    let next_id = ids.last().map_or(1, |l| l + 1);
+    let (id, len) = match head {
+        Some((id, len)) if len < shared.config.segment_size => (id, len),
+        _ => {
+            let len = create_with_checkpoint(shared, st, next_id)?;
+            (next_id, len)
+        }
+    };
+    st.head = id;
+    st.head_len = len;
+    let file =
+        segment::open_append(dir, id, len).map_err(|e| io_error(&segment::path(dir, id), e))?;
+    Ok(Some(Head {
+        segment: id,
+        file,
+        len,
+    }))
+}
+
+/// The first offset at or after `from` where a whole, valid frame starts.
+fn resync(data: &[u8], from: usize) -> Option<usize> {
+    (from..data.len().saturating_sub(frame::FRAME_HEADER))
+        .find(|&p| frame::read(&data[p..]).is_ok())
+}
+
+fn truncate(path: &std::path::Path, len: u64) -> Result<(), StoreError> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    f.set_len(len).map_err(|e| io_error(path, e))?;
+    f.sync_all().map_err(|e| io_error(path, e))
+}
+
+fn rewrite_empty(dir: &std::path::Path, id: u64) -> Result<(), StoreError> {
+    segment::create(dir, id)
+        .map(drop)
+        .map_err(|e| io_error(&segment::path(dir, id), e))
+}
+
+/// Creates segment `id` beginning with a topology checkpoint; returns its length.
+fn create_with_checkpoint(shared: &Shared, st: &mut State, id: u64) -> Result<u64, StoreError> {
+    let path = segment::path(&shared.dir, id);
+    let mut f = segment::create(&shared.dir, id).map_err(|e| io_error(&path, e))?;
+    let mut bytes = Vec::new();
+    for r in st.accounts.topology_records() {
+        frame::put(&mut bytes, |out| codec::encode(&r, out));
+    }
+    f.write_all(&bytes).map_err(|e| io_error(&path, e))?;
+    f.sync_data().map_err(|e| io_error(&path, e))?;
+    st.accounts.add_segment(id);
+    Ok(segment::HEADER + bytes.len() as u64)
+}

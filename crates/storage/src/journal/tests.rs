@@ -1,0 +1,430 @@
+//! Journal tests: round trips, rolls, segment deletion, torn tails,
+//! corruption, repair, group commit.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ferry_core::clock::Timestamp;
+use ferry_core::message::Message;
+use ferry_core::queue::QueueConfig;
+use ferry_core::router::{Binding, Destination, RouterConfig, RouterKind};
+use ferry_core::store::{DurableState, Location, QueueId, Record, Store, StoreError};
+
+use super::*;
+
+const Q: QueueId = QueueId(1);
+
+fn config(segment_size: u64) -> JournalConfig {
+    JournalConfig {
+        segment_size,
+        ..JournalConfig::default()
+    }
+}
+
+/// Opens and recovers; returns the journal and the state it replayed.
+fn open(dir: &Path, cfg: JournalConfig) -> Result<(Journal, DurableState), StoreError> {
+    let j = Journal::open(dir, cfg)?;
+    let mut state = DurableState::default();
+    j.recover(&mut |r, loc| state.apply(r, loc))?;
+    Ok((j, state))
+}
+
+fn declare() -> Vec<Record> {
+    vec![
+        Record::NamespaceCreated { name: "ns".into() },
+        Record::QueueDeclared {
+            id: Q,
+            namespace: "ns".into(),
+            name: "q".into(),
+            config: QueueConfig::default(),
+        },
+    ]
+}
+
+fn enqueued(seq: u64, body: &str) -> Record {
+    Record::Enqueued {
+        queue: Q,
+        seq,
+        at: Timestamp(seq),
+        deliveries: 0,
+        message: Arc::new(Message::new(body.to_owned()).persistent()),
+    }
+}
+
+/// Appends and waits for durability; returns the locations of enqueues.
+fn write(j: &Journal, mut records: Vec<Record>) -> Vec<Location> {
+    let mut locs = Vec::new();
+    let commit = j.append(&mut records, &mut locs).expect("append");
+    futures_wait(commit).expect("durable");
+    locs
+}
+
+fn futures_wait(c: ferry_core::store::Commit) -> Result<(), StoreError> {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(c.wait())
+}
+
+fn bodies(s: &DurableState) -> Vec<String> {
+    s.queues
+        .values()
+        .flat_map(|q| q.messages.values())
+        .map(|m| String::from_utf8_lossy(&m.message.body).into_owned())
+        .collect()
+}
+
+fn segment_files(dir: &Path) -> Vec<u64> {
+    segment::list(dir).expect("list")
+}
+
+#[test]
+fn records_survive_a_reopen_with_their_locations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (j, s) = open(dir.path(), JournalConfig::default()).expect("open");
+    assert_eq!(s, DurableState::default());
+    write(&j, declare());
+    let locs = write(&j, vec![enqueued(1, "a"), enqueued(2, "b")]);
+    assert_eq!(locs.len(), 2);
+    write(
+        &j,
+        vec![
+            Record::Delivered {
+                queue: Q,
+                seq: 2,
+                count: 3,
+            },
+            Record::Removed {
+                queue: Q,
+                seq: 1,
+                loc: Some(locs[0]),
+            },
+        ],
+    );
+    drop(j);
+    let (_j, s) = open(dir.path(), JournalConfig::default()).expect("reopen");
+    assert_eq!(bodies(&s), ["b"]);
+    let m = &s.queues[&Q].messages[&2];
+    assert_eq!(m.deliveries, 3);
+    assert_eq!(m.loc, Some(locs[1]), "recovery reports where the record is");
+    assert_eq!(s.queues[&Q].name, "q");
+}
+
+#[test]
+fn append_before_recover_or_after_close_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let j = Journal::open(dir.path(), JournalConfig::default()).expect("open");
+    assert!(j.append(&mut declare(), &mut Vec::new()).is_err());
+    j.recover(&mut |_, _| {}).expect("recover");
+    j.close();
+    assert_eq!(
+        j.append(&mut declare(), &mut Vec::new()).err(),
+        Some(StoreError::Closed)
+    );
+}
+
+#[test]
+fn segments_roll_and_dead_ones_are_deleted_without_losing_topology() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (j, _) = open(dir.path(), config(4096)).expect("open");
+    write(&j, declare());
+    write(
+        &j,
+        vec![
+            Record::RouterDeclared {
+                namespace: "ns".into(),
+                name: "x".into(),
+                config: RouterConfig::new(RouterKind::Topic),
+            },
+            Record::Bound {
+                namespace: "ns".into(),
+                binding: Binding::new("x", Destination::queue("q"), "a.#"),
+            },
+        ],
+    );
+    let body = "x".repeat(500);
+    let mut locs = Vec::new();
+    for seq in 1..=40 {
+        locs.extend(write(&j, vec![enqueued(seq, &body)]));
+    }
+    assert!(
+        segment_files(dir.path()).len() >= 4,
+        "rolled: {:?}",
+        segment_files(dir.path())
+    );
+    // Remove all but the newest message: every older segment dies.
+    for (i, loc) in locs.iter().enumerate().take(39) {
+        write(
+            &j,
+            vec![Record::Removed {
+                queue: Q,
+                seq: i as u64 + 1,
+                loc: Some(*loc),
+            }],
+        );
+    }
+    let files = segment_files(dir.path());
+    assert!(files.len() <= 2, "dead segments deleted: {files:?}");
+    assert!(
+        !files.contains(&1),
+        "the first segment, with the declarations, is gone"
+    );
+    drop(j);
+    let (_j, s) = open(dir.path(), config(4096)).expect("reopen");
+    assert_eq!(bodies(&s).len(), 1, "nothing removed came back");
+    assert_eq!(
+        s.queues[&Q].name, "q",
+        "the queue came back from a checkpoint"
+    );
+    assert_eq!(s.bindings.len(), 1);
+    assert_eq!(s.routers.len(), 1);
+}
+
+#[test]
+fn a_live_message_keeps_its_segment_and_everything_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (j, _) = open(dir.path(), config(4096)).expect("open");
+    write(&j, declare());
+    let body = "y".repeat(500);
+    let mut locs = Vec::new();
+    for seq in 1..=30 {
+        locs.extend(write(&j, vec![enqueued(seq, &body)]));
+    }
+    // Keep message 1 (in the first segment); remove the rest.
+    for seq in 2..=30u64 {
+        write(
+            &j,
+            vec![Record::Removed {
+                queue: Q,
+                seq,
+                loc: Some(locs[seq as usize - 1]),
+            }],
+        );
+    }
+    assert!(segment_files(dir.path()).contains(&1));
+    drop(j);
+    let (_j, s) = open(dir.path(), config(4096)).expect("reopen");
+    assert_eq!(
+        s.queues[&Q].messages.keys().copied().collect::<Vec<_>>(),
+        [1]
+    );
+}
+
+#[test]
+fn deleting_a_queue_frees_its_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (j, _) = open(dir.path(), config(4096)).expect("open");
+    write(&j, declare());
+    let body = "z".repeat(700);
+    for seq in 1..=20 {
+        write(&j, vec![enqueued(seq, &body)]);
+    }
+    write(&j, vec![Record::QueueDeleted { id: Q }]);
+    // One more append moves the writer on so the dead prefix can go.
+    write(
+        &j,
+        vec![Record::NamespaceCreated {
+            name: "other".into(),
+        }],
+    );
+    let live: u64 = j.segments().iter().map(|(_, n)| n).sum();
+    assert_eq!(live, 0);
+    assert!(segment_files(dir.path()).len() <= 2);
+    drop(j);
+    let (_j, s) = open(dir.path(), config(4096)).expect("reopen");
+    assert!(s.queues.is_empty());
+    assert_eq!(s.message_count(), 0);
+}
+
+#[test]
+fn removals_in_the_same_append_as_their_enqueue_settle_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (j, _) = open(dir.path(), config(4096)).expect("open");
+    write(&j, declare());
+    write(
+        &j,
+        vec![
+            enqueued(1, "a"),
+            Record::Removed {
+                queue: Q,
+                seq: 1,
+                loc: None,
+            },
+        ],
+    );
+    let live: u64 = j.segments().iter().map(|(_, n)| n).sum();
+    assert_eq!(live, 0);
+    drop(j);
+    let (_j, s) = open(dir.path(), config(4096)).expect("reopen");
+    assert_eq!(s.message_count(), 0);
+}
+
+/// The newest segment's file and the offset where its last record starts.
+fn last_record(dir: &Path) -> (std::path::PathBuf, usize, usize) {
+    let id = *segment_files(dir).last().expect("a segment");
+    let path = segment::path(dir, id);
+    let data = std::fs::read(&path).expect("read");
+    let mut pos = segment::HEADER as usize;
+    let mut last = pos;
+    while pos < data.len() {
+        let f = frame::read(&data[pos..]).expect("valid frame");
+        last = pos;
+        pos += f.size;
+    }
+    (path, last, data.len())
+}
+
+#[test]
+fn a_torn_tail_is_cut_at_every_offset_inside_the_last_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (j, _) = open(dir.path(), JournalConfig::default()).expect("open");
+        write(&j, declare());
+        write(&j, vec![enqueued(1, "kept")]);
+        write(&j, vec![enqueued(2, "torn")]);
+    }
+    let (path, start, len) = last_record(dir.path());
+    let original = std::fs::read(&path).expect("read");
+    for cut in start..len {
+        std::fs::write(&path, &original[..cut]).expect("cut");
+        let (j, s) = open(dir.path(), JournalConfig::default())
+            .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        assert_eq!(bodies(&s), ["kept"], "cut at {cut}");
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), start as u64);
+        // The journal goes on from the cut.
+        write(&j, vec![enqueued(3, "after")]);
+        drop(j);
+        let (_j, s) = open(dir.path(), JournalConfig::default()).expect("reopen");
+        assert_eq!(bodies(&s), ["kept", "after"], "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_bad_crc_in_the_last_record_is_a_torn_tail_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (j, _) = open(dir.path(), JournalConfig::default()).expect("open");
+        write(&j, declare());
+        write(&j, vec![enqueued(1, "kept"), enqueued(2, "flipped")]);
+    }
+    let (path, start, len) = last_record(dir.path());
+    let mut data = std::fs::read(&path).expect("read");
+    data[start + (len - start) / 2] ^= 0xff;
+    std::fs::write(&path, &data).expect("write");
+    let (_j, s) = open(dir.path(), JournalConfig::default()).expect("open");
+    assert_eq!(bodies(&s), ["kept"]);
+}
+
+#[test]
+fn damage_in_an_older_segment_stops_the_start_unless_repairing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (j, _) = open(dir.path(), config(4096)).expect("open");
+        write(&j, declare());
+        let body = "w".repeat(300);
+        for seq in 1..=40 {
+            write(&j, vec![enqueued(seq, &body)]);
+        }
+    }
+    let first = segment::path(dir.path(), 1);
+    let mut data = std::fs::read(&first).expect("read");
+    let mid = data.len() / 2;
+    data[mid] ^= 0x55;
+    std::fs::write(&first, &data).expect("write");
+
+    let err = open(dir.path(), config(4096)).err().expect("refused");
+    match err {
+        StoreError::Corrupt { file, offset, .. } => {
+            assert!(file.ends_with("00000000000000000001.seg"), "{file}");
+            assert!(offset > 0 && offset <= mid as u64, "offset {offset}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let repaired = JournalConfig {
+        repair: true,
+        ..config(4096)
+    };
+    let (_j, s) = open(dir.path(), repaired).expect("repair opens");
+    let n = s.message_count();
+    assert!((35..40).contains(&n), "one record lost, the rest kept: {n}");
+}
+
+#[test]
+fn a_foreign_or_future_segment_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (j, _) = open(dir.path(), JournalConfig::default()).expect("open");
+        write(&j, declare());
+        write(&j, vec![enqueued(1, "a")]);
+        drop(j);
+        // A newer segment makes the first one "older".
+        let (j, _) = open(dir.path(), config(4096)).expect("open");
+        drop(j);
+    }
+    let p = segment::path(dir.path(), 1);
+    let mut data = std::fs::read(&p).expect("read");
+    data[8] = 9; // format version 9
+    let crc = crc32c::crc32c(&data[..28]);
+    data[28..32].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&p, &data).expect("write");
+    let err = open(dir.path(), JournalConfig::default())
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("format version 9"), "{err}");
+}
+
+#[test]
+fn concurrent_publishers_share_syncs_and_all_land() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (j, _) = open(dir.path(), JournalConfig::default()).expect("open");
+    write(&j, declare());
+    let j = Arc::new(j);
+    let threads: Vec<_> = (0..16u64)
+        .map(|t| {
+            let j = Arc::clone(&j);
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("runtime");
+                for i in 0..50u64 {
+                    let mut r = vec![enqueued(t * 1000 + i + 1, "m")];
+                    let c = j.append(&mut r, &mut Vec::new()).expect("append");
+                    rt.block_on(c.wait()).expect("durable");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("publisher");
+    }
+    let j = Arc::into_inner(j).expect("last reference");
+    let stats = j.stats();
+    assert_eq!(stats.commits, 1 + 16 * 50);
+    assert!(
+        stats.syncs < stats.commits,
+        "16 publishers waiting on their confirms share syncs: {stats:?}"
+    );
+    drop(j);
+    let (_j, s) = open(dir.path(), JournalConfig::default()).expect("reopen");
+    assert_eq!(s.message_count(), 16 * 50);
+}
+
+#[test]
+fn interval_and_never_policies_confirm_and_recover() {
+    for policy in [
+        FsyncPolicy::Interval(std::time::Duration::from_millis(5)),
+        FsyncPolicy::Never,
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = JournalConfig {
+            fsync: policy,
+            ..JournalConfig::default()
+        };
+        let (j, _) = open(dir.path(), cfg.clone()).expect("open");
+        write(&j, declare());
+        write(&j, vec![enqueued(1, "a")]);
+        drop(j);
+        let (_j, s) = open(dir.path(), cfg).expect("reopen");
+        assert_eq!(bodies(&s), ["a"], "{policy:?}");
+    }
+}

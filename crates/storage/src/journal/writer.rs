@@ -1,0 +1,213 @@
+//! The writer thread: takes everything appended since its last write,
+//! writes it, syncs per policy, settles the commits, deletes dead segments.
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::PoisonError;
+use std::time::Instant;
+
+use ferry_core::store::StoreError;
+
+use super::{Chunk, FsyncPolicy, Shared, io_error};
+use crate::segment;
+
+/// The segment file being appended to.
+pub(super) struct Head {
+    pub segment: u64,
+    pub file: File,
+    pub len: u64,
+}
+
+pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
+    let policy = shared.config.fsync;
+    let mut settled: u64 = 0;
+    let mut last_sync = Instant::now();
+    let mut unsynced = false;
+    loop {
+        let (chunks, closing) = {
+            let mut st = shared.lock();
+            loop {
+                if !st.chunks.is_empty() || st.closed {
+                    break;
+                }
+                match policy {
+                    FsyncPolicy::Interval(every) if unsynced => {
+                        let waited = last_sync.elapsed();
+                        if waited >= every {
+                            break;
+                        }
+                        st = shared
+                            .work
+                            .wait_timeout(st, every - waited)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                    }
+                    _ => st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner),
+                }
+            }
+            (std::mem::take(&mut st.chunks), st.closed)
+        };
+        let last = chunks
+            .iter()
+            .map(|c| c.last_commit)
+            .max()
+            .unwrap_or(settled);
+        if !chunks.is_empty() {
+            let sync_now = match policy {
+                FsyncPolicy::Always => true,
+                FsyncPolicy::Interval(every) => closing || last_sync.elapsed() >= every,
+                FsyncPolicy::Never => closing,
+            };
+            let written = write_chunks(shared, &mut head, &chunks).and_then(|()| {
+                if sync_now {
+                    sync(shared, &head)
+                } else {
+                    Ok(())
+                }
+            });
+            match written {
+                Ok(()) => {
+                    if sync_now {
+                        unsynced = false;
+                        last_sync = Instant::now();
+                    } else {
+                        unsynced = true;
+                    }
+                    shared.progress.send_modify(|p| p.done = p.done.max(last));
+                    settled = last;
+                }
+                Err(e) => {
+                    settled = fail(shared, &mut head, settled, last, e);
+                    unsynced = false;
+                }
+            }
+            delete_dead(shared, &head, &mut unsynced);
+        } else if unsynced {
+            // The interval ran out with nothing new: sync what was written.
+            if let Err(e) = sync(shared, &head) {
+                tracing::error!(error = %e, "journal sync failed; recent confirmed messages may be lost on power failure");
+            }
+            unsynced = false;
+            last_sync = Instant::now();
+        }
+        if closing {
+            if unsynced && let Err(e) = sync(shared, &head) {
+                tracing::error!(error = %e, "final journal sync failed");
+            }
+            return;
+        }
+    }
+}
+
+fn write_chunks(
+    shared: &Shared,
+    head: &mut Option<Head>,
+    chunks: &[Chunk],
+) -> Result<(), StoreError> {
+    for chunk in chunks {
+        if chunk.create {
+            let file = segment::create(&shared.dir, chunk.segment)
+                .map_err(|e| io_error(&segment::path(&shared.dir, chunk.segment), e))?;
+            *head = Some(Head {
+                segment: chunk.segment,
+                file,
+                len: segment::HEADER,
+            });
+        }
+        let Some(h) = head.as_mut().filter(|h| h.segment == chunk.segment) else {
+            return Err(StoreError::Io(format!(
+                "journal segment {} is not open for writing",
+                chunk.segment
+            )));
+        };
+        if let Err(e) = h.file.write_all(&chunk.bytes) {
+            // Cut back to the last good frame so the segment stays readable.
+            if let Err(t) = h.file.set_len(h.len) {
+                tracing::error!(error = %t, "could not cut a failed write back");
+            }
+            return Err(io_error(&segment::path(&shared.dir, h.segment), e));
+        }
+        h.len += chunk.bytes.len() as u64;
+    }
+    let mut stats = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
+    stats.batches += 1;
+    stats.bytes_written += chunks.iter().map(|c| c.bytes.len() as u64).sum::<u64>();
+    Ok(())
+}
+
+fn sync(shared: &Shared, head: &Option<Head>) -> Result<(), StoreError> {
+    shared
+        .stats
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .syncs += 1;
+    match head {
+        Some(h) => h
+            .file
+            .sync_data()
+            .map_err(|e| io_error(&segment::path(&shared.dir, h.segment), e)),
+        None => Ok(()),
+    }
+}
+
+/// A write or sync failed: the batch's commits fail, and so do the pending
+/// bytes bound for the same segment (their offsets assumed this batch was
+/// there). The next append starts a new segment. Returns the new settled mark.
+fn fail(shared: &Shared, head: &mut Option<Head>, settled: u64, last: u64, e: StoreError) -> u64 {
+    let broken = head.as_ref().map(|h| h.segment);
+    tracing::error!(error = %e, segment = ?broken, "journal write failed; publishes waiting on it get an error");
+    let mut through = last;
+    {
+        let mut st = shared.lock();
+        if let Some(b) = broken {
+            st.chunks.retain(|c| {
+                if c.segment == b {
+                    through = through.max(c.last_commit);
+                    false
+                } else {
+                    true
+                }
+            });
+            if st.head == b {
+                st.roll_next = true;
+            }
+        } else {
+            st.roll_next = true;
+        }
+    }
+    *head = None;
+    shared
+        .progress
+        .send_modify(|p| p.fail(settled + 1, through, e.clone()));
+    through
+}
+
+/// Deletes the oldest segments that hold nothing live any more (never the
+/// one being written). What made them dead is synced first.
+fn delete_dead(shared: &Shared, head: &Option<Head>, unsynced: &mut bool) {
+    let Some(current) = head.as_ref().map(|h| h.segment) else {
+        return;
+    };
+    let dead = shared.lock().accounts.take_dead_prefix(current);
+    if dead.is_empty() {
+        return;
+    }
+    if *unsynced {
+        if sync(shared, head).is_err() {
+            return;
+        }
+        *unsynced = false;
+    }
+    for id in &dead {
+        let p = segment::path(&shared.dir, *id);
+        match std::fs::remove_file(&p) {
+            Ok(()) => tracing::debug!(segment = id, "deleted journal segment with nothing live"),
+            Err(e) => {
+                tracing::warn!(error = %e, file = %p.display(), "could not delete a dead segment")
+            }
+        }
+    }
+    if let Err(e) = segment::sync_dir(&shared.dir) {
+        tracing::warn!(error = %e, "could not sync the journal directory");
+    }
+}

@@ -1,0 +1,15 @@
+//! ferry's durable storage: the segmented journal that implements the
+//! core's `Store` trait, with group commit, an explicit fsync policy and
+//! crash recovery.
+//!
+//! - [`frame`]: length + CRC32C framing of every record on disk.
+//! - [`codec`]: records to bytes and back (format version 1).
+//! - [`segment`]: segment files and their headers.
+//! - [`journal`]: the journal itself.
+
+pub mod codec;
+pub mod frame;
+pub mod journal;
+pub mod segment;
+
+pub use journal::{FsyncPolicy, Journal, JournalConfig, JournalStats};
