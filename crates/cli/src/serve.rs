@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use ferry_server::{FileConfig, Listen, Server, ServerConfig, config};
+use ferry_server::config::{self, Fsync};
+use ferry_server::{FileConfig, Listen, Server, ServerConfig};
+use ferry_storage::JournalConfig;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Args, Debug)]
@@ -25,6 +27,29 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT|off")]
     admin_listen: Option<Listen>,
 
+    /// When the journal syncs to disk: `always` (before any confirm: a
+    /// confirmed message survives power loss), `interval` (confirm once
+    /// written; sync every --fsync-interval-ms: a power loss may lose that
+    /// much), `never` (the OS decides) [default: always] (config key: fsync).
+    #[arg(long, value_name = "always|interval|never")]
+    fsync: Option<Fsync>,
+
+    /// Milliseconds between syncs with `--fsync interval` [default: 100]
+    /// (config key: fsync-interval-ms).
+    #[arg(long, value_name = "MS")]
+    fsync_interval_ms: Option<u64>,
+
+    /// Journal segment size in bytes; a new segment begins past it
+    /// [default: 67108864] (config key: segment-size).
+    #[arg(long, value_name = "BYTES")]
+    segment_size: Option<u64>,
+
+    /// Start even if the journal has damaged records: skip them and log what
+    /// was lost. Without it, damage stops the start with the file and offset
+    /// (config key: repair).
+    #[arg(long)]
+    repair: bool,
+
     /// Log level or filter (error, warn, info, debug, trace, or a tracing
     /// filter such as `ferry_core=debug`); RUST_LOG is used when unset
     /// [default: info] (config key: log-level).
@@ -35,7 +60,21 @@ pub struct ServeArgs {
 /// Flags over file over defaults.
 fn merge(args: &ServeArgs, file: FileConfig) -> (ServerConfig, Option<String>) {
     let defaults = ServerConfig::default();
+    let journal = JournalConfig {
+        segment_size: args
+            .segment_size
+            .or(file.segment_size)
+            .unwrap_or(defaults.journal.segment_size),
+        fsync: config::fsync_policy(
+            args.fsync.or(file.fsync).unwrap_or(Fsync::Always),
+            args.fsync_interval_ms
+                .or(file.fsync_interval_ms)
+                .unwrap_or(config::DEFAULT_FSYNC_INTERVAL_MS),
+        ),
+        repair: args.repair || file.repair.unwrap_or(false),
+    };
     let config = ServerConfig {
+        journal,
         data_dir: args
             .data_dir
             .clone()
@@ -121,6 +160,10 @@ mod tests {
             config: None,
             admin_listen: admin.map(|a| a.parse().expect("listen")),
             log_level: None,
+            fsync: None,
+            fsync_interval_ms: None,
+            segment_size: None,
+            repair: false,
         }
     }
 
@@ -130,12 +173,26 @@ mod tests {
             data_dir: Some("/from/file".into()),
             log_level: Some("debug".into()),
             admin_listen: Some(Listen::Off),
+            fsync: Some(Fsync::Interval),
+            fsync_interval_ms: Some(7),
+            segment_size: Some(1 << 20),
+            repair: Some(true),
         };
         let (c, level) = merge(&args(Some("127.0.0.1:0")), file);
         assert_eq!(c.admin_listen, "127.0.0.1:0".parse().expect("listen"));
         assert_eq!(c.data_dir, PathBuf::from("/from/file"));
         assert_eq!(level.as_deref(), Some("debug"));
+        assert_eq!(
+            c.journal.fsync,
+            ferry_storage::FsyncPolicy::Interval(std::time::Duration::from_millis(7))
+        );
+        assert_eq!(c.journal.segment_size, 1 << 20);
+        assert!(c.journal.repair);
         let (d, _) = merge(&args(None), FileConfig::default());
-        assert_eq!(d, ServerConfig::default());
+        let defaults = ServerConfig::default();
+        assert_eq!(d.data_dir, defaults.data_dir);
+        assert_eq!(d.admin_listen, defaults.admin_listen);
+        assert_eq!(d.journal.fsync, ferry_storage::FsyncPolicy::Always);
+        assert!(!d.journal.repair);
     }
 }

@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use ferry_storage::{FsyncPolicy, JournalConfig};
 use serde::{Deserialize, Deserializer};
 
 use crate::error::ServerError;
@@ -53,6 +54,34 @@ impl<'de> Deserialize<'de> for Listen {
     }
 }
 
+/// When the journal syncs to disk (see `FsyncPolicy` for what each risks).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    Always,
+    Interval,
+    Never,
+}
+
+impl FromStr for Fsync {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(Fsync::Always),
+            "interval" => Ok(Fsync::Interval),
+            "never" => Ok(Fsync::Never),
+            other => Err(format!("'{other}': expected always, interval or never")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Fsync {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The config file. Keys are the flag names without the leading dashes.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -60,6 +89,10 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
     pub admin_listen: Option<Listen>,
+    pub fsync: Option<Fsync>,
+    pub fsync_interval_ms: Option<u64>,
+    pub segment_size: Option<u64>,
+    pub repair: Option<bool>,
 }
 
 impl FileConfig {
@@ -81,11 +114,14 @@ pub const DEFAULT_ADMIN_LISTEN: Listen = Listen::At(SocketAddr::new(
     15672,
 ));
 
+pub const DEFAULT_FSYNC_INTERVAL_MS: u64 = 100;
+
 /// Settings after flags, file and defaults are merged.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub admin_listen: Listen,
+    pub journal: JournalConfig,
 }
 
 impl Default for ServerConfig {
@@ -93,7 +129,19 @@ impl Default for ServerConfig {
         ServerConfig {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             admin_listen: DEFAULT_ADMIN_LISTEN,
+            journal: JournalConfig::default(),
         }
+    }
+}
+
+/// The journal policy for an fsync setting and interval.
+pub fn fsync_policy(fsync: Fsync, interval_ms: u64) -> FsyncPolicy {
+    match fsync {
+        Fsync::Always => FsyncPolicy::Always,
+        Fsync::Interval => {
+            FsyncPolicy::Interval(std::time::Duration::from_millis(interval_ms.max(1)))
+        }
+        Fsync::Never => FsyncPolicy::Never,
     }
 }
 
@@ -120,9 +168,15 @@ mod tests {
     #[test]
     fn config_file_keys_are_flag_names() {
         let c: FileConfig = toml::from_str(
-            "data-dir = \"/tmp/x\"\nadmin-listen = \"off\"\nlog-level = \"debug\"\n",
+            "data-dir = \"/tmp/x\"\nadmin-listen = \"off\"\nlog-level = \"debug\"\n\
+             fsync = \"interval\"\nfsync-interval-ms = 20\nsegment-size = 4096\nrepair = true\n",
         )
         .expect("parse");
+        assert_eq!(c.fsync, Some(Fsync::Interval));
+        assert_eq!(c.fsync_interval_ms, Some(20));
+        assert_eq!(c.segment_size, Some(4096));
+        assert_eq!(c.repair, Some(true));
+        assert!(toml::from_str::<FileConfig>("fsync = \"sometimes\"").is_err());
         assert_eq!(c.admin_listen, Some(Listen::Off));
         assert_eq!(c.data_dir, Some(PathBuf::from("/tmp/x")));
         assert!(toml::from_str::<FileConfig>("unknown-key = 1").is_err());

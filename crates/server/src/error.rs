@@ -17,4 +17,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Core(#[from] ferry_core::CoreError),
+    #[error("storage: {0}")]
+    Storage(#[from] ferry_core::store::StoreError),
+    #[error("recovery was interrupted")]
+    RecoveryAborted,
 }

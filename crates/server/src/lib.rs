@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ferry_core::Broker;
 use ferry_core::clock::SystemClock;
 use ferry_core::ids::RandomIds;
-use ferry_core::store::MemoryStore;
+use ferry_storage::Journal;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -32,6 +32,7 @@ pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3
 /// A running server.
 pub struct Server {
     broker: Arc<Broker>,
+    journal: Arc<Journal>,
     listening: Vec<(&'static str, SocketAddr)>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -69,18 +70,27 @@ impl Server {
             });
         }
 
-        // The durable journal replaces this store; until then state lives in memory.
-        tracing::info!(data_dir = %data_dir.path().display(), "opening broker (in-memory store)");
-        let broker = Broker::open(
-            Arc::new(SystemClock::new()),
-            Arc::new(RandomIds::new()),
-            Arc::new(MemoryStore::new()),
-        )?;
+        let journal_dir = data_dir.path().join("journal");
+        tracing::info!(dir = %journal_dir.display(), fsync = ?config.journal.fsync, "recovering");
+        let started = std::time::Instant::now();
+        let (broker, journal) = tokio::task::spawn_blocking(move || {
+            let journal = Arc::new(Journal::open(&journal_dir, config.journal)?);
+            let broker = Broker::open(
+                Arc::new(SystemClock::new()),
+                Arc::new(RandomIds::new()),
+                Arc::clone(&journal) as Arc<dyn ferry_core::store::Store>,
+            )?;
+            Ok::<_, ServerError>((broker, journal))
+        })
+        .await
+        .map_err(|_| ServerError::RecoveryAborted)??;
+        tracing::info!(elapsed = ?started.elapsed(), "recovered");
         let timers = tokio::spawn(Arc::clone(&broker).run_timers());
         ready.store(true, Ordering::Release);
 
         Ok(Server {
             broker,
+            journal,
             listening,
             stop,
             tasks,
@@ -112,6 +122,9 @@ impl Server {
             self.tasks.shutdown().await;
         }
         self.timers.abort();
+        // Flush: the journal writes and syncs what is pending.
+        let journal = self.journal;
+        let _ = tokio::task::spawn_blocking(move || journal.close()).await;
         tracing::info!("stopped");
     }
 }

@@ -1,0 +1,147 @@
+//! The broker on the journal: what a restart brings back, through the
+//! broker's own API.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::Broker;
+use ferry_core::clock::FakeClock;
+use ferry_core::ids::SequentialIds;
+use ferry_core::message::{DeathReason, Message};
+use ferry_core::queue::{DeadLetterPolicy, DeadLetterTarget, QueueConfig, ReceiveMode};
+use ferry_core::router::{Binding, Destination, RouterConfig, RouterKind};
+use ferry_core::store::Store;
+use ferry_storage::{Journal, JournalConfig};
+
+const NS: &str = "ns";
+const LEASE: ReceiveMode = ReceiveMode::Lease(Duration::from_secs(30));
+
+fn open(dir: &Path, clock: &FakeClock, segment_size: u64) -> (Arc<Broker>, Arc<Journal>) {
+    let journal = Arc::new(
+        Journal::open(
+            dir,
+            JournalConfig {
+                segment_size,
+                ..JournalConfig::default()
+            },
+        )
+        .expect("journal"),
+    );
+    let broker = Broker::open(
+        Arc::new(clock.clone()),
+        Arc::new(SequentialIds::default()),
+        Arc::clone(&journal) as Arc<dyn Store>,
+    )
+    .expect("broker");
+    (broker, journal)
+}
+
+async fn send(b: &Broker, q: &Arc<ferry_core::broker::QueueHandle>, body: &str) {
+    let (_, commit) = b
+        .send(q, Message::new(body.to_owned()).persistent())
+        .expect("send");
+    commit.wait().await.expect("durable");
+}
+
+fn bodies(ds: &[ferry_core::queue::Delivery]) -> Vec<String> {
+    ds.iter()
+        .map(|d| String::from_utf8_lossy(&d.message.body).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_restart_brings_back_unacked_messages_topology_and_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::default();
+    {
+        let (b, j) = open(dir.path(), &clock, 64 << 20);
+        b.create_namespace(NS);
+        b.declare_queue(NS, "dlq", QueueConfig::default())
+            .expect("dlq");
+        let q = b
+            .declare_queue(
+                NS,
+                "work",
+                QueueConfig {
+                    dead_letter: Some(DeadLetterPolicy::after_deliveries(
+                        DeadLetterTarget::Queue("dlq".into()),
+                        2,
+                    )),
+                    ..QueueConfig::default()
+                },
+            )
+            .expect("work")
+            .queue;
+        b.declare_router(NS, "events", RouterConfig::new(RouterKind::Topic))
+            .expect("router");
+        b.bind(
+            NS,
+            Binding::new("events", Destination::queue("work"), "order.*"),
+        )
+        .expect("bind");
+        for body in ["acked", "held", "poison", "waiting"] {
+            send(&b, &q, body).await;
+        }
+        b.send(&q, Message::new("transient")).expect("send");
+        let got = b.receive(&q, 3, LEASE);
+        assert_eq!(bodies(&got), ["acked", "held", "poison"]);
+        b.ack(&q, got[0].lease).expect("ack");
+        b.nack(&q, got[2].lease, true).expect("nack poison once");
+        let again = b.receive(&q, 1, LEASE);
+        assert_eq!(bodies(&again), ["poison"]);
+        b.nack(&q, again[0].lease, true)
+            .expect("nack poison twice: dead-lettered");
+        j.close();
+    }
+    let (b, _j) = open(dir.path(), &clock, 64 << 20);
+    assert_eq!(b.queue_names(NS).expect("names"), ["dlq", "work"]);
+    let q = b.queue(NS, "work").expect("work");
+    let got = b.receive(&q, 10, LEASE);
+    assert_eq!(
+        bodies(&got),
+        ["held", "waiting"],
+        "acked, dead-lettered and transient are gone"
+    );
+    assert_eq!(got[0].delivery_count, 2, "the delivery was journaled");
+    let dlq = b.queue(NS, "dlq").expect("dlq");
+    let dead = b.receive(&dlq, 10, LEASE);
+    assert_eq!(bodies(&dead), ["poison"]);
+    assert_eq!(dead[0].message.deaths[0].reason, DeathReason::DeliveryLimit);
+    let routed = b
+        .publish(
+            NS,
+            "events",
+            Message::new("o").with_routing_key("order.new"),
+        )
+        .expect("publish");
+    assert_eq!(routed.queues, 1, "router and binding came back");
+}
+
+#[tokio::test]
+async fn acked_messages_let_their_segments_go() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::default();
+    let (b, j) = open(dir.path(), &clock, 8192);
+    b.create_namespace(NS);
+    let q = b
+        .declare_queue(NS, "q", QueueConfig::default())
+        .expect("declare")
+        .queue;
+    let body = "p".repeat(400);
+    for _ in 0..200 {
+        send(&b, &q, &body).await;
+        let got = b.receive(&q, 1, LEASE);
+        b.ack(&q, got[0].lease).expect("ack");
+    }
+    // One more durable write moves the writer past the last dead segment.
+    send(&b, &q, "last").await;
+    let segments = j.segments();
+    assert!(segments.len() <= 3, "dead segments deleted: {segments:?}");
+    assert_eq!(segments.iter().map(|(_, live)| live).sum::<u64>(), 1);
+    drop(b);
+    j.close();
+    let (b, _j) = open(dir.path(), &clock, 8192);
+    let q = b.queue(NS, "q").expect("queue survives its first segment");
+    assert_eq!(bodies(&b.receive(&q, 10, LEASE)), ["last"]);
+}
