@@ -87,11 +87,11 @@ fn run_ferry(data: &Path, extra: &[&str]) -> Outcome {
     let mut started = false;
     let mut status = None;
     while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
-            if line.starts_with("listening admin") {
-                started = true;
-                break;
-            }
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50))
+            && line.starts_with("listening admin")
+        {
+            started = true;
+            break;
         }
         if let Some(s) = child.try_wait().expect("try_wait") {
             status = Some(s);
@@ -110,8 +110,10 @@ fn run_ferry(data: &Path, extra: &[&str]) -> Outcome {
     }
     if status.is_none() {
         let _ = child.kill();
-        status = child.wait().ok();
     }
+    // Reaps the child in every case (returns at once if it has exited).
+    let waited = child.wait().ok();
+    let status = status.or(waited);
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut stderr);
