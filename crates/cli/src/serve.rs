@@ -117,6 +117,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    // Handlers first: a signal sent right after the listening lines are
+    // read must find them installed, not the default action.
+    let mut signals = Signals::install()?;
     let server = Server::start(config).await?;
     {
         // One line per listener: tests and scripts read these to find ports.
@@ -127,27 +130,39 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "ferry is up");
-    let signal = shutdown_signal().await?;
+    let signal = signals.next().await;
     tracing::info!(signal, "shutting down; a second signal stops at once");
-    tokio::spawn(async {
-        if shutdown_signal().await.is_ok() {
-            eprintln!("ferry: second signal, exiting now");
-            std::process::exit(1);
-        }
+    tokio::spawn(async move {
+        signals.next().await;
+        eprintln!("ferry: second signal, exiting now");
+        std::process::exit(1);
     });
     server.shutdown().await;
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT; returns its name.
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, installed once for the life of the process.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+        })
+    }
+
+    /// Waits for the next SIGTERM or SIGINT; returns its name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 #[cfg(test)]

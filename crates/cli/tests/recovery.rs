@@ -143,7 +143,11 @@ fn a_torn_tail_is_cut_and_the_broker_starts() {
         .set_len(len - 5)
         .expect("cut");
     let out = run_ferry(dir.path(), &[]);
-    assert!(out.started, "ferry started: {}", out.stderr);
+    assert!(
+        out.started,
+        "ferry started: {:?} {}",
+        out.status, out.stderr
+    );
     assert!(out.status.is_some_and(|s| s.success()), "{}", out.stderr);
     assert!(out.stderr.contains("torn tail"), "warned: {}", out.stderr);
 }
