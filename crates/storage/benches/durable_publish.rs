@@ -1,0 +1,165 @@
+//! Durable publish throughput with group commit, beside the raw limit of
+//! the disk measured in the same run.
+//!
+//! `cargo bench -p ferry-storage --bench durable_publish`
+//! Environment: FERRY_BENCH_SECS (default 5) per scenario, FERRY_BENCH_DIR
+//! (default: the system temp dir; use a directory on the disk you care about).
+//!
+//! - broker: P tasks each send a persistent message to a durable queue and
+//!   wait for its commit (fsync `always`), then send the next.
+//! - raw: the best any broker could do on this disk for P publishers: one
+//!   write of P records' bytes, one `fdatasync`, repeated.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ferry_core::Broker;
+use ferry_core::clock::SystemClock;
+use ferry_core::ids::RandomIds;
+use ferry_core::message::Message;
+use ferry_core::queue::QueueConfig;
+use ferry_core::store::Store;
+use ferry_storage::{Journal, JournalConfig, frame};
+
+fn bench_dir() -> PathBuf {
+    std::env::var_os("FERRY_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("ferry-bench-{}", std::process::id()))
+}
+
+fn secs() -> Duration {
+    let s = std::env::var("FERRY_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    Duration::from_secs(s)
+}
+
+/// Bytes one message of `body` bytes takes in the journal.
+fn record_size(body: usize) -> usize {
+    let mut buf = Vec::new();
+    let mut m = Message::new(vec![0u8; body]).persistent();
+    m.id = ferry_core::message::MessageId(1);
+    frame::put(&mut buf, |out| {
+        ferry_storage::codec::encode(
+            &ferry_core::store::Record::Enqueued {
+                queue: ferry_core::store::QueueId(1),
+                seq: 1,
+                at: ferry_core::clock::Timestamp(1_700_000_000_000),
+                deliveries: 0,
+                message: Arc::new(m),
+            },
+            out,
+        )
+    })
+}
+
+fn raw(dir: &Path, publishers: usize, body: usize, run: Duration) -> f64 {
+    let path = dir.join("raw.bin");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .expect("raw file");
+    let batch = vec![0xabu8; record_size(body) * publishers];
+    let start = Instant::now();
+    let mut messages = 0u64;
+    while start.elapsed() < run {
+        f.write_all(&batch).expect("write");
+        f.sync_data().expect("fdatasync");
+        messages += publishers as u64;
+    }
+    let rate = messages as f64 / start.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    rate
+}
+
+fn broker(dir: &Path, publishers: usize, body: usize, run: Duration) -> (f64, u64) {
+    let jdir = dir.join(format!("journal-{publishers}-{body}"));
+    let journal = Arc::new(Journal::open(&jdir, JournalConfig::default()).expect("journal"));
+    let b = Broker::open(
+        Arc::new(SystemClock::new()),
+        Arc::new(RandomIds::new()),
+        Arc::clone(&journal) as Arc<dyn Store>,
+    )
+    .expect("broker");
+    b.create_namespace("bench");
+    let q = b
+        .declare_queue("bench", "q", QueueConfig::default())
+        .expect("declare")
+        .queue;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sent = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let payload = bytes::Bytes::from(vec![7u8; body]);
+    let start = Instant::now();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..publishers)
+            .map(|_| {
+                let (b, q, sent, stop, payload) = (
+                    Arc::clone(&b),
+                    Arc::clone(&q),
+                    Arc::clone(&sent),
+                    Arc::clone(&stop),
+                    payload.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let (_, commit) = b
+                            .send(&q, Message::new(payload.clone()).persistent())
+                            .expect("send");
+                        commit.wait().await.expect("durable");
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(run).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.expect("publisher");
+        }
+    });
+    let rate = sent.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+    let syncs = journal.stats().syncs;
+    drop(b);
+    journal.close();
+    let _ = std::fs::remove_dir_all(&jdir);
+    (rate, syncs)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` would pass
+    // nothing and expects a quick exit.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let dir = bench_dir();
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let run = secs();
+    println!("| publishers | body | raw write+fdatasync msg/s | ferry durable msg/s | ferry / raw | ferry fsyncs/s |");
+    println!("|---|---|---|---|---|---|");
+    for body in [16usize, 1024] {
+        for publishers in [1usize, 16, 256] {
+            let raw_rate = raw(&dir, publishers, body, run);
+            let (rate, syncs) = broker(&dir, publishers, body, run);
+            println!(
+                "| {publishers} | {body} B | {raw_rate:.0} | {rate:.0} | {:.0}% | {:.0} |",
+                100.0 * rate / raw_rate,
+                syncs as f64 / run.as_secs_f64()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
