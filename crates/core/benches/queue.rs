@@ -24,7 +24,7 @@ fn queue_core(c: &mut Criterion) {
         g.throughput(Throughput::Elements(batch as u64));
         g.bench_function(format!("enqueue_receive_ack/batch_{batch}"), |b| {
             let now = Timestamp(1_000_000);
-            let mut q = QueueCore::new(QueueId(1), "bench", QueueConfig::default(), now);
+            let mut q = QueueCore::new(QueueId(1), "bench", QueueConfig::default(), now, 1);
             let mut fx = Effects::default();
             let mut out = Vec::with_capacity(batch);
             b.iter(|| {

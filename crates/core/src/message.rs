@@ -294,9 +294,12 @@ impl Message {
 
     /// A copy with one more death recorded, as RabbitMQ's `x-death` does it:
     /// an existing (queue, reason) entry is counted up and moved to the
-    /// front; otherwise a new entry is added at the front.
+    /// front; otherwise a new entry is added at the front. The per-message
+    /// TTL and delay are dropped: they were spent in the queue it died in.
     pub fn dead_lettered(&self, queue: &str, reason: DeathReason, now: Timestamp) -> Message {
         let mut m = self.clone();
+        m.properties.ttl = None;
+        m.properties.delay = None;
         let prior = m
             .deaths
             .iter()

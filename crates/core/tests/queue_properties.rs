@@ -83,7 +83,7 @@ impl Harness {
         };
         let now = Timestamp(1_000_000);
         Harness {
-            q: QueueCore::new(QueueId(1), "q", config, now),
+            q: QueueCore::new(QueueId(1), "q", config, now, 1),
             now,
             fx: Effects::default(),
             fifo,

@@ -148,7 +148,9 @@ fn main() {
     let dir = bench_dir();
     std::fs::create_dir_all(&dir).expect("bench dir");
     let run = secs();
-    println!("| publishers | body | raw write+fdatasync msg/s | ferry durable msg/s | ferry / raw | ferry fsyncs/s |");
+    println!(
+        "| publishers | body | raw write+fdatasync msg/s | ferry durable msg/s | ferry / raw | ferry fsyncs/s |"
+    );
     println!("|---|---|---|---|---|---|");
     for body in [16usize, 1024] {
         for publishers in [1usize, 16, 256] {

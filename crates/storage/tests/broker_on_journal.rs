@@ -145,3 +145,48 @@ async fn acked_messages_let_their_segments_go() {
     let q = b.queue(NS, "q").expect("queue survives its first segment");
     assert_eq!(bodies(&b.receive(&q, 10, LEASE)), ["last"]);
 }
+
+#[tokio::test]
+async fn a_message_enqueued_and_dead_lettered_at_once_still_settles_its_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::default();
+    let (b, j) = open(dir.path(), &clock, 64 << 20);
+    b.create_namespace(NS);
+    let dlq = b
+        .declare_queue(NS, "dlq", QueueConfig::default())
+        .expect("dlq")
+        .queue;
+    let q = b
+        .declare_queue(
+            NS,
+            "small",
+            QueueConfig {
+                max_length: Some(1),
+                dead_letter: Some(DeadLetterPolicy::all_reasons(DeadLetterTarget::Queue(
+                    "dlq".into(),
+                ))),
+                ..QueueConfig::default()
+            },
+        )
+        .expect("small")
+        .queue;
+    // m1 is pushed out by m2 within the same operation, before m1 had a
+    // location; its removal is journaled after its dead letter lands.
+    let (_, commit) = b
+        .send_batch(
+            &q,
+            vec![
+                Message::new("m1").persistent(),
+                Message::new("m2").persistent(),
+            ],
+        )
+        .expect("batch");
+    commit.wait().await.expect("durable");
+    for queue in [&q, &dlq] {
+        for d in b.receive(queue, 10, LEASE) {
+            b.ack(queue, d.lease).expect("ack");
+        }
+    }
+    let live: u64 = j.segments().iter().map(|(_, n)| n).sum();
+    assert_eq!(live, 0, "every message settled: {:?}", j.segments());
+}

@@ -194,6 +194,17 @@ impl Broker {
         let mut locations = Vec::with_capacity(fx.journaled.len());
         let commit = self.store_append(&mut fx.records, &mut locations);
         core.attach_locations(&fx.journaled, &locations);
+        // A message enqueued and dead-lettered by this same operation has a
+        // removal waiting to be journaled later, after its dead letter lands:
+        // it must name the location just assigned.
+        for dl in &mut fx.dead_letters {
+            if let Some(Record::Removed { seq, loc, .. }) = &mut dl.removal
+                && loc.is_none()
+                && let Some(i) = fx.journaled.iter().position(|(s, _)| s == seq)
+            {
+                *loc = locations.get(i).copied();
+            }
+        }
         fx.journaled.clear();
         commit
     }

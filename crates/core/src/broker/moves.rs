@@ -75,7 +75,9 @@ impl Broker {
         let mut tasks = lock(&self.moves.tasks);
         let busy = tasks.values().any(|t| {
             let i = lock(&t.info);
-            i.namespace == namespace && i.source == source && i.status == MoveStatus::Running
+            i.namespace == namespace
+                && i.source == source
+                && matches!(i.status, MoveStatus::Running | MoveStatus::Cancelling)
         });
         if busy {
             return Err(CoreError::TaskRunning(source.to_owned()));
@@ -170,11 +172,20 @@ impl Broker {
             }
             self.after(src, fx, 0);
             if taken.is_empty() {
-                return MoveStatus::Completed;
+                return if src.is_deleted() {
+                    MoveStatus::Failed("the source queue was deleted".into())
+                } else {
+                    MoveStatus::Completed
+                };
             }
-            for (msg, removal) in taken.drain(..) {
-                if let Err(e) = self.move_one(&namespace, destination.as_deref(), src, msg, removal)
+            let mut batch = taken.drain(..);
+            while let Some((msg, removal)) = batch.next() {
+                if let Err(e) = self.move_one(&namespace, destination.as_deref(), msg, removal, src)
                 {
+                    // What was taken and not moved goes back to the source.
+                    for (msg, removal) in batch {
+                        self.put_back(src, msg, removal);
+                    }
                     return MoveStatus::Failed(e.to_string());
                 }
                 moved += 1;
@@ -196,24 +207,22 @@ impl Broker {
     }
 
     /// Puts one taken message into its destination, then journals its
-    /// removal from the source. If it cannot go anywhere, it goes back.
+    /// removal from the source. If the destination refuses it, it goes back.
     fn move_one(
         &self,
         namespace: &str,
         destination: Option<&str>,
-        src: &Arc<QueueHandle>,
         msg: Arc<Message>,
         removal: Option<Record>,
+        src: &Arc<QueueHandle>,
     ) -> CoreResult<()> {
-        let target = destination
-            .map(str::to_owned)
-            .or_else(|| msg.last_death_queue().map(str::to_owned));
-        let result = match &target {
+        let target = destination.or_else(|| msg.last_death_queue());
+        let result = match target {
             Some(t) => self
                 .queue(namespace, t)
-                .and_then(|q| self.enqueue_existing(&q, Arc::clone(&msg), 0)),
+                .and_then(|q| self.enqueue_existing(&q, Arc::clone(&msg), true, 0)),
             None => Err(CoreError::InvalidArgument(
-                "message has no dead-letter source to return to".into(),
+                "a message has no dead-letter source to return to".into(),
             )),
         };
         match result {
@@ -224,13 +233,23 @@ impl Broker {
                 Ok(())
             }
             Err(e) => {
-                // Back into the source as a new entry; its old record is
-                // superseded by the new one, so journal the removal too.
-                let _ = self.enqueue_existing(src, msg, 0);
+                self.put_back(src, msg, removal);
+                Err(e)
+            }
+        }
+    }
+
+    /// Returns a taken message to its source (at the back). Its old record
+    /// is superseded by the new one only once the new one exists.
+    fn put_back(&self, src: &Arc<QueueHandle>, msg: Arc<Message>, removal: Option<Record>) {
+        match self.enqueue_existing(src, msg, true, 0) {
+            Ok(_) => {
                 if let Some(r) = removal {
                     self.append(&mut vec![r]);
                 }
-                Err(e)
+            }
+            Err(e) => {
+                tracing::error!(queue = %src.name, error = %e, "a message taken for a move could not go back; it stays only in the journal until a restart");
             }
         }
     }

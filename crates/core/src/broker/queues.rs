@@ -43,7 +43,9 @@ impl Broker {
         config: QueueConfig,
     ) -> CoreResult<DeclaredQueue> {
         let ns = self.namespace(namespace)?;
-        if let Some(q) = read(&ns.queues).get(name).cloned() {
+        // Bound first, so the map's read guard is gone before the queue's lock.
+        let existing = read(&ns.queues).get(name).cloned();
+        if let Some(q) = existing {
             return self.redeclare(&q, &config);
         }
         let mut map = write(&ns.queues);
@@ -81,7 +83,13 @@ impl Broker {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             id,
-            core: std::sync::Mutex::new(QueueCore::new(id, name, config, self.clock.now())),
+            core: std::sync::Mutex::new(QueueCore::new(
+                id,
+                name,
+                config,
+                self.clock.now(),
+                self.ids.next_id().0 as u32,
+            )),
             arrivals: Notify::new(),
             waiting: AtomicUsize::new(0),
             scheduled: AtomicU64::new(u64::MAX),
@@ -113,6 +121,9 @@ impl Broker {
     /// Changes a live queue's settings (see [`QueueCore::reconfigure`]).
     pub fn reconfigure_queue(&self, q: &Arc<QueueHandle>, config: QueueConfig) -> CoreResult<()> {
         let (r, _) = self.op(q, |core, _, fx| {
+            if q.is_deleted() {
+                return Err(CoreError::QueueNotFound(q.name.clone()));
+            }
             core.reconfigure(config.clone())?;
             if config.durable && config.exclusive_owner.is_none() {
                 fx.records.push(Record::QueueDeclared {
@@ -209,10 +220,10 @@ impl Broker {
     pub fn drop_owner(&self, owner: u64) {
         let namespaces: Vec<Arc<Namespace>> = read(&self.namespaces).values().cloned().collect();
         for ns in namespaces {
-            let owned: Vec<Arc<QueueHandle>> = read(&ns.queues)
-                .values()
+            let all: Vec<Arc<QueueHandle>> = read(&ns.queues).values().cloned().collect();
+            let owned: Vec<Arc<QueueHandle>> = all
+                .into_iter()
                 .filter(|q| lock(&q.core).config().exclusive_owner == Some(owner))
-                .cloned()
                 .collect();
             for q in owned {
                 self.remove_queue(&ns, &q);
@@ -270,6 +281,10 @@ impl Broker {
         }
         let mut msg = msg;
         let (r, commit) = self.op(q, |core, now, fx| {
+            // Under the lock: a deletion closes the queue under it too.
+            if q.is_deleted() {
+                return Err(CoreError::QueueNotFound(q.name.clone()));
+            }
             self.stamp(&mut msg, now);
             let id = msg.id;
             core.enqueue(Arc::new(msg), now, fx)
@@ -295,32 +310,44 @@ impl Broker {
                 m
             })
             .collect();
-        Ok(self.op(q, |core, now, fx| {
-            msgs.into_iter()
+        let (results, commit) = self.op(q, |core, now, fx| {
+            if q.is_deleted() {
+                return Err(CoreError::QueueNotFound(q.name.clone()));
+            }
+            Ok(msgs
+                .into_iter()
                 .map(|m| {
                     let id = m.id;
                     core.enqueue(Arc::new(m), now, fx)
                         .map(|outcome| Sent { id, outcome })
                 })
-                .collect()
-        }))
+                .collect())
+        });
+        Ok((results?, commit))
     }
 
-    /// Enqueues a message that already has its id (a dead letter, a move).
+    /// Enqueues a message that already has its id: a routed publish, or
+    /// (`forwarded`) a dead letter or a move, which skip deduplication.
     pub(super) fn enqueue_existing(
         &self,
         q: &Arc<QueueHandle>,
         msg: Arc<Message>,
+        forwarded: bool,
         depth: u32,
     ) -> CoreResult<(Enqueued, Commit)> {
-        if q.is_deleted() {
-            return Err(CoreError::QueueNotFound(q.name.clone()));
-        }
         let now = self.clock.now();
         let mut fx = Effects::default();
         let (r, commit, next) = {
             let mut core = lock(&q.core);
-            let r = core.enqueue(msg, now, &mut fx);
+            // Checked under the lock: a deletion closes the queue under it too.
+            if q.is_deleted() {
+                return Err(CoreError::QueueNotFound(q.name.clone()));
+            }
+            let r = if forwarded {
+                core.enqueue_forwarded(msg, now, &mut fx)
+            } else {
+                core.enqueue(msg, now, &mut fx)
+            };
             let commit = self.journal(&mut core, &mut fx);
             (r, commit, core.next_deadline())
         };
@@ -382,9 +409,14 @@ impl Broker {
             return Err(CoreError::QueueNotFound(q.name.clone()));
         }
         let id = self.next_consumer_id();
-        self.op(q, |core, now, fx| core.add_consumer(id, spec, now, fx))
-            .0
-            .map(|()| id)
+        self.op(q, |core, now, fx| {
+            if q.is_deleted() {
+                return Err(CoreError::QueueNotFound(q.name.clone()));
+            }
+            core.add_consumer(id, spec, now, fx)
+        })
+        .0
+        .map(|()| id)
     }
 
     pub fn cancel(&self, q: &Arc<QueueHandle>, consumer: ConsumerId) -> CoreResult<()> {

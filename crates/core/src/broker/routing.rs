@@ -12,6 +12,8 @@ use super::{Broker, Namespace, QueueHandle, read, write};
 
 /// Dead letters that dead-letter again stop after this many hops.
 const MAX_DEAD_LETTER_HOPS: u32 = 8;
+/// Router-to-router chains longer than this are not followed.
+const MAX_ROUTER_HOPS: usize = 32;
 
 /// The outcome of publishing to a router.
 #[derive(Debug)]
@@ -200,7 +202,7 @@ impl Broker {
                 continue;
             };
             published.queues += 1;
-            match self.enqueue_existing(&q, Arc::clone(&msg), 0) {
+            match self.enqueue_existing(&q, Arc::clone(&msg), false, 0) {
                 Ok((_, c)) => published.commit = published.commit.and(c),
                 Err(CoreError::QueueFull(_)) => published.refused += 1,
                 Err(_) => published.queues -= 1,
@@ -220,23 +222,25 @@ impl Broker {
     }
 
     /// Collects the queues `msg` goes to from `router`, following bindings
-    /// to other routers and alternates; each router is visited once.
+    /// to other routers and alternates. `path` holds the routers on the way
+    /// here, so a cycle ends; a router reached twice by different ways
+    /// (a diamond) routes both times and its queues are listed once.
     /// Returns how many destinations were reached (0: unroutable here).
     fn route(
         &self,
         ns: &Namespace,
         router: &str,
         msg: &Message,
-        visited: &mut Vec<String>,
+        path: &mut Vec<String>,
         queues: &mut Vec<Arc<str>>,
     ) -> usize {
-        if visited.iter().any(|v| v == router) {
+        if path.iter().any(|v| v == router) || path.len() >= MAX_ROUTER_HOPS {
             return 0;
         }
-        visited.push(router.to_owned());
         let Ok(r) = self.router(ns, router) else {
             return 0;
         };
+        path.push(router.to_owned());
         let mut dests = Vec::new();
         let alternate = {
             let r = read(&r);
@@ -253,15 +257,16 @@ impl Broker {
                     }
                 }
                 Destination::Router(next) => {
-                    reached += self.route(ns, &next, msg, visited, queues);
+                    reached += self.route(ns, &next, msg, path, queues);
                 }
             }
         }
         if reached == 0
             && let Some(alt) = alternate
         {
-            reached += self.route(ns, &alt, msg, visited, queues);
+            reached += self.route(ns, &alt, msg, path, queues);
         }
+        path.pop();
         reached
     }
 
@@ -278,7 +283,6 @@ impl Broker {
         };
         let mut removals = Vec::new();
         for dl in letters {
-            let reason = dl.message.deaths.first().map(|d| d.reason);
             let mut msg = dl.message;
             let targets: Vec<Arc<str>> = match &dl.target {
                 DeadLetterTarget::Queue(q) => vec![Arc::from(q.as_str())],
@@ -294,11 +298,13 @@ impl Broker {
                     queues
                 }
             };
+            // RabbitMQ's rule: a message dead-lettered into a queue it already
+            // died in, with no rejection anywhere in its history, would go
+            // round for ever (TTL loops): drop it.
+            let automatic = msg.deaths.iter().all(|d| d.reason != DeathReason::Rejected);
             let msg = Arc::new(msg);
             for t in targets {
-                // A message that would die back into its own queue for a
-                // reason other than rejection would cycle for ever: drop it.
-                let cycle = *t == *source.name && reason != Some(DeathReason::Rejected);
+                let cycle = automatic && msg.deaths.iter().any(|d| *d.queue == *t);
                 if cycle || depth >= MAX_DEAD_LETTER_HOPS {
                     tracing::warn!(queue = %source.name, target = %t, "dropping dead letter that would cycle");
                     continue;
@@ -307,7 +313,7 @@ impl Broker {
                     tracing::debug!(queue = %source.name, target = %t, "dead-letter target does not exist; dropped");
                     continue;
                 };
-                if let Err(e) = self.enqueue_existing(&q, Arc::clone(&msg), depth + 1) {
+                if let Err(e) = self.enqueue_existing(&q, Arc::clone(&msg), true, depth + 1) {
                     tracing::warn!(queue = %source.name, target = %t, error = %e, "dead letter refused by its target");
                 }
             }

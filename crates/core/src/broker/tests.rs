@@ -609,3 +609,125 @@ fn namespaces_isolate_and_delete_with_their_contents() {
     );
     assert_eq!(mine.stats().ready, 1);
 }
+
+fn dlq_policy(target: &str, max: u32) -> QueueConfig {
+    QueueConfig {
+        dead_letter: Some(DeadLetterPolicy::after_deliveries(
+            DeadLetterTarget::Queue(target.into()),
+            max,
+        )),
+        ..QueueConfig::default()
+    }
+}
+
+async fn settle_tasks() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_move_puts_back_what_it_took() {
+    let env = Env::new();
+    let b = &env.broker;
+    let dlq = env.queue("dlq", QueueConfig::default());
+    let q1 = env.queue("q1", dlq_policy("dlq", 1));
+    let q2 = env.queue("q2", dlq_policy("dlq", 1));
+    env.send(&q1, "from-q1");
+    env.send(&q2, "from-q2");
+    env.send(&q1, "from-q1-again");
+    for q in [&q1, &q2] {
+        for d in b.receive(q, 10, ReceiveMode::Lease(secs(1))) {
+            b.nack(q, d.lease, true).expect("nack");
+        }
+    }
+    assert_eq!(dlq.stats().ready, 3);
+    b.delete_queue(NS, "q2", false, false).expect("delete q2");
+    b.start_move_task(NS, "dlq", None, None).expect("start");
+    settle_tasks().await;
+    let info = &b.move_tasks(NS, Some("dlq"))[0];
+    assert!(matches!(info.status, MoveStatus::Failed(_)), "{info:?}");
+    let total = dlq.stats().ready + q1.stats().ready;
+    assert_eq!(
+        total, 3,
+        "nothing lost: every message is in the DLQ or back in q1"
+    );
+}
+
+#[tokio::test]
+async fn moves_and_dead_letters_skip_deduplication() {
+    let env = Env::new();
+    let b = &env.broker;
+    env.queue("dlq.fifo", QueueConfig::fifo());
+    let src = env.queue(
+        "src.fifo",
+        QueueConfig {
+            dead_letter: Some(DeadLetterPolicy::after_deliveries(
+                DeadLetterTarget::Queue("dlq.fifo".into()),
+                1,
+            )),
+            ..QueueConfig::fifo()
+        },
+    );
+    b.send(&src, Message::new("x").with_group("g").with_dedup_id("x"))
+        .expect("send");
+    let d = b.receive(&src, 1, ReceiveMode::Lease(secs(1)));
+    b.nack(&src, d[0].lease, true).expect("nack: dead-lettered");
+    b.start_move_task(NS, "dlq.fifo", None, None)
+        .expect("start");
+    settle_tasks().await;
+    assert_eq!(
+        src.stats().ready,
+        1,
+        "back in its source although its dedup id is still in the window"
+    );
+}
+
+#[test]
+fn dead_letter_loops_through_two_queues_are_cut() {
+    let env = Env::new();
+    let ttl_to = |target: &str| QueueConfig {
+        message_ttl: Some(secs(1)),
+        dead_letter: Some(DeadLetterPolicy::all_reasons(DeadLetterTarget::Queue(
+            target.into(),
+        ))),
+        ..QueueConfig::default()
+    };
+    let a = env.queue("a", ttl_to("b"));
+    let b = env.queue("b", ttl_to("a"));
+    env.send(&a, "looper");
+    env.advance(secs(1));
+    assert_eq!(b.stats().ready, 1, "first hop happens");
+    env.advance(secs(1));
+    env.advance(secs(1));
+    assert_eq!(a.stats().ready + b.stats().ready, 0, "the loop is cut");
+}
+
+#[test]
+fn a_router_reached_twice_still_routes_and_no_alternate_fires() {
+    let env = Env::new();
+    let b = &env.broker;
+    b.declare_router(NS, "f", RouterConfig::new(RouterKind::Fanout))
+        .expect("f");
+    b.declare_router(NS, "a", RouterConfig::new(RouterKind::Fanout))
+        .expect("a");
+    let mut with_alt = RouterConfig::new(RouterKind::Fanout);
+    with_alt.alternate = Some("ae".into());
+    b.declare_router(NS, "b", with_alt).expect("b");
+    b.declare_router(NS, "y", RouterConfig::new(RouterKind::Fanout))
+        .expect("y");
+    b.declare_router(NS, "ae", RouterConfig::new(RouterKind::Fanout))
+        .expect("ae");
+    let q = env.queue("q", QueueConfig::default());
+    let alt = env.queue("alt", QueueConfig::default());
+    for (from, to) in [("f", "a"), ("f", "b"), ("a", "y"), ("b", "y")] {
+        b.bind(NS, Binding::new(from, Destination::router(to), ""))
+            .expect("bind");
+    }
+    bind(&env, "y", "q", "");
+    bind(&env, "ae", "alt", "");
+    let p = b.publish(NS, "f", Message::new("m")).expect("publish");
+    assert_eq!(p.queues, 1, "q once");
+    assert_eq!(q.stats().ready, 1);
+    assert_eq!(alt.stats().ready, 0, "b did route (through y)");
+}

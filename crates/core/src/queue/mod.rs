@@ -49,6 +49,10 @@ pub struct Lease {
     pub slot: u32,
     /// The message's delivery count when this lease was made.
     pub delivery: u32,
+    /// The queue's incarnation: sequence numbers restart after a restart
+    /// (from the highest surviving one), so a lease from before it must
+    /// not match a new message.
+    pub epoch: u32,
 }
 
 /// A message handed to a consumer.
@@ -180,6 +184,7 @@ type TimedRef = Reverse<(Timestamp, u64, usize)>;
 
 pub struct QueueCore {
     id: QueueId,
+    epoch: u32,
     name: String,
     config: QueueConfig,
     slots: Slab<Entry>,
@@ -198,13 +203,16 @@ pub struct QueueCore {
 }
 
 impl QueueCore {
-    pub fn new(id: QueueId, name: &str, config: QueueConfig, now: Timestamp) -> Self {
+    /// A new queue; `epoch` tells this incarnation's leases from others'
+    /// (the broker draws it from its id generator).
+    pub fn new(id: QueueId, name: &str, config: QueueConfig, now: Timestamp, epoch: u32) -> Self {
         let consumers = Consumers {
             single_active: config.single_active_consumer,
             ..Consumers::default()
         };
         QueueCore {
             id,
+            epoch,
             name: name.to_owned(),
             ready: ReadyIndex::new(config.fifo, config.max_priority),
             dedup: config.dedup.clone().map(DedupWindow::new),
@@ -238,9 +246,11 @@ impl QueueCore {
     /// SetQueueAttributes): timeouts, delay, TTL, limits, dead-lettering.
     /// FIFO-ness and priorities are fixed at creation.
     pub fn reconfigure(&mut self, config: QueueConfig) -> CoreResult<()> {
-        if config.fifo != self.config.fifo || config.max_priority != self.config.max_priority {
+        let fixed = |c: &QueueConfig| (c.fifo, c.max_priority, c.durable, c.exclusive_owner);
+        if fixed(&config) != fixed(&self.config) {
             return Err(CoreError::InvalidArgument(
-                "fifo and max priority cannot change on an existing queue".into(),
+                "fifo, max priority, durability and exclusivity cannot change on an existing queue"
+                    .into(),
             ));
         }
         if config.dedup != self.config.dedup {
@@ -283,6 +293,9 @@ impl QueueCore {
 
     /// The lease's entry, if the lease is current.
     fn find(&self, lease: Lease) -> Option<usize> {
+        if lease.epoch != self.epoch {
+            return None;
+        }
         let key = lease.slot as usize;
         self.slots
             .get(key)
@@ -297,8 +310,31 @@ impl QueueCore {
         now: Timestamp,
         fx: &mut Effects,
     ) -> CoreResult<Enqueued> {
+        self.enqueue_with(msg, now, fx, true)
+    }
+
+    /// Enqueues a message that comes from another queue (a dead letter, a
+    /// redrive): it was deduplicated when first sent, and a second check
+    /// here would silently drop it.
+    pub fn enqueue_forwarded(
+        &mut self,
+        msg: Arc<Message>,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> CoreResult<Enqueued> {
+        self.enqueue_with(msg, now, fx, false)
+    }
+
+    fn enqueue_with(
+        &mut self,
+        msg: Arc<Message>,
+        now: Timestamp,
+        fx: &mut Effects,
+        dedup: bool,
+    ) -> CoreResult<Enqueued> {
         self.advance(now, fx);
-        let dedup_key = match self.dedup.as_mut().map(|d| d.check(&msg, now)) {
+        let window = self.dedup.as_mut().filter(|_| dedup);
+        let dedup_key = match window.map(|d| d.check(&msg, now)) {
             Some(Check::Duplicate(original)) => return Ok(Enqueued::Duplicate(original)),
             Some(Check::New(key)) => key,
             None => None,
@@ -381,7 +417,12 @@ impl QueueCore {
             (a, b) => a.or(b),
         };
         let expires_at = ttl.map(|t| enqueued_at.plus(t));
-        let delay = msg.properties.delay.unwrap_or(self.config.delay);
+        // FIFO queues delay every message alike, or order within a group
+        // would bend (SQS refuses per-message delays on FIFO queues).
+        let delay = match msg.properties.delay {
+            Some(d) if !self.config.fifo => d,
+            _ => self.config.delay,
+        };
         let visible_at = enqueued_at.plus(delay);
         let size = msg.size();
         let key = self.slots.insert(Entry {
@@ -418,6 +459,12 @@ impl QueueCore {
         };
         if !over(&self.stats, &self.config) {
             return Ok(true);
+        }
+        let alone_too_big =
+            self.config.max_bytes.is_some_and(|m| size > m) || self.config.max_length == Some(0);
+        if alone_too_big && self.config.overflow == Overflow::DropHead {
+            // Making room cannot help: drop the newcomer, keep the queue.
+            return Ok(false);
         }
         match self.config.overflow {
             Overflow::RejectPublish => Err(CoreError::QueueFull(self.name.clone())),
@@ -538,6 +585,7 @@ impl QueueCore {
                 seq: e.seq,
                 slot: key as u32,
                 delivery: e.deliveries,
+                epoch: self.epoch,
             },
             message: Arc::clone(&e.msg),
             delivery_count: e.deliveries,
@@ -653,22 +701,24 @@ impl QueueCore {
         } else if e.expires_at.is_some_and(|t| t <= now) {
             self.remove(key, Some(DeathReason::Expired), now, fx);
         } else {
-            self.leave_lease(key);
+            self.leave_lease(key, fx);
             self.make_ready(key, true, fx);
         }
     }
 
     /// Bookkeeping when an entry stops being leased: counts, the consumer's
-    /// credit, the FIFO group's block.
-    fn leave_lease(&mut self, key: usize) {
+    /// credit, the FIFO group's block (whose lifting makes messages ready).
+    fn leave_lease(&mut self, key: usize, fx: &mut Effects) {
         let e = &self.slots[key];
         if let State::Leased { consumer, .. } = e.state {
             self.stats.leased -= 1;
             if let Some(c) = consumer {
                 self.consumers.settle(c);
             }
-            if let ReadyIndex::Grouped(g) = &mut self.ready {
-                g.release(e.msg.group_id.as_deref().unwrap_or(""));
+            if let ReadyIndex::Grouped(g) = &mut self.ready
+                && g.release(e.msg.group_id.as_deref().unwrap_or(""))
+            {
+                fx.became_ready += 1;
             }
         }
     }
@@ -698,7 +748,7 @@ impl QueueCore {
                 self.stats.ready_bytes -= size;
             }
             State::Delayed(_) => self.stats.delayed -= 1,
-            State::Leased { .. } => self.leave_lease(key),
+            State::Leased { .. } => self.leave_lease(key, fx),
         }
         let e = self.slots.remove(key);
         self.stats.bytes -= e.msg.size();
@@ -794,7 +844,9 @@ impl QueueCore {
 
     /// Takes up to `max` ready messages older than `below_seq` out of the
     /// queue for a move task, with their removal records (to be journaled
-    /// only once they are in their new queue).
+    /// only once they are in their new queue). Newer messages met on the
+    /// way (higher priority, another FIFO group first) are passed over and
+    /// put back where they were.
     pub fn take_for_move(
         &mut self,
         now: Timestamp,
@@ -805,37 +857,54 @@ impl QueueCore {
     ) {
         self.advance(now, fx);
         let mut refs = std::mem::take(&mut self.scratch);
-        self.pop_ready(max, &mut refs);
-        for (seq, key) in refs.drain(..) {
-            if seq >= below_seq {
-                // Not ours to move: back where it was.
-                self.ready.push(
-                    (seq, key),
-                    self.slots[key].priority,
-                    self.slots[key].msg.group_id.as_deref(),
-                    true,
-                );
-                if let ReadyIndex::Grouped(g) = &mut self.ready {
-                    g.release(self.slots[key].msg.group_id.as_deref().unwrap_or(""));
+        let mut passed_over: Vec<Ref> = Vec::new();
+        let mut taken = 0;
+        // Popped FIFO groups stay blocked until released below, so the
+        // passed-over messages are not popped again.
+        while taken < max {
+            refs.clear();
+            self.pop_ready(max - taken, &mut refs);
+            if refs.is_empty() {
+                break;
+            }
+            for &(seq, key) in &refs {
+                if seq >= below_seq {
+                    passed_over.push((seq, key));
+                    continue;
                 }
-                continue;
+                let size = self.slots[key].msg.size();
+                self.stats.ready -= 1;
+                self.stats.ready_bytes -= size;
+                self.stats.bytes -= size;
+                let e = self.slots.remove(key);
+                self.release_group(e.msg.group_id.as_deref(), fx);
+                let removal = self.journaled(&e.msg).then_some(Record::Removed {
+                    queue: self.id,
+                    seq: e.seq,
+                    loc: e.loc,
+                });
+                out.push((e.msg, removal));
+                taken += 1;
             }
-            if let ReadyIndex::Grouped(g) = &mut self.ready {
-                g.release(self.slots[key].msg.group_id.as_deref().unwrap_or(""));
-            }
-            let size = self.slots[key].msg.size();
-            self.stats.ready -= 1;
-            self.stats.ready_bytes -= size;
-            self.stats.bytes -= size;
-            let e = self.slots.remove(key);
-            let removal = self.journaled(&e.msg).then_some(Record::Removed {
-                queue: self.id,
-                seq: e.seq,
-                loc: e.loc,
-            });
-            out.push((e.msg, removal));
         }
+        for (seq, key) in passed_over {
+            let e = &self.slots[key];
+            let group = e.msg.group_id.clone();
+            self.ready
+                .push((seq, key), e.priority, group.as_deref(), true);
+            self.release_group(group.as_deref(), fx);
+        }
+        refs.clear();
         self.scratch = refs;
+    }
+
+    /// Undoes the block a FIFO pop put on `group`.
+    fn release_group(&mut self, group: Option<&str>, fx: &mut Effects) {
+        if let ReadyIndex::Grouped(g) = &mut self.ready
+            && g.release(group.unwrap_or(""))
+        {
+            fx.became_ready += 1;
+        }
     }
 }
 

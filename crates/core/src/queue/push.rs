@@ -118,8 +118,7 @@ impl QueueCore {
                 Err(_) => {
                     // The consumer is gone: the message goes back (counted as
                     // delivered, as to a connection that died) and so does it.
-                    self.leave_lease(key);
-                    self.make_ready(key, true, fx);
+                    self.return_leased(key, now, fx);
                     self.consumers.remove(id);
                     self.after_consumer_left(now, fx);
                 }

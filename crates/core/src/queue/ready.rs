@@ -181,22 +181,27 @@ impl GroupIndex {
         }
     }
 
-    /// One message of `group` is no longer in flight (acked, returned or moved).
-    pub(super) fn release(&mut self, group: &str) {
+    /// One message of `group` is no longer in flight (acked, returned or
+    /// moved). Returns true if that unblocked a group with ready messages.
+    pub(super) fn release(&mut self, group: &str) -> bool {
         let Some(g) = self.groups.get_mut(group) else {
-            return;
+            return false;
         };
         g.in_flight = g.in_flight.saturating_sub(1);
         if g.in_flight > 0 {
-            return;
+            return false;
         }
         if g.ready.is_empty() {
             self.groups.remove(group);
+            false
         } else if !g.listed {
             g.listed = true;
             if let Some((name, _)) = self.groups.get_key_value(group) {
                 self.available.push_back(Arc::clone(name));
             }
+            true
+        } else {
+            false
         }
     }
 

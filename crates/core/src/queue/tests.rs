@@ -34,7 +34,7 @@ struct Q {
 impl Q {
     fn new(config: QueueConfig) -> Self {
         Q {
-            core: QueueCore::new(QueueId(1), "q", config, T0),
+            core: QueueCore::new(QueueId(1), "q", config, T0, 1),
             now: T0,
             fx: Effects::default(),
         }
@@ -330,7 +330,107 @@ fn overflow_drop_head_drops_or_dead_letters_the_oldest() {
     assert_eq!(q.stats().ready_bytes, 4);
     assert_eq!(q.stats().dropped, 1);
     assert_eq!(q.send(msg("too-large")), Ok(Enqueued::Dropped));
-    assert_eq!(q.stats().ready, 0, "everything made way, still too large");
+    assert_eq!(
+        q.stats().ready,
+        2,
+        "a message too large on its own does not empty the queue"
+    );
+}
+
+#[test]
+fn unblocking_a_fifo_group_wakes_waiters() {
+    let mut q = Q::new(fifo());
+    for b in ["1", "2"] {
+        q.send(msg(b).with_group("g")).expect("send");
+    }
+    let d = q.recv(1, 30);
+    q.fx.became_ready = 0;
+    q.ack(&d[0]).expect("ack");
+    assert!(q.fx.became_ready > 0, "message 2 became receivable");
+}
+
+#[test]
+fn dead_letters_leave_their_ttl_and_delay_behind() {
+    let mut q = Q::new(QueueConfig {
+        dead_letter: Some(DeadLetterPolicy::all_reasons(DeadLetterTarget::Queue(
+            "dlq".into(),
+        ))),
+        ..QueueConfig::default()
+    });
+    q.send(msg("m").with_ttl(secs(5)).with_delay(Duration::ZERO))
+        .expect("send");
+    q.wait(5);
+    let dl = q.fx.dead_letters.pop().expect("expired into the DLQ");
+    assert_eq!(dl.message.properties.ttl, None);
+    assert_eq!(dl.message.properties.delay, None);
+}
+
+#[test]
+fn leases_from_another_incarnation_never_match() {
+    let mut q = Q::new(QueueConfig::default());
+    q.send_all(&["a"]);
+    let mut d = q.recv(1, 30);
+    d[0].lease.epoch += 1;
+    assert_eq!(q.ack(&d[0]), Err(CoreError::LeaseNotFound));
+}
+
+#[test]
+fn durability_and_ownership_cannot_be_reconfigured() {
+    let mut q = Q::new(QueueConfig::default());
+    let transient = QueueConfig {
+        durable: false,
+        ..QueueConfig::default()
+    };
+    assert!(q.core.reconfigure(transient).is_err());
+    let owned = QueueConfig {
+        exclusive_owner: Some(1),
+        ..QueueConfig::default()
+    };
+    assert!(q.core.reconfigure(owned).is_err());
+}
+
+#[test]
+fn fifo_queues_ignore_per_message_delays() {
+    let mut q = Q::new(fifo());
+    q.send(msg("1").with_group("g").with_delay(secs(10)))
+        .expect("send");
+    q.send(msg("2").with_group("g")).expect("send");
+    assert_eq!(q.recv_bodies(10, 30), ["1", "2"], "group order holds");
+}
+
+#[test]
+fn take_for_move_passes_over_newer_messages_in_front() {
+    let mut q = Q::new(QueueConfig {
+        max_priority: 9,
+        ..QueueConfig::default()
+    });
+    q.send_all(&["old"]);
+    let below = q.core.next_seq();
+    for _ in 0..5 {
+        q.send(msg("new-urgent").with_priority(9)).expect("send");
+    }
+    let mut out = Vec::new();
+    q.core.take_for_move(q.now, 2, below, &mut q.fx, &mut out);
+    let moved: Vec<String> = out.iter().map(|(m, _)| body(m)).collect();
+    assert_eq!(moved, ["old"]);
+    assert_eq!(q.recv_bodies(10, 30).len(), 5, "the newer ones are back");
+
+    // FIFO: a group with a newer message in front of an older group's.
+    let mut q = Q::new(fifo());
+    q.send(msg("a1").with_group("a")).expect("send");
+    q.send(msg("b1").with_group("b")).expect("send");
+    q.send(msg("b2").with_group("b")).expect("send");
+    let below = q.core.next_seq();
+    q.send(msg("c1").with_group("c")).expect("send");
+    let mut moved = Vec::new();
+    for _ in 0..5 {
+        let mut out = Vec::new();
+        q.core.take_for_move(q.now, 1, below, &mut q.fx, &mut out);
+        moved.extend(out.iter().map(|(m, _)| body(m)));
+    }
+    moved.sort();
+    assert_eq!(moved, ["a1", "b1", "b2"]);
+    assert_eq!(q.recv_bodies(10, 30), ["c1"]);
 }
 
 #[test]

@@ -99,10 +99,27 @@ fn split_word(s: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// `#.#` matches what `#` matches; collapsing runs of `#` keeps matching
+/// from going exponential on patterns like `#.#.#.#.#`.
+fn normalize(pattern: &str) -> std::borrow::Cow<'_, str> {
+    if !pattern.contains("#.#") {
+        return std::borrow::Cow::Borrowed(pattern);
+    }
+    let mut words: Vec<&str> = Vec::new();
+    for w in pattern.split('.') {
+        if w == "#" && words.last() == Some(&"#") {
+            continue;
+        }
+        words.push(w);
+    }
+    std::borrow::Cow::Owned(words.join("."))
+}
+
 impl TopicTrie {
     pub(super) fn insert(&mut self, pattern: &str, dest: Destination) {
+        let pattern = normalize(pattern);
         let mut node = &mut self.root;
-        let mut rest = Some(pattern);
+        let mut rest = Some(&*pattern);
         while let Some(p) = rest {
             let (word, tail) = split_word(p);
             node = node.child_mut(word);
@@ -114,7 +131,7 @@ impl TopicTrie {
     }
 
     pub(super) fn remove(&mut self, pattern: &str, dest: &Destination) {
-        self.root.remove(Some(pattern), dest);
+        self.root.remove(Some(&normalize(pattern)), dest);
     }
 
     /// Adds each matching destination once (several patterns, or `#`
@@ -164,6 +181,9 @@ mod tests {
         assert!(matches("*.#", "a"));
         assert!(!matches("*.*", "a"));
         assert!(matches("#.#", "a.b"));
+        assert!(matches("#.#.#", ""));
+        assert!(matches("a.#.#.b", "a.b"));
+        assert_eq!(normalize("#.#.a.#.#"), "#.a.#");
     }
 
     #[test]
