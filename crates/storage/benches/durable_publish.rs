@@ -3,7 +3,8 @@
 //!
 //! `cargo bench -p ferry-storage --bench durable_publish`
 //! Environment: FERRY_BENCH_SECS (default 5) per scenario, FERRY_BENCH_DIR
-//! (default: the system temp dir; use a directory on the disk you care about).
+//! (default: the system temp dir; use a directory on the disk you care about),
+//! FERRY_BENCH_ONLY (e.g. `256x16`: only that publishers x body scenario).
 //!
 //! - broker: P tasks each send a persistent message to a durable queue and
 //!   wait for its commit (fsync `always`), then send the next.
@@ -152,8 +153,15 @@ fn main() {
         "| publishers | body | raw write+fdatasync msg/s | ferry durable msg/s | ferry / raw | ferry fsyncs/s |"
     );
     println!("|---|---|---|---|---|---|");
+    let only = std::env::var("FERRY_BENCH_ONLY").ok();
     for body in [16usize, 1024] {
         for publishers in [1usize, 16, 256] {
+            if only
+                .as_ref()
+                .is_some_and(|o| *o != format!("{publishers}x{body}"))
+            {
+                continue;
+            }
             let raw_rate = raw(&dir, publishers, body, run);
             let (rate, syncs) = broker(&dir, publishers, body, run);
             println!(

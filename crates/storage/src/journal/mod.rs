@@ -99,6 +99,10 @@ struct State {
     accounts: Accounts,
     /// The writer failed on the head segment: the next append starts a new one.
     roll_next: bool,
+    /// Appends wake the writer once `last_commit` reaches this (it waits for
+    /// one commit when idle, for a batch's worth when gathering, for none
+    /// while writing): a futex wake per append would cost more than the append.
+    wake_at: u64,
 }
 
 /// Counters of the writer, for metrics and tests.
@@ -154,6 +158,7 @@ impl Journal {
             head_len: 0,
             accounts: Accounts::default(),
             roll_next: false,
+            wake_at: 1,
         };
         Ok(Journal {
             shared: Arc::new(Shared {
@@ -303,8 +308,11 @@ impl Store for Journal {
         for c in st.chunks.iter_mut().skip(first_chunk) {
             c.last_commit = commit;
         }
+        let wake = commit >= st.wake_at;
         drop(st);
-        self.shared.work.notify_one();
+        if wake {
+            self.shared.work.notify_one();
+        }
         Ok(Commit::pending(commit, self.shared.progress.subscribe()))
     }
 

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::sync::PoisonError;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ferry_core::store::StoreError;
 
@@ -23,9 +23,17 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
     let mut settled: u64 = 0;
     let mut last_sync = Instant::now();
     let mut unsynced = false;
+    // Group commit: publishers released by one sync send their next
+    // messages together, but the writer wakes for the first of them. So
+    // when fewer commits are pending than the last batch held, it waits a
+    // little (at most half a sync) for the rest to arrive. One publisher
+    // never waits: its batches hold one commit.
+    let mut last_batch: u64 = 0;
+    let mut sync_time = Duration::ZERO;
     loop {
         let (chunks, closing) = {
             let mut st = shared.lock();
+            st.wake_at = st.last_commit + 1;
             loop {
                 if !st.chunks.is_empty() || st.closed {
                     break;
@@ -45,6 +53,23 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
                     _ => st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner),
                 }
             }
+            if policy == FsyncPolicy::Always && !st.closed {
+                let gather_until = Instant::now() + sync_time / 2;
+                st.wake_at = settled + last_batch;
+                while st.last_commit - settled < last_batch && !st.closed {
+                    let now = Instant::now();
+                    if now >= gather_until {
+                        break;
+                    }
+                    st = shared
+                        .work
+                        .wait_timeout(st, gather_until - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+            // Writing: appends need not wake anyone until it waits again.
+            st.wake_at = u64::MAX;
             (std::mem::take(&mut st.chunks), st.closed)
         };
         let last = chunks
@@ -58,6 +83,7 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
                 FsyncPolicy::Interval(every) => closing || last_sync.elapsed() >= every,
                 FsyncPolicy::Never => closing,
             };
+            let started = Instant::now();
             let written = write_chunks(shared, &mut head, &chunks).and_then(|()| {
                 if sync_now {
                     sync(shared, &head)
@@ -65,6 +91,10 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
                     Ok(())
                 }
             });
+            if sync_now {
+                sync_time = started.elapsed();
+            }
+            last_batch = last - settled;
             match written {
                 Ok(()) => {
                     if sync_now {

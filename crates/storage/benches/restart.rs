@@ -1,0 +1,110 @@
+//! Restart time and resident memory with many queued durable messages.
+//!
+//! `cargo bench -p ferry-storage --bench restart`
+//! Environment: FERRY_BENCH_MESSAGES (default 1000000), FERRY_BENCH_BODY
+//! (bytes, default 16), FERRY_BENCH_DIR (default: the system temp dir).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_core::Broker;
+use ferry_core::clock::SystemClock;
+use ferry_core::ids::RandomIds;
+use ferry_core::message::Message;
+use ferry_core::queue::QueueConfig;
+use ferry_core::store::Store;
+use ferry_storage::{FsyncPolicy, Journal, JournalConfig};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn open(dir: &std::path::Path, fsync: FsyncPolicy) -> (Arc<Broker>, Arc<Journal>) {
+    let journal = Arc::new(
+        Journal::open(
+            dir,
+            JournalConfig {
+                fsync,
+                ..JournalConfig::default()
+            },
+        )
+        .expect("journal"),
+    );
+    let broker = Broker::open(
+        Arc::new(SystemClock::new()),
+        Arc::new(RandomIds::new()),
+        Arc::clone(&journal) as Arc<dyn Store>,
+    )
+    .expect("broker");
+    (broker, journal)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let n = env("FERRY_BENCH_MESSAGES", 1_000_000);
+    let body = env("FERRY_BENCH_BODY", 16);
+    let dir: PathBuf = std::env::var_os("FERRY_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("ferry-restart-{}", std::process::id()));
+    {
+        // Filling is not what is measured: no fsync per batch.
+        let (b, j) = open(&dir, FsyncPolicy::Never);
+        b.create_namespace("bench");
+        let q = b
+            .declare_queue("bench", "q", QueueConfig::default())
+            .expect("declare")
+            .queue;
+        let payload = bytes::Bytes::from(vec![b'x'; body]);
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(1000);
+            let batch = (0..k)
+                .map(|_| Message::new(payload.clone()).persistent())
+                .collect();
+            b.send_batch(&q, batch).expect("batch");
+            left -= k;
+        }
+        drop(b);
+        j.close();
+    }
+    let disk: u64 = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let before = rss_mib();
+    let start = Instant::now();
+    let (b, j) = open(&dir, FsyncPolicy::Always);
+    let elapsed = start.elapsed();
+    let q = b.queue("bench", "q").expect("queue");
+    let ready = q.stats().ready;
+    assert_eq!(ready as usize, n, "every message came back");
+    println!("| messages | body | journal on disk | restart | resident memory after restart |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {n} | {body} B | {:.0} MiB | {:.2} s | {:.0} MiB (+{:.0} MiB) |",
+        disk as f64 / (1024.0 * 1024.0),
+        elapsed.as_secs_f64(),
+        rss_mib(),
+        rss_mib() - before
+    );
+    drop(b);
+    j.close();
+    let _ = std::fs::remove_dir_all(&dir);
+}
