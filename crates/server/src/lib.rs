@@ -5,6 +5,7 @@
 //! broker recovers; `/api/health/ready` turns 200 once it has.
 
 pub mod admin;
+mod compaction;
 pub mod config;
 mod data_dir;
 mod error;
@@ -37,6 +38,7 @@ pub struct Server {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     timers: tokio::task::JoinHandle<()>,
+    compaction: tokio::task::JoinHandle<()>,
     _data_dir: DataDir,
 }
 
@@ -86,6 +88,7 @@ impl Server {
         .map_err(|_| ServerError::RecoveryAborted)??;
         tracing::info!(elapsed = ?started.elapsed(), "recovered");
         let timers = tokio::spawn(Arc::clone(&broker).run_timers());
+        let compaction = compaction::spawn(Arc::clone(&broker), Arc::clone(&journal));
         ready.store(true, Ordering::Release);
 
         Ok(Server {
@@ -95,6 +98,7 @@ impl Server {
             stop,
             tasks,
             timers,
+            compaction,
             _data_dir: data_dir,
         })
     }
@@ -122,6 +126,7 @@ impl Server {
             self.tasks.shutdown().await;
         }
         self.timers.abort();
+        self.compaction.abort();
         // Flush: the journal writes and syncs what is pending.
         let journal = self.journal;
         let _ = tokio::task::spawn_blocking(move || journal.close()).await;

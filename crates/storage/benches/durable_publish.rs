@@ -54,6 +54,7 @@ fn record_size(body: usize) -> usize {
                 at: ferry_core::clock::Timestamp(1_700_000_000_000),
                 deliveries: 0,
                 message: Arc::new(m),
+                replaces: None,
             },
             out,
         )

@@ -12,4 +12,4 @@ pub mod frame;
 pub mod journal;
 pub mod segment;
 
-pub use journal::{FsyncPolicy, Journal, JournalConfig, JournalStats};
+pub use journal::{FsyncPolicy, Journal, JournalConfig, JournalStats, segment_of};

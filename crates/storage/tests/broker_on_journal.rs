@@ -190,3 +190,46 @@ async fn a_message_enqueued_and_dead_lettered_at_once_still_settles_its_segment(
     let live: u64 = j.segments().iter().map(|(_, n)| n).sum();
     assert_eq!(live, 0, "every message settled: {:?}", j.segments());
 }
+
+#[tokio::test]
+async fn compaction_copies_a_lingering_message_forward_and_frees_the_old_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::default();
+    let (b, j) = open(dir.path(), &clock, 8192);
+    b.create_namespace(NS);
+    let q = b
+        .declare_queue(NS, "q", QueueConfig::default())
+        .expect("declare")
+        .queue;
+    send(&b, &q, "lingering").await;
+    let held = b.receive(&q, 1, LEASE);
+    assert_eq!(bodies(&held), ["lingering"]);
+    let body = "c".repeat(400);
+    for _ in 0..100 {
+        send(&b, &q, &body).await;
+        let got = b.receive(&q, 1, LEASE);
+        b.ack(&q, got[0].lease).expect("ack");
+    }
+    send(&b, &q, "tail").await;
+    let before = j.segments();
+    assert!(
+        before.len() > 5,
+        "the lingering message pins everything: {before:?}"
+    );
+    let oldest = j.sparse_oldest().expect("the first segment is sparse");
+    assert_eq!(oldest, before[0].0);
+    let moved = b.relocate(&|loc| ferry_storage::segment_of(loc) == oldest);
+    assert_eq!(moved, 1);
+    send(&b, &q, "after").await;
+    let after = j.segments();
+    assert!(after.len() <= 3, "old segments deleted: {after:?}");
+    assert!(after.iter().all(|(id, _)| *id > oldest));
+    drop(b);
+    j.close();
+
+    let (b, _j) = open(dir.path(), &clock, 8192);
+    let q = b.queue(NS, "q").expect("queue");
+    let got = b.receive(&q, 10, LEASE);
+    assert_eq!(bodies(&got), ["lingering", "tail", "after"], "each once");
+    assert_eq!(got[0].delivery_count, 2, "its delivery count moved with it");
+}

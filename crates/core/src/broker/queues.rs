@@ -356,6 +356,31 @@ impl Broker {
         r.map(|o| (o, commit))
     }
 
+    /// Re-journals every live message whose store location `moved` selects,
+    /// queue by queue, a few thousand at a time under each queue's lock (a
+    /// store compacting an old file calls this). Returns how many.
+    pub fn relocate(&self, moved: &dyn Fn(crate::store::Location) -> bool) -> usize {
+        const SLOTS_PER_LOCK: usize = 4096;
+        let namespaces: Vec<Arc<Namespace>> = read(&self.namespaces).values().cloned().collect();
+        let mut relocated = 0;
+        for ns in namespaces {
+            let queues: Vec<Arc<QueueHandle>> = read(&ns.queues).values().cloned().collect();
+            for q in queues {
+                let mut cursor = Some(0);
+                while let Some(from) = cursor {
+                    cursor = self
+                        .op(&q, |core, _, fx| {
+                            let next = core.relocate(moved, from, SLOTS_PER_LOCK, fx);
+                            relocated += fx.journaled.len();
+                            next
+                        })
+                        .0;
+                }
+            }
+        }
+        relocated
+    }
+
     /// Takes up to `max` ready messages now (no waiting).
     pub fn receive(&self, q: &Arc<QueueHandle>, max: usize, mode: ReceiveMode) -> Vec<Delivery> {
         let mut out = Vec::new();

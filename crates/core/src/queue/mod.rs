@@ -354,6 +354,7 @@ impl QueueCore {
                 at: now,
                 deliveries: 0,
                 message: Arc::clone(&msg),
+                replaces: None,
             });
         }
         let id = msg.id;
@@ -896,6 +897,39 @@ impl QueueCore {
         }
         refs.clear();
         self.scratch = refs;
+    }
+
+    /// Re-journals live messages whose store location `moved` selects (the
+    /// store is compacting an old file): each gets an `Enqueued` record that
+    /// replaces its old one and a new location. Looks at `max` slots from
+    /// `cursor`, so a deep queue is not locked for long; returns where to
+    /// go on, or `None` once the whole queue has been seen.
+    pub fn relocate(
+        &mut self,
+        moved: &dyn Fn(Location) -> bool,
+        cursor: usize,
+        max: usize,
+        fx: &mut Effects,
+    ) -> Option<usize> {
+        let end = cursor.saturating_add(max).min(self.slots.capacity());
+        for key in cursor..end {
+            let Some(e) = self.slots.get(key) else {
+                continue;
+            };
+            let Some(loc) = e.loc.filter(|l| moved(*l)) else {
+                continue;
+            };
+            fx.records.push(Record::Enqueued {
+                queue: self.id,
+                seq: e.seq,
+                at: e.enqueued_at,
+                deliveries: e.deliveries,
+                message: Arc::clone(&e.msg),
+                replaces: Some(loc),
+            });
+            fx.journaled.push((e.seq, key));
+        }
+        (end < self.slots.capacity()).then_some(end)
     }
 
     /// Undoes the block a FIFO pop put on `group`.

@@ -37,14 +37,16 @@ pub enum Record {
         id: QueueId,
     },
     /// A persistent message entered a durable queue at `at`, having been
-    /// delivered `deliveries` times before (non-zero when a store copies a
-    /// live message forward).
+    /// delivered `deliveries` times before. With `replaces`, it is a copy of
+    /// a live message written earlier at that location (compaction moves
+    /// live messages out of old files): the old record no longer counts.
     Enqueued {
         queue: QueueId,
         seq: u64,
         at: Timestamp,
         deliveries: u32,
         message: Arc<Message>,
+        replaces: Option<Location>,
     },
     /// The message's delivery count became `count`.
     Delivered {

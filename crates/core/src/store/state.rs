@@ -104,6 +104,7 @@ impl DurableState {
                 at,
                 deliveries,
                 message,
+                ..
             } => {
                 self.messages_of(queue).insert(
                     seq,
@@ -197,6 +198,7 @@ impl DurableState {
                     at: m.at,
                     deliveries: m.deliveries,
                     message: Arc::clone(&m.message),
+                    replaces: None,
                 });
             }
         }
@@ -227,6 +229,7 @@ mod tests {
             at: Timestamp(1),
             deliveries: 0,
             message: Arc::new(Message::new("m")),
+            replaces: None,
         }
     }
 

@@ -84,11 +84,13 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
             at,
             deliveries,
             message,
+            replaces,
         } => {
             e.var(queue.0);
             e.var(*seq);
             e.var(at.as_millis());
             e.var(u64::from(*deliveries));
+            put_loc(&mut e, *replaces);
             put_message(&mut e, message);
             ENQUEUED
         }
@@ -161,6 +163,7 @@ pub fn decode(kind: u8, payload: &[u8]) -> Result<Record, DecodeError> {
             seq: d.var()?,
             at: Timestamp(d.var()?),
             deliveries: d.var_u32()?,
+            replaces: get_loc(&mut d)?,
             message: Arc::new(get_message(&mut d)?),
         },
         DELIVERED => Record::Delivered {

@@ -103,6 +103,7 @@ fn every_record_kind_round_trips() {
             at: Timestamp(123),
             deliveries: 3,
             message: Arc::new(rich_message()),
+            replaces: Some(Location(77)),
         },
         Record::Delivered {
             queue: QueueId(7),
@@ -170,6 +171,7 @@ fn deep_nesting_is_refused_not_overflowed() {
             at: Timestamp(0),
             deliveries: 0,
             message: Arc::new(m),
+            replaces: None,
         },
         &mut buf,
     );
@@ -194,6 +196,7 @@ proptest! {
             at: Timestamp(3),
             deliveries: 0,
             message: Arc::new(rich_message()),
+            replaces: None,
         };
         let mut buf = Vec::new();
         let kind = encode(&r, &mut buf);

@@ -12,12 +12,18 @@ use super::segment_of;
 #[derive(Debug, Default)]
 struct Segment {
     live: u64,
+    /// Messages ever written here (live or not), to tell a sparse segment.
+    enqueued: u64,
     by_queue: HashMap<QueueId, u64>,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct Accounts {
     segments: BTreeMap<u64, Segment>,
+    /// Originals replaced by copies not yet known to be on disk, by the
+    /// commit carrying the copy: they count as live until it is, or a crash
+    /// could find the original deleted and the copy not written.
+    replaced: Vec<(u64, QueueId, Location)>,
     /// Fed only topology records: namespaces, queues, routers, bindings.
     topology: DurableState,
 }
@@ -71,13 +77,53 @@ impl Accounts {
         }
     }
 
-    /// Counts record `r`, written at `at`.
+    /// Counts record `r`, found on disk at `at` (recovery).
     pub(super) fn apply(&mut self, r: &Record, at: Location) {
+        self.count(r, at, None);
+    }
+
+    /// Counts record `r`, appended at `at` as part of `commit`, which is
+    /// not on disk yet.
+    pub(super) fn apply_appended(&mut self, r: &Record, at: Location, commit: u64) {
+        self.count(r, at, Some(commit));
+    }
+
+    /// Commits up to `through` are on disk: the originals their copies
+    /// replace no longer count.
+    pub(super) fn written(&mut self, through: u64) {
+        let mut i = 0;
+        while i < self.replaced.len() {
+            if self.replaced[i].0 <= through {
+                let (_, queue, loc) = self.replaced.swap_remove(i);
+                self.settle(queue, Some(loc));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Commits up to `through` failed: their copies never reached the disk,
+    /// so the originals keep counting.
+    pub(super) fn failed(&mut self, through: u64) {
+        self.replaced.retain(|(c, _, _)| *c > through);
+    }
+
+    fn count(&mut self, r: &Record, at: Location, pending: Option<u64>) {
         match r {
-            Record::Enqueued { queue, .. } => {
+            Record::Enqueued {
+                queue, replaces, ..
+            } => {
                 let seg = self.segments.entry(segment_of(at)).or_default();
                 seg.live += 1;
+                seg.enqueued += 1;
                 *seg.by_queue.entry(*queue).or_default() += 1;
+                // A copy made by compaction: the original stops counting
+                // once the copy is on disk.
+                match (pending, replaces) {
+                    (Some(commit), Some(old)) => self.replaced.push((commit, *queue, *old)),
+                    (None, old) => self.settle(*queue, *old),
+                    (Some(_), None) => {}
+                }
             }
             Record::Removed { queue, loc, .. } => self.settle(*queue, *loc),
             Record::Purged { queue, removed } => {
@@ -110,6 +156,15 @@ impl Accounts {
 
     pub(super) fn live_by_segment(&self) -> Vec<(u64, u64)> {
         self.segments.iter().map(|(id, s)| (*id, s.live)).collect()
+    }
+
+    /// The oldest segment, if it still holds live messages but at most half
+    /// of what was written to it, and is not `head`: copying its live
+    /// messages forward lets it (and the dead ones behind it) go, writing
+    /// at most as much again as is reclaimed.
+    pub(super) fn sparse_oldest(&self, head: u64) -> Option<u64> {
+        let (&id, seg) = self.segments.first_key_value()?;
+        (id != head && seg.live > 0 && seg.live * 2 <= seg.enqueued).then_some(id)
     }
 
     /// Takes the oldest segments below `below` that hold nothing live,

@@ -73,7 +73,8 @@ pub(crate) fn location(segment: u64, offset: u64) -> Location {
     Location((segment << 32) | offset)
 }
 
-pub(crate) fn segment_of(loc: Location) -> u64 {
+/// The segment a location is in.
+pub fn segment_of(loc: Location) -> u64 {
     loc.0 >> 32
 }
 
@@ -190,6 +191,15 @@ impl Journal {
         }
     }
 
+    /// The oldest segment, if compacting it is worth it: it still holds live
+    /// messages, at most half of what it was given, and newer segments
+    /// exist. Copy its live messages forward (`Broker::relocate` with
+    /// [`segment_of`]) and it is deleted after the next write.
+    pub fn sparse_oldest(&self) -> Option<u64> {
+        let st = self.shared.lock();
+        st.accounts.sparse_oldest(st.head)
+    }
+
     /// Segment ids on disk with their live message counts, oldest first.
     pub fn segments(&self) -> Vec<(u64, u64)> {
         self.shared.lock().accounts.live_by_segment()
@@ -299,7 +309,8 @@ impl Store for Journal {
                 locations.push(loc);
                 batch.push((*queue, *seq, loc));
             }
-            st.accounts.apply(&r, loc);
+            let commit = st.last_commit + 1;
+            st.accounts.apply_appended(&r, loc, commit);
         }
         st.last_commit += 1;
         let commit = st.last_commit;

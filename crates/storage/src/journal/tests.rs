@@ -48,6 +48,7 @@ fn enqueued(seq: u64, body: &str) -> Record {
         at: Timestamp(seq),
         deliveries: 0,
         message: Arc::new(Message::new(body.to_owned()).persistent()),
+        replaces: None,
     }
 }
 

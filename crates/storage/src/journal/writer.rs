@@ -105,6 +105,9 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
                     }
                     shared.progress.send_modify(|p| p.done = p.done.max(last));
                     settled = last;
+                    // On disk (or in the OS, which `delete_dead` syncs before
+                    // deleting anything).
+                    shared.lock().accounts.written(last);
                 }
                 Err(e) => {
                     settled = fail(shared, &mut head, settled, last, e);
@@ -204,6 +207,7 @@ fn fail(shared: &Shared, head: &mut Option<Head>, settled: u64, last: u64, e: St
         } else {
             st.roll_next = true;
         }
+        st.accounts.failed(through);
     }
     *head = None;
     shared
