@@ -51,6 +51,12 @@ pub enum Value {
     Timestamp(u64),
     List(Vec<Value>),
     Table(Headers),
+    /// A number as decimal text, exactly as sent (SQS `Number` attributes
+    /// keep their spelling: `1.50` stays `1.50`).
+    Number(String),
+    /// A value with a protocol's own type label (SQS custom types such as
+    /// `String.json` or `Number.float`).
+    Labeled { label: String, value: Box<Value> },
 }
 
 impl Value {

@@ -464,7 +464,7 @@ impl Broker {
 
 /// Names the first setting that differs, for the error message.
 fn describe_difference(a: &QueueConfig, b: &QueueConfig) -> String {
-    let fields: [(&str, bool); 12] = [
+    let fields: [(&str, bool); 13] = [
         ("durable", a.durable != b.durable),
         ("fifo", a.fifo != b.fifo),
         ("deduplication", a.dedup != b.dedup),
@@ -480,6 +480,7 @@ fn describe_difference(a: &QueueConfig, b: &QueueConfig) -> String {
         ("max priority", a.max_priority != b.max_priority),
         ("dead letter", a.dead_letter != b.dead_letter),
         ("auto delete", a.auto_delete != b.auto_delete),
+        ("attributes", a.attributes != b.attributes),
     ];
     fields
         .iter()

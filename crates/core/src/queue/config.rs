@@ -1,5 +1,6 @@
 //! What a queue is declared with.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Where dead-lettered messages go.
@@ -122,6 +123,9 @@ pub struct QueueConfig {
     pub single_active_consumer: bool,
     /// Owned by one connection; others may not use it.
     pub exclusive_owner: Option<u64>,
+    /// Settings a protocol keeps with the queue that the core does not act
+    /// on (SQS's Policy, tags, KMS settings, creation time), journaled with it.
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Default for QueueConfig {
@@ -142,6 +146,7 @@ impl Default for QueueConfig {
             expires: None,
             single_active_consumer: false,
             exclusive_owner: None,
+            attributes: BTreeMap::new(),
         }
     }
 }

@@ -33,6 +33,7 @@ const DEAD_LETTER: u8 = 11;
 const AUTO_DELETE: u8 = 12;
 const EXPIRES: u8 = 13;
 const SINGLE_ACTIVE: u8 = 14;
+const ATTRIBUTES: u8 = 15;
 
 /// Exclusive queues are never journaled, so `exclusive_owner` is not stored.
 pub fn put_queue_config(e: &mut Enc<'_>, c: &QueueConfig) {
@@ -100,6 +101,15 @@ pub fn put_queue_config(e: &mut Enc<'_>, c: &QueueConfig) {
         e.field(EXPIRES, |e| e.var(millis(t)));
     }
     e.field(SINGLE_ACTIVE, |e| e.bool(c.single_active_consumer));
+    if !c.attributes.is_empty() {
+        e.field(ATTRIBUTES, |e| {
+            e.var(c.attributes.len() as u64);
+            for (k, v) in &c.attributes {
+                e.str(k);
+                e.str(v);
+            }
+        });
+    }
     e.end_fields();
 }
 
@@ -174,6 +184,13 @@ pub fn get_queue_config(d: &mut Dec<'_>) -> DecodeResult<QueueConfig> {
             AUTO_DELETE => c.auto_delete = d.bool()?,
             EXPIRES => c.expires = Some(ms(d)?),
             SINGLE_ACTIVE => c.single_active_consumer = d.bool()?,
+            ATTRIBUTES => {
+                let n = d.len()?;
+                for _ in 0..n {
+                    let k = d.str()?;
+                    c.attributes.insert(k, d.str()?);
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)

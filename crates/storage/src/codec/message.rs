@@ -236,6 +236,15 @@ fn put_value(e: &mut Enc<'_>, v: &Value, depth: usize) {
             e.u8(9);
             put_headers(e, h, depth + 1);
         }
+        Value::Number(n) => {
+            e.u8(10);
+            e.str(n);
+        }
+        Value::Labeled { label, value } => {
+            e.u8(11);
+            e.str(label);
+            put_value(e, value, depth + 1);
+        }
     }
 }
 
@@ -268,6 +277,11 @@ fn get_value(d: &mut Dec<'_>, depth: usize) -> DecodeResult<Value> {
             Value::List(items)
         }
         9 => Value::Table(get_headers(d, depth + 1)?),
+        10 => Value::Number(d.str()?),
+        11 => Value::Labeled {
+            label: d.str()?,
+            value: Box::new(get_value(d, depth + 1)?),
+        },
         tag => return Err(DecodeError::Tag { what: "value", tag }),
     })
 }

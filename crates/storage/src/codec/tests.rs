@@ -55,6 +55,14 @@ fn rich_message() -> Message {
         Value::List(vec![Value::Int(1), Value::Str("two".into())]),
     );
     m.headers.insert("table", Value::Table(nested));
+    m.headers.insert("num", Value::Number("1.50".into()));
+    m.headers.insert(
+        "custom",
+        Value::Labeled {
+            label: "String.json".into(),
+            value: Box::new(Value::Str("{}".into())),
+        },
+    );
     m.dead_lettered("src", DeathReason::Expired, Timestamp(5))
 }
 
@@ -71,6 +79,9 @@ fn every_record_kind_round_trips() {
         max_priority: 9,
         expires: Some(Duration::from_secs(3600)),
         single_active_consumer: true,
+        attributes: [("Policy".to_owned(), "{}".to_owned()), ("tag:env".into(), "prod".into())]
+            .into_iter()
+            .collect(),
         dead_letter: Some(DeadLetterPolicy {
             max_deliveries: Some(5),
             ..DeadLetterPolicy::all_reasons(DeadLetterTarget::Router {
