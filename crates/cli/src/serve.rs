@@ -27,6 +27,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT|off")]
     admin_listen: Option<Listen>,
 
+    /// The AWS APIs (SQS) over HTTP [default: 127.0.0.1:9324]; port 0 picks a
+    /// free port, `off` disables them (config key: aws-listen).
+    #[arg(long, value_name = "HOST:PORT|off")]
+    aws_listen: Option<Listen>,
+
+    /// The region in queue ARNs [default: us-east-1] (config key: aws-region).
+    #[arg(long, value_name = "REGION")]
+    aws_region: Option<String>,
+
+    /// The account id in queue URLs and ARNs [default: 000000000000]
+    /// (config key: aws-account-id).
+    #[arg(long, value_name = "ID")]
+    aws_account_id: Option<String>,
+
     /// When the journal syncs to disk: `always` (before any confirm: a
     /// confirmed message survives power loss), `interval` (confirm once
     /// written; sync every --fsync-interval-ms: a power loss may lose that
@@ -73,8 +87,26 @@ fn merge(args: &ServeArgs, file: FileConfig) -> (ServerConfig, Option<String>) {
         ),
         repair: args.repair || file.repair.unwrap_or(false),
     };
+    let sqs = ferry_sqs::SqsConfig {
+        region: args
+            .aws_region
+            .clone()
+            .or(file.aws_region)
+            .unwrap_or(defaults.sqs.region),
+        account_id: args
+            .aws_account_id
+            .clone()
+            .or(file.aws_account_id)
+            .unwrap_or(defaults.sqs.account_id),
+        namespace: defaults.sqs.namespace,
+    };
     let config = ServerConfig {
         journal,
+        sqs,
+        aws_listen: args
+            .aws_listen
+            .or(file.aws_listen)
+            .unwrap_or(config::DEFAULT_AWS_LISTEN),
         data_dir: args
             .data_dir
             .clone()
@@ -174,6 +206,9 @@ mod tests {
             data_dir: None,
             config: None,
             admin_listen: admin.map(|a| a.parse().expect("listen")),
+            aws_listen: None,
+            aws_region: None,
+            aws_account_id: None,
             log_level: None,
             fsync: None,
             fsync_interval_ms: None,
@@ -188,6 +223,9 @@ mod tests {
             data_dir: Some("/from/file".into()),
             log_level: Some("debug".into()),
             admin_listen: Some(Listen::Off),
+            aws_listen: Some(Listen::Off),
+            aws_region: Some("eu-west-1".into()),
+            aws_account_id: Some("123456789012".into()),
             fsync: Some(Fsync::Interval),
             fsync_interval_ms: Some(7),
             segment_size: Some(1 << 20),
@@ -202,6 +240,9 @@ mod tests {
             ferry_storage::FsyncPolicy::Interval(std::time::Duration::from_millis(7))
         );
         assert_eq!(c.journal.segment_size, 1 << 20);
+        assert_eq!(c.aws_listen, Listen::Off);
+        assert_eq!(c.sqs.region, "eu-west-1");
+        assert_eq!(c.sqs.account_id, "123456789012");
         assert!(c.journal.repair);
         let (d, _) = merge(&args(None), FileConfig::default());
         let defaults = ServerConfig::default();

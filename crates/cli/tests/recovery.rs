@@ -66,15 +66,22 @@ struct Outcome {
 /// SIGTERM. Returns whether it started, its exit status and its stderr.
 fn run_ferry(data: &Path, extra: &[&str]) -> Outcome {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    cmd.args(["serve", "--admin-listen", "127.0.0.1:0", "--segment-size"])
-        .arg(SEGMENT.to_string())
-        .arg("--data-dir")
-        .arg(data)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "serve",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--aws-listen",
+        "127.0.0.1:0",
+        "--segment-size",
+    ])
+    .arg(SEGMENT.to_string())
+    .arg("--data-dir")
+    .arg(data)
+    .args(extra)
+    .env("RUST_LOG", "warn")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();

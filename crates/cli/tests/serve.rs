@@ -126,11 +126,19 @@ fn serve_listens_answers_health_and_exits_cleanly_on_sigterm() {
         "serve",
         "--admin-listen",
         "127.0.0.1:0",
+        "--aws-listen",
+        "127.0.0.1:0",
         "--data-dir",
         &data,
     ]);
-    let found = f.listening(1);
-    assert_eq!(found[0].0, "admin");
+    let found = f.listening(2);
+    let names: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(names, ["admin", "aws"]);
+    assert!(
+        found
+            .iter()
+            .all(|(_, a)| a.ip().is_loopback() && a.port() != 0)
+    );
     let admin = found[0].1;
     assert!(admin.ip().is_loopback());
     assert_ne!(admin.port(), 0, "port 0 was replaced by a real port");
@@ -168,6 +176,8 @@ fn sigint_also_stops_it_and_off_disables_a_listener() {
         &dir_arg(&config),
         "--admin-listen",
         "off",
+        "--aws-listen",
+        "off",
     ]);
     // The file's data-dir is used: its lock file appears.
     let deadline = Instant::now() + STARTUP;
@@ -193,13 +203,17 @@ fn a_second_broker_on_the_same_data_dir_is_refused() {
         "serve",
         "--admin-listen",
         "127.0.0.1:0",
+        "--aws-listen",
+        "127.0.0.1:0",
         "--data-dir",
         &data,
     ]);
-    first.listening(1);
+    first.listening(2);
     let mut second = Ferry::start(&[
         "serve",
         "--admin-listen",
+        "127.0.0.1:0",
+        "--aws-listen",
         "127.0.0.1:0",
         "--data-dir",
         &data,
@@ -246,6 +260,8 @@ fn a_second_signal_exits_at_once_while_shutdown_waits_for_a_client() {
     let mut f = Ferry::start(&[
         "serve",
         "--admin-listen",
+        "127.0.0.1:0",
+        "--aws-listen",
         "127.0.0.1:0",
         "--data-dir",
         &data,

@@ -45,7 +45,10 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Decimal { scale: u8, value: i32 },
+    Decimal {
+        scale: u8,
+        value: i32,
+    },
     Str(String),
     Bytes(Bytes),
     Timestamp(u64),
@@ -56,7 +59,10 @@ pub enum Value {
     Number(String),
     /// A value with a protocol's own type label (SQS custom types such as
     /// `String.json` or `Number.float`).
-    Labeled { label: String, value: Box<Value> },
+    Labeled {
+        label: String,
+        value: Box<Value>,
+    },
 }
 
 impl Value {

@@ -89,6 +89,9 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
     pub admin_listen: Option<Listen>,
+    pub aws_listen: Option<Listen>,
+    pub aws_region: Option<String>,
+    pub aws_account_id: Option<String>,
     pub fsync: Option<Fsync>,
     pub fsync_interval_ms: Option<u64>,
     pub segment_size: Option<u64>,
@@ -115,12 +118,19 @@ pub const DEFAULT_ADMIN_LISTEN: Listen = Listen::At(SocketAddr::new(
 ));
 
 pub const DEFAULT_FSYNC_INTERVAL_MS: u64 = 100;
+pub const DEFAULT_AWS_LISTEN: Listen = Listen::At(SocketAddr::new(
+    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+    9324,
+));
 
 /// Settings after flags, file and defaults are merged.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub admin_listen: Listen,
+    /// The SQS (and later SNS) HTTP APIs.
+    pub aws_listen: Listen,
+    pub sqs: ferry_sqs::SqsConfig,
     pub journal: JournalConfig,
 }
 
@@ -129,6 +139,8 @@ impl Default for ServerConfig {
         ServerConfig {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             admin_listen: DEFAULT_ADMIN_LISTEN,
+            aws_listen: DEFAULT_AWS_LISTEN,
+            sqs: ferry_sqs::SqsConfig::default(),
             journal: JournalConfig::default(),
         }
     }

@@ -72,6 +72,17 @@ impl Server {
             });
         }
 
+        // The AWS listener binds now (a taken port fails the start at
+        // once) but serves only after recovery.
+        let aws_listener = match config.aws_listen {
+            Listen::At(addr) => {
+                let l = bind("aws", addr).await?;
+                listening.push(("aws", local_addr("aws", &l, addr)?));
+                Some(l)
+            }
+            Listen::Off => None,
+        };
+        let sqs_config = config.sqs.clone();
         let journal_dir = data_dir.path().join("journal");
         tracing::info!(dir = %journal_dir.display(), fsync = ?config.journal.fsync, "recovering");
         let started = std::time::Instant::now();
@@ -89,6 +100,21 @@ impl Server {
         tracing::info!(elapsed = ?started.elapsed(), "recovered");
         let timers = tokio::spawn(Arc::clone(&broker).run_timers());
         let compaction = compaction::spawn(Arc::clone(&broker), Arc::clone(&journal));
+        if let Some(listener) = aws_listener {
+            let app = ferry_sqs::router(ferry_sqs::Sqs::new(Arc::clone(&broker), sqs_config));
+            let mut stopped = stopped.clone();
+            tasks.spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "aws listener failed");
+                }
+            });
+        }
         ready.store(true, Ordering::Release);
 
         Ok(Server {

@@ -79,9 +79,12 @@ fn every_record_kind_round_trips() {
         max_priority: 9,
         expires: Some(Duration::from_secs(3600)),
         single_active_consumer: true,
-        attributes: [("Policy".to_owned(), "{}".to_owned()), ("tag:env".into(), "prod".into())]
-            .into_iter()
-            .collect(),
+        attributes: [
+            ("Policy".to_owned(), "{}".to_owned()),
+            ("tag:env".into(), "prod".into()),
+        ]
+        .into_iter()
+        .collect(),
         dead_letter: Some(DeadLetterPolicy {
             max_deliveries: Some(5),
             ..DeadLetterPolicy::all_reasons(DeadLetterTarget::Router {

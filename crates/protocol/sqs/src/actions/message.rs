@@ -1,0 +1,325 @@
+//! Message actions: send, receive, delete, change visibility.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferry_core::broker::{QueueHandle, Sent};
+use ferry_core::message::Message;
+use ferry_core::queue::{Delivery, Enqueued, ReceiveMode};
+use serde_json::{Map, Value, json};
+
+use super::queue_name;
+use crate::Sqs;
+use crate::attributes;
+use crate::error::SqsError;
+use crate::input::Input;
+use crate::md5::{self, Attr, AttrValue};
+use crate::message_attributes;
+use crate::names;
+use crate::receipt;
+use crate::wire::Request;
+
+const MAX_ID: usize = 128;
+
+/// FIFO group and deduplication ids: 1 to 128 letters, digits and punctuation.
+fn check_id(name: &str, v: &str) -> Result<(), SqsError> {
+    if v.is_empty() || v.len() > MAX_ID || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(SqsError::invalid_parameter(&format!(
+            "Value {v} for parameter {name} is invalid. Reason: it must be 1 to 128 letters, digits or punctuation."
+        )));
+    }
+    Ok(())
+}
+
+/// A send, checked and turned into a core message, with the digests to answer with.
+pub(crate) struct Outgoing {
+    pub message: Message,
+    /// Body and attribute bytes, as counted against size limits.
+    pub size: usize,
+    pub md5_body: String,
+    pub md5_attributes: Option<String>,
+    pub md5_system: Option<String>,
+}
+
+/// Checks one message of a send (or batch entry) against `q`'s rules.
+pub(crate) fn outgoing(q: &QueueHandle, entry: &Input<'_>) -> Result<Outgoing, SqsError> {
+    let config = q.config();
+    let body = entry.str("MessageBody")?;
+    if body.is_empty() {
+        return Err(SqsError::missing_parameter("MessageBody"));
+    }
+    if !message_attributes::valid_text(body) {
+        return Err(SqsError::invalid_message_contents(
+            "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+        ));
+    }
+    let (headers, attr_size) = message_attributes::parse(entry.object("MessageAttributes")?)?;
+    let limit = attributes::max_message_size(&config);
+    if body.len() + attr_size > limit {
+        return Err(SqsError::invalid_parameter(&format!(
+            "One or more parameters are invalid. Reason: Message must be shorter than {limit} bytes."
+        )));
+    }
+    let delay = entry.opt_int("DelaySeconds", 0, 900)?;
+    let group = entry.opt_str("MessageGroupId")?;
+    let dedup = entry.opt_str("MessageDeduplicationId")?;
+    if config.fifo {
+        if delay.is_some() {
+            return Err(SqsError::invalid_parameter(
+                "Value for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type.",
+            ));
+        }
+        let group = group.ok_or_else(|| SqsError::missing_parameter("MessageGroupId"))?;
+        check_id("MessageGroupId", group)?;
+        let content_based = config.dedup.as_ref().is_some_and(|d| d.content_based);
+        match dedup {
+            Some(d) => check_id("MessageDeduplicationId", d)?,
+            None if !content_based => {
+                return Err(SqsError::invalid_parameter(
+                    "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+                ));
+            }
+            None => {}
+        }
+    } else {
+        if dedup.is_some() {
+            return Err(SqsError::invalid_parameter(
+                "Value for parameter MessageDeduplicationId is invalid. Reason: The request include parameter that is not valid for this queue type.",
+            ));
+        }
+        if let Some(g) = group {
+            check_id("MessageGroupId", g)?;
+        }
+    }
+    let mut message = Message::new(Bytes::copy_from_slice(body.as_bytes())).persistent();
+    message.headers = headers;
+    message.group_id = group.map(str::to_owned);
+    message.dedup_id = dedup.map(str::to_owned);
+    message.properties.delay = delay.map(|d| Duration::from_secs(d as u64));
+    let mut md5_system = None;
+    if let Some(system) = entry.object("MessageSystemAttributes")? {
+        for (name, spec) in system {
+            if name != "AWSTraceHeader" {
+                return Err(SqsError::invalid_parameter(&format!(
+                    "Message system attribute name '{name}' is invalid."
+                )));
+            }
+            let value = spec
+                .get("StringValue")
+                .and_then(Value::as_str)
+                .filter(|_| spec.get("DataType").and_then(Value::as_str) == Some("String"))
+                .ok_or_else(|| {
+                    SqsError::invalid_parameter("AWSTraceHeader must be a String attribute.")
+                })?;
+            md5_system = md5::attributes(vec![Attr {
+                name: "AWSTraceHeader",
+                data_type: "String",
+                value: AttrValue::Text(value),
+            }]);
+            message.properties.trace_context = Some(value.to_owned());
+        }
+    }
+    Ok(Outgoing {
+        size: body.len() + attr_size,
+        md5_body: md5::hex(body.as_bytes()),
+        md5_attributes: message_attributes::digest(&message.headers),
+        md5_system,
+        message,
+    })
+}
+
+/// The answer to one accepted send.
+pub(crate) fn sent_result(out: &Outgoing, sent: &Sent, fifo: bool) -> Map<String, Value> {
+    let (id, seq) = match sent.outcome {
+        Enqueued::Duplicate(original) => (original.id, Some(original.seq)),
+        Enqueued::Accepted { seq } => (sent.id, Some(seq)),
+        Enqueued::Dropped => (sent.id, None),
+    };
+    let mut r = Map::new();
+    r.insert("MessageId".into(), Value::String(id.to_string()));
+    r.insert(
+        "MD5OfMessageBody".into(),
+        Value::String(out.md5_body.clone()),
+    );
+    if let Some(m) = &out.md5_attributes {
+        r.insert("MD5OfMessageAttributes".into(), Value::String(m.clone()));
+    }
+    if let Some(m) = &out.md5_system {
+        r.insert(
+            "MD5OfMessageSystemAttributes".into(),
+            Value::String(m.clone()),
+        );
+    }
+    if fifo && let Some(seq) = seq {
+        r.insert("SequenceNumber".into(), Value::String(sequence_number(seq)));
+    }
+    r
+}
+
+/// SQS sequence numbers are large decimal strings that only grow.
+fn sequence_number(seq: u64) -> String {
+    format!("{seq:020}")
+}
+
+pub async fn send(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+    let q = sqs.queue(queue_name(req, input)?)?;
+    let out = outgoing(&q, input)?;
+    let fifo = q.config().fifo;
+    let (sent, commit) = sqs.broker.send(&q, out.message.clone())?;
+    commit
+        .wait()
+        .await
+        .map_err(|e| SqsError::internal(&format!("The message could not be stored: {e}")))?;
+    Ok(Value::Object(sent_result(&out, &sent, fifo)))
+}
+
+pub async fn receive(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+    let name = queue_name(req, input)?;
+    let q = sqs.queue(name)?;
+    let config = q.config();
+    let max = input.opt_int("MaxNumberOfMessages", 1, 10)?.unwrap_or(1) as usize;
+    let visibility = input
+        .opt_int("VisibilityTimeout", 0, 43_200)?
+        .map_or(config.visibility_timeout, |v| Duration::from_secs(v as u64));
+    let wait = input
+        .opt_int("WaitTimeSeconds", 0, 20)?
+        .map_or_else(|| attributes::wait_time(&config), |w| w as u64);
+    let mut system_names = input.string_list("AttributeNames")?;
+    system_names.extend(input.string_list("MessageSystemAttributeNames")?);
+    let attribute_names = input.string_list("MessageAttributeNames")?;
+    let got = sqs
+        .broker
+        .receive_wait(
+            &q,
+            max,
+            ReceiveMode::Lease(visibility),
+            Duration::from_secs(wait),
+        )
+        .await;
+    let messages: Vec<Value> = got
+        .iter()
+        .map(|d| render_message(sqs, &q, d, &system_names, &attribute_names))
+        .collect();
+    if messages.is_empty() {
+        return Ok(json!({}));
+    }
+    Ok(json!({ "Messages": messages }))
+}
+
+fn render_message(
+    sqs: &Sqs,
+    q: &Arc<QueueHandle>,
+    d: &Delivery,
+    system_names: &[&str],
+    attribute_names: &[&str],
+) -> Value {
+    let m = &d.message;
+    let body = String::from_utf8_lossy(&m.body);
+    let mut out = Map::new();
+    out.insert("MessageId".into(), Value::String(m.id.to_string()));
+    out.insert(
+        "ReceiptHandle".into(),
+        Value::String(receipt::encode(q.id(), d.lease)),
+    );
+    out.insert("MD5OfBody".into(), Value::String(md5::hex(body.as_bytes())));
+    out.insert("Body".into(), Value::String(body.into_owned()));
+    let want = |n: &str| system_names.iter().any(|w| *w == "All" || *w == n);
+    let mut system = Map::new();
+    let mut put = |k: &str, v: String| {
+        if want(k) {
+            system.insert(k.to_owned(), Value::String(v));
+        }
+    };
+    put("SenderId", sqs.config.account_id.clone());
+    put("SentTimestamp", m.published_at.as_millis().to_string());
+    put("ApproximateReceiveCount", d.delivery_count.to_string());
+    put(
+        "ApproximateFirstReceiveTimestamp",
+        d.first_delivered_at.as_millis().to_string(),
+    );
+    if let Some(g) = &m.group_id {
+        put("MessageGroupId", g.clone());
+    }
+    if let Some(dd) = &m.dedup_id {
+        put("MessageDeduplicationId", dd.clone());
+    }
+    if q.config().fifo {
+        put("SequenceNumber", sequence_number(d.lease.seq));
+    }
+    if let Some(t) = &m.properties.trace_context {
+        put("AWSTraceHeader", t.clone());
+    }
+    if let Some(src) = m.last_death_queue() {
+        put(
+            "DeadLetterQueueSourceArn",
+            names::queue_arn(&sqs.config.region, &sqs.config.account_id, src),
+        );
+    }
+    if !system.is_empty() {
+        out.insert("Attributes".into(), Value::Object(system));
+    }
+    if !attribute_names.is_empty() {
+        let (attrs, md5) = message_attributes::render(&m.headers, attribute_names);
+        if !attrs.is_empty() {
+            out.insert("MessageAttributes".into(), Value::Object(attrs));
+        }
+        if let Some(md5) = md5 {
+            out.insert("MD5OfMessageAttributes".into(), Value::String(md5));
+        }
+    }
+    Value::Object(out)
+}
+
+pub fn delete(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+    let q = sqs.queue(queue_name(req, input)?)?;
+    let handle = input.str("ReceiptHandle")?;
+    delete_one(sqs, &q, handle)?;
+    Ok(json!({}))
+}
+
+/// Deletes by receipt handle. A well-formed handle of this queue succeeds
+/// even if the message is gone or was received again since (as in SQS).
+pub(crate) fn delete_one(sqs: &Sqs, q: &Arc<QueueHandle>, handle: &str) -> Result<(), SqsError> {
+    let lease = receipt::decode(q.id(), handle).ok_or_else(|| {
+        SqsError::receipt_handle_is_invalid(&format!(
+            "The receipt handle \"{handle}\" is not valid."
+        ))
+    })?;
+    match sqs.broker.ack(q, lease) {
+        Ok(()) | Err(ferry_core::CoreError::LeaseNotFound) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn change_visibility(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+    let q = sqs.queue(queue_name(req, input)?)?;
+    let handle = input.str("ReceiptHandle")?;
+    let timeout = input
+        .opt_int("VisibilityTimeout", 0, 43_200)?
+        .ok_or_else(|| SqsError::missing_parameter("VisibilityTimeout"))?;
+    change_one(sqs, &q, handle, timeout as u64)?;
+    Ok(json!({}))
+}
+
+pub(crate) fn change_one(
+    sqs: &Sqs,
+    q: &Arc<QueueHandle>,
+    handle: &str,
+    timeout: u64,
+) -> Result<(), SqsError> {
+    let lease = receipt::decode(q.id(), handle).ok_or_else(|| {
+        SqsError::receipt_handle_is_invalid(&format!(
+            "The receipt handle \"{handle}\" is not valid."
+        ))
+    })?;
+    sqs.broker
+        .set_visibility(q, lease, Duration::from_secs(timeout))
+        .map(|_| ())
+        .map_err(|e| match e {
+            ferry_core::CoreError::LeaseNotFound => {
+                SqsError::message_not_inflight("The message referred to isn't in flight.")
+            }
+            other => other.into(),
+        })
+}

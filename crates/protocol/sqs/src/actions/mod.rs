@@ -1,0 +1,49 @@
+//! SQS actions, dispatched by name.
+
+mod batch;
+mod message;
+mod queue;
+
+use serde_json::Value;
+
+use crate::Sqs;
+use crate::error::SqsError;
+use crate::input::Input;
+use crate::wire::Request;
+
+pub async fn dispatch(sqs: &Sqs, req: &Request) -> Result<Value, SqsError> {
+    let input = Input(&req.input);
+    match req.action.as_str() {
+        "CreateQueue" => queue::create(sqs, req, &input),
+        "DeleteQueue" => queue::delete(sqs, req, &input),
+        "GetQueueUrl" => queue::get_url(sqs, req, &input),
+        "ListQueues" => queue::list(sqs, req, &input),
+        "GetQueueAttributes" => queue::get_attributes(sqs, req, &input),
+        "SetQueueAttributes" => queue::set_attributes(sqs, req, &input),
+        "PurgeQueue" => queue::purge(sqs, req, &input),
+        "TagQueue" => queue::tag(sqs, req, &input),
+        "UntagQueue" => queue::untag(sqs, req, &input),
+        "ListQueueTags" => queue::list_tags(sqs, req, &input),
+        "ListDeadLetterSourceQueues" => queue::dead_letter_sources(sqs, req, &input),
+        "SendMessage" => message::send(sqs, req, &input).await,
+        "ReceiveMessage" => message::receive(sqs, req, &input).await,
+        "DeleteMessage" => message::delete(sqs, req, &input),
+        "ChangeMessageVisibility" => message::change_visibility(sqs, req, &input),
+        "SendMessageBatch" => batch::send(sqs, req, &input).await,
+        "DeleteMessageBatch" => batch::delete(sqs, req, &input),
+        "ChangeMessageVisibilityBatch" => batch::change_visibility(sqs, req, &input),
+        other => Err(SqsError::invalid_action(&format!(
+            "The action {other} is not valid for this endpoint."
+        ))),
+    }
+}
+
+/// The queue a request names: its `QueueUrl`, or for the query protocol
+/// the path it was sent to.
+fn queue_name<'a>(req: &'a Request, input: &Input<'a>) -> Result<&'a str, SqsError> {
+    match input.opt_str("QueueUrl")? {
+        Some(url) => crate::names::name_from_url(url),
+        None if req.path.trim_matches('/').contains('/') => crate::names::name_from_url(&req.path),
+        None => Err(SqsError::missing_parameter("QueueUrl")),
+    }
+}

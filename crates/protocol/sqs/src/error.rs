@@ -1,0 +1,138 @@
+//! SQS errors, as both protocols spell them, and the one place where core
+//! errors become SQS errors.
+
+use axum::http::StatusCode;
+use ferry_core::CoreError;
+use thiserror::Error;
+
+/// An error as SQS reports it: the JSON protocol's `__type` (after
+/// `com.amazonaws.sqs#`), the query protocol's code (also sent in the JSON
+/// protocol's `x-amzn-query-error` header, which SDKs prefer), an HTTP
+/// status, and whose fault it was.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{query_code}: {message}")]
+pub struct SqsError {
+    pub json_type: &'static str,
+    pub query_code: &'static str,
+    pub status: StatusCode,
+    pub sender_fault: bool,
+    pub message: String,
+}
+
+/// (JSON type, query code, HTTP status) for every error this API returns.
+macro_rules! errors {
+    ($($fn_name:ident => $json:literal, $query:literal, $status:literal;)*) => {
+        impl SqsError {
+            $(
+                pub fn $fn_name(message: &str) -> SqsError {
+                    SqsError::new($json, $query, $status, message)
+                }
+            )*
+        }
+
+        /// The whole table, for tests and docs.
+        pub const TABLE: &[(&str, &str, u16)] = &[$(($json, $query, $status)),*];
+    };
+}
+
+errors! {
+    queue_does_not_exist => "QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue", 400;
+    queue_name_exists => "QueueNameExists", "QueueAlreadyExists", 400;
+    queue_deleted_recently => "QueueDeletedRecently", "AWS.SimpleQueueService.QueueDeletedRecently", 400;
+    invalid_attribute_name => "InvalidAttributeName", "InvalidAttributeName", 400;
+    invalid_attribute_value => "InvalidAttributeValue", "InvalidAttributeValue", 400;
+    invalid_message_contents => "InvalidMessageContents", "InvalidMessageContents", 400;
+    receipt_handle_is_invalid => "ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid", 400;
+    message_not_inflight => "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight", 400;
+    purge_queue_in_progress => "PurgeQueueInProgress", "AWS.SimpleQueueService.PurgeQueueInProgress", 403;
+    too_many_entries => "TooManyEntriesInBatchRequest", "AWS.SimpleQueueService.TooManyEntriesInBatchRequest", 400;
+    empty_batch => "EmptyBatchRequest", "AWS.SimpleQueueService.EmptyBatchRequest", 400;
+    batch_ids_not_distinct => "BatchEntryIdsNotDistinct", "AWS.SimpleQueueService.BatchEntryIdsNotDistinct", 400;
+    batch_too_long => "BatchRequestTooLong", "AWS.SimpleQueueService.BatchRequestTooLong", 400;
+    invalid_batch_entry_id => "InvalidBatchEntryId", "AWS.SimpleQueueService.InvalidBatchEntryId", 400;
+    unsupported_operation => "UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", 400;
+    invalid_id_format => "InvalidIdFormat", "InvalidIdFormat", 400;
+    over_limit => "OverLimit", "OverLimit", 403;
+    resource_not_found => "ResourceNotFoundException", "ResourceNotFoundException", 404;
+    invalid_parameter => "InvalidParameterValue", "InvalidParameterValue", 400;
+    missing_parameter_message => "MissingParameter", "MissingParameter", 400;
+    invalid_action => "InvalidAction", "InvalidAction", 400;
+    missing_action_message => "MissingAction", "MissingAction", 400;
+    serialization => "SerializationException", "SerializationException", 400;
+    access_denied => "AccessDenied", "AccessDenied", 403;
+    invalid_client_token_id => "InvalidClientTokenId", "InvalidClientTokenId", 403;
+    signature_does_not_match => "SignatureDoesNotMatch", "SignatureDoesNotMatch", 403;
+    incomplete_signature => "IncompleteSignature", "IncompleteSignature", 400;
+    request_expired => "RequestExpired", "RequestExpired", 400;
+    throttled => "RequestThrottled", "RequestThrottled", 403;
+    internal => "InternalFailure", "InternalFailure", 500;
+    service_unavailable => "ServiceUnavailable", "ServiceUnavailable", 503;
+}
+
+impl SqsError {
+    fn new(json: &'static str, query: &'static str, status: u16, message: &str) -> SqsError {
+        SqsError {
+            json_type: json,
+            query_code: query,
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            sender_fault: status < 500,
+            message: message.to_owned(),
+        }
+    }
+
+    pub fn missing_parameter(name: &str) -> SqsError {
+        Self::missing_parameter_message(&format!("The request must contain the parameter {name}."))
+    }
+
+    pub fn missing_action() -> SqsError {
+        Self::missing_action_message("The request must contain the parameter Action.")
+    }
+
+    pub fn no_queue() -> SqsError {
+        Self::queue_does_not_exist("The specified queue does not exist.")
+    }
+}
+
+/// Core errors as SQS reports them.
+impl From<CoreError> for SqsError {
+    fn from(e: CoreError) -> SqsError {
+        match e {
+            CoreError::QueueNotFound(_) | CoreError::NamespaceNotFound(_) => SqsError::no_queue(),
+            CoreError::QueueExists { detail, .. } => SqsError::queue_name_exists(&format!(
+                "A queue already exists with the same name and a different value for attribute(s): {detail}"
+            )),
+            CoreError::LeaseNotFound => SqsError::receipt_handle_is_invalid(
+                "The receipt handle is not valid for this queue (stale or unknown).",
+            ),
+            CoreError::QueueFull(q) => SqsError::over_limit(&format!("Queue {q} is full.")),
+            CoreError::TaskNotFound(_) => {
+                SqsError::resource_not_found("The specified message move task does not exist.")
+            }
+            CoreError::TaskRunning(_) => SqsError::unsupported_operation(
+                "There is already a message move task running on this source queue.",
+            ),
+            CoreError::InvalidArgument(m) => SqsError::invalid_parameter(&m),
+            CoreError::Storage(e) => {
+                SqsError::internal(&format!("The message could not be stored durably: {e}"))
+            }
+            other => SqsError::invalid_parameter(&other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_status_and_both_spellings() {
+        for (json, query, status) in TABLE {
+            assert!(!json.is_empty() && !query.is_empty());
+            assert!(StatusCode::from_u16(*status).is_ok(), "{json}");
+        }
+        let e = SqsError::no_queue();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.sender_fault);
+        assert_eq!(e.query_code, "AWS.SimpleQueueService.NonExistentQueue");
+    }
+}

@@ -1,0 +1,109 @@
+//! The Amazon SQS API on ferry's core: both wire protocols (AWS JSON 1.0,
+//! which current SDKs speak, and the query protocol with XML answers), on
+//! one HTTP endpoint. An SQS queue is a core queue in the configured
+//! namespace, so other protocols can share it.
+//!
+//! Layout, grouped as the SQS API reference groups its actions:
+//! - `wire/`: the two protocols, turned into one request shape and back;
+//! - `actions/queue.rs`: queue actions; `actions/message.rs`: message
+//!   actions;
+//! - `attributes.rs`, `message_attributes.rs`, `md5.rs`, `receipt.rs`,
+//!   `names.rs`: the rules the actions share;
+//! - `error.rs`: SQS's error codes, and the mapping from core errors.
+
+mod actions;
+mod attributes;
+pub mod error;
+mod input;
+mod md5;
+mod message_attributes;
+mod names;
+mod receipt;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use ferry_core::Broker;
+use ferry_core::broker::QueueHandle;
+use ferry_core::clock::Timestamp;
+use ferry_core::ids::{IdGenerator, RandomIds};
+
+use error::SqsError;
+
+/// Where SQS lives in ferry, and how it names things.
+#[derive(Clone, Debug)]
+pub struct SqsConfig {
+    pub region: String,
+    pub account_id: String,
+    /// The core namespace SQS queues live in (shared with AMQP's vhost of
+    /// the same name, so both see the same queues).
+    pub namespace: String,
+}
+
+impl Default for SqsConfig {
+    fn default() -> Self {
+        SqsConfig {
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            namespace: "/".into(),
+        }
+    }
+}
+
+/// The SQS service: what its handlers share.
+pub struct Sqs {
+    broker: Arc<Broker>,
+    config: SqsConfig,
+    request_ids: RandomIds,
+    /// When each queue was last purged (SQS allows one purge a minute).
+    purges: Mutex<HashMap<String, Timestamp>>,
+}
+
+impl Sqs {
+    pub fn new(broker: Arc<Broker>, config: SqsConfig) -> Arc<Sqs> {
+        broker.create_namespace(&config.namespace);
+        Arc::new(Sqs {
+            broker,
+            config,
+            request_ids: RandomIds::new(),
+            purges: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn queue(&self, name: &str) -> Result<Arc<QueueHandle>, SqsError> {
+        self.broker
+            .queue(&self.config.namespace, name)
+            .map_err(|_| SqsError::no_queue())
+    }
+}
+
+/// The HTTP routes of the SQS API: every path, GET and POST.
+pub fn router(sqs: Arc<Sqs>) -> Router {
+    Router::new().fallback(handle).with_state(sqs)
+}
+
+async fn handle(
+    State(sqs): State<Arc<Sqs>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request_id = sqs.request_ids.next_id().to_string();
+    match wire::parse(&method, &headers, uri.path(), uri.query(), &body) {
+        Ok(req) => {
+            let result = actions::dispatch(&sqs, &req).await;
+            if let Err(e) = &result {
+                tracing::debug!(action = %req.action, error = %e, "sqs request refused");
+            }
+            wire::render(req.protocol, &req.action, &request_id, result)
+        }
+        Err((protocol, e)) => wire::render(protocol, "", &request_id, Err(e)),
+    }
+}

@@ -1,0 +1,275 @@
+//! The query protocol: flattened form parameters in, XML out.
+//!
+//! Requests flatten lists and maps into numbered keys
+//! (`Attribute.1.Name`, `MessageAttribute.2.Value.DataType`,
+//! `SendMessageBatchRequestEntry.3.Id`); they are folded back into the
+//! JSON protocol's shape here, so actions see one form. Responses go the
+//! other way, by the names of the JSON members.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use quick_xml::escape::escape;
+use serde_json::{Map, Value};
+
+use crate::error::SqsError;
+
+const NS: &str = "http://queue.amazonaws.com/doc/2012-11-05/";
+const CONTENT_TYPE: &str = "text/xml";
+
+/// Numbered keys that fold into a map of the JSON name, keyed by `Name`
+/// (or `Key`), valued by `Value`.
+const MAPS: &[(&str, &str, &str)] = &[
+    ("Attribute", "Attributes", "Name"),
+    ("Tag", "Tags", "Key"),
+    ("MessageAttribute", "MessageAttributes", "Name"),
+    ("MessageSystemAttribute", "MessageSystemAttributes", "Name"),
+];
+
+/// Numbered keys that fold into a list of strings.
+const LISTS: &[(&str, &str)] = &[
+    ("AttributeName", "AttributeNames"),
+    ("MessageAttributeName", "MessageAttributeNames"),
+    ("MessageSystemAttributeName", "MessageSystemAttributeNames"),
+    ("TagKey", "TagKeys"),
+    ("AWSAccountId", "AWSAccountIds"),
+    ("ActionName", "Actions"),
+    ("StringListValue", "StringListValues"),
+    ("BinaryListValue", "BinaryListValues"),
+];
+
+pub fn parse_input(form: &[u8]) -> Result<(String, Map<String, Value>), SqsError> {
+    let pairs: Vec<Pair> = form_urlencoded::parse(form)
+        .map(|(k, v)| (k.split('.').map(str::to_owned).collect(), v.into_owned()))
+        .collect();
+    let mut input = fold(&pairs)?;
+    let action = match input.remove("Action") {
+        Some(Value::String(a)) if !a.is_empty() => a,
+        _ => return Err(SqsError::missing_action()),
+    };
+    input.remove("Version");
+    Ok((action, input))
+}
+
+/// A parameter: its key split at the dots, and its value.
+type Pair = (Vec<String>, String);
+
+/// Folds flattened pairs (key split at dots) into the JSON shape.
+fn fold(pairs: &[Pair]) -> Result<Map<String, Value>, SqsError> {
+    let mut out = Map::new();
+    // First key segment -> index -> the rest of each key under it.
+    let mut groups: BTreeMap<&str, BTreeMap<u32, Vec<Pair>>> = BTreeMap::new();
+    for (key, value) in pairs {
+        match key.as_slice() {
+            [single] => {
+                out.insert(single.clone(), Value::String(value.clone()));
+            }
+            [first, index, rest @ ..] => {
+                let n: u32 = index.parse().map_err(|_| {
+                    SqsError::invalid_parameter(&format!("malformed parameter {}", key.join(".")))
+                })?;
+                groups
+                    .entry(first.as_str())
+                    .or_default()
+                    .entry(n)
+                    .or_default()
+                    .push((rest.to_vec(), value.clone()));
+            }
+            _ => {}
+        }
+    }
+    for (first, items) in groups {
+        if let Some((_, json_name, key_name)) = MAPS.iter().find(|(q, _, _)| *q == first) {
+            let mut map = Map::new();
+            for (_, fields) in items {
+                let name = fields
+                    .iter()
+                    .find(|(k, _)| k.len() == 1 && k[0] == *key_name)
+                    .map(|(_, v)| v.clone());
+                let value: Vec<Pair> = fields
+                    .iter()
+                    .filter(|(k, _)| k.first().map(String::as_str) == Some("Value"))
+                    .map(|(k, v)| (k[1..].to_vec(), v.clone()))
+                    .collect();
+                let Some(name) = name else { continue };
+                let folded = match value.as_slice() {
+                    [(k, v)] if k.is_empty() => Value::String(v.clone()),
+                    [] => Value::String(String::new()),
+                    _ => Value::Object(fold(&value)?),
+                };
+                map.insert(name, folded);
+            }
+            out.insert((*json_name).to_owned(), Value::Object(map));
+        } else if let Some((_, json_name)) = LISTS.iter().find(|(q, _)| *q == first) {
+            let list = items
+                .into_values()
+                .filter_map(|fields| {
+                    fields
+                        .into_iter()
+                        .find(|(k, _)| k.is_empty())
+                        .map(|(_, v)| Value::String(v))
+                })
+                .collect();
+            out.insert((*json_name).to_owned(), Value::Array(list));
+        } else if first.ends_with("RequestEntry") {
+            let list = items
+                .into_values()
+                .map(|fields| fold(&fields).map(Value::Object))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.insert("Entries".to_owned(), Value::Array(list));
+        }
+    }
+    Ok(out)
+}
+
+pub fn render_ok(action: &str, request_id: &str, v: &Value) -> Response {
+    let mut xml = String::with_capacity(256);
+    xml.push_str(&format!(
+        "<?xml version=\"1.0\"?><{action}Response xmlns=\"{NS}\">"
+    ));
+    if let Value::Object(fields) = v
+        && !fields.is_empty()
+    {
+        xml.push_str(&format!("<{action}Result>"));
+        write_fields(&mut xml, action, fields);
+        xml.push_str(&format!("</{action}Result>"));
+    }
+    xml.push_str(&format!(
+        "<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
+    ));
+    super::respond(StatusCode::OK, CONTENT_TYPE, xml)
+}
+
+pub fn render_error(e: &SqsError, request_id: &str) -> Response {
+    let kind = if e.sender_fault { "Sender" } else { "Receiver" };
+    let xml = format!(
+        "<?xml version=\"1.0\"?><ErrorResponse xmlns=\"{NS}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message><Detail/></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+        escape(e.query_code),
+        escape(e.message.as_str())
+    );
+    super::respond(e.status, CONTENT_TYPE, xml)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn element(xml: &mut String, name: &str, body: &str) {
+    xml.push('<');
+    xml.push_str(name);
+    xml.push('>');
+    xml.push_str(body);
+    xml.push_str("</");
+    xml.push_str(name);
+    xml.push('>');
+}
+
+fn write_fields(xml: &mut String, action: &str, fields: &Map<String, Value>) {
+    for (name, v) in fields {
+        match (name.as_str(), v) {
+            ("Attributes", Value::Object(m)) => {
+                for (k, val) in m {
+                    let inner = format!(
+                        "<Name>{}</Name><Value>{}</Value>",
+                        escape(k.as_str()),
+                        escape(text(val).as_str())
+                    );
+                    element(xml, "Attribute", &inner);
+                }
+            }
+            ("Tags", Value::Object(m)) => {
+                for (k, val) in m {
+                    let inner = format!(
+                        "<Key>{}</Key><Value>{}</Value>",
+                        escape(k.as_str()),
+                        escape(text(val).as_str())
+                    );
+                    element(xml, "Tag", &inner);
+                }
+            }
+            ("MessageAttributes", Value::Object(m)) => {
+                for (k, val) in m {
+                    let mut inner = format!("<Name>{}</Name><Value>", escape(k.as_str()));
+                    if let Value::Object(parts) = val {
+                        write_fields(&mut inner, action, parts);
+                    }
+                    inner.push_str("</Value>");
+                    element(xml, "MessageAttribute", &inner);
+                }
+            }
+            ("QueueUrls" | "queueUrls", Value::Array(items)) => {
+                for item in items {
+                    element(xml, "QueueUrl", &escape(text(item).as_str()));
+                }
+            }
+            (list, Value::Array(items)) => {
+                let item_name = match list {
+                    "Messages" => "Message".to_owned(),
+                    "Successful" => format!("{action}ResultEntry"),
+                    "Failed" => "BatchResultErrorEntry".to_owned(),
+                    "Results" => format!("{action}ResultEntry"),
+                    other => other.trim_end_matches('s').to_owned(),
+                };
+                for item in items {
+                    let mut inner = String::new();
+                    match item {
+                        Value::Object(m) => write_fields(&mut inner, action, m),
+                        other => inner.push_str(&escape(text(other).as_str())),
+                    }
+                    element(xml, &item_name, &inner);
+                }
+            }
+            (_, Value::Object(m)) => {
+                let mut inner = String::new();
+                write_fields(&mut inner, action, m);
+                element(xml, name, &inner);
+            }
+            (_, Value::Null) => {}
+            (_, other) => element(xml, name, &escape(text(other).as_str())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn flattened_parameters_fold_into_the_json_shape() {
+        let form = "Action=SendMessageBatch&Version=2012-11-05&QueueUrl=http%3A%2F%2Fh%2F1%2Fq\
+            &SendMessageBatchRequestEntry.1.Id=a&SendMessageBatchRequestEntry.1.MessageBody=hi\
+            &SendMessageBatchRequestEntry.1.MessageAttribute.1.Name=k\
+            &SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.DataType=String\
+            &SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.StringValue=v\
+            &SendMessageBatchRequestEntry.2.Id=b&SendMessageBatchRequestEntry.2.MessageBody=yo\
+            &Attribute.1.Name=DelaySeconds&Attribute.1.Value=5&AttributeName.1=All&AttributeName.2=QueueArn\
+            &Tag.1.Key=env&Tag.1.Value=prod";
+        let (action, input) = parse_input(form.as_bytes()).expect("parse");
+        assert_eq!(action, "SendMessageBatch");
+        assert_eq!(
+            Value::Object(input),
+            json!({
+                "QueueUrl": "http://h/1/q",
+                "Entries": [
+                    {"Id": "a", "MessageBody": "hi",
+                     "MessageAttributes": {"k": {"DataType": "String", "StringValue": "v"}}},
+                    {"Id": "b", "MessageBody": "yo"}
+                ],
+                "Attributes": {"DelaySeconds": "5"},
+                "AttributeNames": ["All", "QueueArn"],
+                "Tags": {"env": "prod"}
+            })
+        );
+    }
+
+    #[test]
+    fn a_missing_action_is_an_error() {
+        assert!(parse_input(b"QueueUrl=x").is_err());
+        assert!(parse_input(b"Action=X&Attribute.x.Name=a").is_err());
+    }
+}
