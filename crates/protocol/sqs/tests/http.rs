@@ -2,7 +2,6 @@
 //! HTTP client (the SDK and CLI suites test with real AWS clients).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use ferry_core::Broker;
 use ferry_sqs::{Sqs, SqsConfig};
