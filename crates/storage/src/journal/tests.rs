@@ -79,6 +79,23 @@ fn segment_files(dir: &Path) -> Vec<u64> {
     segment::list(dir).expect("list")
 }
 
+/// The writer deletes dead segments just after completing the commits that
+/// made them dead: wait (bounded) for it.
+fn wait_for_files(dir: &Path, ok: impl Fn(&[u64]) -> bool) -> Vec<u64> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let files = segment_files(dir);
+        if ok(&files) {
+            return files;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "segments never went: {files:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn records_survive_a_reopen_with_their_locations() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -164,8 +181,7 @@ fn segments_roll_and_dead_ones_are_deleted_without_losing_topology() {
             }],
         );
     }
-    let files = segment_files(dir.path());
-    assert!(files.len() <= 2, "dead segments deleted: {files:?}");
+    let files = wait_for_files(dir.path(), |f| f.len() <= 2);
     assert!(
         !files.contains(&1),
         "the first segment, with the declarations, is gone"
@@ -230,7 +246,7 @@ fn deleting_a_queue_frees_its_segments() {
     );
     let live: u64 = j.segments().iter().map(|(_, n)| n).sum();
     assert_eq!(live, 0);
-    assert!(segment_files(dir.path()).len() <= 2);
+    wait_for_files(dir.path(), |f| f.len() <= 2);
     drop(j);
     let (_j, s) = open(dir.path(), config(4096)).expect("reopen");
     assert!(s.queues.is_empty());

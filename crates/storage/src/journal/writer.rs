@@ -103,11 +103,11 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
                     } else {
                         unsynced = true;
                     }
+                    // On disk (or in the OS, which `delete_dead` syncs before
+                    // deleting anything): counted before the commits complete.
+                    shared.lock().accounts.written(last);
                     shared.progress.send_modify(|p| p.done = p.done.max(last));
                     settled = last;
-                    // On disk (or in the OS, which `delete_dead` syncs before
-                    // deleting anything).
-                    shared.lock().accounts.written(last);
                 }
                 Err(e) => {
                     settled = fail(shared, &mut head, settled, last, e);
