@@ -8,7 +8,12 @@ import uuid
 
 import pytest
 
-pytestmark = pytest.mark.skipif(shutil.which("aws") is None, reason="the AWS CLI is installed only in the JSON suite")
+# .ci/run installs the CLI into the JSON suite's virtualenv and asks for it
+# there; other runs skip it rather than pick up whatever `aws` is on PATH.
+pytestmark = pytest.mark.skipif(
+    os.environ.get("CLI_SUITE") != "1" or shutil.which("aws") is None,
+    reason="the AWS CLI suite runs where .ci/run installed the CLI",
+)
 
 
 def aws(endpoint, *args):

@@ -39,7 +39,10 @@ pub fn create(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsE
     let name = input.str("QueueName")?;
     names::check_queue_name(name)?;
     let requested = input.string_map("Attributes")?;
-    let tags = input.string_map("Tags")?;
+    // The JSON protocol names CreateQueue's tags `tags` (TagQueue's are
+    // `Tags`); the query protocol sends `Tag.N.*`, folded into `Tags`.
+    let mut tags = input.string_map("tags")?;
+    tags.extend(input.string_map("Tags")?);
     let fifo_attr = requested
         .iter()
         .any(|(k, v)| *k == "FifoQueue" && v == "true");

@@ -128,13 +128,13 @@ pub fn render_ok(action: &str, request_id: &str, v: &Value) -> Response {
     xml.push_str(&format!(
         "<?xml version=\"1.0\"?><{action}Response xmlns=\"{NS}\">"
     ));
-    if let Value::Object(fields) = v
-        && !fields.is_empty()
-    {
-        xml.push_str(&format!("<{action}Result>"));
+    // Always present, even when empty: query clients look for the result
+    // element of every action that has an output (a receive of nothing).
+    xml.push_str(&format!("<{action}Result>"));
+    if let Value::Object(fields) = v {
         write_fields(&mut xml, action, fields);
-        xml.push_str(&format!("</{action}Result>"));
     }
+    xml.push_str(&format!("</{action}Result>"));
     xml.push_str(&format!(
         "<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
     ));
