@@ -164,11 +164,17 @@ def test_purge(sqs):
 def test_bad_input_gets_sqs_errors(sqs):
     url = sqs.create_queue(QueueName=name())["QueueUrl"]
     with pytest.raises(ClientError) as e:
+        sqs.create_queue(QueueName=name(), Attributes={"FifoQueue": "false"})
+    assert e.value.response["Error"]["Code"] == "InvalidAttributeName"
+    with pytest.raises(ClientError) as e:
+        sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=11)
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    with pytest.raises(ClientError) as e:
         sqs.send_message(QueueUrl=url, MessageBody="bad \u0000 char")
     assert e.value.response["Error"]["Code"] == "InvalidMessageContents"
     with pytest.raises(ClientError) as e:
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "-1"})
     assert e.value.response["Error"]["Code"] == "InvalidAttributeValue"
     with pytest.raises(ClientError) as e:
-        sqs.send_message(QueueUrl=url, MessageBody="x" * 262_145)
+        sqs.send_message(QueueUrl=url, MessageBody="x" * 1_048_577)
     assert e.value.response["Error"]["Code"] == "InvalidParameterValue"

@@ -14,7 +14,10 @@ use crate::names;
 pub const DEFAULT_VISIBILITY: u64 = 30;
 pub const DEFAULT_RETENTION: u64 = 345_600;
 pub const MAX_MESSAGE_SIZE: u64 = 1_048_576;
-pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 262_144;
+/// SQS raised the default from 256 KiB to 1 MiB in 2025.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1_048_576;
+/// A whole SendMessageBatch request's messages may not exceed this.
+pub const MAX_BATCH_SIZE: usize = 1_048_576;
 
 /// Where the SQS-only settings are kept in `QueueConfig::attributes`.
 pub mod keys {
@@ -58,6 +61,16 @@ fn boolean(name: &str, v: &str) -> Result<bool, SqsError> {
         "true" | "True" | "TRUE" => Ok(true),
         "false" | "False" | "FALSE" => Ok(false),
         _ => Err(bad_value(name, "It must be true or false.")),
+    }
+}
+
+fn fifo_only_named(c: &QueueConfig, name: &str) -> Result<(), SqsError> {
+    if c.fifo {
+        Ok(())
+    } else {
+        Err(SqsError::invalid_attribute_name(&format!(
+            "You can specify the {name} only when FifoQueue is set to true."
+        )))
     }
 }
 
@@ -130,16 +143,16 @@ pub fn set(
             }
         }
         "FifoQueue" => {
-            let fifo = boolean(name, value)?;
-            if !creating {
-                return Err(SqsError::invalid_attribute_name(
-                    "FifoQueue can be set only when the queue is created.",
-                ));
-            }
-            if fifo != c.fifo {
+            // A standard queue knows no such attribute, even `false`.
+            fifo_only(c)?;
+            if !boolean(name, value)? {
                 return Err(bad_value(
                     name,
-                    "A FIFO queue's name must end in .fifo, and only a FIFO queue's may.",
+                    if creating {
+                        "Reason: A FIFO queue's name must end in .fifo."
+                    } else {
+                        "Reason: Modifying queue type is not supported."
+                    },
                 ));
             }
         }
@@ -151,7 +164,7 @@ pub fn set(
                 .content_based = on;
         }
         "DeduplicationScope" => {
-            fifo_only(c)?;
+            fifo_only_named(c, name)?;
             let scope = match value {
                 "messageGroup" => DedupScope::Group,
                 "queue" => DedupScope::Queue,
@@ -160,7 +173,7 @@ pub fn set(
             c.dedup.get_or_insert_with(DedupConfig::default).scope = scope;
         }
         "FifoThroughputLimit" => {
-            fifo_only(c)?;
+            fifo_only_named(c, name)?;
             if !matches!(value, "perQueue" | "perMessageGroupId") {
                 return Err(bad_value(name, "It must be perQueue or perMessageGroupId."));
             }

@@ -6,7 +6,8 @@ use ferry_core::CoreError;
 use thiserror::Error;
 
 /// An error as SQS reports it: the JSON protocol's `__type` (after
-/// `com.amazonaws.sqs#`), the query protocol's code (also sent in the JSON
+/// `com.amazonaws.sqs#`, or whole where it is a common AWS error with its
+/// own namespace), the query protocol's code (also sent in the JSON
 /// protocol's `x-amzn-query-error` header, which SDKs prefer), an HTTP
 /// status, and whose fault it was.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -54,8 +55,8 @@ errors! {
     invalid_id_format => "InvalidIdFormat", "InvalidIdFormat", 400;
     over_limit => "OverLimit", "OverLimit", 403;
     resource_not_found => "ResourceNotFoundException", "ResourceNotFoundException", 404;
-    invalid_parameter => "InvalidParameterValue", "InvalidParameterValue", 400;
-    missing_parameter_message => "MissingParameter", "MissingParameter", 400;
+    invalid_parameter => "com.amazon.coral.service#InvalidParameterValueException", "InvalidParameterValue", 400;
+    missing_parameter_message => "com.amazon.coral.service#MissingRequiredParameterException", "MissingParameter", 400;
     invalid_action => "InvalidAction", "InvalidAction", 400;
     missing_action_message => "MissingAction", "MissingAction", 400;
     serialization => "SerializationException", "SerializationException", 400;

@@ -191,12 +191,18 @@ async fn errors_come_in_each_protocols_shape() {
     let (status, v, _) = json_call(addr, "CreateQueue", json!({"QueueName": "bad name"})).await;
     assert_eq!(
         (status, v["__type"].as_str()),
-        (400, Some("com.amazonaws.sqs#InvalidParameterValue"))
+        (
+            400,
+            Some("com.amazon.coral.service#InvalidParameterValueException")
+        )
     );
     let (status, v, _) = json_call(addr, "CreateQueue", json!({})).await;
     assert_eq!(
         (status, v["__type"].as_str()),
-        (400, Some("com.amazonaws.sqs#MissingParameter"))
+        (
+            400,
+            Some("com.amazon.coral.service#MissingRequiredParameterException")
+        )
     );
     let (status, v, _) = json_call(
         addr,
@@ -292,7 +298,10 @@ async fn fifo_rules_and_deduplication() {
     .await;
     assert_eq!(
         (status, v["__type"].as_str()),
-        (400, Some("com.amazonaws.sqs#MissingParameter"))
+        (
+            400,
+            Some("com.amazon.coral.service#MissingRequiredParameterException")
+        )
     );
     let first = ok(
         addr,

@@ -84,7 +84,7 @@ pub async fn send(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, 
         }
         checked.push((id, out));
     }
-    let limit = attributes::max_message_size(&config);
+    let limit = attributes::MAX_BATCH_SIZE;
     if total > limit {
         return Err(SqsError::batch_too_long(&format!(
             "Batch requests cannot be longer than {limit} bytes. You have sent {total} bytes."

@@ -26,7 +26,7 @@ const MAX_ID: usize = 128;
 fn check_id(name: &str, v: &str) -> Result<(), SqsError> {
     if v.is_empty() || v.len() > MAX_ID || !v.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(SqsError::invalid_parameter(&format!(
-            "Value {v} for parameter {name} is invalid. Reason: it must be 1 to 128 letters, digits or punctuation."
+            "Value {v} for parameter {name} is invalid. Reason: {name} can only include alphanumeric and punctuation characters. 1 to 128 in length."
         )));
     }
     Ok(())
@@ -65,10 +65,10 @@ pub(crate) fn outgoing(q: &QueueHandle, entry: &Input<'_>) -> Result<Outgoing, S
     let group = entry.opt_str("MessageGroupId")?;
     let dedup = entry.opt_str("MessageDeduplicationId")?;
     if config.fifo {
-        if delay.is_some() {
-            return Err(SqsError::invalid_parameter(
-                "Value for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type.",
-            ));
+        if let Some(d) = delay.filter(|d| *d != 0) {
+            return Err(SqsError::invalid_parameter(&format!(
+                "Value {d} for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type."
+            )));
         }
         let group = group.ok_or_else(|| SqsError::missing_parameter("MessageGroupId"))?;
         check_id("MessageGroupId", group)?;
@@ -96,7 +96,9 @@ pub(crate) fn outgoing(q: &QueueHandle, entry: &Input<'_>) -> Result<Outgoing, S
     message.headers = headers;
     message.group_id = group.map(str::to_owned);
     message.dedup_id = dedup.map(str::to_owned);
-    message.properties.delay = delay.map(|d| Duration::from_secs(d as u64));
+    message.properties.delay = delay
+        .filter(|_| !config.fifo)
+        .map(|d| Duration::from_secs(d as u64));
     let mut md5_system = None;
     if let Some(system) = entry.object("MessageSystemAttributes")? {
         for (name, spec) in system {

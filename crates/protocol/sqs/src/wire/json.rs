@@ -26,8 +26,13 @@ pub fn render_ok(v: &Value) -> Response {
 }
 
 pub fn render_error(e: &SqsError) -> Response {
+    let json_type = if e.json_type.contains('#') {
+        e.json_type.to_owned()
+    } else {
+        format!("com.amazonaws.sqs#{}", e.json_type)
+    };
     let body = json!({
-        "__type": format!("com.amazonaws.sqs#{}", e.json_type),
+        "__type": json_type,
         "message": e.message,
     });
     let fault = if e.sender_fault { "Sender" } else { "Receiver" };
