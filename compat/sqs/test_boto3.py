@@ -178,3 +178,48 @@ def test_bad_input_gets_sqs_errors(sqs):
     with pytest.raises(ClientError) as e:
         sqs.send_message(QueueUrl=url, MessageBody="x" * 1_048_577)
     assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+def test_redrive_with_a_move_task(sqs):
+    dlq = sqs.create_queue(QueueName=name("dlq"))["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    src = sqs.create_queue(
+        QueueName=name("src"),
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1})},
+    )["QueueUrl"]
+    for i in range(3):
+        sqs.send_message(QueueUrl=src, MessageBody=f"m{i}")
+    for m in sqs.receive_message(QueueUrl=src, MaxNumberOfMessages=10)["Messages"]:
+        sqs.change_message_visibility(QueueUrl=src, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+    assert "Messages" not in sqs.receive_message(QueueUrl=src)
+    with pytest.raises(ClientError) as e:
+        sqs.start_message_move_task(SourceArn=dlq_arn.replace(dlq_arn.rsplit(":", 1)[1], "nope"))
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    handle = sqs.start_message_move_task(SourceArn=dlq_arn)["TaskHandle"]
+    assert handle
+    deadline = time.monotonic() + 10
+    while True:
+        task = sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"][0]
+        if task["Status"] == "COMPLETED" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert task["Status"] == "COMPLETED"
+    assert task["ApproximateNumberOfMessagesMoved"] == 3
+    back = sqs.receive_message(QueueUrl=src, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(m["Body"] for m in back) == ["m0", "m1", "m2"]
+    with pytest.raises(ClientError) as e:
+        sqs.cancel_message_move_task(TaskHandle="not-a-handle")
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+def test_permissions_edit_the_policy(sqs):
+    url = sqs.create_queue(QueueName=name())["QueueUrl"]
+    sqs.add_permission(QueueUrl=url, Label="share", AWSAccountIds=["111122223333"], Actions=["SendMessage"])
+    policy = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"])
+    assert policy["Statement"][0]["Sid"] == "share"
+    assert policy["Statement"][0]["Action"] == ["SQS:SendMessage"]
+    with pytest.raises(ClientError) as e:
+        sqs.add_permission(QueueUrl=url, Label="share", AWSAccountIds=["1"], Actions=["SendMessage"])
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    sqs.remove_permission(QueueUrl=url, Label="share")
+    assert "Policy" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]

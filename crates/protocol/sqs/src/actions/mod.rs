@@ -2,6 +2,8 @@
 
 mod batch;
 mod message;
+mod move_tasks;
+mod permissions;
 mod queue;
 
 use serde_json::Value;
@@ -32,6 +34,11 @@ pub async fn dispatch(sqs: &Sqs, req: &Request) -> Result<Value, SqsError> {
         "SendMessageBatch" => batch::send(sqs, req, &input).await,
         "DeleteMessageBatch" => batch::delete(sqs, req, &input),
         "ChangeMessageVisibilityBatch" => batch::change_visibility(sqs, req, &input),
+        "StartMessageMoveTask" => move_tasks::start(sqs, &input),
+        "ListMessageMoveTasks" => move_tasks::list(sqs, &input),
+        "CancelMessageMoveTask" => move_tasks::cancel(sqs, &input),
+        "AddPermission" => permissions::add(sqs, req, &input),
+        "RemovePermission" => permissions::remove(sqs, req, &input),
         other => Err(SqsError::invalid_action(&format!(
             "The action {other} is not valid for this endpoint."
         ))),

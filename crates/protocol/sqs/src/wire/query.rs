@@ -39,6 +39,19 @@ const LISTS: &[(&str, &str)] = &[
     ("BinaryListValue", "BinaryListValues"),
 ];
 
+/// Actions whose answer is only the response metadata.
+const NO_OUTPUT: &[&str] = &[
+    "AddPermission",
+    "ChangeMessageVisibility",
+    "DeleteMessage",
+    "DeleteQueue",
+    "PurgeQueue",
+    "RemovePermission",
+    "SetQueueAttributes",
+    "TagQueue",
+    "UntagQueue",
+];
+
 pub fn parse_input(form: &[u8]) -> Result<(String, Map<String, Value>), SqsError> {
     let pairs: Vec<Pair> = form_urlencoded::parse(form)
         .map(|(k, v)| (k.split('.').map(str::to_owned).collect(), v.into_owned()))
@@ -128,13 +141,15 @@ pub fn render_ok(action: &str, request_id: &str, v: &Value) -> Response {
     xml.push_str(&format!(
         "<?xml version=\"1.0\"?><{action}Response xmlns=\"{NS}\">"
     ));
-    // Always present, even when empty: query clients look for the result
-    // element of every action that has an output (a receive of nothing).
-    xml.push_str(&format!("<{action}Result>"));
-    if let Value::Object(fields) = v {
-        write_fields(&mut xml, action, fields);
+    // Actions with an output always have their result element, even empty
+    // (query clients look for it: a receive of nothing); the others have none.
+    if !NO_OUTPUT.contains(&action) {
+        xml.push_str(&format!("<{action}Result>"));
+        if let Value::Object(fields) = v {
+            write_fields(&mut xml, action, fields);
+        }
+        xml.push_str(&format!("</{action}Result>"));
     }
-    xml.push_str(&format!("</{action}Result>"));
     xml.push_str(&format!(
         "<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
     ));

@@ -1,0 +1,111 @@
+//! AddPermission and RemovePermission: statements in the queue's Policy.
+//! (Who may do what is enforced by ferry's own users and permissions; the
+//! policy is kept and shown as SQS keeps and shows it.)
+
+use serde_json::{Value, json};
+
+use super::queue_name;
+use crate::Sqs;
+use crate::attributes::keys;
+use crate::error::SqsError;
+use crate::input::Input;
+use crate::names;
+use crate::wire::Request;
+
+const MAX_ACTIONS: usize = 7;
+
+fn label_invalid(label: &str, why: &str) -> SqsError {
+    SqsError::invalid_parameter(&format!(
+        "Value {label} for parameter Label is invalid. Reason: {why}"
+    ))
+}
+
+pub fn add(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+    let name = queue_name(req, input)?;
+    let q = sqs.queue(name)?;
+    let label = input.str("Label")?;
+    let well_formed = !label.is_empty()
+        && label.len() <= 80
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !well_formed {
+        return Err(label_invalid(
+            label,
+            "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length",
+        ));
+    }
+    let accounts = input.string_list("AWSAccountIds")?;
+    let actions = input.string_list("Actions")?;
+    if accounts.is_empty() {
+        return Err(SqsError::missing_parameter("AWSAccountIds"));
+    }
+    if actions.is_empty() {
+        return Err(SqsError::missing_parameter("Actions"));
+    }
+    if actions.len() > MAX_ACTIONS {
+        return Err(SqsError::over_limit(&format!(
+            "{} Actions were found, maximum allowed is {MAX_ACTIONS}.",
+            actions.len()
+        )));
+    }
+    let arn = names::queue_arn(&sqs.config.region, &sqs.config.account_id, name);
+    let mut config = q.config();
+    let mut policy: Value = config
+        .attributes
+        .get(keys::POLICY)
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_else(|| json!({"Version": "2008-10-17", "Id": format!("{arn}/SQSDefaultPolicy"), "Statement": []}));
+    let statements = policy["Statement"]
+        .as_array_mut()
+        .ok_or_else(|| SqsError::invalid_parameter("The queue's Policy has no Statement list."))?;
+    if statements.iter().any(|s| s["Sid"] == label) {
+        return Err(label_invalid(label, "Already exists."));
+    }
+    let principals: Vec<String> = accounts
+        .iter()
+        .map(|a| format!("arn:aws:iam::{a}:root"))
+        .collect();
+    let actions: Vec<String> = actions.iter().map(|a| format!("SQS:{a}")).collect();
+    statements.push(json!({
+        "Sid": label,
+        "Effect": "Allow",
+        "Principal": {"AWS": principals},
+        "Action": actions,
+        "Resource": arn,
+    }));
+    config
+        .attributes
+        .insert(keys::POLICY.into(), policy.to_string());
+    sqs.broker.reconfigure_queue(&q, config)?;
+    Ok(json!({}))
+}
+
+pub fn remove(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+    let name = queue_name(req, input)?;
+    let q = sqs.queue(name)?;
+    let label = input.str("Label")?;
+    let mut config = q.config();
+    let mut policy: Value = config
+        .attributes
+        .get(keys::POLICY)
+        .and_then(|p| serde_json::from_str(p).ok())
+        .ok_or_else(|| label_invalid(label, "can't find label."))?;
+    let statements = policy["Statement"]
+        .as_array_mut()
+        .ok_or_else(|| label_invalid(label, "can't find label."))?;
+    let before = statements.len();
+    statements.retain(|s| s["Sid"] != label);
+    if statements.len() == before {
+        return Err(label_invalid(label, "can't find label."));
+    }
+    if statements.is_empty() {
+        config.attributes.remove(keys::POLICY);
+    } else {
+        config
+            .attributes
+            .insert(keys::POLICY.into(), policy.to_string());
+    }
+    sqs.broker.reconfigure_queue(&q, config)?;
+    Ok(json!({}))
+}
