@@ -40,3 +40,23 @@ def sqs(endpoint):
     if expected:
         assert client.meta.service_model.protocol == expected
     return client
+
+
+@pytest.fixture(scope="session")
+def signed_endpoint():
+    """A ferry that checks SigV4 signatures against one configured key."""
+    binary = os.environ.get("FERRY_BIN", "target/debug/ferry")
+    data = tempfile.mkdtemp(prefix="ferry-compat-signed-")
+    proc = subprocess.Popen(
+        [binary, "serve", "--data-dir", data, "--admin-listen", "off", "--aws-listen", "127.0.0.1:0",
+         "--aws-access-key-id", "AKIDFERRY", "--aws-secret-access-key", "s3cret/Key+value"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening aws "), f"unexpected first line: {line!r}"
+        yield "http://" + line.split()[-1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

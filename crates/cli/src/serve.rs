@@ -41,6 +41,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ID")]
     aws_account_id: Option<String>,
 
+    /// An access key id for the AWS APIs; with it (and its secret), every
+    /// request must carry a valid SigV4 signature. Without, any key is
+    /// accepted (config key: aws-access-key-id).
+    #[arg(long, value_name = "ID", env = "FERRY_AWS_ACCESS_KEY_ID")]
+    aws_access_key_id: Option<String>,
+
+    /// The secret of --aws-access-key-id (config key: aws-secret-access-key).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "FERRY_AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    aws_secret_access_key: Option<String>,
+
     /// When the journal syncs to disk: `always` (before any confirm: a
     /// confirmed message survives power loss), `interval` (confirm once
     /// written; sync every --fsync-interval-ms: a power loss may lose that
@@ -71,8 +86,23 @@ pub struct ServeArgs {
     log_level: Option<String>,
 }
 
+fn credentials(
+    id: Option<String>,
+    secret: Option<String>,
+) -> anyhow::Result<ferry_sqs::sigv4::Credentials> {
+    let mut c = ferry_sqs::sigv4::Credentials::default();
+    match (id, secret) {
+        (Some(id), Some(secret)) => {
+            c.0.insert(id, secret);
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("--aws-access-key-id and --aws-secret-access-key go together"),
+    }
+    Ok(c)
+}
+
 /// Flags over file over defaults.
-fn merge(args: &ServeArgs, file: FileConfig) -> (ServerConfig, Option<String>) {
+fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Option<String>)> {
     let defaults = ServerConfig::default();
     let journal = JournalConfig {
         segment_size: args
@@ -99,6 +129,12 @@ fn merge(args: &ServeArgs, file: FileConfig) -> (ServerConfig, Option<String>) {
             .or(file.aws_account_id)
             .unwrap_or(defaults.sqs.account_id),
         namespace: defaults.sqs.namespace,
+        credentials: credentials(
+            args.aws_access_key_id.clone().or(file.aws_access_key_id),
+            args.aws_secret_access_key
+                .clone()
+                .or(file.aws_secret_access_key),
+        )?,
     };
     let config = ServerConfig {
         journal,
@@ -118,7 +154,7 @@ fn merge(args: &ServeArgs, file: FileConfig) -> (ServerConfig, Option<String>) {
             .unwrap_or(config::DEFAULT_ADMIN_LISTEN),
     };
     let log_level = args.log_level.clone().or(file.log_level);
-    (config, log_level)
+    Ok((config, log_level))
 }
 
 fn init_logging(level: Option<&str>) -> anyhow::Result<()> {
@@ -139,7 +175,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let (config, log_level) = merge(&args, file);
+    let (config, log_level) = merge(&args, file)?;
     init_logging(log_level.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -209,6 +245,8 @@ mod tests {
             aws_listen: None,
             aws_region: None,
             aws_account_id: None,
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
             log_level: None,
             fsync: None,
             fsync_interval_ms: None,
@@ -226,12 +264,18 @@ mod tests {
             aws_listen: Some(Listen::Off),
             aws_region: Some("eu-west-1".into()),
             aws_account_id: Some("123456789012".into()),
+            aws_access_key_id: Some("AKID".into()),
+            aws_secret_access_key: Some("secret".into()),
             fsync: Some(Fsync::Interval),
             fsync_interval_ms: Some(7),
             segment_size: Some(1 << 20),
             repair: Some(true),
         };
-        let (c, level) = merge(&args(Some("127.0.0.1:0")), file);
+        let (c, level) = merge(&args(Some("127.0.0.1:0")), file).expect("merge");
+        assert_eq!(
+            c.sqs.credentials.0.get("AKID").map(String::as_str),
+            Some("secret")
+        );
         assert_eq!(c.admin_listen, "127.0.0.1:0".parse().expect("listen"));
         assert_eq!(c.data_dir, PathBuf::from("/from/file"));
         assert_eq!(level.as_deref(), Some("debug"));
@@ -244,7 +288,13 @@ mod tests {
         assert_eq!(c.sqs.region, "eu-west-1");
         assert_eq!(c.sqs.account_id, "123456789012");
         assert!(c.journal.repair);
-        let (d, _) = merge(&args(None), FileConfig::default());
+        let (d, _) = merge(&args(None), FileConfig::default()).expect("merge");
+        assert!(d.sqs.credentials.is_empty());
+        let half = FileConfig {
+            aws_access_key_id: Some("AKID".into()),
+            ..FileConfig::default()
+        };
+        assert!(merge(&args(None), half).is_err());
         let defaults = ServerConfig::default();
         assert_eq!(d.data_dir, defaults.data_dir);
         assert_eq!(d.admin_listen, defaults.admin_listen);

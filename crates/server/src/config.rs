@@ -92,6 +92,8 @@ pub struct FileConfig {
     pub aws_listen: Option<Listen>,
     pub aws_region: Option<String>,
     pub aws_account_id: Option<String>,
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
     pub fsync: Option<Fsync>,
     pub fsync_interval_ms: Option<u64>,
     pub segment_size: Option<u64>,

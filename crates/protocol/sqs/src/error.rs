@@ -64,6 +64,7 @@ errors! {
     invalid_client_token_id => "InvalidClientTokenId", "InvalidClientTokenId", 403;
     signature_does_not_match => "SignatureDoesNotMatch", "SignatureDoesNotMatch", 403;
     incomplete_signature => "IncompleteSignature", "IncompleteSignature", 400;
+    missing_authentication_token => "MissingAuthenticationToken", "MissingAuthenticationToken", 403;
     request_expired => "RequestExpired", "RequestExpired", 400;
     throttled => "RequestThrottled", "RequestThrottled", 403;
     internal => "InternalFailure", "InternalFailure", 500;

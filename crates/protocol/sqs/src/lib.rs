@@ -19,6 +19,7 @@ mod md5;
 mod message_attributes;
 mod names;
 mod receipt;
+pub mod sigv4;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -44,6 +45,8 @@ pub struct SqsConfig {
     /// The core namespace SQS queues live in (shared with AMQP's vhost of
     /// the same name, so both see the same queues).
     pub namespace: String,
+    /// With any, every request must be signed (SigV4) by one of them.
+    pub credentials: sigv4::Credentials,
 }
 
 impl Default for SqsConfig {
@@ -52,6 +55,7 @@ impl Default for SqsConfig {
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
             namespace: "/".into(),
+            credentials: sigv4::Credentials::default(),
         }
     }
 }
@@ -68,6 +72,11 @@ pub struct Sqs {
 impl Sqs {
     pub fn new(broker: Arc<Broker>, config: SqsConfig) -> Arc<Sqs> {
         broker.create_namespace(&config.namespace);
+        if config.credentials.is_empty() {
+            tracing::warn!(
+                "no AWS credentials configured: SQS accepts any access key, unsigned or not"
+            );
+        }
         Arc::new(Sqs {
             broker,
             config,
@@ -98,6 +107,21 @@ async fn handle(
     let request_id = sqs.request_ids.next_id().to_string();
     match wire::parse(&method, &headers, uri.path(), uri.query(), &body) {
         Ok(req) => {
+            if !sqs.config.credentials.is_empty() {
+                let now = (sqs.broker.now().as_millis() / 1000) as i64;
+                let checked = sigv4::verify(
+                    &sqs.config.credentials,
+                    &method,
+                    uri.path(),
+                    uri.query(),
+                    &headers,
+                    &body,
+                    now,
+                );
+                if let Err(e) = checked {
+                    return wire::render(req.protocol, &req.action, &request_id, Err(e));
+                }
+            }
             let result = actions::dispatch(&sqs, &req).await;
             if let Err(e) = &result {
                 tracing::debug!(action = %req.action, error = %e, "sqs request refused");
