@@ -223,3 +223,40 @@ def test_permissions_edit_the_policy(sqs):
     assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
     sqs.remove_permission(QueueUrl=url, Label="share")
     assert "Policy" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+
+def test_a_deleted_name_is_reusable_only_after_a_minute(sqs):
+    n = name()
+    url = sqs.create_queue(QueueName=n)["QueueUrl"]
+    sqs.delete_queue(QueueUrl=url)
+    with pytest.raises(ClientError) as e:
+        sqs.create_queue(QueueName=n)
+    assert "QueueDeletedRecently" in e.value.response["Error"]["Code"]
+
+
+def test_visibility_is_capped_at_twelve_hours_from_the_receive(sqs):
+    url = sqs.create_queue(QueueName=name())["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="long job")
+    m = sqs.receive_message(QueueUrl=url)["Messages"][0]
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=43200)
+    time.sleep(1.2)
+    with pytest.raises(ClientError) as e:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=43200)
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+def test_fifo_receive_retries_with_the_same_attempt_id(sqs):
+    url = sqs.create_queue(
+        QueueName=name("a") + ".fifo",
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+    )["QueueUrl"]
+    for i in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}", MessageGroupId=f"g{i}")
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, ReceiveRequestAttemptId="try-1")["Messages"]
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, ReceiveRequestAttemptId="try-1")["Messages"]
+    assert [m["ReceiptHandle"] for m in again] == [m["ReceiptHandle"] for m in first]
+    other = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, ReceiveRequestAttemptId="try-2")["Messages"]
+    assert [m["Body"] for m in other] == ["m2"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"])
+    fresh = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, ReceiveRequestAttemptId="try-1")
+    assert fresh.get("Messages", []) != first, "a deleted message ends the retry"

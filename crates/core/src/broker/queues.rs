@@ -416,10 +416,27 @@ impl Broker {
         lease: Lease,
         timeout: Duration,
     ) -> CoreResult<Timestamp> {
+        self.set_visibility_within(q, lease, timeout, None)
+    }
+
+    /// [`Broker::set_visibility`] with a limit on how long after the lease
+    /// began it may end (see [`QueueCore::set_visibility_within`]).
+    pub fn set_visibility_within(
+        &self,
+        q: &Arc<QueueHandle>,
+        lease: Lease,
+        timeout: Duration,
+        limit: Option<Duration>,
+    ) -> CoreResult<Timestamp> {
         self.op(q, |core, now, fx| {
-            core.set_visibility(lease, timeout, now, fx)
+            core.set_visibility_within(lease, timeout, limit, now, fx)
         })
         .0
+    }
+
+    /// Whether `lease` is still the current, held lease of its message.
+    pub fn lease_is_current(&self, q: &Arc<QueueHandle>, lease: Lease) -> bool {
+        lock(&q.core).lease_is_current(lease)
     }
 
     /// Removes messages (see [`QueueCore::purge`]); returns how many.

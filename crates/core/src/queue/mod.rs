@@ -176,6 +176,8 @@ struct Entry {
     enqueued_at: Timestamp,
     expires_at: Option<Timestamp>,
     first_delivered_at: Option<Timestamp>,
+    /// When the current (or last) lease began.
+    leased_at: Timestamp,
     /// Where the store holds it (journaled messages only).
     loc: Option<Location>,
 }
@@ -435,6 +437,7 @@ impl QueueCore {
             enqueued_at,
             expires_at,
             first_delivered_at: None,
+            leased_at: Timestamp(0),
             loc,
         });
         self.stats.bytes += size;
@@ -568,6 +571,7 @@ impl QueueCore {
         let e = &mut self.slots[key];
         debug_assert_eq!(e.state, State::Ready);
         e.state = State::Leased { deadline, consumer };
+        e.leased_at = now;
         e.deliveries += 1;
         let first = *e.first_delivered_at.get_or_insert(now);
         let size = e.msg.size();
@@ -663,8 +667,29 @@ impl QueueCore {
         now: Timestamp,
         fx: &mut Effects,
     ) -> CoreResult<Timestamp> {
+        self.set_visibility_within(lease, timeout, None, now, fx)
+    }
+
+    /// [`QueueCore::set_visibility`], refusing a deadline more than `limit`
+    /// after the lease began (SQS: 12 hours from the receive).
+    pub fn set_visibility_within(
+        &mut self,
+        lease: Lease,
+        timeout: Duration,
+        limit: Option<Duration>,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> CoreResult<Timestamp> {
         self.advance(now, fx);
         let key = self.find_leased(lease)?;
+        if let Some(limit) = limit
+            && now.plus(timeout) > self.slots[key].leased_at.plus(limit)
+        {
+            return Err(CoreError::InvalidArgument(format!(
+                "the lease may not end more than {} s after it began",
+                limit.as_secs()
+            )));
+        }
         if timeout.is_zero() {
             self.return_leased(key, now, fx);
             self.dispatch(now, fx);
@@ -680,6 +705,11 @@ impl QueueCore {
         }
         self.deadlines.push(Reverse((deadline, e.seq, key)));
         Ok(deadline)
+    }
+
+    /// Whether `lease` is the message's current lease and still held.
+    pub fn lease_is_current(&self, lease: Lease) -> bool {
+        self.find_leased(lease).is_ok()
     }
 
     fn find_leased(&self, lease: Lease) -> CoreResult<usize> {

@@ -187,6 +187,29 @@ fn visibility_changes_extend_or_release_a_lease() {
 }
 
 #[test]
+fn visibility_can_be_capped_from_the_lease_start() {
+    let mut q = Q::new(QueueConfig::default());
+    q.send_all(&["a"]);
+    let d = q.recv(1, 300);
+    let cap = Some(secs(100));
+    q.wait(50);
+    assert!(
+        q.core
+            .set_visibility_within(d[0].lease, secs(50), cap, q.now, &mut q.fx)
+            .is_ok()
+    );
+    assert!(
+        q.core
+            .set_visibility_within(d[0].lease, secs(51), cap, q.now, &mut q.fx)
+            .is_err(),
+        "past the cap counted from the receive"
+    );
+    assert!(q.core.lease_is_current(d[0].lease));
+    q.ack(&d[0]).expect("ack");
+    assert!(!q.core.lease_is_current(d[0].lease));
+}
+
+#[test]
 fn nack_requeues_in_place_or_dead_letters() {
     let cfg = QueueConfig {
         dead_letter: Some(DeadLetterPolicy::all_reasons(DeadLetterTarget::Router {

@@ -67,6 +67,10 @@ pub struct Sqs {
     request_ids: RandomIds,
     /// When each queue was last purged (SQS allows one purge a minute).
     purges: Mutex<HashMap<String, Timestamp>>,
+    /// Recently deleted queue names (a name may be reused after a minute).
+    deleted: Mutex<HashMap<String, Timestamp>>,
+    /// FIFO receives by ReceiveRequestAttemptId, for retries.
+    attempts: Mutex<HashMap<(String, String), actions::Attempt>>,
 }
 
 impl Sqs {
@@ -82,6 +86,8 @@ impl Sqs {
             config,
             request_ids: RandomIds::new(),
             purges: Mutex::new(HashMap::new()),
+            deleted: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
         })
     }
 

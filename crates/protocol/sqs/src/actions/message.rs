@@ -21,6 +21,19 @@ use crate::receipt;
 use crate::wire::Request;
 
 const MAX_ID: usize = 128;
+/// A lease may not end more than 12 hours after its receive (with a
+/// second's grace, so 43200 right after a receive is accepted).
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600 + 1);
+/// How long a FIFO receive can be retried with its ReceiveRequestAttemptId.
+const ATTEMPT_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// A FIFO receive, kept so a retry with the same ReceiveRequestAttemptId
+/// gets the same messages and receipt handles while they are still held.
+pub(crate) struct Attempt {
+    at: ferry_core::clock::Timestamp,
+    leases: Vec<ferry_core::queue::Lease>,
+    answer: Value,
+}
 
 /// FIFO group and deduplication ids: 1 to 128 letters, digits and punctuation.
 fn check_id(name: &str, v: &str) -> Result<(), SqsError> {
@@ -190,6 +203,18 @@ pub async fn receive(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Valu
     let mut system_names = input.string_list("AttributeNames")?;
     system_names.extend(input.string_list("MessageSystemAttributeNames")?);
     let attribute_names = input.string_list("MessageAttributeNames")?;
+    let attempt = match input.opt_str("ReceiveRequestAttemptId")? {
+        Some(a) if config.fifo => {
+            check_id("ReceiveRequestAttemptId", a)?;
+            Some((name.to_owned(), a.to_owned()))
+        }
+        _ => None,
+    };
+    if let Some(key) = &attempt
+        && let Some(answer) = retried(sqs, &q, key)
+    {
+        return Ok(answer);
+    }
     let got = sqs
         .broker
         .receive_wait(
@@ -203,10 +228,41 @@ pub async fn receive(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Valu
         .iter()
         .map(|d| render_message(sqs, &q, d, &system_names, &attribute_names))
         .collect();
-    if messages.is_empty() {
-        return Ok(json!({}));
+    let answer = if messages.is_empty() {
+        json!({})
+    } else {
+        json!({ "Messages": messages })
+    };
+    if let Some(key) = attempt {
+        let mut attempts = sqs
+            .attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = sqs.broker.now();
+        attempts.retain(|_, a| now.since(a.at) < ATTEMPT_WINDOW);
+        attempts.insert(
+            key,
+            Attempt {
+                at: now,
+                leases: got.iter().map(|d| d.lease).collect(),
+                answer: answer.clone(),
+            },
+        );
     }
-    Ok(json!({ "Messages": messages }))
+    Ok(answer)
+}
+
+/// The answer to an earlier receive with the same attempt id, if it is
+/// recent and every message it gave is still held under its lease.
+fn retried(sqs: &Sqs, q: &Arc<QueueHandle>, key: &(String, String)) -> Option<Value> {
+    let attempts = sqs
+        .attempts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let a = attempts.get(key)?;
+    let fresh = sqs.broker.now().since(a.at) < ATTEMPT_WINDOW;
+    let held = a.leases.iter().all(|l| sqs.broker.lease_is_current(q, *l));
+    (fresh && held).then(|| a.answer.clone())
 }
 
 fn render_message(
@@ -316,12 +372,20 @@ pub(crate) fn change_one(
         ))
     })?;
     sqs.broker
-        .set_visibility(q, lease, Duration::from_secs(timeout))
+        .set_visibility_within(
+            q,
+            lease,
+            Duration::from_secs(timeout),
+            Some(MAX_VISIBILITY),
+        )
         .map(|_| ())
         .map_err(|e| match e {
             ferry_core::CoreError::LeaseNotFound => {
                 SqsError::message_not_inflight("The message referred to isn't in flight.")
             }
+            ferry_core::CoreError::InvalidArgument(_) => SqsError::invalid_parameter(&format!(
+                "Value {timeout} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]"
+            )),
             other => other.into(),
         })
 }

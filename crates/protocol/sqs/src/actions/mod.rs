@@ -1,5 +1,7 @@
 //! SQS actions, dispatched by name.
 
+pub(crate) use message::Attempt;
+
 mod batch;
 mod message;
 mod move_tasks;

@@ -16,8 +16,10 @@ use crate::input::Input;
 use crate::names;
 use crate::wire::Request;
 
-/// SQS allows one purge of a queue a minute.
+/// SQS allows one purge of a queue a minute, and the reuse of a deleted
+/// queue's name after a minute.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+const REUSE_AFTER: Duration = Duration::from_secs(60);
 const MAX_TAGS: usize = 50;
 
 impl Sqs {
@@ -77,6 +79,19 @@ pub fn create(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsE
         }
         return Ok(json!({ "QueueUrl": sqs.url(req, name) }));
     }
+    {
+        let now = sqs.broker.now();
+        let mut deleted = sqs
+            .deleted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        deleted.retain(|_, at| now.since(*at) < REUSE_AFTER);
+        if deleted.contains_key(name) {
+            return Err(SqsError::queue_deleted_recently(
+                "You must wait 60 seconds after deleting a queue before you can create another with the same name.",
+            ));
+        }
+    }
     let mut config = attributes::defaults(fifo_name, sqs.now_secs());
     for (k, v) in &requested {
         attributes::set(&mut config, k, v, true, &ctx)?;
@@ -109,6 +124,10 @@ pub fn delete(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsE
     sqs.broker
         .delete_queue(&sqs.config.namespace, name, false, false)
         .map_err(|_| SqsError::no_queue())?;
+    sqs.deleted
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(name.to_owned(), sqs.broker.now());
     Ok(json!({}))
 }
 
