@@ -297,7 +297,11 @@ impl Store for Journal {
             st.roll();
         }
         let first_chunk = st.chunks.len().saturating_sub(1);
-        // Messages enqueued by this same call, for removals that name none.
+        // Messages enqueued by this same call, for removals that name none
+        // (kept only when there are such removals: no allocation otherwise).
+        let resolve = records
+            .iter()
+            .any(|r| matches!(r, Record::Removed { loc: None, .. } | Record::Purged { .. }));
         let mut batch: Vec<(QueueId, u64, Location)> = Vec::new();
         for r in records.drain(..) {
             if st.head_len >= self.shared.config.segment_size {
@@ -307,7 +311,9 @@ impl Store for Journal {
             let loc = st.put(&r);
             if let Record::Enqueued { queue, seq, .. } = &r {
                 locations.push(loc);
-                batch.push((*queue, *seq, loc));
+                if resolve {
+                    batch.push((*queue, *seq, loc));
+                }
             }
             let commit = st.last_commit + 1;
             st.accounts.apply_appended(&r, loc, commit);
