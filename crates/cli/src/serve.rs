@@ -162,9 +162,11 @@ fn init_logging(level: Option<&str>) -> anyhow::Result<()> {
         Some(l) => EnvFilter::try_new(l).with_context(|| format!("bad log level '{l}'"))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
     Ok(())
