@@ -19,19 +19,18 @@ pub(super) fn replay(
     let dir = &shared.dir;
     let repair = shared.config.repair;
     let ids = segment::list(dir).map_err(|e| io_error(dir, e))?;
-    let mut head: Option<(u64, u64)> = None;
     for (i, &id) in ids.iter().enumerate() {
         let newest = i + 1 == ids.len();
         let path = segment::path(dir, id);
         let name = path.display().to_string();
         let data = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
         if let Err(why) = segment::check_header(&data, id) {
-            if newest && data.len() < segment::HEADER as usize {
-                // Created but its header never made it to disk.
-                tracing::warn!(file = %name, "newest segment has a torn header; starting it afresh");
-                rewrite_empty(dir, id)?;
-                st.accounts.add_segment(id);
-                head = Some((id, segment::HEADER));
+            let nothing_valid = resync(&data, segment::HEADER as usize).is_none();
+            if newest && (data.len() < segment::HEADER as usize || nothing_valid) {
+                // Created, but the crash came before its header (or anything
+                // after it) reached the disk: it holds nothing.
+                tracing::warn!(file = %name, reason = %why, "newest segment was torn at creation; removing it");
+                std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
                 continue;
             }
             if repair {
@@ -93,18 +92,12 @@ pub(super) fn replay(
                 }
             }
         }
-        if newest {
-            head = Some((id, end as u64));
-        }
     }
-    let next_id = ids.last().map_or(1, |l| l + 1);
-    let (id, len) = match head {
-        Some((id, len)) if len < shared.config.segment_size => (id, len),
-        _ => {
-            let len = create_with_checkpoint(shared, st, next_id)?;
-            (next_id, len)
-        }
-    };
+    // Appends always go to a new segment that starts with a checkpoint of
+    // the recovered topology: the newest old one may lack its own (a crash
+    // right after it was created), and older segments must stay deletable.
+    let id = ids.last().map_or(1, |l| l + 1);
+    let len = create_with_checkpoint(shared, st, id)?;
     st.head = id;
     st.head_len = len;
     let file =
@@ -129,12 +122,6 @@ fn truncate(path: &std::path::Path, len: u64) -> Result<(), StoreError> {
         .map_err(|e| io_error(path, e))?;
     f.set_len(len).map_err(|e| io_error(path, e))?;
     f.sync_all().map_err(|e| io_error(path, e))
-}
-
-fn rewrite_empty(dir: &std::path::Path, id: u64) -> Result<(), StoreError> {
-    segment::create(dir, id)
-        .map(drop)
-        .map_err(|e| io_error(&segment::path(dir, id), e))
 }
 
 /// Creates segment `id` beginning with a topology checkpoint; returns its length.

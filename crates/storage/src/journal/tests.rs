@@ -303,6 +303,13 @@ fn a_torn_tail_is_cut_at_every_offset_inside_the_last_record() {
     let (path, start, len) = last_record(dir.path());
     let original = std::fs::read(&path).expect("read");
     for cut in start..len {
+        // Each reopen begins a new segment: drop those of the last round so
+        // the cut one is the newest again.
+        for id in segment_files(dir.path()) {
+            if segment::path(dir.path(), id) != path {
+                std::fs::remove_file(segment::path(dir.path(), id)).expect("remove");
+            }
+        }
         std::fs::write(&path, &original[..cut]).expect("cut");
         let (j, s) = open(dir.path(), JournalConfig::default())
             .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
@@ -444,4 +451,38 @@ fn interval_and_never_policies_confirm_and_recover() {
         let (_j, s) = open(dir.path(), cfg).expect("reopen");
         assert_eq!(bodies(&s), ["a"], "{policy:?}");
     }
+}
+
+#[test]
+fn a_segment_torn_at_creation_is_dropped_and_the_topology_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (j, _) = open(dir.path(), JournalConfig::default()).expect("open");
+        write(&j, declare());
+        write(&j, vec![enqueued(1, "kept")]);
+    }
+    // A crash right after the next segment was created: header only, or
+    // not even that.
+    let next = segment_files(dir.path())
+        .last()
+        .copied()
+        .expect("a segment")
+        + 1;
+    std::fs::write(segment::path(dir.path(), next), segment::header(next)).expect("write");
+    let (j, s) = open(dir.path(), JournalConfig::default()).expect("opens");
+    assert_eq!(bodies(&s), ["kept"]);
+    // Appends go to a newer segment with its own checkpoint; the empty one
+    // is dead and goes with the dead prefix.
+    assert!(j.segments().iter().any(|(id, _)| *id > next));
+    drop(j);
+    let newest = segment_files(dir.path()).last().copied().expect("segment");
+    let torn = segment::path(dir.path(), newest + 1);
+    std::fs::write(&torn, b"FERR").expect("write");
+    let (_j, s) = open(dir.path(), JournalConfig::default()).expect("opens");
+    assert!(
+        !torn.exists(),
+        "a segment torn inside its header is removed"
+    );
+    assert_eq!(bodies(&s), ["kept"]);
+    assert_eq!(s.queues[&Q].name, "q", "the topology is there");
 }

@@ -139,6 +139,9 @@ fn write_chunks(
 ) -> Result<(), StoreError> {
     for chunk in chunks {
         if chunk.create {
+            // The segment being left must be on disk before commits in it
+            // complete or anything depends on it (once per segment).
+            sync(shared, head)?;
             let file = segment::create(&shared.dir, chunk.segment)
                 .map_err(|e| io_error(&segment::path(&shared.dir, chunk.segment), e))?;
             *head = Some(Head {
@@ -237,7 +240,11 @@ fn delete_dead(shared: &Shared, head: &Option<Head>, unsynced: &mut bool) {
         match std::fs::remove_file(&p) {
             Ok(()) => tracing::debug!(segment = id, "deleted journal segment with nothing live"),
             Err(e) => {
-                tracing::warn!(error = %e, file = %p.display(), "could not delete a dead segment")
+                // Stop here: deleting a newer segment while an older one
+                // stays would break the oldest-first rule replay relies on.
+                // The rest are dead too; a later start deletes them.
+                tracing::warn!(error = %e, file = %p.display(), "could not delete a dead segment");
+                break;
             }
         }
     }
