@@ -241,8 +241,8 @@ pub fn render(headers: &Headers, wanted: &[&str]) -> (Map<String, Json>, Option<
             *w == "All"
                 || *w == ".*"
                 || *w == name
-                || w.strip_suffix(".*")
-                    .is_some_and(|p| name.starts_with(p) && name[p.len()..].starts_with('.'))
+                // `Hel.*` is a plain prefix: it selects `Hello` and `Help.Me`.
+                || w.strip_suffix(".*").is_some_and(|p| name.starts_with(p))
         })
     };
     let mut out = Map::new();
@@ -306,6 +306,12 @@ mod tests {
         assert!(md5.is_some());
         let (only, _) = render(&h, &["s", "c"]);
         assert_eq!(only.len(), 2);
+        // `x.*` is a plain prefix, as in SQS.
+        let hs: Headers = [("Hello", "1"), ("Help.Me", "2"), ("Other", "3")]
+            .into_iter()
+            .collect();
+        let (picked, _) = render(&hs, &["Hel.*"]);
+        assert_eq!(picked.len(), 2);
     }
 
     #[test]

@@ -244,11 +244,15 @@ fn check(
             .collect();
         canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
-    let payload_hash = headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| sha256_hex(body));
+    // The body is always covered: a client's own hash header must agree.
+    let payload_hash = sha256_hex(body);
+    if let Some(claimed) = headers.get("x-amz-content-sha256")
+        && claimed.as_bytes() != payload_hash.as_bytes()
+    {
+        return Err(invalid(
+            "The x-amz-content-sha256 header does not match the request body.",
+        ));
+    }
     let canonical = format!(
         "{method}\n{canonical_uri}\n{canonical_query}\n{canonical_headers}\n{}\n{payload_hash}",
         signed.signed_headers.join(";")
@@ -352,6 +356,26 @@ mod tests {
                 .err()
                 .map(|e| e.query_code),
             Some("InvalidClientTokenId")
+        );
+        // A body swapped under a claimed hash is refused.
+        let mut swapped = headers.clone();
+        swapped.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_static(
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ),
+        );
+        assert!(
+            verify(
+                &creds,
+                &Method::GET,
+                "/",
+                q,
+                &swapped,
+                b"Action=DeleteQueue",
+                now
+            )
+            .is_err()
         );
         // No signature at all.
         let bare = HeaderMap::new();

@@ -63,10 +63,14 @@ fn failure(id: &str, e: &SqsError) -> Value {
     })
 }
 
+/// SQS leaves `Failed` out when nothing failed (some SDKs treat its mere
+/// presence as failure).
 fn result(successful: Vec<Value>, failed: Vec<Value>) -> Value {
     let mut m = Map::new();
     m.insert("Successful".into(), Value::Array(successful));
-    m.insert("Failed".into(), Value::Array(failed));
+    if !failed.is_empty() {
+        m.insert("Failed".into(), Value::Array(failed));
+    }
     Value::Object(m)
 }
 

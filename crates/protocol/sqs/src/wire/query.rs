@@ -52,10 +52,25 @@ const NO_OUTPUT: &[&str] = &[
     "UntagQueue",
 ];
 
+/// The most dots a parameter name has in the API (a batch entry's message
+/// attribute value: `SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.StringListValue.1`).
+const MAX_KEY_SEGMENTS: usize = 8;
+/// Far more parameters than any valid request has.
+const MAX_PARAMETERS: usize = 10_000;
+
 pub fn parse_input(form: &[u8]) -> Result<(String, Map<String, Value>), SqsError> {
-    let pairs: Vec<Pair> = form_urlencoded::parse(form)
-        .map(|(k, v)| (k.split('.').map(str::to_owned).collect(), v.into_owned()))
-        .collect();
+    let mut pairs: Vec<Pair> = Vec::new();
+    for (k, v) in form_urlencoded::parse(form) {
+        // Bounded before anything recurses over it: a hostile name cannot
+        // make folding deep or slow.
+        let segments: Vec<String> = k.split('.').map(str::to_owned).collect();
+        if segments.len() > MAX_KEY_SEGMENTS || pairs.len() >= MAX_PARAMETERS {
+            return Err(SqsError::invalid_parameter(
+                "The request has too many parameters, or a parameter name with too many parts.",
+            ));
+        }
+        pairs.push((segments, v.into_owned()));
+    }
     let mut input = fold(&pairs)?;
     let action = match input.remove("Action") {
         Some(Value::String(a)) if !a.is_empty() => a,
@@ -160,10 +175,17 @@ pub fn render_error(e: &SqsError, request_id: &str) -> Response {
     let kind = if e.sender_fault { "Sender" } else { "Receiver" };
     let xml = format!(
         "<?xml version=\"1.0\"?><ErrorResponse xmlns=\"{NS}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message><Detail/></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
-        escape(e.query_code),
-        escape(e.message.as_str())
+        esc(e.query_code),
+        esc(&e.message)
     );
     super::respond(e.status, CONTENT_TYPE, xml)
+}
+
+/// XML text, escaped. quick-xml writes carriage returns as character
+/// references, which matters: an XML parser would turn a literal CR LF into
+/// LF, changing a body and breaking its MD5 (tested below).
+fn esc(s: &str) -> String {
+    escape(s).into_owned()
 }
 
 fn text(v: &Value) -> String {
@@ -188,27 +210,20 @@ fn write_fields(xml: &mut String, action: &str, fields: &Map<String, Value>) {
         match (name.as_str(), v) {
             ("Attributes", Value::Object(m)) => {
                 for (k, val) in m {
-                    let inner = format!(
-                        "<Name>{}</Name><Value>{}</Value>",
-                        escape(k.as_str()),
-                        escape(text(val).as_str())
-                    );
+                    let inner =
+                        format!("<Name>{}</Name><Value>{}</Value>", esc(k), esc(&text(val)));
                     element(xml, "Attribute", &inner);
                 }
             }
             ("Tags", Value::Object(m)) => {
                 for (k, val) in m {
-                    let inner = format!(
-                        "<Key>{}</Key><Value>{}</Value>",
-                        escape(k.as_str()),
-                        escape(text(val).as_str())
-                    );
+                    let inner = format!("<Key>{}</Key><Value>{}</Value>", esc(k), esc(&text(val)));
                     element(xml, "Tag", &inner);
                 }
             }
             ("MessageAttributes", Value::Object(m)) => {
                 for (k, val) in m {
-                    let mut inner = format!("<Name>{}</Name><Value>", escape(k.as_str()));
+                    let mut inner = format!("<Name>{}</Name><Value>", esc(k));
                     if let Value::Object(parts) = val {
                         write_fields(&mut inner, action, parts);
                     }
@@ -218,7 +233,7 @@ fn write_fields(xml: &mut String, action: &str, fields: &Map<String, Value>) {
             }
             ("QueueUrls" | "queueUrls", Value::Array(items)) => {
                 for item in items {
-                    element(xml, "QueueUrl", &escape(text(item).as_str()));
+                    element(xml, "QueueUrl", &esc(&text(item)));
                 }
             }
             (list, Value::Array(items)) => {
@@ -233,7 +248,7 @@ fn write_fields(xml: &mut String, action: &str, fields: &Map<String, Value>) {
                     let mut inner = String::new();
                     match item {
                         Value::Object(m) => write_fields(&mut inner, action, m),
-                        other => inner.push_str(&escape(text(other).as_str())),
+                        other => inner.push_str(&esc(&text(other))),
                     }
                     element(xml, &item_name, &inner);
                 }
@@ -244,7 +259,7 @@ fn write_fields(xml: &mut String, action: &str, fields: &Map<String, Value>) {
                 element(xml, name, &inner);
             }
             (_, Value::Null) => {}
-            (_, other) => element(xml, name, &escape(text(other).as_str())),
+            (_, other) => element(xml, name, &esc(&text(other))),
         }
     }
 }
@@ -280,6 +295,19 @@ mod tests {
                 "Tags": {"env": "prod"}
             })
         );
+    }
+
+    #[test]
+    fn hostile_parameter_names_are_refused_not_folded() {
+        let deep = format!("Action=X&{}=1", "ARequestEntry.1.".repeat(5000) + "Id");
+        assert!(parse_input(deep.as_bytes()).is_err());
+        let many: String = (0..10_001).map(|i| format!("k{i}=v&")).collect();
+        assert!(parse_input(format!("Action=X&{many}").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn carriage_returns_survive_xml() {
+        assert_eq!(esc("a\r\nb<"), "a&#13;\nb&lt;");
     }
 
     #[test]
