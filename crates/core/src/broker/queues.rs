@@ -290,7 +290,14 @@ impl Broker {
             core.enqueue(Arc::new(msg), now, fx)
                 .map(|outcome| Sent { id, outcome })
         });
-        Ok((r?, commit))
+        let sent = r?;
+        // A duplicate wrote nothing, but its original may not be durable
+        // yet: confirming it must wait for everything before it.
+        let commit = match sent.outcome {
+            Enqueued::Duplicate(_) => commit.and(self.store.barrier()),
+            _ => commit,
+        };
+        Ok((sent, commit))
     }
 
     /// Sends several messages under one lock and one journal append.
@@ -310,7 +317,7 @@ impl Broker {
                 m
             })
             .collect();
-        let (results, commit) = self.op(q, |core, now, fx| {
+        let (results, mut commit) = self.op(q, |core, now, fx| {
             if q.is_deleted() {
                 return Err(CoreError::QueueNotFound(q.name.clone()));
             }
@@ -323,7 +330,19 @@ impl Broker {
                 })
                 .collect())
         });
-        Ok((results?, commit))
+        let results: Vec<CoreResult<Sent>> = results?;
+        if results.iter().any(|r| {
+            matches!(
+                r,
+                Ok(Sent {
+                    outcome: Enqueued::Duplicate(_),
+                    ..
+                })
+            )
+        }) {
+            commit = commit.and(self.store.barrier());
+        }
+        Ok((results, commit))
     }
 
     /// Enqueues a message that already has its id: a routed publish, or

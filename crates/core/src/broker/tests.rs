@@ -731,3 +731,79 @@ fn a_router_reached_twice_still_routes_and_no_alternate_fires() {
     assert_eq!(q.stats().ready, 1);
     assert_eq!(alt.stats().ready, 0, "b did route (through y)");
 }
+
+/// A store whose writer is the test: appends are durable when it says so.
+struct ManualStore {
+    last: std::sync::Mutex<u64>,
+    progress: tokio::sync::watch::Sender<crate::store::Progress>,
+}
+
+impl crate::store::Store for ManualStore {
+    fn append(
+        &self,
+        records: &mut Vec<crate::store::Record>,
+        locations: &mut Vec<crate::store::Location>,
+    ) -> Result<crate::store::Commit, crate::store::StoreError> {
+        let mut last = self.last.lock().expect("lock");
+        for r in records.drain(..) {
+            if matches!(r, crate::store::Record::Enqueued { .. }) {
+                locations.push(crate::store::Location(0));
+            }
+        }
+        *last += 1;
+        Ok(crate::store::Commit::pending(
+            *last,
+            self.progress.subscribe(),
+        ))
+    }
+
+    fn recover(
+        &self,
+        _: &mut dyn FnMut(crate::store::Record, Option<crate::store::Location>),
+    ) -> Result<(), crate::store::StoreError> {
+        Ok(())
+    }
+
+    fn barrier(&self) -> crate::store::Commit {
+        let last = *self.last.lock().expect("lock");
+        crate::store::Commit::pending(last, self.progress.subscribe())
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_is_confirmed_only_once_its_original_is_durable() {
+    let store = Arc::new(ManualStore {
+        last: std::sync::Mutex::new(0),
+        progress: tokio::sync::watch::Sender::new(crate::store::Progress::default()),
+    });
+    let broker = Broker::open(
+        Arc::new(FakeClock::default()),
+        Arc::new(SequentialIds::default()),
+        Arc::clone(&store) as Arc<dyn crate::store::Store>,
+    )
+    .expect("open");
+    broker.create_namespace(NS);
+    let q = broker
+        .declare_queue(NS, "f.fifo", QueueConfig::fifo())
+        .expect("declare")
+        .queue;
+    let msg = || {
+        Message::new("m")
+            .with_group("g")
+            .with_dedup_id("d")
+            .persistent()
+    };
+    let (_, original) = broker.send(&q, msg()).expect("send");
+    let (sent, duplicate) = broker.send(&q, msg()).expect("send again");
+    assert!(matches!(sent.outcome, Enqueued::Duplicate(_)));
+    let waiter = tokio::spawn(duplicate.wait());
+    tokio::task::yield_now().await;
+    assert!(
+        !waiter.is_finished(),
+        "not confirmed while the original is pending"
+    );
+    let last = *store.last.lock().expect("lock");
+    store.progress.send_modify(|p| p.done = last);
+    assert_eq!(waiter.await.expect("join"), Ok(()));
+    assert_eq!(original.wait().await, Ok(()));
+}

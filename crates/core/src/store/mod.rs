@@ -54,6 +54,12 @@ pub trait Store: Send + Sync + 'static {
     /// Replays what is stored, oldest first; `Enqueued` records come with
     /// their location.
     fn recover(&self, visit: &mut dyn FnMut(Record, Option<Location>)) -> Result<(), StoreError>;
+
+    /// A commit that completes once everything appended before this call is
+    /// durable (a deduplicated send waits on it: its original may not be yet).
+    fn barrier(&self) -> Commit {
+        Commit::done()
+    }
 }
 
 /// How far a store's writer has come. Commit sequence numbers are the
@@ -87,6 +93,21 @@ impl Progress {
         self.done = self.done.max(last);
     }
 
+    /// The outcome of commits `first..=last` together, once all are settled.
+    pub fn outcome_of_range(&self, first: u64, last: u64) -> Option<Result<(), StoreError>> {
+        if last > self.done {
+            return None;
+        }
+        if let Some((_, _, e)) = self
+            .failed
+            .iter()
+            .find(|(a, b, _)| *a <= last && first <= *b)
+        {
+            return Some(Err(e.clone()));
+        }
+        self.outcome(last)
+    }
+
     /// The outcome of commit `seq`, once settled.
     pub fn outcome(&self, seq: u64) -> Option<Result<(), StoreError>> {
         if seq > self.done {
@@ -118,7 +139,8 @@ pub struct Commit {
 #[derive(Debug)]
 enum CommitState {
     Done,
-    Pending(u64, watch::Receiver<Progress>),
+    /// Commits `first..=last` (one, or several joined by `and`).
+    Pending(u64, u64, watch::Receiver<Progress>),
     Failed(StoreError),
 }
 
@@ -133,7 +155,7 @@ impl Commit {
     /// Durable once the writer's progress reaches `seq`.
     pub fn pending(seq: u64, progress: watch::Receiver<Progress>) -> Self {
         Commit {
-            state: CommitState::Pending(seq, progress),
+            state: CommitState::Pending(seq, seq, progress),
         }
     }
 
@@ -148,32 +170,28 @@ impl Commit {
         matches!(self.state, CommitState::Done)
     }
 
-    /// A commit that completes when both have (they are of the same store,
-    /// so waiting for the later one covers both).
+    /// A commit that completes when both have and fails if either does
+    /// (of the same store: it covers every commit from the earlier to the
+    /// later, so another's failure in between fails it too; never a false
+    /// success).
     pub fn and(self, other: Commit) -> Commit {
         use CommitState::*;
         let state = match (self.state, other.state) {
             (Failed(e), _) | (_, Failed(e)) => Failed(e),
             (Done, s) | (s, Done) => s,
-            (Pending(a, ra), Pending(b, rb)) => {
-                if a >= b {
-                    Pending(a, ra)
-                } else {
-                    Pending(b, rb)
-                }
-            }
+            (Pending(a1, a2, ra), Pending(b1, b2, _)) => Pending(a1.min(b1), a2.max(b2), ra),
         };
         Commit { state }
     }
 
     pub async fn wait(self) -> Result<(), StoreError> {
-        let (seq, mut rx) = match self.state {
+        let (first, last, mut rx) = match self.state {
             CommitState::Done => return Ok(()),
             CommitState::Failed(e) => return Err(e),
-            CommitState::Pending(seq, rx) => (seq, rx),
+            CommitState::Pending(first, last, rx) => (first, last, rx),
         };
         loop {
-            if let Some(outcome) = rx.borrow_and_update().outcome(seq) {
+            if let Some(outcome) = rx.borrow_and_update().outcome_of_range(first, last) {
                 return outcome;
             }
             if rx.changed().await.is_err() {
@@ -209,6 +227,17 @@ mod tests {
             "below a forgotten failure nothing can be told apart: no confirm"
         );
         assert_eq!(p.outcome(200), None);
+    }
+
+    #[tokio::test]
+    async fn joined_commits_fail_if_either_failed() {
+        let (tx, rx) = watch::channel(Progress::default());
+        let joined = Commit::pending(1, rx.clone()).and(Commit::pending(2, rx));
+        tx.send_modify(|p| {
+            p.fail(1, 1, StoreError::Full);
+            p.done = 2;
+        });
+        assert_eq!(joined.wait().await, Err(StoreError::Full));
     }
 
     #[tokio::test]

@@ -283,6 +283,9 @@ impl Store for Journal {
         records: &mut Vec<Record>,
         locations: &mut Vec<Location>,
     ) -> Result<Commit, StoreError> {
+        if records.is_empty() {
+            return Ok(Commit::done());
+        }
         let mut st = self.shared.lock();
         if st.closed {
             records.clear();
@@ -331,6 +334,15 @@ impl Store for Journal {
             self.shared.work.notify_one();
         }
         Ok(Commit::pending(commit, self.shared.progress.subscribe()))
+    }
+
+    fn barrier(&self) -> Commit {
+        let last = self.shared.lock().last_commit;
+        if last == 0 {
+            Commit::done()
+        } else {
+            Commit::pending(last, self.shared.progress.subscribe())
+        }
     }
 
     fn recover(&self, visit: &mut dyn FnMut(Record, Option<Location>)) -> Result<(), StoreError> {
