@@ -206,8 +206,9 @@ impl Broker {
         }
     }
 
-    /// Puts one taken message into its destination, then journals its
-    /// removal from the source. If the destination refuses it, it goes back.
+    /// Puts one taken message into its destination, its removal from the
+    /// source journaled in the same append. If the destination refuses it,
+    /// it goes back.
     fn move_one(
         &self,
         namespace: &str,
@@ -216,22 +217,18 @@ impl Broker {
         removal: Option<Record>,
         src: &Arc<QueueHandle>,
     ) -> CoreResult<()> {
+        let mut removal = removal;
         let target = destination.or_else(|| msg.last_death_queue());
         let result = match target {
             Some(t) => self
                 .queue(namespace, t)
-                .and_then(|q| self.enqueue_existing(&q, Arc::clone(&msg), true, 0)),
+                .and_then(|q| self.enqueue_existing(&q, Arc::clone(&msg), true, 0, &mut removal)),
             None => Err(CoreError::InvalidArgument(
                 "a message has no dead-letter source to return to".into(),
             )),
         };
         match result {
-            Ok(_) => {
-                if let Some(r) = removal {
-                    self.append(&mut vec![r]);
-                }
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(e) => {
                 self.put_back(src, msg, removal);
                 Err(e)
@@ -239,18 +236,12 @@ impl Broker {
         }
     }
 
-    /// Returns a taken message to its source (at the back). Its old record
-    /// is superseded by the new one only once the new one exists.
+    /// Returns a taken message to its source (at the back); its old record
+    /// is removed in the same append that writes the new one.
     fn put_back(&self, src: &Arc<QueueHandle>, msg: Arc<Message>, removal: Option<Record>) {
-        match self.enqueue_existing(src, msg, true, 0) {
-            Ok(_) => {
-                if let Some(r) = removal {
-                    self.append(&mut vec![r]);
-                }
-            }
-            Err(e) => {
-                tracing::error!(queue = %src.name, error = %e, "a message taken for a move could not go back; it stays only in the journal until a restart");
-            }
+        let mut removal = removal;
+        if let Err(e) = self.enqueue_existing(src, msg, true, 0, &mut removal) {
+            tracing::error!(queue = %src.name, error = %e, "a message taken for a move could not go back; it stays only in the journal until a restart");
         }
     }
 }

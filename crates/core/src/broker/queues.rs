@@ -347,12 +347,18 @@ impl Broker {
 
     /// Enqueues a message that already has its id: a routed publish, or
     /// (`forwarded`) a dead letter or a move, which skip deduplication.
+    ///
+    /// `then` (a source queue's removal of a forwarded message) is taken and
+    /// journaled in the same append, after the enqueue, if the enqueue
+    /// succeeds: on disk the removal never exists without the message's new
+    /// home (a failed append loses both, a torn one the removal first).
     pub(super) fn enqueue_existing(
         &self,
         q: &Arc<QueueHandle>,
         msg: Arc<Message>,
         forwarded: bool,
         depth: u32,
+        then: &mut Option<Record>,
     ) -> CoreResult<(Enqueued, Commit)> {
         let now = self.clock.now();
         let mut fx = Effects::default();
@@ -367,6 +373,9 @@ impl Broker {
             } else {
                 core.enqueue(msg, now, &mut fx)
             };
+            if r.is_ok() {
+                fx.records.extend(then.take());
+            }
             let commit = self.journal(&mut core, &mut fx);
             (r, commit, core.next_deadline())
         };

@@ -202,7 +202,7 @@ impl Broker {
                 continue;
             };
             published.queues += 1;
-            match self.enqueue_existing(&q, Arc::clone(&msg), false, 0) {
+            match self.enqueue_existing(&q, Arc::clone(&msg), false, 0, &mut None) {
                 Ok((_, c)) => published.commit = published.commit.and(c),
                 Err(CoreError::QueueFull(_)) => published.refused += 1,
                 Err(_) => published.queues -= 1,
@@ -281,8 +281,8 @@ impl Broker {
         let Ok(ns) = self.namespace(&source.namespace) else {
             return;
         };
-        let mut removals = Vec::new();
         for dl in letters {
+            let mut removal = dl.removal;
             let mut msg = dl.message;
             let targets: Vec<Arc<str>> = match &dl.target {
                 DeadLetterTarget::Queue(q) => vec![Arc::from(q.as_str())],
@@ -313,14 +313,17 @@ impl Broker {
                     tracing::debug!(queue = %source.name, target = %t, "dead-letter target does not exist; dropped");
                     continue;
                 };
-                if let Err(e) = self.enqueue_existing(&q, Arc::clone(&msg), true, depth + 1) {
+                // The source's removal rides with the first accepted copy.
+                if let Err(e) =
+                    self.enqueue_existing(&q, Arc::clone(&msg), true, depth + 1, &mut removal)
+                {
                     tracing::warn!(queue = %source.name, target = %t, error = %e, "dead letter refused by its target");
                 }
             }
-            removals.extend(dl.removal);
-        }
-        if !removals.is_empty() {
-            self.append(&mut removals);
+            // No target took it: it is dropped, as its policy says.
+            if let Some(r) = removal {
+                self.append(&mut vec![r]);
+            }
         }
     }
 }

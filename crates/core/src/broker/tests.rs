@@ -807,3 +807,73 @@ async fn a_duplicate_is_confirmed_only_once_its_original_is_durable() {
     assert_eq!(waiter.await.expect("join"), Ok(()));
     assert_eq!(original.wait().await, Ok(()));
 }
+
+/// A store that keeps each append's records together, to check what is
+/// written in one go.
+#[derive(Default)]
+struct RecordingStore {
+    appends: std::sync::Mutex<Vec<Vec<crate::store::Record>>>,
+}
+
+impl crate::store::Store for RecordingStore {
+    fn append(
+        &self,
+        records: &mut Vec<crate::store::Record>,
+        locations: &mut Vec<crate::store::Location>,
+    ) -> Result<crate::store::Commit, crate::store::StoreError> {
+        let batch: Vec<_> = records.drain(..).collect();
+        for r in &batch {
+            if matches!(r, crate::store::Record::Enqueued { .. }) {
+                locations.push(crate::store::Location(7));
+            }
+        }
+        self.appends.lock().expect("lock").push(batch);
+        Ok(crate::store::Commit::done())
+    }
+
+    fn recover(
+        &self,
+        _: &mut dyn FnMut(crate::store::Record, Option<crate::store::Location>),
+    ) -> Result<(), crate::store::StoreError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_dead_letters_removal_is_written_with_its_new_copy() {
+    use crate::store::{Record, Store};
+    let store = Arc::new(RecordingStore::default());
+    let broker = Broker::open(
+        Arc::new(FakeClock::default()),
+        Arc::new(SequentialIds::default()),
+        Arc::clone(&store) as Arc<dyn Store>,
+    )
+    .expect("open");
+    broker.create_namespace(NS);
+    let dlq = broker
+        .declare_queue(NS, "dlq", QueueConfig::default())
+        .expect("dlq")
+        .queue;
+    let q = broker
+        .declare_queue(NS, "q", dlq_policy("dlq", 1))
+        .expect("q")
+        .queue;
+    broker
+        .send(&q, Message::new("m").persistent())
+        .expect("send");
+    let d = broker.receive(&q, 1, ReceiveMode::Lease(secs(5)));
+    broker
+        .nack(&q, d[0].lease, true)
+        .expect("nack: dead-lettered");
+    let appends = store.appends.lock().expect("lock");
+    let together = appends.iter().any(|batch| {
+        let enq = batch
+            .iter()
+            .position(|r| matches!(r, Record::Enqueued { queue, .. } if *queue == dlq.id()));
+        let rem = batch
+            .iter()
+            .position(|r| matches!(r, Record::Removed { queue, .. } if *queue == q.id()));
+        matches!((enq, rem), (Some(e), Some(r)) if e < r)
+    });
+    assert!(together, "one append, the new copy first: {appends:?}");
+}
