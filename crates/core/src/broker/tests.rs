@@ -821,7 +821,7 @@ impl crate::store::Store for RecordingStore {
         records: &mut Vec<crate::store::Record>,
         locations: &mut Vec<crate::store::Location>,
     ) -> Result<crate::store::Commit, crate::store::StoreError> {
-        let batch: Vec<_> = records.drain(..).collect();
+        let batch = std::mem::take(records);
         for r in &batch {
             if matches!(r, crate::store::Record::Enqueued { .. }) {
                 locations.push(crate::store::Location(7));
