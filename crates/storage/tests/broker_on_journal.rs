@@ -246,3 +246,46 @@ async fn compaction_copies_a_lingering_message_forward_and_frees_the_old_segment
     assert_eq!(bodies(&got), ["lingering", "tail", "after"], "each once");
     assert_eq!(got[0].delivery_count, 2, "its delivery count moved with it");
 }
+
+#[tokio::test]
+async fn live_counts_after_a_restart_come_from_what_survived() {
+    use ferry_core::store::{Location, QueueId, Record};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::default();
+    let (b, j) = open(dir.path(), &clock, 64 << 20);
+    b.create_namespace(NS);
+    let q = b
+        .declare_queue(NS, "q", QueueConfig::default())
+        .expect("q")
+        .queue;
+    send(&b, &q, "alive").await;
+    let segment = j
+        .segments()
+        .iter()
+        .find(|(_, live)| *live > 0)
+        .map(|(id, _)| *id)
+        .expect("live");
+    // What a failed write leaves behind: a durable removal naming, in that
+    // segment, a message that never reached the disk.
+    let ghost = Location((segment << 32) | 999_999);
+    let mut records = vec![Record::Removed {
+        queue: QueueId(q.id().0),
+        seq: 424_242,
+        loc: Some(ghost),
+    }];
+    j.append(&mut records, &mut Vec::new())
+        .expect("append")
+        .wait()
+        .await
+        .expect("durable");
+    drop(b);
+    j.close();
+    let (b, j) = open(dir.path(), &clock, 64 << 20);
+    let live: u64 = j.segments().iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        live, 1,
+        "the ghost removal does not discount the live message"
+    );
+    let q = b.queue(NS, "q").expect("queue");
+    assert_eq!(bodies(&b.receive(&q, 10, LEASE)), ["alive"]);
+}

@@ -36,6 +36,11 @@ impl Broker {
         }
         let mut max_id = 0;
         let mut restored = Vec::new();
+        let mut live: Vec<(crate::store::QueueId, crate::store::Location)> = Vec::new();
+        for (id, dq) in state.queues.iter() {
+            live.extend(dq.messages.values().filter_map(|m| m.loc.map(|l| (*id, l))));
+        }
+        self.store.recovered(&mut live.into_iter());
         for (id, dq) in state.queues {
             max_id = max_id.max(id.0);
             let ns = ns_of(&dq.namespace);

@@ -55,6 +55,12 @@ pub trait Store: Send + Sync + 'static {
     /// their location.
     fn recover(&self, visit: &mut dyn FnMut(Record, Option<Location>)) -> Result<(), StoreError>;
 
+    /// Recovery is over; these are the locations of the messages that
+    /// survived it (by queue). A store that counts live messages per file
+    /// takes its counts from here: replaying removals alone can miscount
+    /// one whose message never reached the disk (a failed write).
+    fn recovered(&self, _live: &mut dyn Iterator<Item = (QueueId, Location)>) {}
+
     /// A commit that completes once everything appended before this call is
     /// durable (a deduplicated send waits on it: its original may not be yet).
     fn barrier(&self) -> Commit {

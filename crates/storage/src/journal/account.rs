@@ -150,6 +150,20 @@ impl Accounts {
         }
     }
 
+    /// Sets every segment's live counts from the messages that survived
+    /// recovery (replacing what replaying removals counted).
+    pub(super) fn set_live(&mut self, live: &mut dyn Iterator<Item = (QueueId, Location)>) {
+        for seg in self.segments.values_mut() {
+            seg.live = 0;
+            seg.by_queue.clear();
+        }
+        for (queue, loc) in live {
+            let seg = self.segments.entry(segment_of(loc)).or_default();
+            seg.live += 1;
+            *seg.by_queue.entry(queue).or_default() += 1;
+        }
+    }
+
     pub(super) fn topology_records(&self) -> Vec<Record> {
         self.topology.to_records()
     }

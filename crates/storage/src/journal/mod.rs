@@ -336,6 +336,10 @@ impl Store for Journal {
         Ok(Commit::pending(commit, self.shared.progress.subscribe()))
     }
 
+    fn recovered(&self, live: &mut dyn Iterator<Item = (QueueId, Location)>) {
+        self.shared.lock().accounts.set_live(live);
+    }
+
     fn barrier(&self) -> Commit {
         let last = self.shared.lock().last_commit;
         if last == 0 {
