@@ -157,6 +157,14 @@ pub fn verify(
                 "X-Amz-Credential is malformed.",
             ));
         };
+        // A presigned request is good for its X-Amz-Expires (at most a week).
+        let expires: i64 = q("X-Amz-Expires")
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(MAX_SKEW_SECS);
+        let signed_at = parse_amz_date(q("X-Amz-Date").unwrap_or_default());
+        if signed_at.is_some_and(|t| now_secs > t + expires.min(7 * 24 * 3600)) {
+            return Err(invalid("Request has expired (X-Amz-Expires)."));
+        }
         signed = Signed {
             access_key,
             date,

@@ -233,7 +233,8 @@ pub async fn receive(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Valu
     } else {
         json!({ "Messages": messages })
     };
-    if let Some(key) = attempt {
+    // An empty answer is not kept: a retry should wait for messages again.
+    if let Some(key) = attempt.filter(|_| !got.is_empty()) {
         let mut attempts = sqs
             .attempts
             .lock()
@@ -380,9 +381,9 @@ pub(crate) fn change_one(
         )
         .map(|_| ())
         .map_err(|e| match e {
-            ferry_core::CoreError::LeaseNotFound => {
-                SqsError::message_not_inflight("The message referred to isn't in flight.")
-            }
+            ferry_core::CoreError::LeaseNotFound => SqsError::invalid_parameter(&format!(
+                "Value {handle} for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change."
+            )),
             ferry_core::CoreError::InvalidArgument(_) => SqsError::invalid_parameter(&format!(
                 "Value {timeout} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]"
             )),
