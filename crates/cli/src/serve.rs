@@ -79,6 +79,12 @@ pub struct ServeArgs {
     #[arg(long)]
     repair: bool,
 
+    /// Bytes of message bodies kept in memory; persistent messages of
+    /// durable queues beyond it live only in the journal until delivered
+    /// [default: 1073741824] (config key: memory-budget).
+    #[arg(long, value_name = "BYTES")]
+    memory_budget: Option<u64>,
+
     /// Log level or filter (error, warn, info, debug, trace, or a tracing
     /// filter such as `ferry_core=debug`); RUST_LOG is used when unset
     /// [default: info] (config key: log-level).
@@ -137,6 +143,10 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
         )?,
     };
     let config = ServerConfig {
+        memory_budget: args
+            .memory_budget
+            .or(file.memory_budget)
+            .unwrap_or(config::DEFAULT_MEMORY_BUDGET),
         journal,
         sqs,
         aws_listen: args
@@ -254,6 +264,7 @@ mod tests {
             fsync_interval_ms: None,
             segment_size: None,
             repair: false,
+            memory_budget: None,
         }
     }
 
@@ -272,6 +283,7 @@ mod tests {
             fsync_interval_ms: Some(7),
             segment_size: Some(1 << 20),
             repair: Some(true),
+            memory_budget: Some(4096),
         };
         let (c, level) = merge(&args(Some("127.0.0.1:0")), file).expect("merge");
         assert_eq!(
@@ -290,6 +302,7 @@ mod tests {
         assert_eq!(c.sqs.region, "eu-west-1");
         assert_eq!(c.sqs.account_id, "123456789012");
         assert!(c.journal.repair);
+        assert_eq!(c.memory_budget, 4096);
         let (d, _) = merge(&args(None), FileConfig::default()).expect("merge");
         assert!(d.sqs.credentials.is_empty());
         let half = FileConfig {

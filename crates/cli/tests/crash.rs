@@ -35,8 +35,9 @@ fn start(data: &Path) -> Ferry {
         ])
         .arg("--data-dir")
         .arg(data)
-        // Small segments: rolls, deletions and compaction happen too.
-        .args(["--segment-size", "65536"])
+        // Small segments and a small memory budget: rolls, deletions,
+        // compaction and reading evicted messages back happen too.
+        .args(["--segment-size", "65536", "--memory-budget", "4096"])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -98,6 +98,7 @@ pub struct FileConfig {
     pub fsync_interval_ms: Option<u64>,
     pub segment_size: Option<u64>,
     pub repair: Option<bool>,
+    pub memory_budget: Option<u64>,
 }
 
 impl FileConfig {
@@ -134,7 +135,12 @@ pub struct ServerConfig {
     pub aws_listen: Listen,
     pub sqs: ferry_sqs::SqsConfig,
     pub journal: JournalConfig,
+    /// Bytes of message bodies kept in memory; journaled ones beyond it are
+    /// read back from the journal when needed.
+    pub memory_budget: u64,
 }
+
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -144,6 +150,7 @@ impl Default for ServerConfig {
             aws_listen: DEFAULT_AWS_LISTEN,
             sqs: ferry_sqs::SqsConfig::default(),
             journal: JournalConfig::default(),
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
     }
 }

@@ -9,6 +9,7 @@ mod compaction;
 pub mod config;
 mod data_dir;
 mod error;
+mod memory;
 
 pub use config::{FileConfig, Listen, ServerConfig};
 pub use error::ServerError;
@@ -39,6 +40,7 @@ pub struct Server {
     tasks: JoinSet<()>,
     timers: tokio::task::JoinHandle<()>,
     compaction: tokio::task::JoinHandle<()>,
+    memory: tokio::task::JoinHandle<()>,
     _data_dir: DataDir,
 }
 
@@ -83,6 +85,7 @@ impl Server {
             Listen::Off => None,
         };
         let sqs_config = config.sqs.clone();
+        let memory_budget = config.memory_budget;
         let journal_dir = data_dir.path().join("journal");
         tracing::info!(dir = %journal_dir.display(), fsync = ?config.journal.fsync, "recovering");
         let started = std::time::Instant::now();
@@ -100,6 +103,7 @@ impl Server {
         tracing::info!(elapsed = ?started.elapsed(), "recovered");
         let timers = tokio::spawn(Arc::clone(&broker).run_timers());
         let compaction = compaction::spawn(Arc::clone(&broker), Arc::clone(&journal));
+        let memory = memory::spawn(Arc::clone(&broker), memory_budget);
         if let Some(listener) = aws_listener {
             let app = ferry_sqs::router(ferry_sqs::Sqs::new(Arc::clone(&broker), sqs_config));
             let mut stopped = stopped.clone();
@@ -125,6 +129,7 @@ impl Server {
             tasks,
             timers,
             compaction,
+            memory,
             _data_dir: data_dir,
         })
     }
@@ -153,6 +158,7 @@ impl Server {
         }
         self.timers.abort();
         self.compaction.abort();
+        self.memory.abort();
         // Flush: the journal writes and syncs what is pending.
         let journal = self.journal;
         let _ = tokio::task::spawn_blocking(move || journal.close()).await;

@@ -289,3 +289,65 @@ async fn live_counts_after_a_restart_come_from_what_survived() {
     let q = b.queue(NS, "q").expect("queue");
     assert_eq!(bodies(&b.receive(&q, 10, LEASE)), ["alive"]);
 }
+
+#[tokio::test]
+async fn messages_beyond_the_budget_live_in_the_journal_and_come_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::default();
+    let (b, j) = open(dir.path(), &clock, 64 << 20);
+    b.create_namespace(NS);
+    b.declare_queue(NS, "dlq", QueueConfig::default())
+        .expect("dlq");
+    let q = b
+        .declare_queue(
+            NS,
+            "deep",
+            QueueConfig {
+                dead_letter: Some(DeadLetterPolicy::after_deliveries(
+                    DeadLetterTarget::Queue("dlq".into()),
+                    1,
+                )),
+                ..QueueConfig::default()
+            },
+        )
+        .expect("deep")
+        .queue;
+    for i in 0..300 {
+        send(&b, &q, &format!("{i:04}{}", "k".repeat(1020))).await;
+    }
+    b.send(&q, Message::new("transient stays")).expect("send");
+    assert!(b.resident_bytes() >= 300 * 1024);
+    let freed = b.evict_to(8 * 1024);
+    assert!(freed >= 290 * 1024, "freed {freed}");
+    assert!(b.resident_bytes() <= 8 * 1024 + 1024);
+    assert_eq!(q.stats().ready, 301, "still queued, only not in memory");
+
+    // Compaction reads evicted messages back to copy them.
+    let seg = j.segments()[0].0;
+    assert!(b.relocate(&|loc| ferry_storage::segment_of(loc) == seg) > 0);
+
+    // Delivery reads them back; so does dead-lettering.
+    let first = b.receive(&q, 1, LEASE);
+    assert!(first[0].message.body.starts_with(b"0000"));
+    assert_eq!(first[0].message.body.len(), 1024);
+    b.nack(&q, first[0].lease, true).expect("nack: to the DLQ");
+    let dlq = b.queue(NS, "dlq").expect("dlq");
+    let dead = b.receive(&dlq, 10, LEASE);
+    assert!(
+        dead[0].message.body.starts_with(b"0000"),
+        "dead-lettered whole"
+    );
+    let mut n = 0;
+    loop {
+        let got = b.receive(&q, 10, LEASE);
+        if got.is_empty() {
+            break;
+        }
+        for d in &got {
+            assert!(d.message.body.len() == 1024 || &d.message.body[..] == b"transient stays");
+            b.ack(&q, d.lease).expect("ack");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 300, "299 evicted ones and the transient one");
+}

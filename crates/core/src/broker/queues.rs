@@ -79,7 +79,7 @@ impl Broker {
         id: QueueId,
         config: QueueConfig,
     ) -> Arc<QueueHandle> {
-        Arc::new(QueueHandle {
+        let handle = Arc::new(QueueHandle {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             id,
@@ -94,7 +94,58 @@ impl Broker {
             waiting: AtomicUsize::new(0),
             scheduled: AtomicU64::new(u64::MAX),
             deleted: AtomicBool::new(false),
-        })
+        });
+        lock(&handle.core).set_store(Arc::clone(&self.store));
+        handle
+    }
+
+    /// Bytes of message bodies held in memory, over all queues.
+    pub fn resident_bytes(&self) -> u64 {
+        self.all_queues()
+            .iter()
+            .map(|q| lock(&q.core).stats().resident_bytes)
+            .sum()
+    }
+
+    fn all_queues(&self) -> Vec<Arc<QueueHandle>> {
+        let namespaces: Vec<Arc<Namespace>> = read(&self.namespaces).values().cloned().collect();
+        namespaces
+            .iter()
+            .flat_map(|ns| read(&ns.queues).values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Drops journaled messages from memory (they are read back from the
+    /// store when needed) until at most `budget` bytes of bodies are
+    /// resident, taking from the queues that hold most first, a few
+    /// thousand slots per queue lock. Returns the bytes freed.
+    pub fn evict_to(&self, budget: u64) -> u64 {
+        const SLOTS_PER_LOCK: usize = 4096;
+        let mut queues: Vec<(u64, Arc<QueueHandle>)> = self
+            .all_queues()
+            .into_iter()
+            .map(|q| {
+                let resident = lock(&q.core).stats().resident_bytes;
+                (resident, q)
+            })
+            .collect();
+        let total: u64 = queues.iter().map(|(r, _)| r).sum();
+        let mut excess = total.saturating_sub(budget);
+        queues.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut freed = 0;
+        for (_, q) in queues {
+            let mut cursor = Some(usize::MAX);
+            while let Some(from) = cursor {
+                if excess == 0 {
+                    return freed;
+                }
+                let (n, next) = lock(&q.core).evict(excess, from, SLOTS_PER_LOCK);
+                freed += n;
+                excess = excess.saturating_sub(n);
+                cursor = next;
+            }
+        }
+        freed
     }
 
     fn redeclare(&self, q: &Arc<QueueHandle>, config: &QueueConfig) -> CoreResult<DeclaredQueue> {

@@ -146,6 +146,8 @@ pub struct QueueStats {
     pub leased: u64,
     pub ready_bytes: u64,
     pub bytes: u64,
+    /// Bytes of message bodies held in memory (the rest are only in the store).
+    pub resident_bytes: u64,
     pub consumers: usize,
     pub published: u64,
     pub delivered: u64,
@@ -169,7 +171,12 @@ enum State {
 #[derive(Debug)]
 struct Entry {
     seq: u64,
+    /// The message, or (when `evicted`) the queue's empty stand-in: the
+    /// real one is in the store at `loc`.
     msg: Arc<Message>,
+    evicted: bool,
+    /// The body's size (the stand-in's is 0).
+    size: u64,
     state: State,
     deliveries: u32,
     priority: u8,
@@ -202,6 +209,10 @@ pub struct QueueCore {
     had_consumers: bool,
     /// Reused buffer for popped references.
     scratch: Vec<Ref>,
+    /// Where evicted messages are read back from.
+    store: Option<Arc<dyn crate::store::Store>>,
+    /// What an evicted entry holds instead of its message.
+    stand_in: Arc<Message>,
 }
 
 impl QueueCore {
@@ -229,7 +240,67 @@ impl QueueCore {
             last_used: now,
             had_consumers: false,
             scratch: Vec::new(),
+            store: None,
+            stand_in: Arc::new(Message::new(bytes::Bytes::new()).persistent()),
         }
+    }
+
+    /// The store evicted messages are read back from.
+    pub fn set_store(&mut self, store: Arc<dyn crate::store::Store>) {
+        self.store = Some(store);
+    }
+
+    /// The message of entry `key`, read back from the store if evicted.
+    fn message_of(&self, key: usize) -> Result<Arc<Message>, crate::store::StoreError> {
+        let e = &self.slots[key];
+        if !e.evicted {
+            return Ok(Arc::clone(&e.msg));
+        }
+        match (&self.store, e.loc) {
+            (Some(store), Some(loc)) => store.load(loc),
+            _ => Err(crate::store::StoreError::Io(
+                "an evicted message has no store to come back from".into(),
+            )),
+        }
+    }
+
+    /// Drops from memory the messages of ready or delayed journaled
+    /// entries whose records the store can read back, from slot `cursor`
+    /// down, looking at `max` slots, until `want` bytes are freed. Returns
+    /// the bytes freed and where to go on (`None`: the whole queue was
+    /// seen). FIFO queues keep their messages (their group index reads the
+    /// group from the message).
+    pub fn evict(&mut self, want: u64, cursor: usize, max: usize) -> (u64, Option<usize>) {
+        let Some(store) = self.store.clone() else {
+            return (0, None);
+        };
+        if self.config.fifo {
+            return (0, None);
+        }
+        let start = cursor.min(self.slots.capacity());
+        let stop = start.saturating_sub(max);
+        let mut freed = 0;
+        for key in (stop..start).rev() {
+            if freed >= want {
+                return (freed, Some(key + 1));
+            }
+            let stand_in = Arc::clone(&self.stand_in);
+            let Some(e) = self.slots.get_mut(key) else {
+                continue;
+            };
+            let evictable = !e.evicted
+                && e.msg.persistent
+                && self.config.durable
+                && !matches!(e.state, State::Leased { .. })
+                && e.loc.is_some_and(|l| store.loadable(l));
+            if evictable {
+                e.msg = stand_in;
+                e.evicted = true;
+                freed += e.size;
+                self.stats.resident_bytes -= e.size;
+            }
+        }
+        (freed, (stop > 0).then_some(stop))
     }
 
     pub fn id(&self) -> QueueId {
@@ -431,6 +502,8 @@ impl QueueCore {
         let key = self.slots.insert(Entry {
             seq,
             msg,
+            evicted: false,
+            size,
             state: State::Delayed(visible_at),
             deliveries,
             priority,
@@ -441,6 +514,7 @@ impl QueueCore {
             loc,
         });
         self.stats.bytes += size;
+        self.stats.resident_bytes += size;
         if let Some(at) = expires_at {
             self.expiries.push(Reverse((at, seq, key)));
         }
@@ -526,7 +600,9 @@ impl QueueCore {
             ReceiveMode::Hold | ReceiveMode::AutoAck => None,
         };
         for (_, key) in refs.drain(..) {
-            let d = self.lease(key, deadline, None, now, fx);
+            let Some(d) = self.lease(key, deadline, None, now, fx) else {
+                continue;
+            };
             let d = if mode == ReceiveMode::AutoAck {
                 self.settle_auto_ack(key, d, now, fx)
             } else {
@@ -566,7 +642,17 @@ impl QueueCore {
         consumer: Option<ConsumerId>,
         now: Timestamp,
         fx: &mut Effects,
-    ) -> Delivery {
+    ) -> Option<Delivery> {
+        let message = match self.message_of(key) {
+            Ok(m) => m,
+            Err(err) => {
+                // The store cannot give it back (damage after the start):
+                // say so loudly; it cannot be delivered.
+                tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back; it is lost");
+                self.remove(key, None, now, fx);
+                return None;
+            }
+        };
         let journaled = self.config.durable;
         let e = &mut self.slots[key];
         debug_assert_eq!(e.state, State::Ready);
@@ -574,7 +660,7 @@ impl QueueCore {
         e.leased_at = now;
         e.deliveries += 1;
         let first = *e.first_delivered_at.get_or_insert(now);
-        let size = e.msg.size();
+        let size = e.size;
         if journaled && e.msg.persistent {
             fx.records.push(Record::Delivered {
                 queue: self.id,
@@ -592,7 +678,7 @@ impl QueueCore {
                 delivery: e.deliveries,
                 epoch: self.epoch,
             },
-            message: Arc::clone(&e.msg),
+            message,
             delivery_count: e.deliveries,
             enqueued_at: e.enqueued_at,
             first_delivered_at: first,
@@ -607,7 +693,7 @@ impl QueueCore {
         if delivery.redelivered() {
             self.stats.redelivered += 1;
         }
-        delivery
+        Some(delivery)
     }
 
     fn settle_auto_ack(
@@ -765,7 +851,7 @@ impl QueueCore {
             returned,
         );
         self.stats.ready += 1;
-        self.stats.ready_bytes += e.msg.size();
+        self.stats.ready_bytes += e.size;
         fx.became_ready += 1;
     }
 
@@ -774,23 +860,41 @@ impl QueueCore {
     fn remove(&mut self, key: usize, died: Option<DeathReason>, now: Timestamp, fx: &mut Effects) {
         match self.slots[key].state {
             State::Ready => {
-                let size = self.slots[key].msg.size();
+                let size = self.slots[key].size;
                 self.stats.ready -= 1;
                 self.stats.ready_bytes -= size;
             }
             State::Delayed(_) => self.stats.delayed -= 1,
             State::Leased { .. } => self.leave_lease(key, fx),
         }
+        // A dying message goes on (dead-lettered): read it back if evicted.
+        let dying = match died {
+            Some(_) if self.slots[key].evicted => match self.message_of(key) {
+                Ok(m) => Some(m),
+                Err(err) => {
+                    tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back; it is lost");
+                    None
+                }
+            },
+            _ => None,
+        };
         let e = self.slots.remove(key);
-        self.stats.bytes -= e.msg.size();
+        self.stats.bytes -= e.size;
+        if !e.evicted {
+            self.stats.resident_bytes -= e.size;
+        }
         let removal = self.journaled(&e.msg).then_some(Record::Removed {
             queue: self.id,
             seq: e.seq,
             loc: e.loc,
         });
-        match died {
-            None => fx.records.extend(removal),
-            Some(reason) => self.discard(e.msg, reason, removal, now, fx),
+        match (died, e.evicted) {
+            (None, _) => fx.records.extend(removal),
+            (Some(reason), false) => self.discard(e.msg, reason, removal, now, fx),
+            (Some(reason), true) => match dying {
+                Some(m) => self.discard(m, reason, removal, now, fx),
+                None => fx.records.extend(removal),
+            },
         }
     }
 
@@ -903,18 +1007,29 @@ impl QueueCore {
                     passed_over.push((seq, key));
                     continue;
                 }
-                let size = self.slots[key].msg.size();
+                let size = self.slots[key].size;
+                let message = match self.message_of(key) {
+                    Ok(m) => m,
+                    Err(err) => {
+                        tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back for a move; left in place");
+                        passed_over.push((seq, key));
+                        continue;
+                    }
+                };
                 self.stats.ready -= 1;
                 self.stats.ready_bytes -= size;
                 self.stats.bytes -= size;
                 let e = self.slots.remove(key);
+                if !e.evicted {
+                    self.stats.resident_bytes -= size;
+                }
                 self.release_group(e.msg.group_id.as_deref(), fx);
                 let removal = self.journaled(&e.msg).then_some(Record::Removed {
                     queue: self.id,
                     seq: e.seq,
                     loc: e.loc,
                 });
-                out.push((e.msg, removal));
+                out.push((message, removal));
                 taken += 1;
             }
         }
@@ -949,15 +1064,23 @@ impl QueueCore {
             let Some(loc) = e.loc.filter(|l| moved(*l)) else {
                 continue;
             };
+            let (seq, at, deliveries) = (e.seq, e.enqueued_at, e.deliveries);
+            let message = match self.message_of(key) {
+                Ok(m) => m,
+                Err(err) => {
+                    tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back to relocate it");
+                    continue;
+                }
+            };
             fx.records.push(Record::Enqueued {
                 queue: self.id,
-                seq: e.seq,
-                at: e.enqueued_at,
-                deliveries: e.deliveries,
-                message: Arc::clone(&e.msg),
+                seq,
+                at,
+                deliveries,
+                message,
                 replaces: Some(loc),
             });
-            fx.journaled.push((e.seq, key));
+            fx.journaled.push((seq, key));
         }
         (end < self.slots.capacity()).then_some(end)
     }

@@ -82,6 +82,7 @@ impl QueueCore {
         self.stats.delayed = 0;
         self.stats.leased = 0;
         self.stats.bytes = 0;
+        self.stats.resident_bytes = 0;
     }
 
     pub fn consumer_count(&self) -> usize {
@@ -106,7 +107,9 @@ impl QueueCore {
             let c = &self.consumers.list[at];
             let (id, auto_ack) = (c.id, c.spec.auto_ack);
             let deadline = c.spec.lease_timeout.map(|t| now.plus(t));
-            let mut delivery = self.lease(key, deadline, Some(id), now, fx);
+            let Some(mut delivery) = self.lease(key, deadline, Some(id), now, fx) else {
+                continue;
+            };
             delivery.auto_acked = auto_ack;
             self.consumers.list[at].in_flight += 1;
             match self.consumers.list[at].spec.sink.deliver(delivery) {

@@ -55,6 +55,21 @@ pub trait Store: Send + Sync + 'static {
     /// their location.
     fn recover(&self, visit: &mut dyn FnMut(Record, Option<Location>)) -> Result<(), StoreError>;
 
+    /// Reads back the message an `Enqueued` record at `loc` holds (for
+    /// messages the broker keeps out of memory). Stores that cannot say so
+    /// in [`Store::loadable`].
+    fn load(&self, _loc: Location) -> Result<std::sync::Arc<crate::message::Message>, StoreError> {
+        Err(StoreError::Io(
+            "this store does not read messages back".into(),
+        ))
+    }
+
+    /// Whether [`Store::load`] can read the record at `loc` now (it is
+    /// written, not only appended).
+    fn loadable(&self, _loc: Location) -> bool {
+        false
+    }
+
     /// Recovery is over; these are the locations of the messages that
     /// survived it (by queue). A store that counts live messages per file
     /// takes its counts from here: replaying removals alone can miscount

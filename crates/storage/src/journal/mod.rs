@@ -120,6 +120,9 @@ pub struct JournalStats {
 
 struct Shared {
     dir: PathBuf,
+    /// How far the writer has written: (segment, length). Records before
+    /// it can be read back.
+    written: Mutex<(u64, u64)>,
     stats: Mutex<JournalStats>,
     config: JournalConfig,
     state: Mutex<State>,
@@ -164,6 +167,7 @@ impl Journal {
         Ok(Journal {
             shared: Arc::new(Shared {
                 dir: dir.to_owned(),
+                written: Mutex::new((0, 0)),
                 stats: Mutex::new(JournalStats::default()),
                 config,
                 state: Mutex::new(state),
@@ -334,6 +338,44 @@ impl Store for Journal {
             self.shared.work.notify_one();
         }
         Ok(Commit::pending(commit, self.shared.progress.subscribe()))
+    }
+
+    fn load(&self, loc: Location) -> Result<Arc<ferry_core::message::Message>, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let (seg, offset) = (segment_of(loc), loc.0 & 0xffff_ffff);
+        let path = segment::path(&self.shared.dir, seg);
+        let corrupt = |detail: String| StoreError::Corrupt {
+            file: path.display().to_string(),
+            offset,
+            detail,
+        };
+        let file = std::fs::File::open(&path).map_err(|e| io_error(&path, e))?;
+        let mut header = [0u8; frame::FRAME_HEADER];
+        file.read_exact_at(&mut header, offset)
+            .map_err(|e| io_error(&path, e))?;
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len == 0 || len > frame::MAX_FRAME {
+            return Err(corrupt(format!("frame length {len}")));
+        }
+        let mut buf = vec![0u8; frame::FRAME_HEADER + len];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| io_error(&path, e))?;
+        let f = frame::read(&buf).map_err(|e| corrupt(e.to_string()))?;
+        match codec::decode(f.kind, f.payload) {
+            Ok(Record::Enqueued { message, .. }) => Ok(message),
+            Ok(_) => Err(corrupt("not a message record".into())),
+            Err(e) => Err(corrupt(e.to_string())),
+        }
+    }
+
+    fn loadable(&self, loc: Location) -> bool {
+        let (seg, len) = *self
+            .shared
+            .written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (s, o) = (segment_of(loc), loc.0 & 0xffff_ffff);
+        s < seg || (s == seg && o < len)
     }
 
     fn recovered(&self, live: &mut dyn Iterator<Item = (QueueId, Location)>) {

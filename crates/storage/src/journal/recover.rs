@@ -100,6 +100,10 @@ pub(super) fn replay(
     let len = create_with_checkpoint(shared, st, id)?;
     st.head = id;
     st.head_len = len;
+    *shared
+        .written
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = (id, len);
     let file =
         segment::open_append(dir, id, len).map_err(|e| io_error(&segment::path(dir, id), e))?;
     Ok(Some(Head {

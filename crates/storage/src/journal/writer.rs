@@ -149,6 +149,7 @@ fn write_chunks(
                 file,
                 len: segment::HEADER,
             });
+            note_written(shared, chunk.segment, segment::HEADER);
         }
         let Some(h) = head.as_mut().filter(|h| h.segment == chunk.segment) else {
             return Err(StoreError::Io(format!(
@@ -164,11 +165,19 @@ fn write_chunks(
             return Err(io_error(&segment::path(&shared.dir, h.segment), e));
         }
         h.len += chunk.bytes.len() as u64;
+        note_written(shared, h.segment, h.len);
     }
     let mut stats = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
     stats.batches += 1;
     stats.bytes_written += chunks.iter().map(|c| c.bytes.len() as u64).sum::<u64>();
     Ok(())
+}
+
+fn note_written(shared: &Shared, segment: u64, len: u64) {
+    *shared
+        .written
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = (segment, len);
 }
 
 fn sync(shared: &Shared, head: &Option<Head>) -> Result<(), StoreError> {
