@@ -131,7 +131,7 @@ impl Broker {
             .collect();
         let total: u64 = queues.iter().map(|(r, _)| r).sum();
         let mut excess = total.saturating_sub(budget);
-        queues.sort_by(|a, b| b.0.cmp(&a.0));
+        queues.sort_by_key(|(resident, _)| std::cmp::Reverse(*resident));
         let mut freed = 0;
         for (_, q) in queues {
             let mut cursor = Some(usize::MAX);
