@@ -93,7 +93,7 @@ fn main() {
                 .collect();
             b.send_batch(&q, batch).expect("batch");
             left -= k;
-            if let Some(budget) = budget.filter(|_| left % 100_000 == 0) {
+            if let Some(budget) = budget.filter(|_| left.is_multiple_of(100_000)) {
                 // The writer must have written what is evicted: let it catch up.
                 let (_, c) = b.send(&q, Message::new("sync").persistent()).expect("send");
                 rt_block(c);
