@@ -877,3 +877,63 @@ fn a_dead_letters_removal_is_written_with_its_new_copy() {
     });
     assert!(together, "one append, the new copy first: {appends:?}");
 }
+
+/// A store that says it can read messages back, then cannot.
+#[derive(Default)]
+struct UnreadableStore;
+
+impl crate::store::Store for UnreadableStore {
+    fn append(
+        &self,
+        records: &mut Vec<crate::store::Record>,
+        locations: &mut Vec<crate::store::Location>,
+    ) -> Result<crate::store::Commit, crate::store::StoreError> {
+        for r in records.drain(..) {
+            if matches!(r, crate::store::Record::Enqueued { .. }) {
+                locations.push(crate::store::Location(1));
+            }
+        }
+        Ok(crate::store::Commit::done())
+    }
+
+    fn recover(
+        &self,
+        _: &mut dyn FnMut(crate::store::Record, Option<crate::store::Location>),
+    ) -> Result<(), crate::store::StoreError> {
+        Ok(())
+    }
+
+    fn loadable(&self, _: crate::store::Location) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_message_that_cannot_be_read_back_stays_queued() {
+    let broker = Broker::open(
+        Arc::new(FakeClock::default()),
+        Arc::new(SequentialIds::default()),
+        Arc::new(UnreadableStore) as Arc<dyn crate::store::Store>,
+    )
+    .expect("open");
+    broker.create_namespace(NS);
+    let q = broker
+        .declare_queue(NS, "q", QueueConfig::default())
+        .expect("q")
+        .queue;
+    broker
+        .send(&q, Message::new("kept").persistent())
+        .expect("send");
+    assert_eq!(broker.evict_to(0), 4);
+    assert!(
+        broker
+            .receive(&q, 10, ReceiveMode::Lease(secs(5)))
+            .is_empty()
+    );
+    assert_eq!(q.stats().ready, 1, "still queued, not dropped");
+    let (tx, _rx) = mpsc::unbounded_channel();
+    broker
+        .consume(&q, ConsumerSpec::new(tx))
+        .expect("consume: no spin");
+    assert_eq!(q.stats().ready, 1);
+}

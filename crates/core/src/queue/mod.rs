@@ -646,10 +646,13 @@ impl QueueCore {
         let message = match self.message_of(key) {
             Ok(m) => m,
             Err(err) => {
-                // The store cannot give it back (damage after the start):
-                // say so loudly; it cannot be delivered.
-                tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back; it is lost");
-                self.remove(key, None, now, fx);
+                // Never dropped for this: it stays queued (evictions only
+                // take written records, so this is damage or an I/O error,
+                // said loudly) and is tried again on a later delivery.
+                tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back; it stays queued");
+                let e = &self.slots[key];
+                self.ready
+                    .push((e.seq, key), e.priority, e.msg.group_id.as_deref(), true);
                 return None;
             }
         };
@@ -1064,7 +1067,7 @@ impl QueueCore {
             let Some(loc) = e.loc.filter(|l| moved(*l)) else {
                 continue;
             };
-            let (seq, at, deliveries) = (e.seq, e.enqueued_at, e.deliveries);
+            let (seq, at, deliveries, evicted) = (e.seq, e.enqueued_at, e.deliveries, e.evicted);
             let message = match self.message_of(key) {
                 Ok(m) => m,
                 Err(err) => {
@@ -1072,6 +1075,15 @@ impl QueueCore {
                     continue;
                 }
             };
+            if evicted {
+                // Its new record is not written yet, so it cannot be read
+                // back from there: it stays in memory until the budget task
+                // evicts it again.
+                let e = &mut self.slots[key];
+                e.msg = Arc::clone(&message);
+                e.evicted = false;
+                self.stats.resident_bytes += e.size;
+            }
             fx.records.push(Record::Enqueued {
                 queue: self.id,
                 seq,

@@ -108,7 +108,9 @@ impl QueueCore {
             let (id, auto_ack) = (c.id, c.spec.auto_ack);
             let deadline = c.spec.lease_timeout.map(|t| now.plus(t));
             let Some(mut delivery) = self.lease(key, deadline, Some(id), now, fx) else {
-                continue;
+                // It could not be read back and went back to the queue:
+                // stop here rather than try it again at once.
+                break;
             };
             delivery.auto_acked = auto_ack;
             self.consumers.list[at].in_flight += 1;
