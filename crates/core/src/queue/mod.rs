@@ -875,7 +875,7 @@ impl QueueCore {
             Some(_) if self.slots[key].evicted => match self.message_of(key) {
                 Ok(m) => Some(m),
                 Err(err) => {
-                    tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back; it is lost");
+                    tracing::error!(queue = %self.name, error = %err, "a dying evicted message could not be read back to dead-letter it; its journal record is kept");
                     None
                 }
             },
@@ -894,10 +894,13 @@ impl QueueCore {
         match (died, e.evicted) {
             (None, _) => fx.records.extend(removal),
             (Some(reason), false) => self.discard(e.msg, reason, removal, now, fx),
-            (Some(reason), true) => match dying {
-                Some(m) => self.discard(m, reason, removal, now, fx),
-                None => fx.records.extend(removal),
-            },
+            // Unreadable (`dying` is None): its record stays in the journal
+            // (no removal), so a restart brings it back rather than lose it.
+            (Some(reason), true) => {
+                if let Some(m) = dying {
+                    self.discard(m, reason, removal, now, fx);
+                }
+            }
         }
     }
 
