@@ -260,3 +260,17 @@ def test_fifo_receive_retries_with_the_same_attempt_id(sqs):
     sqs.delete_message(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"])
     fresh = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, ReceiveRequestAttemptId="try-1")
     assert fresh.get("Messages", []) != first, "a deleted message ends the retry"
+
+
+def test_a_fifo_batch_entry_without_a_group_fails_alone(sqs):
+    url = sqs.create_queue(
+        QueueName=name("b") + ".fifo",
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+    )["QueueUrl"]
+    r = sqs.send_message_batch(
+        QueueUrl=url,
+        Entries=[{"Id": "ok", "MessageBody": "x", "MessageGroupId": "g"}, {"Id": "nogroup", "MessageBody": "y"}],
+    )
+    assert [e["Id"] for e in r["Successful"]] == ["ok"]
+    assert r["Failed"][0]["Id"] == "nogroup"
+    assert r["Failed"][0]["Code"] == "InvalidParameterValue"

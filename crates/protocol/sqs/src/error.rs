@@ -59,6 +59,7 @@ errors! {
     missing_parameter_message => "com.amazon.coral.service#MissingRequiredParameterException", "MissingParameter", 400;
     invalid_action => "InvalidAction", "InvalidAction", 400;
     missing_action_message => "MissingAction", "MissingAction", 400;
+    unknown_operation => "UnknownOperationException", "UnknownOperationException", 404;
     serialization => "SerializationException", "SerializationException", 400;
     access_denied => "AccessDenied", "AccessDenied", 403;
     invalid_client_token_id => "InvalidClientTokenId", "InvalidClientTokenId", 403;
@@ -86,8 +87,10 @@ impl SqsError {
         Self::missing_parameter_message(&format!("The request must contain the parameter {name}."))
     }
 
+    /// A query-protocol request with no `Action`: AWS answers 404
+    /// UnknownOperationException (recorded against AWS).
     pub fn missing_action() -> SqsError {
-        Self::missing_action_message("The request must contain the parameter Action.")
+        Self::unknown_operation("An unknown operation was requested.")
     }
 
     pub fn no_queue() -> SqsError {

@@ -173,6 +173,10 @@ async fn errors_come_in_each_protocols_shape() {
     .await;
     assert_eq!(r.status, 400);
 
+    let r = query_call(addr, "/", "Version=2012-11-05").await;
+    assert_eq!(r.status, 404, "no Action: {}", r.body);
+    assert!(r.body.contains("<Code>UnknownOperationException</Code>"));
+
     let r = query_call(
         addr,
         "/",

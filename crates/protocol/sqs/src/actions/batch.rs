@@ -82,7 +82,15 @@ pub async fn send(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, 
     let mut checked = Vec::with_capacity(entries.len());
     for e in &entries {
         let id = e.str("Id")?;
-        let out = outgoing(&q, e);
+        // In a batch, SQS reports a FIFO entry without a group as an
+        // invalid value, not a missing parameter (recorded against AWS).
+        let out = outgoing(&q, e).map_err(|err| {
+            if err.query_code == "MissingParameter" && err.message.contains("MessageGroupId") {
+                SqsError::invalid_parameter(&err.message)
+            } else {
+                err
+            }
+        });
         if let Ok(o) = &out {
             total += o.size;
         }
