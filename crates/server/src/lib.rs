@@ -91,10 +91,11 @@ impl Server {
         let started = std::time::Instant::now();
         let (broker, journal) = tokio::task::spawn_blocking(move || {
             let journal = Arc::new(Journal::open(&journal_dir, config.journal)?);
-            let broker = Broker::open(
+            let broker = Broker::open_with_budget(
                 Arc::new(SystemClock::new()),
                 Arc::new(RandomIds::new()),
                 Arc::clone(&journal) as Arc<dyn ferry_core::store::Store>,
+                memory_budget,
             )?;
             Ok::<_, ServerError>((broker, journal))
         })

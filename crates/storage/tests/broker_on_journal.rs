@@ -351,3 +351,81 @@ async fn messages_beyond_the_budget_live_in_the_journal_and_come_back() {
     }
     assert_eq!(n, 300, "299 evicted ones and the transient one");
 }
+
+#[tokio::test]
+async fn a_restart_under_a_budget_leaves_bodies_on_disk_until_delivered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::default();
+    {
+        let (b, j) = open(dir.path(), &clock, 64 << 20);
+        b.create_namespace(NS);
+        let q = b
+            .declare_queue(
+                NS,
+                "deep",
+                QueueConfig {
+                    max_priority: 5,
+                    ..QueueConfig::default()
+                },
+            )
+            .expect("deep")
+            .queue;
+        for i in 0..200 {
+            send(&b, &q, &format!("{i:04}{}", "r".repeat(1020))).await;
+        }
+        let (_, c) = b
+            .send(
+                &q,
+                Message::new("later")
+                    .persistent()
+                    .with_delay(Duration::from_secs(60)),
+            )
+            .expect("send");
+        c.wait().await.expect("durable");
+        let (_, c) = b
+            .send(&q, Message::new("urgent").persistent().with_priority(5))
+            .expect("send");
+        c.wait().await.expect("durable");
+        drop(b);
+        j.close();
+    }
+    let journal = Arc::new(Journal::open(dir.path(), JournalConfig::default()).expect("journal"));
+    let b = Broker::open_with_budget(
+        Arc::new(clock.clone()),
+        Arc::new(SequentialIds::default()),
+        Arc::clone(&journal) as Arc<dyn Store>,
+        16 * 1024,
+    )
+    .expect("broker");
+    assert!(b.resident_bytes() <= 16 * 1024, "{}", b.resident_bytes());
+    let q = b.queue(NS, "deep").expect("queue");
+    assert_eq!(q.stats().ready, 201, "the delayed one is still delayed");
+    assert_eq!(q.stats().delayed, 1);
+    let first = b.receive(&q, 1, LEASE);
+    assert_eq!(
+        &first[0].message.body[..],
+        b"urgent",
+        "its priority came back"
+    );
+    b.ack(&q, first[0].lease).expect("ack");
+    let mut n = 0;
+    loop {
+        let got = b.receive(&q, 10, LEASE);
+        if got.is_empty() {
+            break;
+        }
+        for d in got {
+            assert_eq!(d.message.body.len(), 1024, "read back whole");
+            b.ack(&q, d.lease).expect("ack");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 200);
+    clock.advance(Duration::from_secs(60));
+    b.fire_timers();
+    assert_eq!(
+        bodies(&b.receive(&q, 10, LEASE)),
+        ["later"],
+        "its delay came back"
+    );
+}

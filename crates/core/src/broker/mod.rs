@@ -137,6 +137,18 @@ impl Broker {
         ids: Arc<dyn IdGenerator>,
         store: Arc<dyn Store>,
     ) -> CoreResult<Arc<Broker>> {
+        Broker::open_with_budget(clock, ids, store, u64::MAX)
+    }
+
+    /// [`Broker::open`], recovering at most `memory_budget` bytes of message
+    /// bodies into memory: past it, messages the store can read back stay
+    /// there (see [`crate::store::DurableState::with_budget`]).
+    pub fn open_with_budget(
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        store: Arc<dyn Store>,
+        memory_budget: u64,
+    ) -> CoreResult<Arc<Broker>> {
         let broker = Arc::new(Broker {
             clock,
             ids,
@@ -147,7 +159,7 @@ impl Broker {
             timers: Timers::default(),
             moves: MoveTasks::default(),
         });
-        broker.recover()?;
+        broker.recover(memory_budget)?;
         Ok(broker)
     }
 

@@ -12,8 +12,8 @@ use crate::store::DurableState;
 use super::{Broker, Namespace, lock, write};
 
 impl Broker {
-    pub(super) fn recover(&self) -> CoreResult<()> {
-        let mut state = DurableState::default();
+    pub(super) fn recover(&self, memory_budget: u64) -> CoreResult<()> {
+        let mut state = DurableState::with_budget(memory_budget);
         self.store.recover(&mut |r, loc| state.apply(r, loc))?;
         let now = self.clock.now();
         let mut namespaces = write(&self.namespaces);
@@ -49,7 +49,16 @@ impl Broker {
                 let mut core = lock(&q.core);
                 let mut fx = Effects::default();
                 for (seq, m) in dq.messages {
-                    core.restore(seq, m.at, m.message, m.deliveries, m.loc, now, &mut fx);
+                    core.restore(
+                        seq,
+                        m.at,
+                        m.message,
+                        m.deliveries,
+                        m.loc,
+                        m.evicted_size,
+                        now,
+                        &mut fx,
+                    );
                 }
             }
             write(&ns.queues).insert(dq.name, Arc::clone(&q));

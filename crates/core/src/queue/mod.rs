@@ -444,7 +444,10 @@ impl QueueCore {
     }
 
     /// Puts a recovered message back with its original sequence number,
-    /// delivery count and store location (recovery replays in sequence order).
+    /// delivery count and store location (recovery replays in sequence
+    /// order). With `evicted_size`, `msg` is a body-less stand-in carrying
+    /// only what queueing needs (priority, TTL, delay): the message stays in
+    /// the store, and this is its real size.
     #[allow(clippy::too_many_arguments)]
     pub fn restore(
         &mut self,
@@ -453,11 +456,23 @@ impl QueueCore {
         msg: Arc<Message>,
         deliveries: u32,
         loc: Option<Location>,
+        evicted_size: Option<u64>,
         now: Timestamp,
         fx: &mut Effects,
     ) {
         self.next_seq = self.next_seq.max(seq + 1);
-        self.insert(seq, msg, enqueued_at, deliveries, loc, now, fx);
+        let key = self.insert(seq, msg, enqueued_at, deliveries, loc, now, fx);
+        if let Some(size) = evicted_size {
+            let stand_in = Arc::clone(&self.stand_in);
+            let e = &mut self.slots[key];
+            e.msg = stand_in;
+            e.evicted = true;
+            e.size = size;
+            self.stats.bytes += size;
+            if e.state == State::Ready {
+                self.stats.ready_bytes += size;
+            }
+        }
     }
 
     /// Gives entries enqueued by the last operation their store locations
