@@ -35,6 +35,14 @@ fn rss_mib() -> f64 {
 }
 
 fn open(dir: &std::path::Path, fsync: FsyncPolicy) -> (Arc<Broker>, Arc<Journal>) {
+    open_within(dir, fsync, u64::MAX)
+}
+
+fn open_within(
+    dir: &std::path::Path,
+    fsync: FsyncPolicy,
+    budget: u64,
+) -> (Arc<Broker>, Arc<Journal>) {
     let journal = Arc::new(
         Journal::open(
             dir,
@@ -45,10 +53,11 @@ fn open(dir: &std::path::Path, fsync: FsyncPolicy) -> (Arc<Broker>, Arc<Journal>
         )
         .expect("journal"),
     );
-    let broker = Broker::open(
+    let broker = Broker::open_with_budget(
         Arc::new(SystemClock::new()),
         Arc::new(RandomIds::new()),
         Arc::clone(&journal) as Arc<dyn Store>,
+        budget,
     )
     .expect("broker");
     (broker, journal)
@@ -119,11 +128,8 @@ fn main() {
         .sum();
     let before = rss_mib();
     let start = Instant::now();
-    let (b, j) = open(&dir, FsyncPolicy::Always);
+    let (b, j) = open_within(&dir, FsyncPolicy::Always, budget.unwrap_or(u64::MAX));
     let elapsed = start.elapsed();
-    if let Some(budget) = budget {
-        b.evict_to(budget);
-    }
     let q = b.queue("bench", "q").expect("queue");
     let ready = q.stats().ready;
     assert!(ready as usize >= n, "every message came back");
