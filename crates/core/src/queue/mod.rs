@@ -177,6 +177,8 @@ struct Entry {
     evicted: bool,
     /// The body's size (the stand-in's is 0).
     size: u64,
+    /// The FIFO group of an evicted message (the stand-in has none).
+    group: Option<Arc<str>>,
     state: State,
     deliveries: u32,
     priority: u8,
@@ -187,6 +189,17 @@ struct Entry {
     leased_at: Timestamp,
     /// Where the store holds it (journaled messages only).
     loc: Option<Location>,
+}
+
+impl Entry {
+    /// The message's FIFO group, whether it is in memory or evicted.
+    fn group(&self) -> Option<&str> {
+        if self.evicted {
+            self.group.as_deref()
+        } else {
+            self.msg.group_id.as_deref()
+        }
+    }
 }
 
 type TimedRef = Reverse<(Timestamp, u64, usize)>;
@@ -268,15 +281,11 @@ impl QueueCore {
     /// entries whose records the store can read back, from slot `cursor`
     /// down, looking at `max` slots, until `want` bytes are freed. Returns
     /// the bytes freed and where to go on (`None`: the whole queue was
-    /// seen). FIFO queues keep their messages (their group index reads the
-    /// group from the message).
+    /// seen). An evicted FIFO message keeps its group on the entry.
     pub fn evict(&mut self, want: u64, cursor: usize, max: usize) -> (u64, Option<usize>) {
         let Some(store) = self.store.clone() else {
             return (0, None);
         };
-        if self.config.fifo {
-            return (0, None);
-        }
         let start = cursor.min(self.slots.capacity());
         let stop = start.saturating_sub(max);
         let mut freed = 0;
@@ -294,6 +303,7 @@ impl QueueCore {
                 && !matches!(e.state, State::Leased { .. })
                 && e.loc.is_some_and(|l| store.loadable(l));
             if evictable {
+                e.group = e.msg.group_id.as_deref().map(Arc::from);
                 e.msg = stand_in;
                 e.evicted = true;
                 freed += e.size;
@@ -465,6 +475,7 @@ impl QueueCore {
         if let Some(size) = evicted_size {
             let stand_in = Arc::clone(&self.stand_in);
             let e = &mut self.slots[key];
+            e.group = e.msg.group_id.as_deref().map(Arc::from);
             e.msg = stand_in;
             e.evicted = true;
             e.size = size;
@@ -519,6 +530,7 @@ impl QueueCore {
             msg,
             evicted: false,
             size,
+            group: None,
             state: State::Delayed(visible_at),
             deliveries,
             priority,
@@ -666,8 +678,7 @@ impl QueueCore {
                 // said loudly) and is tried again on a later delivery.
                 tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back; it stays queued");
                 let e = &self.slots[key];
-                self.ready
-                    .push((e.seq, key), e.priority, e.msg.group_id.as_deref(), true);
+                self.ready.push((e.seq, key), e.priority, e.group(), true);
                 return None;
             }
         };
@@ -851,7 +862,7 @@ impl QueueCore {
                 self.consumers.settle(c);
             }
             if let ReadyIndex::Grouped(g) = &mut self.ready
-                && g.release(e.msg.group_id.as_deref().unwrap_or(""))
+                && g.release(e.group().unwrap_or(""))
             {
                 fx.became_ready += 1;
             }
@@ -862,12 +873,8 @@ impl QueueCore {
     fn make_ready(&mut self, key: usize, returned: bool, fx: &mut Effects) {
         let e = &mut self.slots[key];
         e.state = State::Ready;
-        self.ready.push(
-            (e.seq, key),
-            e.priority,
-            e.msg.group_id.as_deref(),
-            returned,
-        );
+        self.ready
+            .push((e.seq, key), e.priority, e.group(), returned);
         self.stats.ready += 1;
         self.stats.ready_bytes += e.size;
         fx.became_ready += 1;
@@ -1044,7 +1051,7 @@ impl QueueCore {
                 if !e.evicted {
                     self.stats.resident_bytes -= size;
                 }
-                self.release_group(e.msg.group_id.as_deref(), fx);
+                self.release_group(e.group(), fx);
                 let removal = self.journaled(&e.msg).then_some(Record::Removed {
                     queue: self.id,
                     seq: e.seq,
@@ -1056,7 +1063,7 @@ impl QueueCore {
         }
         for (seq, key) in passed_over {
             let e = &self.slots[key];
-            let group = e.msg.group_id.clone();
+            let group = e.group().map(str::to_owned);
             self.ready
                 .push((seq, key), e.priority, group.as_deref(), true);
             self.release_group(group.as_deref(), fx);

@@ -15,7 +15,7 @@ use super::record::{Location, QueueId, Record};
 pub struct StoredMessage {
     pub at: Timestamp,
     /// The message, or (with `evicted_size`) a body-less stand-in that keeps
-    /// only its priority, TTL and delay.
+    /// only its priority, TTL, delay and group.
     pub message: Arc<Message>,
     pub deliveries: u32,
     /// Where the store holds it.
@@ -70,8 +70,8 @@ fn held(m: &StoredMessage) -> u64 {
 
 impl DurableState {
     /// A state that keeps at most `budget` bytes of message bodies: past
-    /// it, messages with a store location are kept as body-less stand-ins
-    /// (non-FIFO durable queues; FIFO queues keep theirs).
+    /// it, messages of durable queues with a store location are kept as
+    /// body-less stand-ins (with their priority, TTL, delay and group).
     pub fn with_budget(budget: u64) -> Self {
         DurableState {
             namespaces: BTreeSet::new(),
@@ -86,10 +86,10 @@ impl DurableState {
     }
 
     /// A body-less copy keeping what queueing needs; one shared copy when
-    /// the message has no priority, TTL or delay of its own.
+    /// the message has no priority, TTL, delay or group of its own.
     fn stand_in_for(&mut self, m: &Message) -> Arc<Message> {
         let p = &m.properties;
-        if p.priority.is_none() && p.ttl.is_none() && p.delay.is_none() {
+        if p.priority.is_none() && p.ttl.is_none() && p.delay.is_none() && m.group_id.is_none() {
             return Arc::clone(
                 self.stand_in.get_or_insert_with(|| {
                     Arc::new(Message::new(bytes::Bytes::new()).persistent())
@@ -100,6 +100,7 @@ impl DurableState {
         s.properties.priority = p.priority;
         s.properties.ttl = p.ttl;
         s.properties.delay = p.delay;
+        s.group_id = m.group_id.clone();
         Arc::new(s)
     }
 
@@ -181,10 +182,7 @@ impl DurableState {
                 ..
             } => {
                 let size = message.size();
-                let keeps_bodies = self
-                    .queues
-                    .get(&queue)
-                    .is_none_or(|q| q.config.fifo || !q.config.durable);
+                let keeps_bodies = self.queues.get(&queue).is_none_or(|q| !q.config.durable);
                 let evict = loc.is_some()
                     && message.persistent
                     && !keeps_bodies
