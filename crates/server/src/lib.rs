@@ -60,18 +60,7 @@ impl Server {
             let app = admin::router(admin::AdminState {
                 ready: Arc::clone(&ready),
             });
-            let mut stopped = stopped.clone();
-            tasks.spawn(async move {
-                let shutdown = async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    tracing::error!(error = %e, "admin listener failed");
-                }
-            });
+            serve_http(&mut tasks, "admin", listener, app, stopped.clone());
         }
 
         // The AWS listener binds now (a taken port fails the start at
@@ -107,18 +96,7 @@ impl Server {
         let memory = memory::spawn(Arc::clone(&broker), memory_budget);
         if let Some(listener) = aws_listener {
             let app = ferry_sqs::router(ferry_sqs::Sqs::new(Arc::clone(&broker), sqs_config));
-            let mut stopped = stopped.clone();
-            tasks.spawn(async move {
-                let shutdown = async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    tracing::error!(error = %e, "aws listener failed");
-                }
-            });
+            serve_http(&mut tasks, "aws", listener, app, stopped.clone());
         }
         ready.store(true, Ordering::Release);
 
@@ -165,6 +143,28 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || journal.close()).await;
         tracing::info!("stopped");
     }
+}
+
+/// Serves `app` on `listener` until `stopped` turns true, then lets
+/// in-flight requests finish (graceful shutdown).
+fn serve_http(
+    tasks: &mut JoinSet<()>,
+    protocol: &'static str,
+    listener: TcpListener,
+    app: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) {
+    tasks.spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, protocol, "listener failed");
+        }
+    });
 }
 
 async fn bind(protocol: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {

@@ -11,7 +11,6 @@ use tokio::sync::watch;
 use crate::clock::Timestamp;
 use crate::error::{CoreError, CoreResult};
 use crate::message::Message;
-use crate::queue::Effects;
 use crate::store::Record;
 
 use super::{Broker, QueueHandle, lock};
@@ -164,13 +163,9 @@ impl Broker {
                 return MoveStatus::Cancelled;
             }
             taken.clear();
-            let mut fx = Effects::default();
-            {
-                let mut core = lock(&src.core);
-                core.take_for_move(self.clock.now(), batch, below_seq, &mut fx, &mut taken);
-                let _ = self.journal(&mut core, &mut fx);
-            }
-            self.after(src, fx, 0);
+            self.op(src, |core, now, fx| {
+                core.take_for_move(now, batch, below_seq, fx, &mut taken)
+            });
             if taken.is_empty() {
                 return if src.is_deleted() {
                     MoveStatus::Failed("the source queue was deleted".into())

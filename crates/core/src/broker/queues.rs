@@ -289,6 +289,17 @@ impl Broker {
         q: &Arc<QueueHandle>,
         f: impl FnOnce(&mut QueueCore, Timestamp, &mut Effects) -> R,
     ) -> (R, Commit) {
+        self.op_at(q, 0, f)
+    }
+
+    /// [`Broker::op`] for an operation `depth` dead-letter hops deep (its
+    /// own dead letters stop after a bound).
+    pub(super) fn op_at<R>(
+        &self,
+        q: &Arc<QueueHandle>,
+        depth: u32,
+        f: impl FnOnce(&mut QueueCore, Timestamp, &mut Effects) -> R,
+    ) -> (R, Commit) {
         let now = self.clock.now();
         let mut fx = Effects::default();
         let (r, commit, next) = {
@@ -298,7 +309,7 @@ impl Broker {
             (r, commit, core.next_deadline())
         };
         self.schedule(q, next);
-        self.after(q, fx, 0);
+        self.after(q, fx, depth);
         (r, commit)
     }
 
@@ -317,7 +328,7 @@ impl Broker {
         }
     }
 
-    fn stamp(&self, msg: &mut Message, now: Timestamp) {
+    pub(super) fn stamp(&self, msg: &mut Message, now: Timestamp) {
         msg.id = self.ids.next_id();
         if msg.published_at == Timestamp(0) {
             msg.published_at = now;
@@ -411,27 +422,21 @@ impl Broker {
         depth: u32,
         then: &mut Option<Record>,
     ) -> CoreResult<(Enqueued, Commit)> {
-        let now = self.clock.now();
-        let mut fx = Effects::default();
-        let (r, commit, next) = {
-            let mut core = lock(&q.core);
+        let (r, commit) = self.op_at(q, depth, |core, now, fx| {
             // Checked under the lock: a deletion closes the queue under it too.
             if q.is_deleted() {
                 return Err(CoreError::QueueNotFound(q.name.clone()));
             }
             let r = if forwarded {
-                core.enqueue_forwarded(msg, now, &mut fx)
+                core.enqueue_forwarded(msg, now, fx)
             } else {
-                core.enqueue(msg, now, &mut fx)
+                core.enqueue(msg, now, fx)
             };
             if r.is_ok() {
                 fx.records.extend(then.take());
             }
-            let commit = self.journal(&mut core, &mut fx);
-            (r, commit, core.next_deadline())
-        };
-        self.schedule(q, next);
-        self.after(q, fx, depth);
+            r
+        });
         r.map(|o| (o, commit))
     }
 

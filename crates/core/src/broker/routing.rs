@@ -212,10 +212,7 @@ impl Broker {
     }
 
     fn stamp_for_publish(&self, msg: &mut Message, router: &str) {
-        msg.id = self.ids.next_id();
-        if msg.published_at.as_millis() == 0 {
-            msg.published_at = self.clock.now();
-        }
+        self.stamp(msg, self.clock.now());
         if msg.router.as_deref() != Some(router) {
             msg.router = Some(router.to_owned());
         }

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::clock::Timestamp;
-use crate::queue::Effects;
 
 use super::{Broker, QueueHandle, lock};
 
@@ -85,15 +84,7 @@ impl Broker {
                 continue;
             }
             q.scheduled.store(u64::MAX, Ordering::Release);
-            let mut fx = Effects::default();
-            let next = {
-                let mut core = lock(&q.core);
-                core.tick(now, &mut fx);
-                let _ = self.journal(&mut core, &mut fx);
-                core.next_deadline()
-            };
-            self.schedule(q, next);
-            self.after(q, fx, 0);
+            self.op(q, |core, now, fx| core.tick(now, fx));
         }
         due.len()
     }
