@@ -32,6 +32,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT|off")]
     aws_listen: Option<Listen>,
 
+    /// AMQP 0-9-1 (RabbitMQ clients) [default: 127.0.0.1:5672]; port 0 picks
+    /// a free port, `off` disables it (config key: amqp-listen).
+    #[arg(long, value_name = "HOST:PORT|off")]
+    amqp_listen: Option<Listen>,
+
     /// The region in queue ARNs [default: us-east-1] (config key: aws-region).
     #[arg(long, value_name = "REGION")]
     aws_region: Option<String>,
@@ -149,6 +154,11 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
             .unwrap_or(config::DEFAULT_MEMORY_BUDGET),
         journal,
         sqs,
+        amqp_listen: args
+            .amqp_listen
+            .or(file.amqp_listen)
+            .unwrap_or(config::DEFAULT_AMQP_LISTEN),
+        amqp: defaults.amqp,
         aws_listen: args
             .aws_listen
             .or(file.aws_listen)
@@ -255,6 +265,7 @@ mod tests {
             config: None,
             admin_listen: admin.map(|a| a.parse().expect("listen")),
             aws_listen: None,
+            amqp_listen: None,
             aws_region: None,
             aws_account_id: None,
             aws_access_key_id: None,
@@ -275,6 +286,7 @@ mod tests {
             log_level: Some("debug".into()),
             admin_listen: Some(Listen::Off),
             aws_listen: Some(Listen::Off),
+            amqp_listen: Some(Listen::Off),
             aws_region: Some("eu-west-1".into()),
             aws_account_id: Some("123456789012".into()),
             aws_access_key_id: Some("AKID".into()),
@@ -299,6 +311,7 @@ mod tests {
         );
         assert_eq!(c.journal.segment_size, 1 << 20);
         assert_eq!(c.aws_listen, Listen::Off);
+        assert_eq!(c.amqp_listen, Listen::Off);
         assert_eq!(c.sqs.region, "eu-west-1");
         assert_eq!(c.sqs.account_id, "123456789012");
         assert!(c.journal.repair);

@@ -90,6 +90,7 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     pub admin_listen: Option<Listen>,
     pub aws_listen: Option<Listen>,
+    pub amqp_listen: Option<Listen>,
     pub aws_region: Option<String>,
     pub aws_account_id: Option<String>,
     pub aws_access_key_id: Option<String>,
@@ -120,6 +121,11 @@ pub const DEFAULT_ADMIN_LISTEN: Listen = Listen::At(SocketAddr::new(
     15672,
 ));
 
+pub const DEFAULT_AMQP_LISTEN: Listen = Listen::At(SocketAddr::new(
+    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+    5672,
+));
+
 pub const DEFAULT_FSYNC_INTERVAL_MS: u64 = 100;
 pub const DEFAULT_AWS_LISTEN: Listen = Listen::At(SocketAddr::new(
     std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -134,6 +140,9 @@ pub struct ServerConfig {
     /// The SQS (and later SNS) HTTP APIs.
     pub aws_listen: Listen,
     pub sqs: ferry_sqs::SqsConfig,
+    /// AMQP 0-9-1.
+    pub amqp_listen: Listen,
+    pub amqp: ferry_amqp::AmqpConfig,
     pub journal: JournalConfig,
     /// Bytes of message bodies kept in memory; journaled ones beyond it are
     /// read back from the journal when needed.
@@ -149,6 +158,8 @@ impl Default for ServerConfig {
             admin_listen: DEFAULT_ADMIN_LISTEN,
             aws_listen: DEFAULT_AWS_LISTEN,
             sqs: ferry_sqs::SqsConfig::default(),
+            amqp_listen: DEFAULT_AMQP_LISTEN,
+            amqp: ferry_amqp::AmqpConfig::default(),
             journal: JournalConfig::default(),
             memory_budget: DEFAULT_MEMORY_BUDGET,
         }

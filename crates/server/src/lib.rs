@@ -5,6 +5,7 @@
 //! broker recovers; `/api/health/ready` turns 200 once it has.
 
 pub mod admin;
+mod amqp;
 mod compaction;
 pub mod config;
 mod data_dir;
@@ -73,7 +74,16 @@ impl Server {
             }
             Listen::Off => None,
         };
+        let amqp_listener = match config.amqp_listen {
+            Listen::At(addr) => {
+                let l = bind("amqp", addr).await?;
+                listening.push(("amqp", local_addr("amqp", &l, addr)?));
+                Some(l)
+            }
+            Listen::Off => None,
+        };
         let sqs_config = config.sqs.clone();
+        let amqp_config = config.amqp.clone();
         let memory_budget = config.memory_budget;
         let journal_dir = data_dir.path().join("journal");
         tracing::info!(dir = %journal_dir.display(), fsync = ?config.journal.fsync, "recovering");
@@ -97,6 +107,14 @@ impl Server {
         if let Some(listener) = aws_listener {
             let app = ferry_sqs::router(ferry_sqs::Sqs::new(Arc::clone(&broker), sqs_config));
             serve_http(&mut tasks, "aws", listener, app, stopped.clone());
+        }
+        if let Some(listener) = amqp_listener {
+            let protocol = ferry_amqp::Amqp::new(
+                Arc::clone(&broker),
+                amqp_config,
+                ferry_amqp::Users::default(),
+            )?;
+            amqp::serve(&mut tasks, listener, protocol, stopped.clone());
         }
         ready.store(true, Ordering::Release);
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::error::{CoreError, CoreResult};
 use crate::message::{DeathReason, Message};
 use crate::queue::{DeadLetter, DeadLetterTarget};
-use crate::router::{Binding, Destination, Router, RouterConfig};
+use crate::router::{Binding, DEFAULT_ROUTER, Destination, Router, RouterConfig};
 use crate::store::{Commit, Record};
 
 use super::{Broker, Namespace, QueueHandle, read, write};
@@ -35,6 +35,11 @@ impl Broker {
         name: &str,
         config: RouterConfig,
     ) -> CoreResult<bool> {
+        if name == DEFAULT_ROUTER {
+            return Err(CoreError::InvalidArgument(
+                "the default router cannot be declared".to_owned(),
+            ));
+        }
         let ns = self.namespace(namespace)?;
         let mut map = write(&ns.routers);
         if let Some(r) = map.get(name) {
@@ -182,11 +187,13 @@ impl Broker {
         mut msg: Message,
     ) -> CoreResult<Published> {
         let ns = self.namespace(namespace)?;
-        let r = self.router(&ns, router)?;
-        if read(&r).config().internal {
-            return Err(CoreError::InvalidArgument(format!(
-                "router '{router}' is internal: publish to it through another router"
-            )));
+        if router != DEFAULT_ROUTER {
+            let r = self.router(&ns, router)?;
+            if read(&r).config().internal {
+                return Err(CoreError::InvalidArgument(format!(
+                    "router '{router}' is internal: publish to it through another router"
+                )));
+            }
         }
         let mut queues = Vec::new();
         self.route(&ns, router, &msg, &mut Vec::new(), &mut queues);
@@ -233,6 +240,16 @@ impl Broker {
     ) -> usize {
         if path.iter().any(|v| v == router) || path.len() >= MAX_ROUTER_HOPS {
             return 0;
+        }
+        if router == DEFAULT_ROUTER {
+            let key = msg.routing_key.as_str();
+            if !read(&ns.queues).contains_key(key) {
+                return 0;
+            }
+            if !queues.iter().any(|q| &**q == key) {
+                queues.push(Arc::from(key));
+            }
+            return 1;
         }
         let Ok(r) = self.router(ns, router) else {
             return 0;
@@ -294,6 +311,7 @@ impl Broker {
                     self.route(&ns, router, &msg, &mut Vec::new(), &mut queues);
                     queues
                 }
+                DeadLetterTarget::Discard => Vec::new(),
             };
             // RabbitMQ's rule: a message dead-lettered into a queue it already
             // died in, with no rejection anywhere in its history, would go

@@ -13,7 +13,7 @@ use crate::message::{DeathReason, Headers, Message};
 use crate::queue::{
     ConsumerSpec, DeadLetterPolicy, DeadLetterTarget, Enqueued, QueueConfig, ReceiveMode,
 };
-use crate::router::{Binding, Destination, RouterConfig, RouterKind};
+use crate::router::{Binding, DEFAULT_ROUTER, Destination, RouterConfig, RouterKind};
 use crate::store::MemoryStore;
 
 const NS: &str = "ns";
@@ -301,6 +301,74 @@ fn dead_letters_reach_a_queue_or_a_router_with_a_new_routing_key() {
     assert_eq!(m.routing_key, "dead");
     assert_eq!(m.deaths[0].routing_key, "orig");
     assert_eq!(m.deaths[0].queue, "amqp");
+}
+
+#[test]
+fn the_default_router_routes_to_the_queue_its_key_names() {
+    let env = Env::new();
+    let b = &env.broker;
+    let q = env.queue("jobs", QueueConfig::default());
+    let p = b
+        .publish(
+            NS,
+            DEFAULT_ROUTER,
+            Message::new("x").with_routing_key("jobs"),
+        )
+        .expect("publish");
+    assert_eq!(p.queues, 1);
+    let p = b
+        .publish(
+            NS,
+            DEFAULT_ROUTER,
+            Message::new("y").with_routing_key("nobody"),
+        )
+        .expect("publish");
+    assert_eq!(p.queues, 0, "unroutable: no such queue");
+    assert!(
+        b.declare_router(NS, DEFAULT_ROUTER, RouterConfig::new(RouterKind::Direct))
+            .is_err()
+    );
+    // Dead letters reach a queue through it by their new routing key.
+    let src = env.queue(
+        "src",
+        QueueConfig {
+            dead_letter: Some(DeadLetterPolicy::all_reasons(DeadLetterTarget::Router {
+                router: DEFAULT_ROUTER.into(),
+                routing_key: Some("jobs".into()),
+            })),
+            ..QueueConfig::default()
+        },
+    );
+    env.send(&src, "bad");
+    let d = b.receive(&src, 1, ReceiveMode::Hold);
+    b.nack(&src, d[0].lease, false).expect("reject");
+    let got = b.receive(&q, 10, ReceiveMode::AutoAck);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].message.deaths[0].queue, "src");
+}
+
+#[test]
+fn a_discard_target_drops_messages_past_their_delivery_limit() {
+    let env = Env::new();
+    let b = &env.broker;
+    let q = env.queue(
+        "q",
+        QueueConfig {
+            dead_letter: Some(DeadLetterPolicy::after_deliveries(
+                DeadLetterTarget::Discard,
+                2,
+            )),
+            ..QueueConfig::default()
+        },
+    );
+    env.send(&q, "poison");
+    for _ in 0..2 {
+        let d = b.receive(&q, 1, ReceiveMode::Hold);
+        assert_eq!(d.len(), 1);
+        b.nack(&q, d[0].lease, true).expect("requeue");
+    }
+    assert!(b.receive(&q, 1, ReceiveMode::Hold).is_empty());
+    assert_eq!(q.stats().ready + q.stats().leased, 0);
 }
 
 #[test]

@@ -14,6 +14,9 @@ pub enum DeadLetterTarget {
         router: String,
         routing_key: Option<String>,
     },
+    /// Nowhere: the message is dropped (a quorum queue's delivery limit
+    /// without a dead-letter exchange).
+    Discard,
 }
 
 /// When and where a queue dead-letters messages. A message that dies for a

@@ -11,6 +11,11 @@ use crate::message::{Headers, Message};
 
 use topic::TopicTrie;
 
+/// The default router (AMQP's default exchange): it routes a message to
+/// the queue its routing key names. Every namespace has it implicitly; it
+/// cannot be declared, deleted or bound.
+pub const DEFAULT_ROUTER: &str = "";
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RouterKind {
     /// Routing key equals binding key.

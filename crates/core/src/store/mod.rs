@@ -191,6 +191,21 @@ impl Commit {
         matches!(self.state, CommitState::Done)
     }
 
+    /// The outcome if it is known now (what [`Commit::wait`] would return
+    /// at once), or `None` if the writer has not got this far yet.
+    pub fn outcome(&self) -> Option<Result<(), StoreError>> {
+        match &self.state {
+            CommitState::Done => Some(Ok(())),
+            CommitState::Failed(e) => Some(Err(e.clone())),
+            CommitState::Pending(first, last, rx) => rx.borrow().outcome_of_range(*first, *last),
+        }
+    }
+
+    /// Whether [`Commit::wait`] would return at once.
+    pub fn is_settled(&self) -> bool {
+        self.outcome().is_some()
+    }
+
     /// A commit that completes when both have and fails if either does
     /// (of the same store: it covers every commit from the earlier to the
     /// later, so another's failure in between fails it too; never a false

@@ -83,6 +83,7 @@ pub fn put_queue_config(e: &mut Enc<'_>, c: &QueueConfig) {
                     e.str(router);
                     e.opt_str(routing_key.as_deref());
                 }
+                DeadLetterTarget::Discard => e.u8(2),
             }
             match p.max_deliveries {
                 None => e.u8(0),
@@ -161,6 +162,7 @@ pub fn get_queue_config(d: &mut Dec<'_>) -> DecodeResult<QueueConfig> {
                         router: d.str()?,
                         routing_key: d.opt_str()?,
                     },
+                    2 => DeadLetterTarget::Discard,
                     tag => {
                         return Err(DecodeError::Tag {
                             what: "dead-letter target",

@@ -111,6 +111,18 @@ fn every_record_kind_round_trips() {
             config,
         },
         Record::QueueDeleted { id: QueueId(7) },
+        Record::QueueDeclared {
+            id: QueueId(8),
+            namespace: "/".into(),
+            name: "quorum".into(),
+            config: QueueConfig {
+                dead_letter: Some(DeadLetterPolicy::after_deliveries(
+                    DeadLetterTarget::Discard,
+                    21,
+                )),
+                ..QueueConfig::default()
+            },
+        },
         Record::Enqueued {
             queue: QueueId(7),
             seq: 1 << 40,

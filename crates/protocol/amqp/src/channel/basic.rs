@@ -1,0 +1,414 @@
+//! The basic class, consuming side: qos, consume, cancel, get, deliveries,
+//! and settling them (ack, nack, reject, recover).
+
+use std::sync::{Arc, Weak};
+
+use amq_protocol::protocol::{AMQPClass, basic};
+use ferry_core::broker::QueueHandle;
+use ferry_core::queue::{ConsumerSpec, Delivery, ReceiveMode};
+use ferry_core::{Message, Value};
+
+use super::{Channel, Consumer, ReplyConsumer, Unacked};
+use crate::connection::Ctx;
+use crate::error::{Failure, Outcome, ReplyCode};
+use crate::events::ConsumerSink;
+use crate::properties::properties_of;
+use crate::reply_to;
+use crate::values::short;
+
+/// How a delivery is settled.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) enum Settle {
+    Ack,
+    Requeue,
+    /// Rejected without requeue: dead-lettered or dropped.
+    Discard,
+}
+
+impl Channel {
+    pub(super) fn on_basic(&mut self, cx: &mut Ctx, m: basic::AMQPMethod) -> Outcome {
+        match m {
+            basic::AMQPMethod::Publish(p) => self.start_publish(p),
+            basic::AMQPMethod::Qos(q) => self.qos(cx, q),
+            basic::AMQPMethod::Consume(c) => self.consume(cx, c),
+            basic::AMQPMethod::Cancel(c) => {
+                self.cancel(cx, c.consumer_tag.as_str());
+                if !c.nowait {
+                    cx.out.method(
+                        self.to.id,
+                        AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
+                            consumer_tag: c.consumer_tag,
+                        })),
+                    );
+                }
+                Ok(())
+            }
+            basic::AMQPMethod::Get(g) => self.get(cx, g),
+            basic::AMQPMethod::Ack(a) => self.settle(cx, a.delivery_tag, a.multiple, Settle::Ack),
+            basic::AMQPMethod::Nack(n) => {
+                let how = if n.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Discard
+                };
+                self.settle(cx, n.delivery_tag, n.multiple, how)
+            }
+            basic::AMQPMethod::Reject(r) => {
+                let how = if r.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Discard
+                };
+                self.settle(cx, r.delivery_tag, false, how)
+            }
+            basic::AMQPMethod::Recover(_) => {
+                self.recover(cx);
+                cx.out.method(
+                    self.to.id,
+                    AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+                );
+                Ok(())
+            }
+            basic::AMQPMethod::RecoverAsync(_) => {
+                self.recover(cx);
+                Ok(())
+            }
+            other => Err(server_only(&AMQPClass::Basic(other))),
+        }
+    }
+
+    /// basic.qos: the prefetch count of this channel's consumers (the codec
+    /// drops prefetch-size, which RabbitMQ does not implement either). RabbitMQ
+    /// applies a non-global limit to consumers started after it; a global
+    /// one (shared by the channel's consumers in RabbitMQ) is applied to
+    /// each consumer here, existing ones too.
+    fn qos(&mut self, cx: &mut Ctx, q: basic::Qos) -> Outcome {
+        self.prefetch = (q.prefetch_count > 0).then_some(u32::from(q.prefetch_count));
+        if q.global {
+            for c in &self.consumers {
+                let _ = cx.amqp.broker.set_prefetch(&c.queue, c.id, self.prefetch);
+            }
+        }
+        cx.out.method(
+            self.to.id,
+            AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+        );
+        Ok(())
+    }
+
+    fn consume(&mut self, cx: &mut Ctx, c: basic::Consume) -> Outcome {
+        let tag = if c.consumer_tag.as_str().is_empty() {
+            format!("amq.ctag-{}-{}", self.to.id, self.next_consumer)
+        } else {
+            c.consumer_tag.as_str().to_owned()
+        };
+        if self.consumers.iter().any(|k| k.tag == tag)
+            || self.reply.as_ref().is_some_and(|r| r.tag == tag)
+        {
+            return Err(Failure::connection(
+                ReplyCode::NotAllowed,
+                format!("attempt to reuse consumer tag '{tag}'"),
+            ));
+        }
+        if c.queue.as_str() == reply_to::PSEUDO_QUEUE {
+            return self.consume_replies(cx, tag, c.no_ack, c.nowait);
+        }
+        let q = self.usable_queue(cx, &c.queue)?;
+        let priority = match c.arguments.inner().get("x-priority") {
+            None => 0,
+            Some(v) => match crate::values::value_from_amqp(v) {
+                Value::Int(p) => p.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+                _ => {
+                    return Err(Failure::channel(
+                        ReplyCode::PreconditionFailed,
+                        "invalid arg 'x-priority': must be an integer",
+                    ));
+                }
+            },
+        };
+        let seq = self.next_consumer;
+        self.next_consumer += 1;
+        let sink = ConsumerSink {
+            events: cx.events.clone(),
+            to: self.to,
+            consumer: seq,
+            queue: Arc::downgrade(&q),
+        };
+        let mut spec = ConsumerSpec::new(sink).priority(priority);
+        spec.prefetch = self.prefetch;
+        spec.auto_ack = c.no_ack;
+        spec.exclusive = c.exclusive;
+        // Registered before consume-ok is written, but its deliveries come
+        // through the connection's events, handled after this method: the
+        // client sees consume-ok first.
+        let id = cx
+            .amqp
+            .broker
+            .consume(&q, spec)
+            .map_err(|e| Failure::from_core(e, &cx.vhost))?;
+        self.consumers.push(Consumer {
+            seq,
+            tag: tag.clone(),
+            queue: q,
+            id,
+        });
+        if !c.nowait {
+            consume_ok(cx, self.to.id, &tag);
+        }
+        Ok(())
+    }
+
+    fn consume_replies(
+        &mut self,
+        cx: &mut Ctx,
+        tag: String,
+        no_ack: bool,
+        nowait: bool,
+    ) -> Outcome {
+        if !no_ack {
+            return Err(Failure::channel(
+                ReplyCode::PreconditionFailed,
+                "reply consumer cannot acknowledge",
+            ));
+        }
+        if self.reply.is_some() {
+            return Err(Failure::channel(
+                ReplyCode::PreconditionFailed,
+                "reply consumer already set",
+            ));
+        }
+        let address = cx
+            .amqp
+            .replies
+            .register(cx.events.clone(), self.to, cx.conn_id);
+        self.reply = Some(ReplyConsumer {
+            tag: tag.clone(),
+            address,
+        });
+        if !nowait {
+            consume_ok(cx, self.to.id, &tag);
+        }
+        Ok(())
+    }
+
+    /// Ends a consumer (unknown tags are fine, as in RabbitMQ). Its unacked
+    /// deliveries stay unacked until settled or the channel closes.
+    fn cancel(&mut self, cx: &mut Ctx, tag: &str) {
+        if let Some(at) = self.consumers.iter().position(|c| c.tag == tag) {
+            let c = self.consumers.remove(at);
+            let _ = cx.amqp.broker.cancel(&c.queue, c.id);
+        } else if self.reply.as_ref().is_some_and(|r| r.tag == tag)
+            && let Some(r) = self.reply.take()
+        {
+            cx.amqp.replies.unregister(&r.address);
+        }
+    }
+
+    fn get(&mut self, cx: &mut Ctx, g: basic::Get) -> Outcome {
+        let q = self.usable_queue(cx, &g.queue)?;
+        let mode = if g.no_ack {
+            ReceiveMode::AutoAck
+        } else {
+            ReceiveMode::Hold
+        };
+        let Some(d) = cx.amqp.broker.receive(&q, 1, mode).pop() else {
+            cx.out.method(
+                self.to.id,
+                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            );
+            return Ok(());
+        };
+        let tag = self.next_tag();
+        let remaining = q.stats().ready;
+        let ok = basic::AMQPMethod::GetOk(basic::GetOk {
+            delivery_tag: tag,
+            redelivered: d.redelivered(),
+            exchange: short(d.message.router.as_deref().unwrap_or("")),
+            routing_key: short(&d.message.routing_key),
+            message_count: u32::try_from(remaining).unwrap_or(u32::MAX),
+        });
+        send_message(cx, self.to.id, ok, &d.message);
+        if !g.no_ack {
+            self.unacked.push_back(Unacked {
+                tag,
+                queue: q,
+                lease: d.lease,
+            });
+        }
+        Ok(())
+    }
+
+    /// A delivery from a consumer's queue.
+    pub(super) fn deliver(
+        &mut self,
+        cx: &mut Ctx,
+        consumer: u64,
+        queue: &Weak<QueueHandle>,
+        d: Delivery,
+    ) {
+        let Some(at) = self.consumers.iter().position(|c| c.seq == consumer) else {
+            // Cancelled while this was on its way: back it goes.
+            if !d.auto_acked
+                && let Some(q) = queue.upgrade()
+            {
+                let _ = cx.amqp.broker.nack(&q, d.lease, true);
+            }
+            return;
+        };
+        let tag = self.next_tag();
+        let c = &self.consumers[at];
+        let deliver = basic::AMQPMethod::Deliver(basic::Deliver {
+            consumer_tag: short(&c.tag),
+            delivery_tag: tag,
+            redelivered: d.redelivered(),
+            exchange: short(d.message.router.as_deref().unwrap_or("")),
+            routing_key: short(&d.message.routing_key),
+        });
+        send_message(cx, self.to.id, deliver, &d.message);
+        if !d.auto_acked {
+            self.unacked.push_back(Unacked {
+                tag,
+                queue: Arc::clone(&c.queue),
+                lease: d.lease,
+            });
+        }
+    }
+
+    /// A direct reply-to message for this channel's reply consumer.
+    pub(super) fn deliver_reply(&mut self, cx: &mut Ctx, m: &Message) {
+        let Some(r) = &self.reply else {
+            return;
+        };
+        let consumer_tag = short(&r.tag);
+        let tag = self.next_tag();
+        let deliver = basic::AMQPMethod::Deliver(basic::Deliver {
+            consumer_tag,
+            delivery_tag: tag,
+            redelivered: false,
+            exchange: short(""),
+            routing_key: short(&m.routing_key),
+        });
+        send_message(cx, self.to.id, deliver, m);
+    }
+
+    /// The queue ended the consumer (it was deleted): tell the client if
+    /// it understands basic.cancel from the server.
+    pub(super) fn consumer_gone(&mut self, cx: &mut Ctx, consumer: u64) {
+        let Some(at) = self.consumers.iter().position(|c| c.seq == consumer) else {
+            return;
+        };
+        let c = self.consumers.remove(at);
+        if cx.cancel_notify {
+            cx.out.method(
+                self.to.id,
+                AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                    consumer_tag: short(&c.tag),
+                    nowait: true,
+                })),
+            );
+        }
+    }
+
+    /// basic.ack, nack and reject. Tag 0 with `multiple` means every
+    /// outstanding delivery; an unknown tag is a channel error (406).
+    pub(super) fn settle(
+        &mut self,
+        cx: &mut Ctx,
+        tag: u64,
+        multiple: bool,
+        how: Settle,
+    ) -> Outcome {
+        if self.tx.is_some() {
+            self.check_tag(tag, multiple)?;
+            if let Some(tx) = &mut self.tx {
+                tx.settles.push((tag, multiple, how));
+            }
+            return Ok(());
+        }
+        self.settle_now(cx, tag, multiple, how)
+    }
+
+    fn check_tag(&self, tag: u64, multiple: bool) -> Outcome {
+        let known = (multiple && tag == 0) || self.unacked.iter().any(|u| u.tag == tag);
+        if known { Ok(()) } else { Err(unknown_tag(tag)) }
+    }
+
+    pub(super) fn settle_now(
+        &mut self,
+        cx: &mut Ctx,
+        tag: u64,
+        multiple: bool,
+        how: Settle,
+    ) -> Outcome {
+        let broker = &cx.amqp.broker;
+        let apply = |u: Unacked| {
+            // A queue deleted meanwhile makes the lease unknown: nothing to settle.
+            let _ = match how {
+                Settle::Ack => broker.ack(&u.queue, u.lease),
+                Settle::Requeue => broker.nack(&u.queue, u.lease, true),
+                Settle::Discard => broker.nack(&u.queue, u.lease, false),
+            };
+        };
+        if multiple {
+            self.check_tag(tag, multiple)?;
+            let upto = if tag == 0 { u64::MAX } else { tag };
+            while self.unacked.front().is_some_and(|u| u.tag <= upto) {
+                if let Some(u) = self.unacked.pop_front() {
+                    apply(u);
+                }
+            }
+            return Ok(());
+        }
+        let at = self
+            .unacked
+            .binary_search_by_key(&tag, |u| u.tag)
+            .map_err(|_| unknown_tag(tag))?;
+        if let Some(u) = self.unacked.remove(at) {
+            apply(u);
+        }
+        Ok(())
+    }
+
+    /// basic.recover: every unacked delivery goes back to its queue.
+    fn recover(&mut self, cx: &mut Ctx) {
+        for u in self.unacked.drain(..) {
+            let _ = cx.amqp.broker.nack(&u.queue, u.lease, true);
+        }
+    }
+}
+
+/// A method that carries a message (deliver, get-ok, return) and the
+/// message's content frames.
+pub(super) fn send_message(cx: &mut Ctx, channel: u16, method: basic::AMQPMethod, m: &Message) {
+    cx.out.method(channel, AMQPClass::Basic(method));
+    cx.out
+        .content(channel, properties_of(m), &m.body, cx.frame_max);
+}
+
+fn consume_ok(cx: &mut Ctx, channel: u16, tag: &str) {
+    cx.out.method(
+        channel,
+        AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+            consumer_tag: short(tag),
+        })),
+    );
+}
+
+fn unknown_tag(tag: u64) -> Failure {
+    Failure::channel(
+        ReplyCode::PreconditionFailed,
+        format!("unknown delivery tag {tag}"),
+    )
+}
+
+/// A method only the server sends, received from a client.
+pub(super) fn server_only(m: &AMQPClass) -> Failure {
+    Failure::connection(
+        ReplyCode::CommandInvalid,
+        format!(
+            "method {}.{} is sent by servers, not clients",
+            m.get_amqp_class_id(),
+            m.get_amqp_method_id()
+        ),
+    )
+}

@@ -1,0 +1,182 @@
+//! The exchange class: declare, delete, bind, unbind (exchange to exchange).
+
+use amq_protocol::protocol::{AMQPClass, exchange};
+use amq_protocol::types::{FieldTable, ShortString};
+use ferry_core::CoreError;
+use ferry_core::router::{Binding, DEFAULT_ROUTER, Destination};
+
+use super::{Channel, reserved};
+use crate::arguments::{ExchangeFlags, exchange_config, kind_name};
+use crate::connection::Ctx;
+use crate::error::{Failure, Outcome, ReplyCode};
+use crate::values::headers_from_table;
+
+impl Channel {
+    pub(super) fn on_exchange(&mut self, cx: &mut Ctx, m: exchange::AMQPMethod) -> Outcome {
+        match m {
+            exchange::AMQPMethod::Declare(d) => self.exchange_declare(cx, d),
+            exchange::AMQPMethod::Delete(d) => self.exchange_delete(cx, d),
+            exchange::AMQPMethod::Bind(b) => {
+                let ends = (&b.destination, &b.source, &b.routing_key, &b.arguments);
+                self.exchange_binding(cx, true, ends)?;
+                if !b.nowait {
+                    let ok = exchange::AMQPMethod::BindOk(exchange::BindOk {});
+                    reply(cx, self.to.id, ok);
+                }
+                Ok(())
+            }
+            exchange::AMQPMethod::Unbind(b) => {
+                let ends = (&b.destination, &b.source, &b.routing_key, &b.arguments);
+                self.exchange_binding(cx, false, ends)?;
+                if !b.nowait {
+                    let ok = exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {});
+                    reply(cx, self.to.id, ok);
+                }
+                Ok(())
+            }
+            other => Err(super::basic::server_only(&AMQPClass::Exchange(other))),
+        }
+    }
+
+    fn exchange_declare(&mut self, cx: &mut Ctx, d: exchange::Declare) -> Outcome {
+        let name = d.exchange.as_str();
+        let broker = &cx.amqp.broker;
+        if name == DEFAULT_ROUTER {
+            if !d.passive {
+                return Err(default_exchange_refused());
+            }
+        } else if d.passive {
+            broker
+                .router_config(&cx.vhost, name)
+                .map_err(|e| Failure::from_core(e, &cx.vhost))?;
+        } else {
+            let config = exchange_config(
+                ExchangeFlags {
+                    kind: d.kind.as_str(),
+                    durable: d.durable,
+                    auto_delete: d.auto_delete,
+                    internal: d.internal,
+                },
+                &d.arguments,
+            )?;
+            let existing = broker.router_config(&cx.vhost, name).ok();
+            match existing {
+                Some(c) if c != config => {
+                    return Err(Failure::channel(
+                        ReplyCode::PreconditionFailed,
+                        format!(
+                            "inequivalent arg for exchange '{name}' in vhost '{}': received \
+                             type '{}' durable {} auto_delete {} internal {}, but current is \
+                             type '{}' durable {} auto_delete {} internal {}",
+                            cx.vhost,
+                            kind_name(config.kind),
+                            config.durable,
+                            config.auto_delete,
+                            config.internal,
+                            kind_name(c.kind),
+                            c.durable,
+                            c.auto_delete,
+                            c.internal
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None if reserved(name) => {
+                    return Err(Failure::channel(
+                        ReplyCode::AccessRefused,
+                        format!("exchange name '{name}' contains reserved prefix 'amq.*'"),
+                    ));
+                }
+                None => match broker.declare_router(&cx.vhost, name, config) {
+                    Ok(_) => {}
+                    // Declared by another connection meanwhile, differently.
+                    Err(e @ CoreError::RouterExists { .. }) => {
+                        return Err(Failure::from_core(e, &cx.vhost));
+                    }
+                    Err(e) => return Err(Failure::from_core(e, &cx.vhost)),
+                },
+            }
+        }
+        if !d.nowait {
+            reply(
+                cx,
+                self.to.id,
+                exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}),
+            );
+        }
+        Ok(())
+    }
+
+    fn exchange_delete(&mut self, cx: &mut Ctx, d: exchange::Delete) -> Outcome {
+        let name = d.exchange.as_str();
+        if name == DEFAULT_ROUTER || reserved(name) {
+            return Err(Failure::channel(
+                ReplyCode::AccessRefused,
+                format!(
+                    "deleting exchange '{name}' in vhost '{}' is not allowed",
+                    cx.vhost
+                ),
+            ));
+        }
+        match cx.amqp.broker.delete_router(&cx.vhost, name, d.if_unused) {
+            // Deleting what is not there succeeds, as in RabbitMQ.
+            Ok(()) | Err(CoreError::RouterNotFound(_)) => {}
+            Err(CoreError::QueueInUse(_)) => {
+                return Err(Failure::channel(
+                    ReplyCode::PreconditionFailed,
+                    format!("exchange '{name}' in vhost '{}' in use", cx.vhost),
+                ));
+            }
+            Err(e) => return Err(Failure::from_core(e, &cx.vhost)),
+        }
+        if !d.nowait {
+            reply(
+                cx,
+                self.to.id,
+                exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {}),
+            );
+        }
+        Ok(())
+    }
+
+    /// exchange.bind (`add`) or exchange.unbind: messages flow from
+    /// `source` to `destination`.
+    fn exchange_binding(&mut self, cx: &mut Ctx, add: bool, ends: BindingEnds<'_>) -> Outcome {
+        let (destination, source, routing_key, args) = ends;
+        let (src, dst) = (source.as_str(), destination.as_str());
+        if src == DEFAULT_ROUTER || dst == DEFAULT_ROUTER {
+            return Err(default_exchange_refused());
+        }
+        let binding = Binding::new(src, Destination::router(dst), routing_key.as_str())
+            .with_args(headers_from_table(args));
+        let broker = &cx.amqp.broker;
+        let r = if add {
+            broker.bind(&cx.vhost, binding)
+        } else {
+            // Unbinding what is not bound succeeds; missing ends are still 404.
+            broker
+                .router_config(&cx.vhost, dst)
+                .and_then(|_| broker.unbind(&cx.vhost, binding))
+        };
+        r.map(|_| ()).map_err(|e| Failure::from_core(e, &cx.vhost))
+    }
+}
+
+/// destination, source, routing key, arguments.
+type BindingEnds<'a> = (
+    &'a ShortString,
+    &'a ShortString,
+    &'a ShortString,
+    &'a FieldTable,
+);
+
+fn reply(cx: &mut Ctx, channel: u16, m: exchange::AMQPMethod) {
+    cx.out.method(channel, AMQPClass::Exchange(m));
+}
+
+pub(super) fn default_exchange_refused() -> Failure {
+    Failure::channel(
+        ReplyCode::AccessRefused,
+        "operation not permitted on the default exchange",
+    )
+}

@@ -1,0 +1,234 @@
+//! The queue class: declare, bind, unbind, purge, delete.
+
+use std::sync::Arc;
+
+use amq_protocol::protocol::{AMQPClass, queue};
+use amq_protocol::types::{FieldTable, ShortString};
+use ferry_core::CoreError;
+use ferry_core::broker::QueueHandle;
+use ferry_core::router::{Binding, DEFAULT_ROUTER, Destination};
+
+use super::exchange::default_exchange_refused;
+use super::{Channel, reserved};
+use crate::arguments::{QueueFlags, queue_config};
+use crate::connection::Ctx;
+use crate::error::{Failure, Outcome, ReplyCode};
+use crate::reply_to;
+use crate::values::{headers_from_table, short};
+
+impl Channel {
+    pub(super) fn on_queue(&mut self, cx: &mut Ctx, m: queue::AMQPMethod) -> Outcome {
+        match m {
+            queue::AMQPMethod::Declare(d) => self.queue_declare(cx, d),
+            queue::AMQPMethod::Bind(b) => {
+                self.queue_binding(
+                    cx,
+                    true,
+                    &b.queue,
+                    &b.exchange,
+                    &b.routing_key,
+                    &b.arguments,
+                )?;
+                if !b.nowait {
+                    reply(cx, self.to.id, queue::AMQPMethod::BindOk(queue::BindOk {}));
+                }
+                Ok(())
+            }
+            queue::AMQPMethod::Unbind(b) => {
+                self.queue_binding(
+                    cx,
+                    false,
+                    &b.queue,
+                    &b.exchange,
+                    &b.routing_key,
+                    &b.arguments,
+                )?;
+                reply(
+                    cx,
+                    self.to.id,
+                    queue::AMQPMethod::UnbindOk(queue::UnbindOk {}),
+                );
+                Ok(())
+            }
+            queue::AMQPMethod::Purge(p) => {
+                let q = self.usable_queue(cx, &p.queue)?;
+                let n = cx.amqp.broker.purge(&q, false);
+                if !p.nowait {
+                    reply(
+                        cx,
+                        self.to.id,
+                        queue::AMQPMethod::PurgeOk(queue::PurgeOk {
+                            message_count: count(n),
+                        }),
+                    );
+                }
+                Ok(())
+            }
+            queue::AMQPMethod::Delete(d) => self.queue_delete(cx, d),
+            other => Err(super::basic::server_only(&AMQPClass::Queue(other))),
+        }
+    }
+
+    fn queue_declare(&mut self, cx: &mut Ctx, d: queue::Declare) -> Outcome {
+        let broker = &cx.amqp.broker;
+        if d.passive {
+            let name = self.queue_name(&d.queue)?;
+            if name == reply_to::PSEUDO_QUEUE {
+                self.declare_ok(cx, &name, 0, 0, d.nowait);
+                return Ok(());
+            }
+            let q = self.usable_queue(cx, &d.queue)?;
+            let s = q.stats();
+            self.last_queue = Some(name.clone());
+            self.declare_ok(cx, &name, s.ready, s.consumers as u64, d.nowait);
+            return Ok(());
+        }
+        let name = if d.queue.as_str().is_empty() {
+            server_named(cx.conn_id, self.to.id)
+        } else if reserved(d.queue.as_str()) {
+            return Err(Failure::channel(
+                ReplyCode::AccessRefused,
+                format!(
+                    "queue name '{}' contains reserved prefix 'amq.*'",
+                    d.queue.as_str()
+                ),
+            ));
+        } else {
+            d.queue.as_str().to_owned()
+        };
+        let config = queue_config(
+            &name,
+            &cx.vhost,
+            QueueFlags {
+                durable: d.durable,
+                exclusive_owner: d.exclusive.then_some(cx.conn_id),
+                auto_delete: d.auto_delete,
+            },
+            &d.arguments,
+        )?;
+        let declared = broker
+            .declare_queue(&cx.vhost, &name, config)
+            .map_err(|e| Failure::from_core(e, &cx.vhost))?;
+        let s = declared.queue.stats();
+        self.last_queue = Some(name.clone());
+        self.declare_ok(cx, &name, s.ready, s.consumers as u64, d.nowait);
+        Ok(())
+    }
+
+    fn declare_ok(&self, cx: &mut Ctx, name: &str, messages: u64, consumers: u64, nowait: bool) {
+        if nowait {
+            return;
+        }
+        reply(
+            cx,
+            self.to.id,
+            queue::AMQPMethod::DeclareOk(queue::DeclareOk {
+                queue: short(name),
+                message_count: count(messages),
+                consumer_count: count(consumers),
+            }),
+        );
+    }
+
+    fn queue_delete(&mut self, cx: &mut Ctx, d: queue::Delete) -> Outcome {
+        let name = self.queue_name(&d.queue)?;
+        let broker = &cx.amqp.broker;
+        let n = match broker.queue(&cx.vhost, &name) {
+            // Deleting what is not there succeeds, as in RabbitMQ.
+            Err(CoreError::QueueNotFound(_)) => 0,
+            Err(e) => return Err(Failure::from_core(e, &cx.vhost)),
+            Ok(q) => {
+                q.check_owner(Some(cx.conn_id))
+                    .map_err(|e| Failure::from_core(e, &cx.vhost))?;
+                match broker.delete_queue(&cx.vhost, &name, d.if_unused, d.if_empty) {
+                    Ok(n) => n,
+                    Err(CoreError::QueueNotFound(_)) => 0,
+                    Err(e) => return Err(Failure::from_core(e, &cx.vhost)),
+                }
+            }
+        };
+        if !d.nowait {
+            reply(
+                cx,
+                self.to.id,
+                queue::AMQPMethod::DeleteOk(queue::DeleteOk {
+                    message_count: count(n),
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    fn queue_binding(
+        &mut self,
+        cx: &mut Ctx,
+        add: bool,
+        queue: &ShortString,
+        exchange: &ShortString,
+        routing_key: &ShortString,
+        args: &FieldTable,
+    ) -> Outcome {
+        if exchange.as_str() == DEFAULT_ROUTER {
+            return Err(default_exchange_refused());
+        }
+        let q = self.usable_queue(cx, queue)?;
+        // An empty routing key with an empty queue name means the last
+        // declared queue's name (the spec's shorthand).
+        let key = if queue.as_str().is_empty() && routing_key.as_str().is_empty() {
+            q.name()
+        } else {
+            routing_key.as_str()
+        };
+        let binding = Binding::new(exchange.as_str(), Destination::queue(q.name()), key)
+            .with_args(headers_from_table(args));
+        let broker = &cx.amqp.broker;
+        let r = if add {
+            broker.bind(&cx.vhost, binding)
+        } else {
+            broker.unbind(&cx.vhost, binding)
+        };
+        r.map(|_| ()).map_err(|e| Failure::from_core(e, &cx.vhost))
+    }
+
+    /// The queue a method names ("" is the last declared), which must exist
+    /// and not be another connection's exclusive queue.
+    pub(super) fn usable_queue(&self, cx: &Ctx, name: &ShortString) -> Outcome<Arc<QueueHandle>> {
+        let name = self.queue_name(name)?;
+        let q = cx
+            .amqp
+            .broker
+            .queue(&cx.vhost, &name)
+            .map_err(|e| Failure::from_core(e, &cx.vhost))?;
+        q.check_owner(Some(cx.conn_id))
+            .map_err(|e| Failure::from_core(e, &cx.vhost))?;
+        Ok(q)
+    }
+
+    fn queue_name(&self, name: &ShortString) -> Outcome<String> {
+        if !name.as_str().is_empty() {
+            return Ok(name.as_str().to_owned());
+        }
+        self.last_queue.clone().ok_or_else(|| {
+            Failure::channel(
+                ReplyCode::NotFound,
+                "no previously declared queue on this channel to default to",
+            )
+        })
+    }
+}
+
+/// A name for a queue declared without one, as RabbitMQ spells them.
+fn server_named(conn: u64, channel: u16) -> String {
+    use std::hash::BuildHasher;
+    let nonce = std::collections::hash_map::RandomState::new().hash_one((conn, channel));
+    format!("amq.gen-{conn:x}-{channel:x}-{nonce:016x}")
+}
+
+/// Counts on the wire are 32-bit.
+fn count(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn reply(cx: &mut Ctx, channel: u16, m: queue::AMQPMethod) {
+    cx.out.method(channel, AMQPClass::Queue(m));
+}

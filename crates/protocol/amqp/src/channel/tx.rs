@@ -1,0 +1,108 @@
+//! The tx class: publishes and settlements held until tx.commit, which
+//! answers only once they are durable; tx.rollback drops them.
+//!
+//! While a commit waits for the journal the connection reads no further
+//! frames, so the replies to methods sent after tx.commit cannot overtake
+//! commit-ok.
+
+use amq_protocol::protocol::{AMQPClass, tx};
+use ferry_core::Message;
+use ferry_core::store::Commit;
+
+use super::Channel;
+use super::basic::Settle;
+use crate::connection::Ctx;
+use crate::error::{Failure, Outcome, ReplyCode};
+use crate::events::Event;
+
+/// What a transaction holds until it commits.
+#[derive(Default)]
+pub struct Tx {
+    /// (exchange, mandatory, message)
+    pub publishes: Vec<(String, bool, Message)>,
+    /// (delivery tag, multiple, how)
+    pub settles: Vec<(u64, bool, Settle)>,
+}
+
+impl Channel {
+    pub(super) fn on_tx(&mut self, cx: &mut Ctx, m: tx::AMQPMethod) -> Outcome {
+        match m {
+            tx::AMQPMethod::Select(_) => {
+                if self.confirms.is_some() {
+                    return Err(Failure::channel(
+                        ReplyCode::PreconditionFailed,
+                        "cannot switch from confirm to tx mode",
+                    ));
+                }
+                if self.tx.is_none() {
+                    self.tx = Some(Tx::default());
+                }
+                reply(cx, self.to.id, tx::AMQPMethod::SelectOk(tx::SelectOk {}));
+                Ok(())
+            }
+            tx::AMQPMethod::Commit(_) => self.tx_commit(cx),
+            tx::AMQPMethod::Rollback(_) => {
+                let t = self.tx.as_mut().ok_or_else(not_transactional)?;
+                t.publishes.clear();
+                t.settles.clear();
+                reply(
+                    cx,
+                    self.to.id,
+                    tx::AMQPMethod::RollbackOk(tx::RollbackOk {}),
+                );
+                Ok(())
+            }
+            other => Err(super::basic::server_only(&AMQPClass::Tx(other))),
+        }
+    }
+
+    fn tx_commit(&mut self, cx: &mut Ctx) -> Outcome {
+        let t = std::mem::take(self.tx.as_mut().ok_or_else(not_transactional)?);
+        for (tag, multiple, how) in t.settles {
+            self.settle_now(cx, tag, multiple, how)?;
+        }
+        let mut commit = Commit::done();
+        for (exchange, mandatory, msg) in t.publishes {
+            let (c, _) = self.publish(cx, &exchange, mandatory, msg)?;
+            commit = commit.and(c);
+        }
+        if let Some(outcome) = commit.outcome() {
+            self.tx_committed(cx, outcome.is_ok());
+            return Ok(());
+        }
+        cx.paused = true;
+        let events = cx.events.clone();
+        let to = self.to;
+        tokio::spawn(async move {
+            let ok = commit.wait().await.is_ok();
+            let _ = events.send(Event::TxCommitted { to, ok });
+        });
+        Ok(())
+    }
+
+    /// The commit's changes are durable (or could not be made so).
+    pub(super) fn tx_committed(&mut self, cx: &mut Ctx, ok: bool) {
+        cx.paused = false;
+        if ok {
+            reply(cx, self.to.id, tx::AMQPMethod::CommitOk(tx::CommitOk {}));
+        } else {
+            // The client learns of it as RabbitMQ reports an internal error.
+            let f = Failure::channel(
+                ReplyCode::InternalError,
+                "the transaction's messages could not be made durable",
+            );
+            cx.failed_channel = Some((self.to, f));
+        }
+    }
+}
+
+fn not_transactional() -> Failure {
+    Failure::channel(
+        ReplyCode::PreconditionFailed,
+        "channel is not transactional",
+    )
+}
+
+fn reply(cx: &mut Ctx, channel: u16, m: tx::AMQPMethod) {
+    cx.out.method(channel, AMQPClass::Tx(m));
+}

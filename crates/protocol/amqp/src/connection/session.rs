@@ -1,0 +1,331 @@
+//! An open connection's state: its channels, the connection-level methods
+//! (close, close-ok), and the routing of frames and broker events to
+//! channels. Failures end up here: a channel error closes its channel, a
+//! connection error closes everything.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use amq_protocol::protocol::{AMQPClass, channel, connection};
+use bytes::BytesMut;
+
+use super::CLOSE_TIMEOUT;
+use super::handshake::Tuned;
+use crate::Amqp;
+use crate::channel::Channel;
+use crate::codec::{self, Incoming, Output};
+use crate::error::{Failure, Outcome, ReplyCode, Scope};
+use crate::events::{ChannelRef, Event, Events};
+use crate::values::short;
+
+/// What every channel of a connection shares.
+pub struct Ctx {
+    pub amqp: Arc<Amqp>,
+    /// Owner id of the connection's exclusive queues.
+    pub conn_id: u64,
+    pub vhost: String,
+    pub user: String,
+    pub out: Output,
+    pub frame_max: u32,
+    pub events: Events,
+    pub cancel_notify: bool,
+    /// No frames are read while set (a tx.commit waits for the journal).
+    pub paused: bool,
+    /// A channel that failed outside a method (a commit that did not land).
+    pub failed_channel: Option<(ChannelRef, Failure)>,
+}
+
+pub struct Session {
+    pub cx: Ctx,
+    channels: HashMap<u16, Channel>,
+    channel_max: u16,
+    generations: u32,
+    /// When we sent connection.close (then only close-ok is awaited).
+    closing: Option<Instant>,
+    finished: bool,
+}
+
+impl Session {
+    pub fn new(amqp: Arc<Amqp>, conn_id: u64, tuned: Tuned, out: Output, events: Events) -> Self {
+        Session {
+            cx: Ctx {
+                amqp,
+                conn_id,
+                vhost: tuned.vhost,
+                user: tuned.user,
+                out,
+                frame_max: tuned.frame_max,
+                events,
+                cancel_notify: tuned.cancel_notify,
+                paused: false,
+                failed_channel: None,
+            },
+            channels: HashMap::new(),
+            channel_max: tuned.channel_max,
+            generations: 0,
+            closing: None,
+            finished: false,
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_some()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Whether the client has not answered our connection.close in time.
+    pub fn close_expired(&self) -> bool {
+        self.closing.is_some_and(|t| t.elapsed() > CLOSE_TIMEOUT)
+    }
+
+    /// Handles every whole frame in `buf`.
+    pub fn on_input(&mut self, buf: &mut BytesMut) -> Outcome {
+        while !self.finished && !self.cx.paused {
+            let Some(frame) = codec::decode(buf, self.cx.frame_max)? else {
+                break;
+            };
+            self.on_frame(frame)?;
+        }
+        Ok(())
+    }
+
+    fn on_frame(&mut self, frame: Incoming) -> Outcome {
+        if self.closing.is_some() {
+            // Only the answer to our close matters now.
+            if let Incoming::Method(0, class) = frame {
+                match *class {
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => {
+                        self.finished = true;
+                    }
+                    AMQPClass::Connection(connection::AMQPMethod::Close(_)) => {
+                        self.close_ok();
+                        self.finished = true;
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
+        match frame {
+            Incoming::Heartbeat => Ok(()),
+            Incoming::Method(0, class) => self.on_connection_method(*class),
+            Incoming::Method(id, class) => self.on_channel_method(id, *class),
+            Incoming::Header(0, _) | Incoming::Body(0, _) => Err(Failure::connection(
+                ReplyCode::UnexpectedFrame,
+                "content frame on channel 0",
+            )),
+            Incoming::Header(id, header) => {
+                let ch = open_channel(&mut self.channels, id)?;
+                if ch.closing {
+                    return Ok(());
+                }
+                let r = ch.on_header(&mut self.cx, *header);
+                self.settle(id, r, (60, 40))
+            }
+            Incoming::Body(id, body) => {
+                let ch = open_channel(&mut self.channels, id)?;
+                if ch.closing {
+                    return Ok(());
+                }
+                let r = ch.on_body(&mut self.cx, body);
+                self.settle(id, r, (60, 40))
+            }
+        }
+    }
+
+    fn on_connection_method(&mut self, m: AMQPClass) -> Outcome {
+        match m {
+            AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
+                tracing::debug!(code = c.reply_code, text = %c.reply_text, "client closed the connection");
+                self.release();
+                self.close_ok();
+                self.finished = true;
+                Ok(())
+            }
+            AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => {
+                self.finished = true;
+                Ok(())
+            }
+            AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
+                self.cx.out.method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(
+                        connection::UpdateSecretOk {},
+                    )),
+                );
+                Ok(())
+            }
+            // Clients may tell us they are blocked; nothing to do.
+            AMQPClass::Connection(
+                connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_),
+            ) => Ok(()),
+            other => Err(Failure::connection(
+                ReplyCode::CommandInvalid,
+                format!(
+                    "method {}.{} is not allowed on channel 0",
+                    other.get_amqp_class_id(),
+                    other.get_amqp_method_id()
+                ),
+            )),
+        }
+    }
+
+    fn on_channel_method(&mut self, id: u16, m: AMQPClass) -> Outcome {
+        if id > self.channel_max {
+            return Err(Failure::connection(
+                ReplyCode::ChannelError,
+                format!("channel {id} is above channel_max {}", self.channel_max),
+            ));
+        }
+        let ids = (m.get_amqp_class_id(), m.get_amqp_method_id());
+        match m {
+            AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                if self.channels.contains_key(&id) {
+                    return Err(Failure::connection(
+                        ReplyCode::ChannelError,
+                        format!("second 'channel.open' seen for channel {id}"),
+                    ));
+                }
+                self.generations = self.generations.wrapping_add(1);
+                let to = ChannelRef {
+                    id,
+                    generation: self.generations,
+                };
+                self.channels.insert(id, Channel::new(to));
+                self.cx.out.method(
+                    id,
+                    AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+                );
+                Ok(())
+            }
+            AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                let mut ch = self.channels.remove(&id).ok_or_else(|| {
+                    Failure::connection(
+                        ReplyCode::ChannelError,
+                        format!("expected 'channel.open' for channel {id}"),
+                    )
+                })?;
+                ch.release(&mut self.cx);
+                self.cx.out.method(
+                    id,
+                    AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                );
+                Ok(())
+            }
+            AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
+                // The answer to our channel.close: the number is free again.
+                if self.channels.get(&id).is_some_and(|c| c.closing) {
+                    self.channels.remove(&id);
+                }
+                Ok(())
+            }
+            m => {
+                let ch = open_channel(&mut self.channels, id)?;
+                if ch.closing {
+                    return Ok(());
+                }
+                let r = ch.on_method(&mut self.cx, m);
+                self.settle(id, r, ids)
+            }
+        }
+    }
+
+    /// Turns a channel's failure into a channel.close (the connection's
+    /// failures go up).
+    fn settle(&mut self, id: u16, r: Outcome, (class_id, method_id): (u16, u16)) -> Outcome {
+        let Err(f) = r else {
+            return Ok(());
+        };
+        if f.scope == Scope::Connection {
+            return Err(f);
+        }
+        tracing::debug!(channel = id, error = %f, "closing channel");
+        if let Some(ch) = self.channels.get_mut(&id) {
+            ch.release(&mut self.cx);
+            ch.closing = true;
+        }
+        self.cx.out.method(
+            id,
+            AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+                reply_code: f.code.code(),
+                reply_text: short(&f.text()),
+                class_id,
+                method_id,
+            })),
+        );
+        Ok(())
+    }
+
+    /// Sends connection.close for a connection error and waits for close-ok.
+    pub fn fail(&mut self, f: Failure) {
+        if self.closing.is_some() || self.finished {
+            return;
+        }
+        tracing::info!(error = %f, "closing connection");
+        self.release();
+        self.cx.out.method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                reply_code: f.code.code(),
+                reply_text: short(&f.text()),
+                class_id: 0,
+                method_id: 0,
+            })),
+        );
+        self.closing = Some(Instant::now());
+    }
+
+    fn close_ok(&mut self) {
+        self.cx.out.method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+        );
+    }
+
+    pub fn on_event(&mut self, ev: Event) {
+        let to = match &ev {
+            Event::Deliver { to, .. }
+            | Event::ConsumerGone { to, .. }
+            | Event::Confirm { to, .. }
+            | Event::TxCommitted { to, .. }
+            | Event::Reply { to, .. } => *to,
+        };
+        if matches!(ev, Event::TxCommitted { .. }) {
+            self.cx.paused = false;
+        }
+        match self.channels.get_mut(&to.id) {
+            Some(ch) if ch.to == to && !ch.closing => ch.on_event(&mut self.cx, ev),
+            _ => crate::channel::orphan(&self.cx, ev),
+        }
+        if let Some((to, f)) = self.cx.failed_channel.take() {
+            // tx.commit's class and method ids.
+            let _ = self.settle(to.id, Err(f), (90, 20));
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.cx.paused
+    }
+
+    /// Gives back everything the connection held: unacked deliveries
+    /// return to their queues, consumers end, exclusive queues go.
+    pub fn release(&mut self) {
+        for (_, mut ch) in self.channels.drain() {
+            ch.release(&mut self.cx);
+        }
+        self.cx.amqp.broker.drop_owner(self.cx.conn_id);
+    }
+}
+
+fn open_channel(channels: &mut HashMap<u16, Channel>, id: u16) -> Outcome<&mut Channel> {
+    channels.get_mut(&id).ok_or_else(|| {
+        Failure::connection(
+            ReplyCode::ChannelError,
+            format!("expected 'channel.open' for channel {id}"),
+        )
+    })
+}
