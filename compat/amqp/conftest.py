@@ -1,0 +1,25 @@
+"""A ferry with its AMQP listener."""
+
+import uuid
+
+import pytest
+from ferryproc import ferry
+
+
+@pytest.fixture(scope="session")
+def amqp_addr():
+    with ferry(listen=("amqp",)) as addrs:
+        host, port = addrs["amqp"].rsplit(":", 1)
+        yield host, int(port)
+
+
+@pytest.fixture()
+def amqp_url(amqp_addr):
+    host, port = amqp_addr
+    return f"amqp://guest:guest@{host}:{port}/%2f"
+
+
+@pytest.fixture()
+def name():
+    """A queue or exchange name no other test uses."""
+    return "t-" + uuid.uuid4().hex[:12]

@@ -1,0 +1,38 @@
+"""Starts a ferry process on loopback ports it picks, for the suites."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+
+LISTENERS = ("admin", "aws", "amqp")
+
+
+@contextlib.contextmanager
+def ferry(*extra, listen=("aws",)):
+    """A running ferry with the `listen` listeners on free loopback ports
+    (the others off); yields {listener: "host:port"} and checks a clean
+    exit on SIGTERM."""
+    binary = os.environ.get("FERRY_BIN", "target/debug/ferry")
+    data = tempfile.mkdtemp(prefix="ferry-compat-")
+    flags = []
+    for name in LISTENERS:
+        flags += [f"--{name}-listen", "127.0.0.1:0" if name in listen else "off"]
+    proc = subprocess.Popen(
+        [binary, "serve", "--data-dir", data, *flags, *extra],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        addrs = {}
+        for _ in listen:
+            line = proc.stdout.readline().strip()
+            parts = line.split()
+            assert len(parts) == 3 and parts[0] == "listening", f"unexpected line: {line!r}"
+            addrs[parts[1]] = parts[2]
+        assert set(addrs) == set(listen), addrs
+        yield addrs
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, "ferry exits cleanly on SIGTERM"
