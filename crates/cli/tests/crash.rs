@@ -6,75 +6,29 @@
 //! time. Bounded: a fixed number of cycles, each with a time limit.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::Ferry;
 use serde_json::{Value, json};
 
 const CYCLES: usize = 50;
 const PUBLISHERS: usize = 4;
 
-struct Ferry {
-    child: Child,
-    aws: SocketAddr,
-}
+mod common;
 
 fn start(data: &Path) -> Ferry {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "serve",
-            "--admin-listen",
-            "off",
-            "--aws-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        // Small segments and a small memory budget: rolls, deletions,
-        // compaction and reading evicted messages back happen too.
-        .args(["--segment-size", "65536", "--memory-budget", "4096"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "ferry did not start in time");
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(addr) = line.strip_prefix("listening aws ") {
-                    let aws = addr.parse().expect("address");
-                    // Keep draining stdout so ferry never blocks on it.
-                    std::thread::spawn(move || for _ in lines {});
-                    return Ferry { child, aws };
-                }
-            }
-            _ => {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                let _ = child.wait();
-                panic!("ferry exited before listening: {err}");
-            }
-        }
-    }
-}
-
-impl Ferry {
-    fn kill(mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
+    // Small segments and a small memory budget: rolls, deletions,
+    // compaction and reading evicted messages back happen too.
+    Ferry::start(
+        data,
+        &["aws"],
+        &["--segment-size", "65536", "--memory-budget", "4096"],
+    )
 }
 
 /// One SQS JSON call; `None` if the connection failed (ferry was killed).
@@ -137,7 +91,7 @@ fn confirmed_messages_survive_fifty_kill_9s() {
     let started = Instant::now();
     for cycle in 0..CYCLES {
         let ferry = start(dir.path());
-        let addr = ferry.aws;
+        let addr = ferry.addr("aws");
         let (status, v) =
             call(addr, "CreateQueue", &json!({"QueueName": "crash"})).expect("ferry answers");
         assert_eq!(status, 200, "{v}");

@@ -72,6 +72,8 @@ fn run_ferry(data: &Path, extra: &[&str]) -> Outcome {
         "127.0.0.1:0",
         "--aws-listen",
         "127.0.0.1:0",
+        "--amqp-listen",
+        "off",
         "--segment-size",
     ])
     .arg(SEGMENT.to_string())

@@ -128,12 +128,14 @@ fn serve_listens_answers_health_and_exits_cleanly_on_sigterm() {
         "127.0.0.1:0",
         "--aws-listen",
         "127.0.0.1:0",
+        "--amqp-listen",
+        "127.0.0.1:0",
         "--data-dir",
         &data,
     ]);
-    let found = f.listening(2);
+    let found = f.listening(3);
     let names: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(names, ["admin", "aws"]);
+    assert_eq!(names, ["admin", "aws", "amqp"]);
     assert!(
         found
             .iter()
@@ -178,6 +180,8 @@ fn sigint_also_stops_it_and_off_disables_a_listener() {
         "off",
         "--aws-listen",
         "off",
+        "--amqp-listen",
+        "off",
     ]);
     // The file's data-dir is used: its lock file appears.
     let deadline = Instant::now() + STARTUP;
@@ -205,6 +209,8 @@ fn a_second_broker_on_the_same_data_dir_is_refused() {
         "127.0.0.1:0",
         "--aws-listen",
         "127.0.0.1:0",
+        "--amqp-listen",
+        "off",
         "--data-dir",
         &data,
     ]);
@@ -215,6 +221,8 @@ fn a_second_broker_on_the_same_data_dir_is_refused() {
         "127.0.0.1:0",
         "--aws-listen",
         "127.0.0.1:0",
+        "--amqp-listen",
+        "off",
         "--data-dir",
         &data,
     ]);
@@ -263,6 +271,8 @@ fn a_second_signal_exits_at_once_while_shutdown_waits_for_a_client() {
         "127.0.0.1:0",
         "--aws-listen",
         "127.0.0.1:0",
+        "--amqp-listen",
+        "off",
         "--data-dir",
         &data,
     ]);

@@ -182,6 +182,13 @@ impl Broker {
         &self.clock
     }
 
+    /// A commit that completes once everything journaled before this call
+    /// is durable: acks, settlements and topology changes included (an
+    /// AMQP transaction answers commit-ok after it).
+    pub fn barrier(&self) -> Commit {
+        self.store.barrier()
+    }
+
     /// Journals records that are not about messages (topology).
     fn append(&self, records: &mut Vec<Record>) -> Commit {
         self.store_append(records, &mut Vec::new())

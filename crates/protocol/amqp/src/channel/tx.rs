@@ -1,5 +1,6 @@
 //! The tx class: publishes and settlements held until tx.commit, which
-//! answers only once they are durable; tx.rollback drops them.
+//! answers only once they are durable (an acked message cannot come back
+//! after a crash); tx.rollback drops them.
 //!
 //! While a commit waits for the journal the connection reads no further
 //! frames, so the replies to methods sent after tx.commit cannot overtake
@@ -58,10 +59,16 @@ impl Channel {
 
     fn tx_commit(&mut self, cx: &mut Ctx) -> Outcome {
         let t = std::mem::take(self.tx.as_mut().ok_or_else(not_transactional)?);
+        let settled = !t.settles.is_empty();
         for (tag, multiple, how) in t.settles {
             self.settle_now(cx, tag, multiple, how)?;
         }
-        let mut commit = Commit::done();
+        // The acks' removals are durable once everything before now is.
+        let mut commit = if settled {
+            cx.amqp.broker.barrier()
+        } else {
+            Commit::done()
+        };
         for (exchange, mandatory, msg) in t.publishes {
             let (c, _) = self.publish(cx, &exchange, mandatory, msg)?;
             commit = commit.and(c);

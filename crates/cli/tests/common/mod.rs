@@ -1,0 +1,76 @@
+//! Starting `ferry serve` as a real process for the tests of this crate.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LISTENERS: [&str; 3] = ["admin", "aws", "amqp"];
+
+pub struct Ferry {
+    pub child: Child,
+    addrs: HashMap<String, SocketAddr>,
+}
+
+impl Ferry {
+    /// Starts ferry on `data` with `listeners` on free loopback ports (the
+    /// others off) and `extra` flags; returns once each listener is up.
+    pub fn start(data: &Path, listeners: &[&str], extra: &[&str]) -> Ferry {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd.arg("serve").arg("--data-dir").arg(data);
+        for l in LISTENERS {
+            let at = if listeners.contains(&l) {
+                "127.0.0.1:0"
+            } else {
+                "off"
+            };
+            cmd.arg(format!("--{l}-listen")).arg(at);
+        }
+        let mut child = cmd
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut addrs = HashMap::new();
+        while addrs.len() < listeners.len() {
+            assert!(Instant::now() < deadline, "ferry did not start in time");
+            match lines.next() {
+                Some(Ok(line)) => {
+                    let parts: Vec<&str> = line.split_whitespace().collect();
+                    if let ["listening", name, addr] = parts[..] {
+                        addrs.insert(name.to_owned(), addr.parse().expect("address"));
+                    }
+                }
+                _ => {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    let _ = child.wait();
+                    panic!("ferry exited before listening: {err}");
+                }
+            }
+        }
+        // Keep draining stdout so ferry never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Ferry { child, addrs }
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        self.addrs[listener]
+    }
+
+    /// SIGKILL: no chance to flush or close anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
