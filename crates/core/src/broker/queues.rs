@@ -545,6 +545,12 @@ impl Broker {
         .map(|()| id)
     }
 
+    /// Dispatches `q`'s ready messages to its consumers again: a sink that
+    /// refused deliveries (not ready) calls this once it can take more.
+    pub fn kick(&self, q: &Arc<QueueHandle>) {
+        self.op(q, |core, now, fx| core.redispatch(now, fx));
+    }
+
     pub fn cancel(&self, q: &Arc<QueueHandle>, consumer: ConsumerId) -> CoreResult<()> {
         self.op(q, |core, now, fx| core.cancel_consumer(consumer, now, fx))
             .0

@@ -16,6 +16,13 @@ pub struct ConsumerId(pub u64);
 pub trait DeliverySink: Send + Sync {
     /// Hands over one delivery; gives it back if the consumer is gone.
     fn deliver(&self, delivery: Delivery) -> Result<(), Delivery>;
+
+    /// Whether the sink takes a delivery now. A sink that says no (its
+    /// connection is behind) is skipped, and must have the queue
+    /// dispatched again ([`crate::Broker::kick`]) once it can take more.
+    fn ready(&self) -> bool {
+        true
+    }
 }
 
 impl DeliverySink for tokio::sync::mpsc::UnboundedSender<Delivery> {
@@ -80,7 +87,7 @@ pub(super) struct Consumer {
 
 impl Consumer {
     fn has_credit(&self) -> bool {
-        self.spec.prefetch.is_none_or(|p| self.in_flight < p)
+        self.spec.prefetch.is_none_or(|p| self.in_flight < p) && self.spec.sink.ready()
     }
 }
 

@@ -85,6 +85,11 @@ impl QueueCore {
         self.stats.resident_bytes = 0;
     }
 
+    /// Hands out ready messages again (a consumer's sink can take more).
+    pub fn redispatch(&mut self, now: Timestamp, fx: &mut Effects) {
+        self.dispatch(now, fx);
+    }
+
     pub fn consumer_count(&self) -> usize {
         self.consumers.list.len()
     }

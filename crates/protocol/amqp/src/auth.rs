@@ -119,6 +119,7 @@ fn parse_amqplain(response: &[u8]) -> Option<(String, String)> {
     let mut framed = Vec::with_capacity(response.len() + 4);
     framed.extend_from_slice(&(response.len() as u32).to_be_bytes());
     framed.extend_from_slice(response);
+    crate::depth::check_table(&framed, 0).ok()?;
     let (_, table): (_, FieldTable) =
         amq_protocol::types::parsing::parse_field_table(framed.as_slice()).ok()?;
     let get = |k: &str| table.inner().get(k).and_then(|v: &AMQPValue| as_text(v));

@@ -26,6 +26,9 @@ pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 /// The basic class, the only one with content.
 pub const CLASS_BASIC: u16 = 60;
 
+/// Written bytes are dropped from the output buffer past this much.
+const SHRINK_ABOVE: usize = 256 * 1024;
+
 /// Bodies shorter than this are copied out of the read buffer, so that a
 /// long-lived small message does not keep a whole read buffer alive;
 /// longer ones are sliced from it.
@@ -101,6 +104,8 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Incoming>, Fa
             Incoming::Heartbeat
         }
         _ => {
+            // The codec recurses into nested tables: bound their depth first.
+            crate::depth::check(kind, &buf[7..total - 1])?;
             let parsed = parse_frame(&buf[..total]).map(|(_, f)| f);
             let ids = (buf.len() >= 11).then(|| {
                 (
@@ -184,6 +189,14 @@ impl Output {
         self.written += n;
         if self.written >= self.buf.len() {
             self.buf.clear();
+            self.written = 0;
+            // A burst may have grown the buffer far past what a turn needs.
+            if self.buf.capacity() > 4 * SHRINK_ABOVE {
+                self.buf.shrink_to(SHRINK_ABOVE);
+            }
+        } else if self.written > SHRINK_ABOVE && self.written * 2 > self.buf.len() {
+            // A socket that never drains fully must not keep what it wrote.
+            self.buf.drain(..self.written);
             self.written = 0;
         }
     }

@@ -98,6 +98,8 @@ pub struct Failure {
     pub scope: Scope,
     pub code: ReplyCode,
     pub detail: String,
+    /// The (class, method) that caused it, for connection.close.
+    pub method: Option<(u16, u16)>,
 }
 
 impl Failure {
@@ -106,6 +108,7 @@ impl Failure {
             scope: Scope::Channel,
             code,
             detail: detail.into(),
+            method: None,
         }
     }
 
@@ -114,6 +117,7 @@ impl Failure {
             scope: Scope::Connection,
             code,
             detail: detail.into(),
+            method: None,
         }
     }
 

@@ -12,6 +12,8 @@ use ferry_core::broker::QueueHandle;
 use ferry_core::queue::{Delivery, DeliverySink};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::flow::ConsumerFlow;
+
 /// A channel incarnation: its number and which opening of that number.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct ChannelRef {
@@ -55,6 +57,7 @@ pub struct ConsumerSink {
     pub to: ChannelRef,
     pub consumer: u64,
     pub queue: Weak<QueueHandle>,
+    pub flow: Arc<ConsumerFlow>,
 }
 
 impl DeliverySink for ConsumerSink {
@@ -65,14 +68,24 @@ impl DeliverySink for ConsumerSink {
             queue: Weak::clone(&self.queue),
             delivery,
         };
+        // Counted before it is sent: the connection may write it (and
+        // count it off) before `send` returns.
+        self.flow.queued();
         match self.events.send(event) {
             Ok(()) => Ok(()),
             Err(e) => match e.0 {
-                Event::Deliver { delivery, .. } => Err(delivery),
+                Event::Deliver { delivery, .. } => {
+                    self.flow.written();
+                    Err(delivery)
+                }
                 // Only a Deliver was sent.
                 _ => Ok(()),
             },
         }
+    }
+
+    fn ready(&self) -> bool {
+        self.flow.ready()
     }
 }
 

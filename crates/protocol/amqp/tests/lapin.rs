@@ -800,3 +800,203 @@ async fn bad_credentials_are_refused() {
     .expect_err("unknown vhost");
     assert_eq!(code(&e), 530);
 }
+
+#[tokio::test]
+async fn a_no_ack_consumer_gets_a_backlog_larger_than_the_in_flight_cap() {
+    let f = ferry().await;
+    let (_c, ch) = f.channel().await;
+    declare(&ch, "backlog", FieldTable::default()).await;
+    let n = 5_000u32;
+    for i in 0..n {
+        publish(
+            &ch,
+            "",
+            "backlog",
+            &i.to_be_bytes(),
+            BasicProperties::default(),
+        )
+        .await;
+    }
+    round_trip(&ch).await;
+    let mut consumer = ch
+        .basic_consume(
+            s("backlog"),
+            s("fast"),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    for i in 0..n {
+        let d = next(&mut consumer).await;
+        assert_eq!(d.data, i.to_be_bytes(), "in order, none lost");
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_no_ack_consumer_loses_nothing_on_its_way() {
+    let f = ferry().await;
+    let (_c, ch) = f.channel().await;
+    declare(&ch, "q", FieldTable::default()).await;
+    let n = 3_000u32;
+    for i in 0..n {
+        publish(&ch, "", "q", &i.to_be_bytes(), BasicProperties::default()).await;
+    }
+    let mut consumer = ch
+        .basic_consume(
+            s("q"),
+            s("c"),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    next(&mut consumer).await;
+    ch.basic_cancel(s("c"), BasicCancelOptions::default())
+        .await
+        .expect("cancel");
+    // Whatever was written before cancel-ok reached the client's stream.
+    let mut got = 1u32;
+    while let Ok(Some(Ok(_))) =
+        tokio::time::timeout(Duration::from_millis(300), consumer.next()).await
+    {
+        got += 1;
+    }
+    let left = f.broker.queue("/", "q").expect("queue").stats().ready as u32;
+    assert_eq!(got + left, n, "delivered {got}, left {left}");
+}
+
+#[tokio::test]
+async fn a_global_qos_limits_the_whole_channel() {
+    let f = ferry().await;
+    let (_c, ch) = f.channel().await;
+    for q in ["a", "b"] {
+        declare(&ch, q, FieldTable::default()).await;
+        for i in 0..5u8 {
+            publish(&ch, "", q, &[i], BasicProperties::default()).await;
+        }
+    }
+    ch.basic_qos(3, BasicQosOptions { global: true })
+        .await
+        .expect("qos");
+    let mut a = ch
+        .basic_consume(
+            s("a"),
+            s("ca"),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let mut b = ch
+        .basic_consume(
+            s("b"),
+            s("cb"),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stats = |q: &str| f.broker.queue("/", q).expect("queue").stats().leased;
+    assert_eq!(
+        stats("a") + stats("b"),
+        3,
+        "three unacked across both consumers"
+    );
+    // Acking frees room for more.
+    let first = tokio::select! {
+        d = next(&mut a) => d,
+        d = next(&mut b) => d,
+    };
+    first.ack(BasicAckOptions::default()).await.expect("ack");
+    round_trip(&ch).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(stats("a") + stats("b"), 3);
+}
+
+#[tokio::test]
+async fn acking_a_tag_twice_in_a_transaction_is_refused() {
+    let f = ferry().await;
+    let (_c, ch) = f.channel().await;
+    declare(&ch, "q", FieldTable::default()).await;
+    publish(&ch, "", "q", b"x", BasicProperties::default()).await;
+    let m = ch
+        .basic_get(s("q"), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("message");
+    ch.tx_select().await.expect("tx");
+    let tag = m.delivery.delivery_tag;
+    ch.basic_ack(tag, BasicAckOptions::default())
+        .await
+        .expect("ack");
+    ch.basic_ack(tag, BasicAckOptions::default())
+        .await
+        .expect("sent");
+    let e = ch
+        .tx_commit()
+        .await
+        .expect_err("the second ack closed the channel");
+    assert!(
+        matches!(e.kind(), lapin::ErrorKind::InvalidChannelState(..)) || code(&e) == 406,
+        "{e:?}"
+    );
+    // Nothing was committed: the message is still held, then back on close.
+    assert_eq!(
+        f.broker.queue("/", "q").expect("queue").stats().leased
+            + f.broker.queue("/", "q").expect("queue").stats().ready,
+        1
+    );
+}
+
+/// Field tables nested thousands deep would overflow a recursive parser.
+#[tokio::test]
+async fn deeply_nested_tables_are_refused_before_login() {
+    let f = ferry().await;
+    let mut raw = TcpStream::connect(f.addr).await.expect("connect");
+    raw.write_all(b"AMQP\x00\x00\x09\x01").await.expect("write");
+    let mut start = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, raw.read(&mut start))
+        .await
+        .expect("connection.start in time")
+        .expect("read");
+    assert!(n > 0);
+    // connection.start-ok whose client properties nest arrays 800 deep
+    // (it fits the 4 KiB frames allowed before tune).
+    let mut inner: Vec<u8> = Vec::new();
+    for _ in 0..800 {
+        let mut outer = vec![b'A'];
+        outer.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+        outer.extend_from_slice(&inner);
+        inner = outer;
+    }
+    let mut table = vec![1, b'k'];
+    table.extend_from_slice(&inner);
+    let mut payload = vec![0, 10, 0, 11];
+    payload.extend_from_slice(&(table.len() as u32).to_be_bytes());
+    payload.extend_from_slice(&table);
+    let mut frame = vec![1, 0, 0];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    frame.push(0xCE);
+    raw.write_all(&frame).await.expect("write");
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, raw.read_to_end(&mut rest))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    // connection.close with 502 SYNTAX_ERROR.
+    assert!(
+        rest.windows(6).any(|w| w == [0, 10, 0, 50, 0x01, 0xF6]),
+        "expected connection.close 502 in {rest:?}"
+    );
+    let (_c, ch) = f.channel().await;
+    declare(&ch, "alive", FieldTable::default()).await;
+}

@@ -12,6 +12,7 @@ use super::{Channel, Consumer, ReplyConsumer, Unacked};
 use crate::connection::Ctx;
 use crate::error::{Failure, Outcome, ReplyCode};
 use crate::events::ConsumerSink;
+use crate::flow::ConsumerFlow;
 use crate::properties::properties_of;
 use crate::reply_to;
 use crate::values::short;
@@ -32,15 +33,7 @@ impl Channel {
             basic::AMQPMethod::Qos(q) => self.qos(cx, q),
             basic::AMQPMethod::Consume(c) => self.consume(cx, c),
             basic::AMQPMethod::Cancel(c) => {
-                self.cancel(cx, c.consumer_tag.as_str());
-                if !c.nowait {
-                    cx.out.method(
-                        self.to.id,
-                        AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
-                            consumer_tag: c.consumer_tag,
-                        })),
-                    );
-                }
+                self.cancel(cx, c.consumer_tag.as_str(), !c.nowait);
                 Ok(())
             }
             basic::AMQPMethod::Get(g) => self.get(cx, g),
@@ -61,7 +54,10 @@ impl Channel {
                 };
                 self.settle(cx, r.delivery_tag, false, how)
             }
-            basic::AMQPMethod::Recover(_) => {
+            basic::AMQPMethod::Recover(r) => {
+                if !r.requeue {
+                    return Err(recover_without_requeue());
+                }
                 self.recover(cx);
                 cx.out.method(
                     self.to.id,
@@ -69,7 +65,10 @@ impl Channel {
                 );
                 Ok(())
             }
-            basic::AMQPMethod::RecoverAsync(_) => {
+            basic::AMQPMethod::RecoverAsync(r) => {
+                if !r.requeue {
+                    return Err(recover_without_requeue());
+                }
                 self.recover(cx);
                 Ok(())
             }
@@ -77,17 +76,25 @@ impl Channel {
         }
     }
 
-    /// basic.qos: the prefetch count of this channel's consumers (the codec
-    /// drops prefetch-size, which RabbitMQ does not implement either). RabbitMQ
-    /// applies a non-global limit to consumers started after it; a global
-    /// one (shared by the channel's consumers in RabbitMQ) is applied to
-    /// each consumer here, existing ones too.
+    /// basic.qos: a prefetch count for each consumer started after it
+    /// (global=false), or for the channel's unacked deliveries together
+    /// (global=true), as RabbitMQ 3 reads them. The codec drops
+    /// prefetch-size, which RabbitMQ does not implement either.
     fn qos(&mut self, cx: &mut Ctx, q: basic::Qos) -> Outcome {
-        self.prefetch = (q.prefetch_count > 0).then_some(u32::from(q.prefetch_count));
+        let limit = (q.prefetch_count > 0).then_some(u32::from(q.prefetch_count));
         if q.global {
+            let n = limit.map_or(0, |l| l as usize);
+            self.flow
+                .global_limit
+                .store(n, std::sync::atomic::Ordering::SeqCst);
+            self.unacked_changed(cx);
             for c in &self.consumers {
-                let _ = cx.amqp.broker.set_prefetch(&c.queue, c.id, self.prefetch);
+                if c.flow.take_starved() {
+                    cx.amqp.broker.kick(&c.queue);
+                }
             }
+        } else {
+            self.prefetch = limit;
         }
         cx.out.method(
             self.to.id,
@@ -97,8 +104,10 @@ impl Channel {
     }
 
     fn consume(&mut self, cx: &mut Ctx, c: basic::Consume) -> Outcome {
+        let seq = self.next_consumer;
+        self.next_consumer += 1;
         let tag = if c.consumer_tag.as_str().is_empty() {
-            format!("amq.ctag-{}-{}", self.to.id, self.next_consumer)
+            format!("amq.ctag-{}-{}-{seq}", cx.conn_id, self.to.id)
         } else {
             c.consumer_tag.as_str().to_owned()
         };
@@ -126,13 +135,13 @@ impl Channel {
                 }
             },
         };
-        let seq = self.next_consumer;
-        self.next_consumer += 1;
+        let flow = Arc::new(ConsumerFlow::new(Arc::clone(&self.flow)));
         let sink = ConsumerSink {
             events: cx.events.clone(),
             to: self.to,
             consumer: seq,
             queue: Arc::downgrade(&q),
+            flow: Arc::clone(&flow),
         };
         let mut spec = ConsumerSpec::new(sink).priority(priority);
         spec.prefetch = self.prefetch;
@@ -151,6 +160,7 @@ impl Channel {
             tag: tag.clone(),
             queue: q,
             id,
+            flow,
         });
         if !c.nowait {
             consume_ok(cx, self.to.id, &tag);
@@ -191,16 +201,26 @@ impl Channel {
         Ok(())
     }
 
-    /// Ends a consumer (unknown tags are fine, as in RabbitMQ). Its unacked
-    /// deliveries stay unacked until settled or the channel closes.
-    fn cancel(&mut self, cx: &mut Ctx, tag: &str) {
+    /// Ends a consumer (unknown tags are fine, as in RabbitMQ). Deliveries
+    /// already on their way to it are still written, then cancel-ok (the
+    /// connection drains them first: see [`Channel::finish_cancels`]). Its
+    /// unacked deliveries stay unacked until settled or the channel closes.
+    fn cancel(&mut self, cx: &mut Ctx, tag: &str, reply: bool) {
+        let reply_tag = reply.then(|| tag.to_owned());
         if let Some(at) = self.consumers.iter().position(|c| c.tag == tag) {
             let c = self.consumers.remove(at);
             let _ = cx.amqp.broker.cancel(&c.queue, c.id);
-        } else if self.reply.as_ref().is_some_and(|r| r.tag == tag)
+            self.cancelled.push((c, reply_tag));
+            cx.drain_events = true;
+            return;
+        }
+        if self.reply.as_ref().is_some_and(|r| r.tag == tag)
             && let Some(r) = self.reply.take()
         {
             cx.amqp.replies.unregister(&r.address);
+        }
+        if let Some(tag) = reply_tag {
+            cancel_ok(cx, self.to.id, &tag);
         }
     }
 
@@ -234,6 +254,7 @@ impl Channel {
                 queue: q,
                 lease: d.lease,
             });
+            self.unacked_changed(cx);
         }
         Ok(())
     }
@@ -246,20 +267,26 @@ impl Channel {
         queue: &Weak<QueueHandle>,
         d: Delivery,
     ) {
-        let Some(at) = self.consumers.iter().position(|c| c.seq == consumer) else {
-            // Cancelled while this was on its way: back it goes.
-            if !d.auto_acked
-                && let Some(q) = queue.upgrade()
-            {
-                let _ = cx.amqp.broker.nack(&q, d.lease, true);
-            }
-            return;
+        let c = match self.consumers.iter().find(|c| c.seq == consumer) {
+            Some(c) => c,
+            None => match self.cancelled.iter().find(|(c, _)| c.seq == consumer) {
+                Some((c, _)) => c,
+                None => {
+                    // Its channel was released meanwhile: back it goes.
+                    if !d.auto_acked
+                        && let Some(q) = queue.upgrade()
+                    {
+                        let _ = cx.amqp.broker.nack(&q, d.lease, true);
+                    }
+                    return;
+                }
+            },
         };
-        let tag = self.next_tag();
-        let c = &self.consumers[at];
+        let (tag, q, flow) = (short(&c.tag), Arc::clone(&c.queue), Arc::clone(&c.flow));
+        let delivery_tag = self.next_tag();
         let deliver = basic::AMQPMethod::Deliver(basic::Deliver {
-            consumer_tag: short(&c.tag),
-            delivery_tag: tag,
+            consumer_tag: tag,
+            delivery_tag,
             redelivered: d.redelivered(),
             exchange: short(d.message.router.as_deref().unwrap_or("")),
             routing_key: short(&d.message.routing_key),
@@ -267,10 +294,15 @@ impl Channel {
         send_message(cx, self.to.id, deliver, &d.message);
         if !d.auto_acked {
             self.unacked.push_back(Unacked {
-                tag,
-                queue: Arc::clone(&c.queue),
+                tag: delivery_tag,
+                queue: Arc::clone(&q),
                 lease: d.lease,
             });
+            self.unacked_changed(cx);
+        }
+        flow.written();
+        if flow.take_starved() {
+            cx.amqp.broker.kick(&q);
         }
     }
 
@@ -310,7 +342,8 @@ impl Channel {
     }
 
     /// basic.ack, nack and reject. Tag 0 with `multiple` means every
-    /// outstanding delivery; an unknown tag is a channel error (406).
+    /// outstanding delivery; an unknown tag (or one already settled, in
+    /// this transaction too) is a channel error (406).
     pub(super) fn settle(
         &mut self,
         cx: &mut Ctx,
@@ -318,19 +351,22 @@ impl Channel {
         multiple: bool,
         how: Settle,
     ) -> Outcome {
-        if self.tx.is_some() {
-            self.check_tag(tag, multiple)?;
-            if let Some(tx) = &mut self.tx {
-                tx.settles.push((tag, multiple, how));
-            }
-            return Ok(());
+        let Some(tx) = &self.tx else {
+            return self.settle_now(cx, tag, multiple, how);
+        };
+        let pending = |t: u64| tx.covers(t);
+        let known = if multiple && tag == 0 {
+            true
+        } else {
+            self.unacked.iter().any(|u| u.tag == tag) && !pending(tag)
+        };
+        if !known {
+            return Err(unknown_tag(tag));
         }
-        self.settle_now(cx, tag, multiple, how)
-    }
-
-    fn check_tag(&self, tag: u64, multiple: bool) -> Outcome {
-        let known = (multiple && tag == 0) || self.unacked.iter().any(|u| u.tag == tag);
-        if known { Ok(()) } else { Err(unknown_tag(tag)) }
+        if let Some(tx) = &mut self.tx {
+            tx.settle(tag, multiple, how);
+        }
+        Ok(())
     }
 
     pub(super) fn settle_now(
@@ -350,22 +386,25 @@ impl Channel {
             };
         };
         if multiple {
-            self.check_tag(tag, multiple)?;
+            if tag != 0 && !self.unacked.iter().any(|u| u.tag == tag) {
+                return Err(unknown_tag(tag));
+            }
             let upto = if tag == 0 { u64::MAX } else { tag };
             while self.unacked.front().is_some_and(|u| u.tag <= upto) {
                 if let Some(u) = self.unacked.pop_front() {
                     apply(u);
                 }
             }
-            return Ok(());
+        } else {
+            let at = self
+                .unacked
+                .binary_search_by_key(&tag, |u| u.tag)
+                .map_err(|_| unknown_tag(tag))?;
+            if let Some(u) = self.unacked.remove(at) {
+                apply(u);
+            }
         }
-        let at = self
-            .unacked
-            .binary_search_by_key(&tag, |u| u.tag)
-            .map_err(|_| unknown_tag(tag))?;
-        if let Some(u) = self.unacked.remove(at) {
-            apply(u);
-        }
+        self.unacked_changed(cx);
         Ok(())
     }
 
@@ -374,6 +413,7 @@ impl Channel {
         for u in self.unacked.drain(..) {
             let _ = cx.amqp.broker.nack(&u.queue, u.lease, true);
         }
+        self.unacked_changed(cx);
     }
 }
 
@@ -383,6 +423,19 @@ pub(super) fn send_message(cx: &mut Ctx, channel: u16, method: basic::AMQPMethod
     cx.out.method(channel, AMQPClass::Basic(method));
     cx.out
         .content(channel, properties_of(m), &m.body, cx.frame_max);
+}
+
+pub(super) fn cancel_ok(cx: &mut Ctx, channel: u16, tag: &str) {
+    cx.out.method(
+        channel,
+        AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
+            consumer_tag: short(tag),
+        })),
+    );
+}
+
+fn recover_without_requeue() -> Failure {
+    Failure::channel(ReplyCode::NotImplemented, "requeue=false is not supported")
 }
 
 fn consume_ok(cx: &mut Ctx, channel: u16, tag: &str) {

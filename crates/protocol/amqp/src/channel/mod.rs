@@ -19,6 +19,7 @@ use crate::confirms::Confirms;
 use crate::connection::Ctx;
 use crate::error::{Failure, Outcome, ReplyCode};
 use crate::events::{ChannelRef, Event};
+use crate::flow::{ChannelFlow, ConsumerFlow};
 
 pub use publish::Content;
 
@@ -36,6 +37,7 @@ struct Consumer {
     tag: String,
     queue: Arc<QueueHandle>,
     id: ConsumerId,
+    flow: Arc<ConsumerFlow>,
 }
 
 /// The channel's direct reply-to consumer.
@@ -54,7 +56,11 @@ pub struct Channel {
     /// In delivery-tag order.
     unacked: VecDeque<Unacked>,
     consumers: Vec<Consumer>,
+    /// Consumers cancelled by the client whose deliveries already on their
+    /// way are still written (before cancel-ok), with the tags to confirm.
+    cancelled: Vec<(Consumer, Option<String>)>,
     next_consumer: u64,
+    flow: Arc<ChannelFlow>,
     /// basic.qos prefetch-count for consumers (None: unlimited).
     prefetch: Option<u32>,
     confirms: Option<Confirms>,
@@ -73,7 +79,9 @@ impl Channel {
             next_delivery_tag: 1,
             unacked: VecDeque::new(),
             consumers: Vec::new(),
+            cancelled: Vec::new(),
             next_consumer: 1,
+            flow: Arc::new(ChannelFlow::default()),
             prefetch: None,
             confirms: None,
             tx: None,
@@ -174,15 +182,48 @@ impl Channel {
         for c in self.consumers.drain(..) {
             let _ = broker.cancel(&c.queue, c.id);
         }
+        self.cancelled.clear();
         if let Some(r) = self.reply.take() {
             cx.amqp.replies.unregister(&r.address);
         }
         for u in self.unacked.drain(..) {
             let _ = broker.nack(&u.queue, u.lease, true);
         }
+        self.flow
+            .unacked
+            .store(0, std::sync::atomic::Ordering::SeqCst);
         self.content = None;
         self.confirms = None;
         self.tx = None;
+    }
+
+    /// Whether cancelled consumers wait for their in-flight deliveries.
+    pub fn has_cancels(&self) -> bool {
+        !self.cancelled.is_empty()
+    }
+
+    /// After the connection has written every delivery that was on its way
+    /// to the cancelled consumers: confirm the cancels.
+    pub fn finish_cancels(&mut self, cx: &mut Ctx) {
+        for (_, tag) in self.cancelled.drain(..) {
+            if let Some(tag) = tag {
+                basic::cancel_ok(cx, self.to.id, &tag);
+            }
+        }
+    }
+
+    /// The unacked count the flow control sees; kicks consumers that a
+    /// global limit held back once there is room.
+    fn unacked_changed(&mut self, cx: &Ctx) {
+        use std::sync::atomic::Ordering;
+        let before = self.flow.unacked.swap(self.unacked.len(), Ordering::SeqCst);
+        if self.unacked.len() < before && self.flow.global_limit.load(Ordering::SeqCst) > 0 {
+            for c in &self.consumers {
+                if c.flow.take_starved() {
+                    cx.amqp.broker.kick(&c.queue);
+                }
+            }
+        }
     }
 
     fn next_tag(&mut self) -> u64 {

@@ -39,7 +39,9 @@ impl Body {
         *self = match std::mem::replace(self, Body::Empty) {
             Body::Empty => Body::One(part),
             Body::One(first) => {
-                let mut all = BytesMut::with_capacity(total as usize);
+                // The announced size is the client's word: reserve it only
+                // up to a bound, and grow as the frames arrive.
+                let mut all = BytesMut::with_capacity((total as usize).min(1 << 20));
                 all.extend_from_slice(&first);
                 all.extend_from_slice(&part);
                 Body::Many(all)

@@ -106,9 +106,23 @@ impl Channel {
             },
             &d.arguments,
         )?;
+        if d.exclusive
+            && let Ok(existing) = broker.queue(&cx.vhost, &name)
+            && existing.config().exclusive_owner.is_none()
+        {
+            // A shared queue cannot become one connection's: RabbitMQ
+            // calls that a lock it cannot take.
+            return Err(Failure::from_core(
+                CoreError::ExclusiveQueue(name),
+                &cx.vhost,
+            ));
+        }
         let declared = broker
             .declare_queue(&cx.vhost, &name, config)
             .map_err(|e| Failure::from_core(e, &cx.vhost))?;
+        if declared.created && d.exclusive {
+            cx.exclusive.push(name.clone());
+        }
         let s = declared.queue.stats();
         self.last_queue = Some(name.clone());
         self.declare_ok(cx, &name, s.ready, s.consumers as u64, d.nowait);

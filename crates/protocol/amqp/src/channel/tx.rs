@@ -23,6 +23,34 @@ pub struct Tx {
     pub publishes: Vec<(String, bool, Message)>,
     /// (delivery tag, multiple, how)
     pub settles: Vec<(u64, bool, Settle)>,
+    /// Every tag up to this one is settled by a `multiple` of this transaction.
+    settled_upto: u64,
+    /// Tags settled one by one in this transaction.
+    settled: std::collections::HashSet<u64>,
+}
+
+impl Tx {
+    /// Whether this transaction settles `tag` already.
+    pub fn covers(&self, tag: u64) -> bool {
+        tag <= self.settled_upto || self.settled.contains(&tag)
+    }
+
+    pub fn settle(&mut self, tag: u64, multiple: bool, how: Settle) {
+        if multiple {
+            self.settled_upto = if tag == 0 {
+                u64::MAX
+            } else {
+                self.settled_upto.max(tag)
+            };
+        } else {
+            self.settled.insert(tag);
+        }
+        self.settles.push((tag, multiple, how));
+    }
+
+    fn clear(&mut self) {
+        *self = Tx::default();
+    }
 }
 
 impl Channel {
@@ -43,9 +71,7 @@ impl Channel {
             }
             tx::AMQPMethod::Commit(_) => self.tx_commit(cx),
             tx::AMQPMethod::Rollback(_) => {
-                let t = self.tx.as_mut().ok_or_else(not_transactional)?;
-                t.publishes.clear();
-                t.settles.clear();
+                self.tx.as_mut().ok_or_else(not_transactional)?.clear();
                 reply(
                     cx,
                     self.to.id,
@@ -73,9 +99,13 @@ impl Channel {
             let (c, _) = self.publish(cx, &exchange, mandatory, msg)?;
             commit = commit.and(c);
         }
-        if let Some(outcome) = commit.outcome() {
-            self.tx_committed(cx, outcome.is_ok());
-            return Ok(());
+        match commit.outcome() {
+            Some(Ok(())) => {
+                self.tx_committed(cx, true);
+                return Ok(());
+            }
+            Some(Err(e)) => return Err(not_durable(&e)),
+            None => {}
         }
         cx.paused = true;
         let events = cx.events.clone();
@@ -93,14 +123,17 @@ impl Channel {
         if ok {
             reply(cx, self.to.id, tx::AMQPMethod::CommitOk(tx::CommitOk {}));
         } else {
-            // The client learns of it as RabbitMQ reports an internal error.
-            let f = Failure::channel(
-                ReplyCode::InternalError,
-                "the transaction's messages could not be made durable",
-            );
-            cx.failed_channel = Some((self.to, f));
+            cx.failed_channel = Some((self.to, not_durable(&"the journal failed")));
         }
     }
+}
+
+/// The client learns of it as RabbitMQ reports an internal error.
+fn not_durable(why: &dyn std::fmt::Display) -> Failure {
+    Failure::channel(
+        ReplyCode::InternalError,
+        format!("the transaction could not be made durable: {why}"),
+    )
 }
 
 fn not_transactional() -> Failure {

@@ -88,8 +88,8 @@ where
     );
     send(writer, out).await?;
 
-    // Before tune-ok, frames may be as large as our own limit.
-    let start_ok = match expect(reader, inbuf, config.frame_max, out).await? {
+    // Before tune-ok, frames may be at most the spec's minimum size.
+    let start_ok = match expect(reader, inbuf, FRAME_MIN_SIZE, out).await? {
         connection::AMQPMethod::StartOk(m) => m,
         other => return Err(unexpected(out, "connection.start-ok", &other)),
     };
@@ -119,7 +119,7 @@ where
         })),
     );
     send(writer, out).await?;
-    let tune_ok = match expect(reader, inbuf, config.frame_max, out).await? {
+    let tune_ok = match expect(reader, inbuf, FRAME_MIN_SIZE, out).await? {
         connection::AMQPMethod::TuneOk(m) => m,
         other => return Err(unexpected(out, "connection.tune-ok", &other)),
     };

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::Amqp;
 use crate::codec::{self, Output};
@@ -64,9 +64,8 @@ pub async fn run<S>(
         }
     };
     tracing::info!(%peer, user = %tuned.user, vhost = %tuned.vhost, "AMQP connection open");
-    let (events_tx, mut events) = mpsc::unbounded_channel();
     let heartbeat = tuned.heartbeat;
-    let mut session = Session::new(Arc::clone(&amqp), id, tuned, out, events_tx);
+    let mut session = Session::new(Arc::clone(&amqp), id, tuned, out);
 
     let tick_every = if heartbeat.is_zero() {
         Duration::from_secs(1)
@@ -78,21 +77,27 @@ pub async fn run<S>(
     let mut last_read = Instant::now();
     let mut stopping = *stop.borrow();
     if stopping {
-        session.fail(Failure::connection(
-            ReplyCode::ConnectionForced,
-            "broker forced connection closure with reason 'shutdown'",
-        ));
+        session.fail(shutting_down());
+    }
+    // Frames the client sent right behind connection.open.
+    if let Err(f) = session.on_input(&mut inbuf) {
+        session.fail(f);
     }
 
     loop {
-        let writing = !session.cx.out.is_empty();
-        let take_events = session.cx.out.len() < OUTPUT_HIGH_WATER && !session.is_closing();
+        let pending = session.cx.out.len();
+        let writing = pending > 0;
+        // A client that does not read its deliveries or replies gets no
+        // more of either, and past a limit we stop reading its requests.
+        let take_events = pending < OUTPUT_HIGH_WATER;
+        let reading = !session.is_paused() && pending < OUTPUT_HIGH_WATER * 4;
+        let close_deadline = session.close_deadline();
         tokio::select! {
             r = writer.write(session.cx.out.pending()), if writing => match r {
                 Ok(0) | Err(_) => break,
                 Ok(n) => session.cx.out.consume(n),
             },
-            r = reader.read_buf(&mut inbuf), if !session.is_paused() => match r {
+            r = reader.read_buf(&mut inbuf), if reading => match r {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     last_read = Instant::now();
@@ -101,10 +106,10 @@ pub async fn run<S>(
                     }
                 }
             },
-            Some(ev) = events.recv(), if take_events => {
+            Some(ev) = session.events.recv(), if take_events => {
                 session.on_event(ev);
                 for _ in 1..EVENTS_PER_TURN {
-                    match events.try_recv() {
+                    match session.events.try_recv() {
                         Ok(ev) => session.on_event(ev),
                         Err(_) => break,
                     }
@@ -117,7 +122,8 @@ pub async fn run<S>(
                 }
             }
             _ = ticker.tick() => {
-                if !heartbeat.is_zero() {
+                // A paused connection reads nothing, so it hears nothing.
+                if !heartbeat.is_zero() && !session.is_paused() {
                     if last_read.elapsed() > heartbeat * 2 {
                         tracing::info!(%peer, "missed heartbeats from the client; closing");
                         break;
@@ -126,16 +132,11 @@ pub async fn run<S>(
                         session.cx.out.heartbeat();
                     }
                 }
-                if session.close_expired() {
-                    break;
-                }
             }
+            () = sleep_until(close_deadline), if close_deadline.is_some() => break,
             _ = stop.changed(), if !stopping => {
                 stopping = true;
-                session.fail(Failure::connection(
-                    ReplyCode::ConnectionForced,
-                    "broker forced connection closure with reason 'shutdown'",
-                ));
+                session.fail(shutting_down());
             }
         }
         if session.is_finished() {
@@ -145,7 +146,21 @@ pub async fn run<S>(
     flush(&mut writer, &mut session.cx.out).await;
     let _ = writer.shutdown().await;
     session.release();
+    session.drain_orphans();
     tracing::info!(%peer, "AMQP connection closed");
+}
+
+fn shutting_down() -> Failure {
+    Failure::connection(
+        ReplyCode::ConnectionForced,
+        "broker forced connection closure with reason 'shutdown'",
+    )
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d.into()).await;
+    }
 }
 
 /// Writes what is pending, for a short while at most.

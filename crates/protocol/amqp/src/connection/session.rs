@@ -17,6 +17,8 @@ use crate::channel::Channel;
 use crate::codec::{self, Incoming, Output};
 use crate::error::{Failure, Outcome, ReplyCode, Scope};
 use crate::events::{ChannelRef, Event, Events};
+
+type EventReceiver = tokio::sync::mpsc::UnboundedReceiver<Event>;
 use crate::values::short;
 
 /// What every channel of a connection shares.
@@ -34,10 +36,17 @@ pub struct Ctx {
     pub paused: bool,
     /// A channel that failed outside a method (a commit that did not land).
     pub failed_channel: Option<(ChannelRef, Failure)>,
+    /// A consumer was cancelled: write the deliveries already on their way
+    /// to it before its cancel-ok.
+    pub drain_events: bool,
+    /// Exclusive queues this connection declared (deleted when it closes).
+    pub exclusive: Vec<String>,
 }
 
 pub struct Session {
     pub cx: Ctx,
+    /// Broker events for this connection (deliveries, confirms).
+    pub events: EventReceiver,
     channels: HashMap<u16, Channel>,
     channel_max: u16,
     generations: u32,
@@ -47,8 +56,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(amqp: Arc<Amqp>, conn_id: u64, tuned: Tuned, out: Output, events: Events) -> Self {
+    pub fn new(amqp: Arc<Amqp>, conn_id: u64, tuned: Tuned, out: Output) -> Self {
+        let (events, rx) = tokio::sync::mpsc::unbounded_channel();
         Session {
+            events: rx,
             cx: Ctx {
                 amqp,
                 conn_id,
@@ -60,6 +71,8 @@ impl Session {
                 cancel_notify: tuned.cancel_notify,
                 paused: false,
                 failed_channel: None,
+                drain_events: false,
+                exclusive: Vec::new(),
             },
             channels: HashMap::new(),
             channel_max: tuned.channel_max,
@@ -69,17 +82,13 @@ impl Session {
         }
     }
 
-    pub fn is_closing(&self) -> bool {
-        self.closing.is_some()
-    }
-
     pub fn is_finished(&self) -> bool {
         self.finished
     }
 
-    /// Whether the client has not answered our connection.close in time.
-    pub fn close_expired(&self) -> bool {
-        self.closing.is_some_and(|t| t.elapsed() > CLOSE_TIMEOUT)
+    /// When our connection.close stops waiting for the client's close-ok.
+    pub fn close_deadline(&self) -> Option<Instant> {
+        self.closing.map(|t| t + CLOSE_TIMEOUT)
     }
 
     /// Handles every whole frame in `buf`.
@@ -229,18 +238,36 @@ impl Session {
                     return Ok(());
                 }
                 let r = ch.on_method(&mut self.cx, m);
+                if self.cx.drain_events {
+                    self.drain_for_cancels();
+                }
                 self.settle(id, r, ids)
             }
         }
     }
 
+    /// Writes every event already queued (deliveries to consumers just
+    /// cancelled among them), then the cancels' cancel-oks.
+    fn drain_for_cancels(&mut self) {
+        self.cx.drain_events = false;
+        while let Ok(ev) = self.events.try_recv() {
+            self.on_event(ev);
+        }
+        for ch in self.channels.values_mut() {
+            if ch.has_cancels() {
+                ch.finish_cancels(&mut self.cx);
+            }
+        }
+    }
+
     /// Turns a channel's failure into a channel.close (the connection's
-    /// failures go up).
+    /// failures go up, naming the method that caused them).
     fn settle(&mut self, id: u16, r: Outcome, (class_id, method_id): (u16, u16)) -> Outcome {
-        let Err(f) = r else {
+        let Err(mut f) = r else {
             return Ok(());
         };
         if f.scope == Scope::Connection {
+            f.method.get_or_insert((class_id, method_id));
             return Err(f);
         }
         tracing::debug!(channel = id, error = %f, "closing channel");
@@ -267,13 +294,14 @@ impl Session {
         }
         tracing::info!(error = %f, "closing connection");
         self.release();
+        let (class_id, method_id) = f.method.unwrap_or((0, 0));
         self.cx.out.method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
                 reply_code: f.code.code(),
                 reply_text: short(&f.text()),
-                class_id: 0,
-                method_id: 0,
+                class_id,
+                method_id,
             })),
         );
         self.closing = Some(Instant::now());
@@ -317,7 +345,23 @@ impl Session {
         for (_, mut ch) in self.channels.drain() {
             ch.release(&mut self.cx);
         }
-        self.cx.amqp.broker.drop_owner(self.cx.conn_id);
+        let broker = &self.cx.amqp.broker;
+        for name in self.cx.exclusive.drain(..) {
+            if let Ok(q) = broker.queue(&self.cx.vhost, &name)
+                && q.check_owner(Some(self.cx.conn_id)).is_ok()
+            {
+                let _ = broker.delete_queue(&self.cx.vhost, &name, false, false);
+            }
+        }
+    }
+
+    /// After the connection ends: deliveries still queued for it go back
+    /// to their queues.
+    pub fn drain_orphans(&mut self) {
+        self.events.close();
+        while let Ok(ev) = self.events.try_recv() {
+            crate::channel::orphan(&self.cx, ev);
+        }
     }
 }
 
