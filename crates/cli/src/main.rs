@@ -1,5 +1,6 @@
 //! The `ferry` binary.
 
+mod bench;
 mod serve;
 
 use std::process::ExitCode;
@@ -19,12 +20,16 @@ struct Cli {
 enum Command {
     /// Start the broker.
     Serve(serve::ServeArgs),
+    /// Load a broker (ferry or another) and report throughput, latency and
+    /// any lost or duplicated messages.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

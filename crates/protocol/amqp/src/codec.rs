@@ -210,6 +210,12 @@ impl Output {
         self.active = true;
     }
 
+    /// Frames encoded elsewhere (a load generator's pre-encoded publishes).
+    pub fn raw(&mut self, frames: &[u8]) {
+        self.buf.extend_from_slice(frames);
+        self.active = true;
+    }
+
     pub fn heartbeat(&mut self) {
         self.buf
             .extend_from_slice(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);
