@@ -65,6 +65,8 @@ pub struct ProducerResult {
     pub accepted: Ledger,
     /// Published but never confirmed nor nacked by the end.
     pub unconfirmed: u64,
+    /// Publish to confirm, µs (with confirms).
+    pub confirm_latency: Option<Histogram<u64>>,
 }
 
 pub struct ConsumerResult {
@@ -73,7 +75,7 @@ pub struct ConsumerResult {
 }
 
 /// How long after the producers stop consumers may take to catch up.
-const DRAIN_IDLE: Duration = Duration::from_secs(3);
+const DRAIN_IDLE: Duration = Duration::from_secs(10);
 const DRAIN_MAX: Duration = Duration::from_secs(60);
 
 /// Runs a scenario and reports it (also to the JSON and SVG files asked for).
@@ -186,6 +188,7 @@ pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError
     let mut accepted = Ledger::default();
     let mut sent = 0;
     let mut unconfirmed = 0;
+    let mut confirm_latency: Option<Histogram<u64>> = None;
     let mut failures = Vec::new();
     for r in producer_results {
         match r {
@@ -193,6 +196,11 @@ pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError
                 sent += p.sent;
                 unconfirmed += p.unconfirmed;
                 accepted.merge(&p.accepted);
+                if let Some(h) = p.confirm_latency {
+                    let _ = confirm_latency
+                        .get_or_insert_with(latency_histogram)
+                        .add(&h);
+                }
             }
             Ok(Err(e)) => failures.push(e.to_string()),
             Err(e) => failures.push(e.to_string()),
@@ -279,6 +287,7 @@ pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError
         received_per_s: received as f64 / elapsed_s.max(1e-9),
         received_mb_per_s: received as f64 * opts.size as f64 / elapsed_s.max(1e-9) / 1e6,
         latency_us: Latency::of(&histogram),
+        confirm_latency_us: confirm_latency.as_ref().map(Latency::of),
         cpu,
         series,
         latency_curve: latency_curve(&histogram),

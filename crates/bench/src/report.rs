@@ -27,6 +27,8 @@ pub struct Report {
     pub received_per_s: f64,
     pub received_mb_per_s: f64,
     pub latency_us: Latency,
+    /// Publish to confirm (AMQP with confirms).
+    pub confirm_latency_us: Option<Latency>,
     pub cpu: Cpu,
     pub series: Vec<Sample>,
     /// (percentile, latency in µs), for drawing the distribution.
@@ -144,6 +146,14 @@ impl Report {
                     self.latency_us.p999,
                     self.latency_us.max
                 ),
+            ),
+            (
+                "confirm latency µs p50/p99/p99.9/max",
+                self.confirm_latency_us
+                    .as_ref()
+                    .map_or("-".to_owned(), |l| {
+                        format!("{} / {} / {} / {}", l.p50, l.p99, l.p999, l.max)
+                    }),
             ),
             (
                 "lost / duplicated / errors / nacked",

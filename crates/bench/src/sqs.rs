@@ -183,6 +183,7 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
         sent: seq,
         accepted,
         unconfirmed: 0,
+        confirm_latency: None,
     })
 }
 

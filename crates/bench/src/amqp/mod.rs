@@ -13,6 +13,8 @@ use amq_protocol::protocol::{AMQPClass, basic, confirm, queue};
 use amq_protocol::types::FieldTable;
 use ferry_amqp::codec::{FRAME_BODY, FRAME_END, Incoming, Output};
 
+use hdrhistogram::Histogram;
+
 use crate::stats::{Counters, Ledger, latency_histogram, read_stamp, stamp};
 use crate::{BenchError, ConsumerResult, Ctx, ProducerResult};
 use client::Client;
@@ -142,11 +144,12 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
     let mut body = vec![0u8; opts.size];
     let mut buf: Vec<u8> = Vec::with_capacity(BURST * (opts.size + 64));
     let mut accepted = Ledger::default();
-    // Publish tags awaiting a confirm, in order (tag = seq + 1).
-    let mut outstanding: VecDeque<u64> = VecDeque::new();
+    // Publish tags awaiting a confirm, in order (tag = seq + 1), with
+    // their send times.
+    let mut outstanding: VecDeque<(u64, u64)> = VecDeque::new();
+    let mut confirm_latency = latency_histogram();
     let mut seq: u64 = 0;
     let started = ctx.clock.elapsed_s();
-    let mut nacked = 0u64;
     loop {
         if *ctx.stop.borrow() || limit.is_some_and(|l| seq >= l) {
             break;
@@ -162,7 +165,27 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
             let due = ((ctx.clock.elapsed_s() - started) * rate) as u64;
             can = can.min(due.saturating_sub(seq));
             if can == 0 && (window == 0 || outstanding.len() < window) {
-                tokio::time::sleep(Duration::from_secs_f64((1.0 / rate).min(0.01))).await;
+                // Until the next message is due; confirms that arrive
+                // meanwhile are taken as they come, so their latency is
+                // measured, not the pause.
+                let next_at = started + (seq + 1) as f64 / rate;
+                let pause =
+                    Duration::from_secs_f64((next_at - ctx.clock.elapsed_s()).clamp(0.0, 0.01));
+                if outstanding.is_empty() {
+                    tokio::time::sleep(pause).await;
+                } else if let Ok(read) = tokio::time::timeout(pause, c.read_more()).await {
+                    read?;
+                    settle_confirms(
+                        &mut c,
+                        Confirming {
+                            id,
+                            outstanding: &mut outstanding,
+                            accepted: &mut accepted,
+                            latency: &mut confirm_latency,
+                            ctx: &ctx,
+                        },
+                    )?;
+                }
                 continue;
             }
         }
@@ -171,20 +194,23 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
             c.read_more().await?;
             settle_confirms(
                 &mut c,
-                id,
-                &mut outstanding,
-                &mut accepted,
-                &ctx.counters,
-                &mut nacked,
+                Confirming {
+                    id,
+                    outstanding: &mut outstanding,
+                    accepted: &mut accepted,
+                    latency: &mut confirm_latency,
+                    ctx: &ctx,
+                },
             )?;
             continue;
         }
         buf.clear();
         for _ in 0..can {
-            stamp(&mut body, id, seq, ctx.clock.now_ns());
+            let now = ctx.clock.now_ns();
+            stamp(&mut body, id, seq, now);
             template.write(&mut buf, &body);
             if window > 0 {
-                outstanding.push_back(seq + 1);
+                outstanding.push_back((seq + 1, now));
             } else {
                 accepted.record(id, seq);
             }
@@ -197,11 +223,13 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
             c.read_now()?;
             settle_confirms(
                 &mut c,
-                id,
-                &mut outstanding,
-                &mut accepted,
-                &ctx.counters,
-                &mut nacked,
+                Confirming {
+                    id,
+                    outstanding: &mut outstanding,
+                    accepted: &mut accepted,
+                    latency: &mut confirm_latency,
+                    ctx: &ctx,
+                },
             )?;
         }
     }
@@ -211,11 +239,13 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
             c.read_more().await?;
             settle_confirms(
                 &mut c,
-                id,
-                &mut outstanding,
-                &mut accepted,
-                &ctx.counters,
-                &mut nacked,
+                Confirming {
+                    id,
+                    outstanding: &mut outstanding,
+                    accepted: &mut accepted,
+                    latency: &mut confirm_latency,
+                    ctx: &ctx,
+                },
             )?;
         }
         Ok::<(), BenchError>(())
@@ -230,18 +260,28 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
         sent: seq,
         accepted,
         unconfirmed,
+        confirm_latency: (window > 0).then_some(confirm_latency),
     })
 }
 
 /// Takes the confirms among the frames read so far.
-fn settle_confirms(
-    c: &mut Client,
+struct Confirming<'a> {
     id: u16,
-    outstanding: &mut VecDeque<u64>,
-    accepted: &mut Ledger,
-    counters: &Counters,
-    nacked: &mut u64,
-) -> Result<(), BenchError> {
+    outstanding: &'a mut VecDeque<(u64, u64)>,
+    accepted: &'a mut Ledger,
+    latency: &'a mut Histogram<u64>,
+    ctx: &'a Ctx,
+}
+
+fn settle_confirms(c: &mut Client, k: Confirming<'_>) -> Result<(), BenchError> {
+    let Confirming {
+        id,
+        outstanding,
+        accepted,
+        latency,
+        ctx,
+    } = k;
+    let now = ctx.clock.now_ns();
     while let Some(f) = c.decode()? {
         let Incoming::Method(_, m) = f else {
             continue;
@@ -263,22 +303,22 @@ fn settle_confirms(
             }
             _ => continue,
         };
-        let mut settle = |t: u64| {
+        let mut settle = |(t, sent): (u64, u64)| {
+            let _ = latency.record((now.saturating_sub(sent) / 1000).max(1));
             if ack {
                 accepted.record(id, t - 1);
-                Counters::add(&counters.confirmed, 1);
+                Counters::add(&ctx.counters.confirmed, 1);
             } else {
-                *nacked += 1;
-                Counters::add(&counters.nacked, 1);
+                Counters::add(&ctx.counters.nacked, 1);
             }
         };
         if multiple {
-            while outstanding.front().is_some_and(|&t| t <= tag) {
+            while outstanding.front().is_some_and(|&(t, _)| t <= tag) {
                 if let Some(t) = outstanding.pop_front() {
                     settle(t);
                 }
             }
-        } else if let Ok(i) = outstanding.binary_search(&tag)
+        } else if let Ok(i) = outstanding.binary_search_by_key(&tag, |&(t, _)| t)
             && let Some(t) = outstanding.remove(i)
         {
             settle(t);

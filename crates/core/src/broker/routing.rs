@@ -220,7 +220,10 @@ impl Broker {
 
     fn stamp_for_publish(&self, msg: &mut Message, router: &str) {
         self.stamp(msg, self.clock.now());
-        if msg.router.as_deref() != Some(router) {
+        // The default router is no router (and costs no allocation).
+        if router == DEFAULT_ROUTER {
+            msg.router = None;
+        } else if msg.router.as_deref() != Some(router) {
             msg.router = Some(router.to_owned());
         }
     }

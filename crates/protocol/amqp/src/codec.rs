@@ -7,11 +7,12 @@
 //! into one buffer that the connection writes with one call.
 
 use amq_protocol::frame::{AMQPContentHeader, AMQPFrame, WriteContext, gen_frame, parse_frame};
-use amq_protocol::protocol::AMQPClass;
 use amq_protocol::protocol::basic::AMQPProperties;
+use amq_protocol::protocol::{AMQPClass, basic};
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::{Failure, ReplyCode};
+use crate::fastpath;
 
 pub const FRAME_METHOD: u8 = 1;
 pub const FRAME_HEADER: u8 = 2;
@@ -104,8 +105,24 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Incoming>, Fa
             Incoming::Heartbeat
         }
         _ => {
+            let payload = &buf[7..total - 1];
+            // The frames every message brings, read by hand (see fastpath).
+            let fast = match kind {
+                FRAME_METHOD => fastpath::parse_publish(payload).map(|p| {
+                    Incoming::Method(
+                        channel,
+                        Box::new(AMQPClass::Basic(basic::AMQPMethod::Publish(p))),
+                    )
+                }),
+                _ => fastpath::parse_plain_header(payload)
+                    .map(|h| Incoming::Header(channel, Box::new(h))),
+            };
+            if let Some(f) = fast {
+                buf.advance(total);
+                return Ok(Some(f));
+            }
             // The codec recurses into nested tables: bound their depth first.
-            crate::depth::check(kind, &buf[7..total - 1])?;
+            crate::depth::check(kind, payload)?;
             let parsed = parse_frame(&buf[..total]).map(|(_, f)| f);
             let ids = (buf.len() >= 11).then(|| {
                 (
@@ -226,6 +243,28 @@ impl Output {
         self.frame(&AMQPFrame::Method(channel, class));
     }
 
+    /// A basic.deliver method frame (the hot one, written by hand).
+    pub fn deliver(
+        &mut self,
+        channel: u16,
+        consumer_tag: &str,
+        delivery_tag: u64,
+        redelivered: bool,
+        exchange: &str,
+        routing_key: &str,
+    ) {
+        fastpath::write_deliver(
+            &mut self.buf,
+            channel,
+            consumer_tag,
+            delivery_tag,
+            redelivered,
+            exchange,
+            routing_key,
+        );
+        self.active = true;
+    }
+
     /// A content header and its body, split into frames of at most `frame_max`.
     pub fn content(
         &mut self,
@@ -234,14 +273,16 @@ impl Output {
         body: &[u8],
         frame_max: u32,
     ) {
-        self.frame(&AMQPFrame::Header(
-            channel,
-            AMQPContentHeader {
-                class_id: CLASS_BASIC,
-                body_size: body.len() as u64,
-                properties,
-            },
-        ));
+        if !fastpath::write_plain_header(&mut self.buf, channel, body.len() as u64, &properties) {
+            self.frame(&AMQPFrame::Header(
+                channel,
+                AMQPContentHeader {
+                    class_id: CLASS_BASIC,
+                    body_size: body.len() as u64,
+                    properties,
+                },
+            ));
+        }
         let chunk = (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
         for part in body.chunks(chunk) {
             self.buf.push(FRAME_BODY);

@@ -75,7 +75,7 @@ impl DeliverySink for ConsumerSink {
             Ok(()) => Ok(()),
             Err(e) => match e.0 {
                 Event::Deliver { delivery, .. } => {
-                    self.flow.written();
+                    self.flow.written(1);
                     Err(delivery)
                 }
                 // Only a Deliver was sent.

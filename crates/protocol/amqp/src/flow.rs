@@ -57,8 +57,8 @@ impl ConsumerFlow {
     }
 
     fn has_room(&self) -> bool {
-        let limit = self.channel.global_limit.load(Ordering::SeqCst);
         let channel = &self.channel;
+        let limit = channel.global_limit.load(Ordering::SeqCst);
         self.in_flight.load(Ordering::SeqCst) < IN_FLIGHT_CAP
             && (limit == 0
                 || channel.unacked.load(Ordering::SeqCst) + channel.queued.load(Ordering::SeqCst)
@@ -71,10 +71,11 @@ impl ConsumerFlow {
         self.channel.queued.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// A queued delivery was written (or given back).
-    pub fn written(&self) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.channel.queued.fetch_sub(1, Ordering::SeqCst);
+    /// `n` queued deliveries were written (or given back). Counted off in
+    /// batches: the counters are shared with the queue's thread.
+    pub fn written(&self, n: usize) {
+        self.in_flight.fetch_sub(n, Ordering::SeqCst);
+        self.channel.queued.fetch_sub(n, Ordering::SeqCst);
     }
 
     /// Whether the queue must be kicked: the sink refused deliveries since
@@ -98,7 +99,7 @@ mod tests {
             f.queued();
         }
         assert!(!f.ready());
-        f.written();
+        f.written(1);
         assert!(f.take_starved(), "refused once: the queue needs a kick");
         assert!(!f.take_starved());
         assert!(f.ready());

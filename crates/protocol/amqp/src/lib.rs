@@ -21,6 +21,7 @@ mod connection;
 mod depth;
 pub mod error;
 mod events;
+mod fastpath;
 mod flow;
 mod properties;
 mod reply_to;

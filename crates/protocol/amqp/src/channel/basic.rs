@@ -161,6 +161,7 @@ impl Channel {
             queue: q,
             id,
             flow,
+            written: 0,
         });
         if !c.nowait {
             consume_ok(cx, self.to.id, &tag);
@@ -267,9 +268,9 @@ impl Channel {
         queue: &Weak<QueueHandle>,
         d: Delivery,
     ) {
-        let c = match self.consumers.iter().find(|c| c.seq == consumer) {
+        let c = match self.consumers.iter_mut().find(|c| c.seq == consumer) {
             Some(c) => c,
-            None => match self.cancelled.iter().find(|(c, _)| c.seq == consumer) {
+            None => match self.cancelled.iter_mut().find(|(c, _)| c.seq == consumer) {
                 Some((c, _)) => c,
                 None => {
                     // Its channel was released meanwhile: back it goes.
@@ -282,16 +283,21 @@ impl Channel {
                 }
             },
         };
-        let (tag, q, flow) = (short(&c.tag), Arc::clone(&c.queue), Arc::clone(&c.flow));
-        let delivery_tag = self.next_tag();
-        let deliver = basic::AMQPMethod::Deliver(basic::Deliver {
-            consumer_tag: tag,
+        c.written += 1;
+        let q = Arc::clone(&c.queue);
+        let delivery_tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        let m = &d.message;
+        cx.out.deliver(
+            self.to.id,
+            &c.tag,
             delivery_tag,
-            redelivered: d.redelivered(),
-            exchange: short(d.message.router.as_deref().unwrap_or("")),
-            routing_key: short(&d.message.routing_key),
-        });
-        send_message(cx, self.to.id, deliver, &d.message);
+            d.redelivered(),
+            m.router.as_deref().unwrap_or(""),
+            &m.routing_key,
+        );
+        cx.out
+            .content(self.to.id, properties_of(m), &m.body, cx.frame_max);
         if !d.auto_acked {
             self.unacked.push_back(Unacked {
                 tag: delivery_tag,
@@ -299,10 +305,6 @@ impl Channel {
                 lease: d.lease,
             });
             self.unacked_changed(cx);
-        }
-        flow.written();
-        if flow.take_starved() {
-            cx.amqp.broker.kick(&q);
         }
     }
 

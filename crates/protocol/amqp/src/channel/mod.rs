@@ -38,6 +38,8 @@ struct Consumer {
     queue: Arc<QueueHandle>,
     id: ConsumerId,
     flow: Arc<ConsumerFlow>,
+    /// Deliveries written since the flow counters were last told.
+    written: usize,
 }
 
 /// The channel's direct reply-to consumer.
@@ -219,6 +221,23 @@ impl Channel {
         let before = self.flow.unacked.swap(self.unacked.len(), Ordering::SeqCst);
         if self.unacked.len() < before && self.flow.global_limit.load(Ordering::SeqCst) > 0 {
             for c in &self.consumers {
+                if c.flow.take_starved() {
+                    cx.amqp.broker.kick(&c.queue);
+                }
+            }
+        }
+    }
+
+    /// Tells the consumers' flow control what was written this turn and
+    /// kicks the queues of consumers that were refused deliveries.
+    pub fn flush_flow(&mut self, cx: &Ctx) {
+        let all = self
+            .consumers
+            .iter_mut()
+            .chain(self.cancelled.iter_mut().map(|(c, _)| c));
+        for c in all {
+            if c.written > 0 {
+                c.flow.written(std::mem::take(&mut c.written));
                 if c.flow.take_starved() {
                     cx.amqp.broker.kick(&c.queue);
                 }

@@ -114,6 +114,7 @@ pub async fn run<S>(
                         Err(_) => break,
                     }
                 }
+                session.after_events();
                 // Frames read while a commit held the input back.
                 if !session.is_paused() && !inbuf.is_empty()
                     && let Err(f) = session.on_input(&mut inbuf)

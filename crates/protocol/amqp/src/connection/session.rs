@@ -253,6 +253,7 @@ impl Session {
         while let Ok(ev) = self.events.try_recv() {
             self.on_event(ev);
         }
+        self.after_events();
         for ch in self.channels.values_mut() {
             if ch.has_cancels() {
                 ch.finish_cancels(&mut self.cx);
@@ -332,6 +333,13 @@ impl Session {
         if let Some((to, f)) = self.cx.failed_channel.take() {
             // tx.commit's class and method ids.
             let _ = self.settle(to.id, Err(f), (90, 20));
+        }
+    }
+
+    /// After a batch of events: the flow control learns what was written.
+    pub fn after_events(&mut self) {
+        for ch in self.channels.values_mut() {
+            ch.flush_flow(&self.cx);
         }
     }
 

@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks in one run: ferry against RabbitMQ (AMQP, Debian's
+# rabbitmq-server) and moto (SQS, from PyPI), each scenario run against
+# ferry and then the peer, with the same `ferry bench` load generator.
+#
+# Installs what is missing, starts every broker on loopback ports it picks,
+# stops everything it started (by PID), writes the raw JSON reports under
+# bench/results/<date>/ and the table of ratios into docs/benchmarks.md.
+#
+#   bench/compare.sh                 # all scenarios, 10 s each
+#   DURATION=3 bench/compare.sh      # quicker
+#   ONLY=amqp bench/compare.sh       # just one protocol (amqp or sqs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+ONLY=${ONLY:-}
+stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
+results="bench/results/$stamp"
+work=$(mktemp -d "${TMPDIR:-/tmp}/ferry-compare-XXXXXX")
+mkdir -p "$results"
+pids=()
+started_epmd=0
+
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ "$started_epmd" = 1 ]; then
+        epmd -kill >/dev/null 2>&1 || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() { # port, seconds
+    for _ in $(seq 1 $(($2 * 10))); do
+        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "nothing listens on 127.0.0.1:$1 after $2 s" >&2
+    return 1
+}
+
+echo "== building ferry (release)"
+cargo build --release -p ferry >/dev/null
+ferry_bin="$PWD/target/release/ferry"
+
+echo "== installing peers that are missing"
+if [ "$ONLY" != sqs ] && ! command -v rabbitmq-server >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+fi
+venv="${TMPDIR:-/tmp}/ferry-bench-venv"
+if [ "$ONLY" != amqp ] && [ ! -x "$venv/bin/moto_server" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'
+fi
+
+echo "== starting ferry"
+"$ferry_bin" serve --data-dir "$work/ferry" --admin-listen off \
+    --aws-listen 127.0.0.1:0 --amqp-listen 127.0.0.1:0 >"$work/ferry.out" 2>"$work/ferry.err" &
+ferry_pid=$!
+pids+=("$ferry_pid")
+for _ in $(seq 1 100); do
+    [ "$(grep -c '^listening' "$work/ferry.out" || true)" -ge 2 ] && break
+    sleep 0.1
+done
+ferry_amqp=$(awk '/^listening amqp/ {print $3}' "$work/ferry.out")
+ferry_aws=$(awk '/^listening aws/ {print $3}' "$work/ferry.out")
+
+rabbit_pid=""
+if [ "$ONLY" != sqs ]; then
+    echo "== starting RabbitMQ"
+    rport=$(free_port)
+    if ! pgrep -x epmd >/dev/null; then started_epmd=1; fi
+    mkdir -p "$work/rabbit/mnesia" "$work/rabbit/log"
+    : >"$work/rabbit/enabled_plugins"
+    # Debian's rabbitmq-server drops root privileges to the rabbitmq user.
+    if id rabbitmq >/dev/null 2>&1; then
+        chmod 755 "$work"
+        chown -R rabbitmq:rabbitmq "$work/rabbit"
+    fi
+    export ERL_EPMD_ADDRESS=127.0.0.1
+    RABBITMQ_NODENAME="ferrybench@localhost" \
+    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT="$rport" \
+    RABBITMQ_DIST_PORT="$(free_port)" \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+    RABBITMQ_MNESIA_BASE="$work/rabbit/mnesia" \
+    RABBITMQ_LOG_BASE="$work/rabbit/log" \
+    RABBITMQ_FEATURE_FLAGS_FILE="$work/rabbit/feature_flags" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$work/rabbit/enabled_plugins" \
+        rabbitmq-server >"$work/rabbit.out" 2>&1 &
+    pids+=("$!")
+    wait_port "$rport" 90
+    rabbitmqctl -n ferrybench@localhost await_startup >/dev/null
+    rabbit_pid=$(rabbitmqctl -n ferrybench@localhost eval 'list_to_integer(os:getpid()).' | tr -dc '0-9')
+    pids+=("$rabbit_pid")
+    rabbit_version=$(rabbitmqctl -n ferrybench@localhost version 2>/dev/null || echo unknown)
+fi
+
+moto_pid=""
+if [ "$ONLY" != amqp ]; then
+    echo "== starting moto"
+    mport=$(free_port)
+    "$venv/bin/moto_server" -H 127.0.0.1 -p "$mport" >"$work/moto.out" 2>&1 &
+    moto_pid=$!
+    pids+=("$moto_pid")
+    wait_port "$mport" 60
+fi
+
+# name | protocol | bench options
+amqp_scenarios=(
+    "transient 16 B, 1 queue|amqp|--size 16 --auto-ack"
+    "transient 1 KiB, 1 queue|amqp|--size 1024 --auto-ack"
+    "persistent 16 B, confirms, 1 queue|amqp|--size 16 --persistent --confirm 100 --prefetch 100"
+    "persistent 1 KiB, confirms, 1 queue|amqp|--size 1024 --persistent --confirm 100 --prefetch 100"
+    "transient 16 B, 10 queues 10x10|amqp|--size 16 --auto-ack --queues 10 --producers 10 --consumers 10"
+    "persistent 16 B, confirms, 10 queues 10x10|amqp|--size 16 --persistent --confirm 100 --prefetch 100 --queues 10 --producers 10 --consumers 10"
+    "latency: persistent 16 B at 1,000 msg/s|amqp|--size 16 --persistent --confirm 100 --prefetch 100 --rate 1000"
+)
+sqs_scenarios=(
+    "single calls, 4x4|sqs|--size 64 --batch 1 --producers 4 --consumers 4"
+    "batches of 10, 4x4|sqs|--size 64 --batch 10 --producers 4 --consumers 4"
+)
+scenarios=()
+[ "$ONLY" != sqs ] && scenarios+=("${amqp_scenarios[@]}")
+[ "$ONLY" != amqp ] && scenarios+=("${sqs_scenarios[@]}")
+
+i=0
+for s in "${scenarios[@]}"; do
+    IFS='|' read -r name protocol opts <<<"$s"
+    i=$((i + 1))
+    if [ "$protocol" = amqp ]; then
+        targets=("ferry|amqp://guest:guest@$ferry_amqp/%2f|$ferry_pid" "rabbitmq|amqp://guest:guest@127.0.0.1:$rport/%2f|$rabbit_pid")
+    else
+        targets=("ferry|http://$ferry_aws|$ferry_pid" "moto|http://127.0.0.1:$mport|$moto_pid")
+    fi
+    for t in "${targets[@]}"; do
+        IFS='|' read -r broker url pid <<<"$t"
+        echo "== $name: $broker"
+        # shellcheck disable=SC2086 # the options are words on purpose
+        "$ferry_bin" bench "$protocol" --url "$url" --broker-pid "$pid" --duration "$DURATION" \
+            --quiet --json "$results/$i-$broker.json" $opts | grep -E 'received|latency|lost' || true
+        python3 - "$results/$i-$broker.json" "$name" "$broker" <<'EOF'
+import json, sys
+path, name, broker = sys.argv[1:]
+r = json.load(open(path))
+r["scenario_name"], r["broker"] = name, broker
+json.dump(r, open(path, "w"), indent=1)
+EOF
+    done
+done
+
+echo "== writing docs/benchmarks.md"
+python3 - "$results" "$stamp" "${rabbit_version:-}" <<'EOF'
+import glob, json, os, re, sys
+results, stamp, rabbit_version = sys.argv[1:]
+runs = {}
+for path in sorted(glob.glob(os.path.join(results, "*.json"))):
+    r = json.load(open(path))
+    n = int(os.path.basename(path).split("-")[0])
+    runs.setdefault(n, {})[r["broker"]] = r
+
+def rate(r):
+    return r["received_per_s"]
+
+def per_cpu(r):
+    return r["cpu"].get("received_per_broker_cpu_s") or 0.0
+
+def fmt(x):
+    return f"{x:,.0f}"
+
+def ratio(a, b):
+    return f"{a / b:.1f}x" if b else "-"
+
+lines = [
+    f"Run {stamp} by `bench/compare.sh` (DURATION={os.environ.get('DURATION', '10')} s per run), "
+    f"machine: {os.cpu_count()} cores, "
+    f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB; "
+    "the load generator shares the cores with the broker. "
+    f"Peers: RabbitMQ {rabbit_version or '-'} (Debian), moto (PyPI). Raw reports: `{results}/`.",
+    "",
+    "| scenario | ferry msg/s | peer msg/s | ratio | ferry msg per broker CPU-s | peer msg per broker CPU-s | ratio | ferry p50 / p99 / p99.9 µs | peer p50 / p99 / p99.9 µs | ferry confirm p99 µs | peer confirm p99 µs | loss |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+]
+for n in sorted(runs):
+    pair = runs[n]
+    f = pair.get("ferry")
+    peer_name = next((k for k in pair if k != "ferry"), None)
+    p = pair.get(peer_name) if peer_name else None
+    if not f or not p:
+        continue
+    lat = lambda r: "{p50} / {p99} / {p999}".format(**r["latency_us"])
+    conf = lambda r: str(r["confirm_latency_us"]["p99"]) if r.get("confirm_latency_us") else "-"
+    loss = "none" if f["passed"] and p["passed"] else f"ferry {f['lost']}, {peer_name} {p['lost']}"
+    lines.append(
+        f"| {f['scenario_name']} (vs {peer_name}) | {fmt(rate(f))} | {fmt(rate(p))} | {ratio(rate(f), rate(p))} "
+        f"| {fmt(per_cpu(f))} | {fmt(per_cpu(p))} | {ratio(per_cpu(f), per_cpu(p))} "
+        f"| {lat(f)} | {lat(p)} | {conf(f)} | {conf(p)} | {loss} |"
+    )
+table = "\n".join(lines)
+doc = "docs/benchmarks.md"
+text = open(doc).read()
+start, end = "<!-- compare:start -->", "<!-- compare:end -->"
+block = f"{start}\n{table}\n{end}"
+if start in text:
+    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+else:
+    text += "\n## Side by side: `bench/compare.sh`\n\n" + block + "\n"
+open(doc, "w").write(text)
+print(table)
+EOF
