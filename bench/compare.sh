@@ -23,14 +23,19 @@ pids=()
 started_epmd=0
 
 cleanup() {
+    # RabbitMQ's wrapper script runs the VM as another process (and user):
+    # stop the node itself, whatever state it reached.
+    if [ "${rabbit_started:-0}" = 1 ]; then
+        timeout 30 rabbitmqctl -n ferrybench@localhost stop >/dev/null 2>&1 || true
+    fi
     for pid in "${pids[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
     for pid in "${pids[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
-    if [ "$started_epmd" = 1 ]; then
-        epmd -kill >/dev/null 2>&1 || true
+    if [ "$started_epmd" = 1 ] && [ -n "${epmd_pid:-}" ]; then
+        kill "$epmd_pid" 2>/dev/null || true
     fi
     rm -rf "$work"
 }
@@ -101,11 +106,26 @@ if [ "$ONLY" != sqs ]; then
     RABBITMQ_ENABLED_PLUGINS_FILE="$work/rabbit/enabled_plugins" \
         rabbitmq-server >"$work/rabbit.out" 2>&1 &
     pids+=("$!")
+    rabbit_started=1
     wait_port "$rport" 90
     rabbitmqctl -n ferrybench@localhost await_startup >/dev/null
+    if [ "$started_epmd" = 1 ]; then epmd_pid=$(pgrep -x epmd || true); fi
     rabbit_pid=$(rabbitmqctl -n ferrybench@localhost eval 'list_to_integer(os:getpid()).' | tr -dc '0-9')
     pids+=("$rabbit_pid")
     rabbit_version=$(rabbitmqctl -n ferrybench@localhost version 2>/dev/null || echo unknown)
+fi
+
+sink_pid=""
+if [ "$ONLY" != sqs ]; then
+    echo "== starting the null sink"
+    "$ferry_bin" bench sink --listen 127.0.0.1:0 >"$work/sink.out" 2>&1 &
+    sink_pid=$!
+    pids+=("$sink_pid")
+    for _ in $(seq 1 50); do
+        grep -q '^listening' "$work/sink.out" && break
+        sleep 0.1
+    done
+    sink_addr=$(awk '/^listening amqp-sink/ {print $3}' "$work/sink.out")
 fi
 
 moto_pid=""
@@ -161,12 +181,24 @@ EOF
     done
 done
 
+# The generator alone, publishing into a null broker: its own ceiling.
+if [ "$ONLY" != sqs ]; then
+    for s in "transient 16 B|--size 16" "persistent 16 B, confirms|--size 16 --persistent --confirm 100"; do
+        IFS='|' read -r name opts <<<"$s"
+        echo "== generator alone (null sink): $name"
+        # shellcheck disable=SC2086
+        "$ferry_bin" bench amqp --url "amqp://guest:guest@$sink_addr/%2f" --consumers 0 \
+            --duration "$DURATION" --quiet --json "$results/sink-$(echo "$name" | tr -c 'a-z0-9' '-').json" $opts \
+            | grep -E 'sent' || true
+    done
+fi
+
 echo "== writing docs/benchmarks.md"
 python3 - "$results" "$stamp" "${rabbit_version:-}" <<'EOF'
 import glob, json, os, re, sys
 results, stamp, rabbit_version = sys.argv[1:]
 runs = {}
-for path in sorted(glob.glob(os.path.join(results, "*.json"))):
+for path in sorted(glob.glob(os.path.join(results, "[0-9]*.json"))):
     r = json.load(open(path))
     n = int(os.path.basename(path).split("-")[0])
     runs.setdefault(n, {})[r["broker"]] = r
@@ -208,15 +240,27 @@ for n in sorted(runs):
         f"| {fmt(per_cpu(f))} | {fmt(per_cpu(p))} | {ratio(per_cpu(f), per_cpu(p))} "
         f"| {lat(f)} | {lat(p)} | {conf(f)} | {conf(p)} | {loss} |"
     )
+sinks = sorted(glob.glob(os.path.join(results, "sink-*.json")))
+if sinks:
+    lines += ["", "The generator alone, publishing into a null broker (`ferry bench sink`, no consumers):", "",
+              "| scenario | generator msg/s sent | generator CPU s |", "|---|---|---|"]
+    for path in sinks:
+        r = json.load(open(path))
+        o = r["options"]
+        name = f"{o['size']} B, {'persistent, confirms' if o['persistent'] else 'transient'}"
+        lines.append(f"| {name} | {fmt(r['sent_per_s'])} | {r['cpu']['generator_s']:.2f} |")
 table = "\n".join(lines)
+# One block per protocol, so a run of one protocol (ONLY=...) keeps the other's.
+protocols = sorted({r["protocol"] for pair in runs.values() for r in pair.values()})
+which = "-".join(protocols) if protocols else "none"
 doc = "docs/benchmarks.md"
 text = open(doc).read()
-start, end = "<!-- compare:start -->", "<!-- compare:end -->"
+start, end = f"<!-- compare:{which}:start -->", f"<!-- compare:{which}:end -->"
 block = f"{start}\n{table}\n{end}"
 if start in text:
     text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
 else:
-    text += "\n## Side by side: `bench/compare.sh`\n\n" + block + "\n"
+    text += f"\n### Side by side ({', '.join(protocols)}): `bench/compare.sh`\n\n" + block + "\n"
 open(doc, "w").write(text)
 print(table)
 EOF

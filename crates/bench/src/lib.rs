@@ -12,11 +12,13 @@
 //! - `amqp`: a lean client on ferry's AMQP codec, pre-encoded publishes.
 //! - `sqs`: the SQS JSON protocol over keep-alive HTTP/1.1 connections.
 //! - [`stats`], [`report`]: stamps, ledgers, histograms, the report.
+//! - [`sink`]: a null AMQP broker, to show the generator's own limit.
 
 mod amqp;
 mod cpu;
 pub mod options;
 pub mod report;
+pub mod sink;
 mod sqs;
 pub mod stats;
 mod svg;

@@ -17,7 +17,8 @@ use crate::{BenchError, ConsumerResult, Ctx, ProducerResult};
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:9324";
 
-/// One keep-alive connection to the endpoint.
+/// One keep-alive connection to the endpoint, made again when the server
+/// closes it (some servers close after every response).
 struct Http {
     send: SendRequest<Full<Bytes>>,
     host: String,
@@ -30,7 +31,12 @@ impl Http {
             .ok_or_else(|| BenchError::Usage(format!("'{url}': expected http://host:port")))?
             .trim_end_matches('/')
             .to_owned();
-        let stream = TcpStream::connect(host.as_str()).await?;
+        let send = Self::open(&host).await?;
+        Ok(Http { send, host })
+    }
+
+    async fn open(host: &str) -> Result<SendRequest<Full<Bytes>>, BenchError> {
+        let stream = TcpStream::connect(host).await?;
         stream.set_nodelay(true)?;
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -38,11 +44,18 @@ impl Http {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Http { send, host })
+        Ok(send)
     }
 
     /// One action; the JSON answer, or the AWS error as an error.
     async fn call(&mut self, action: &str, input: &Value) -> Result<Value, BenchError> {
+        if self.send.is_closed() || self.send.ready().await.is_err() {
+            self.send = Self::open(&self.host).await?;
+        }
+        self.call_once(action, input).await
+    }
+
+    async fn call_once(&mut self, action: &str, input: &Value) -> Result<Value, BenchError> {
         let body = Bytes::from(input.to_string());
         let req = hyper::Request::post("/")
             .header("host", &self.host)
@@ -57,10 +70,6 @@ impl Http {
             )
             .body(Full::new(body))
             .map_err(|e| BenchError::Protocol(e.to_string()))?;
-        self.send
-            .ready()
-            .await
-            .map_err(|e| BenchError::Protocol(format!("connection: {e}")))?;
         let resp = self
             .send
             .send_request(req)
@@ -147,10 +156,7 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
                 Ok(_) => {
                     accepted.record(id, seq);
                 }
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    Counters::add(&ctx.counters.errors, 1);
-                }
+                Err(e) => failed(&ctx, &e).await,
             }
         } else {
             let entries: Vec<Value> = (0..n)
@@ -169,10 +175,7 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
                     let failed = v["Failed"].as_array().map_or(0, Vec::len);
                     Counters::add(&ctx.counters.errors, failed as u64);
                 }
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    Counters::add(&ctx.counters.errors, 1);
-                }
+                Err(e) => failed(&ctx, &e).await,
             }
         }
         seq += n;
@@ -208,8 +211,7 @@ pub async fn consumer(ctx: Ctx, queue: String) -> Result<ConsumerResult, BenchEr
         let v = match got {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!("{e}");
-                Counters::add(&ctx.counters.errors, 1);
+                failed(&ctx, &e).await;
                 continue;
             }
         };
@@ -257,9 +259,23 @@ pub async fn consumer(ctx: Ctx, queue: String) -> Result<ConsumerResult, BenchEr
             .map(drop)
         };
         if let Err(e) = deleted {
-            tracing::warn!("{e}");
-            Counters::add(&ctx.counters.errors, 1);
+            failed(&ctx, &e).await;
         }
     }
     Ok(ConsumerResult { histogram, ledger })
+}
+
+/// Counts a failed call, logs it, and pauses a little: a broker that
+/// refuses everything must not be hammered in a tight loop.
+async fn failed(ctx: &Ctx, e: &BenchError) {
+    let n = ctx
+        .counters
+        .errors
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if n < 10 {
+        tracing::warn!("{e}");
+    } else if n == 10 {
+        tracing::warn!("more errors: counted in the report, not logged");
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
 }

@@ -16,6 +16,13 @@ enum BenchProtocol {
     Amqp(Options),
     /// Any SQS endpoint, over the AWS JSON protocol [default url: http://127.0.0.1:9324].
     Sqs(Options),
+    /// A null AMQP broker that drops every publish (and confirms it):
+    /// what the generator alone can do. Runs until killed.
+    Sink {
+        /// Where to listen; port 0 picks a free port (printed).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// Runs the scenario; fails (exit code 1) if messages were lost or
@@ -24,6 +31,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (protocol, options) = match args.protocol {
         BenchProtocol::Amqp(o) => (Protocol::Amqp, o),
         BenchProtocol::Sqs(o) => (Protocol::Sqs, o),
+        BenchProtocol::Sink { listen } => return sink(listen),
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -47,4 +55,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn sink(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let (addr, task) = ferry_bench::sink::serve(listen).await?;
+        println!("listening amqp-sink {addr}");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        task.await.context("the sink stopped")?;
+        Ok(())
+    })
 }

@@ -69,7 +69,14 @@ impl Ferry {
     }
 
     /// SIGKILL: no chance to flush or close anything.
-    pub fn kill(mut self) {
+    pub fn kill(self) {
+        drop(self);
+    }
+}
+
+/// A test that fails half-way must not leave its broker running.
+impl Drop for Ferry {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
