@@ -29,6 +29,23 @@ enum Command {
     /// Load a broker (ferry or another) and report throughput, latency and
     /// any lost or duplicated messages.
     Bench(bench::BenchArgs),
+    /// Print an argon2id hash of a password, for `password-hash` in the
+    /// config file's [[users]] (the password is read from stdin if not given).
+    HashPassword { password: Option<String> },
+}
+
+fn hash_password(password: Option<String>) -> anyhow::Result<()> {
+    let password = match password {
+        Some(p) => p,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    println!("{}", ferry_auth::hash_password(&password)?);
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -36,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::HashPassword { password } => hash_password(password),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -158,7 +158,16 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
             .amqp_listen
             .or(file.amqp_listen)
             .unwrap_or(config::DEFAULT_AMQP_LISTEN),
-        amqp: defaults.amqp,
+        amqp: ferry_amqp::AmqpConfig {
+            vhosts: file.vhosts.clone().unwrap_or_default(),
+            ..defaults.amqp
+        },
+        users: ferry_auth::AuthConfig {
+            users: file.users.clone(),
+            permissions: file.permissions.clone(),
+        }
+        .build()
+        .context("the config file's users")?,
         aws_listen: args
             .aws_listen
             .or(file.aws_listen)
@@ -296,6 +305,9 @@ mod tests {
             segment_size: Some(1 << 20),
             repair: Some(true),
             memory_budget: Some(4096),
+            vhosts: Some(vec!["staging".into()]),
+            users: Vec::new(),
+            permissions: Vec::new(),
         };
         let (c, level) = merge(&args(Some("127.0.0.1:0")), file).expect("merge");
         assert_eq!(
@@ -316,6 +328,7 @@ mod tests {
         assert_eq!(c.sqs.account_id, "123456789012");
         assert!(c.journal.repair);
         assert_eq!(c.memory_budget, 4096);
+        assert_eq!(c.amqp.vhosts, vec!["staging".to_owned()]);
         let (d, _) = merge(&args(None), FileConfig::default()).expect("merge");
         assert!(d.sqs.credentials.is_empty());
         let half = FileConfig {

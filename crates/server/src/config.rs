@@ -100,6 +100,13 @@ pub struct FileConfig {
     pub segment_size: Option<u64>,
     pub repair: Option<bool>,
     pub memory_budget: Option<u64>,
+    /// Vhosts besides `/`.
+    pub vhosts: Option<Vec<String>>,
+    /// `[[users]]` and `[[permissions]]` tables (see ferry_auth::AuthConfig).
+    #[serde(default)]
+    pub users: Vec<ferry_auth::UserConfig>,
+    #[serde(default)]
+    pub permissions: Vec<ferry_auth::PermissionConfig>,
 }
 
 impl FileConfig {
@@ -143,6 +150,9 @@ pub struct ServerConfig {
     /// AMQP 0-9-1.
     pub amqp_listen: Listen,
     pub amqp: ferry_amqp::AmqpConfig,
+    /// Who may log in, and what they may do (AMQP now; the other protocols
+    /// as they take users).
+    pub users: ferry_auth::UserStore,
     pub journal: JournalConfig,
     /// Bytes of message bodies kept in memory; journaled ones beyond it are
     /// read back from the journal when needed.
@@ -160,6 +170,7 @@ impl Default for ServerConfig {
             sqs: ferry_sqs::SqsConfig::default(),
             amqp_listen: DEFAULT_AMQP_LISTEN,
             amqp: ferry_amqp::AmqpConfig::default(),
+            users: ferry_auth::UserStore::default(),
             journal: JournalConfig::default(),
             memory_budget: DEFAULT_MEMORY_BUDGET,
         }

@@ -84,6 +84,7 @@ impl Server {
         };
         let sqs_config = config.sqs.clone();
         let amqp_config = config.amqp.clone();
+        let users = config.users.clone();
         let memory_budget = config.memory_budget;
         let journal_dir = data_dir.path().join("journal");
         tracing::info!(dir = %journal_dir.display(), fsync = ?config.journal.fsync, "recovering");
@@ -109,11 +110,7 @@ impl Server {
             serve_http(&mut tasks, "aws", listener, app, stopped.clone());
         }
         if let Some(listener) = amqp_listener {
-            let protocol = ferry_amqp::Amqp::new(
-                Arc::clone(&broker),
-                amqp_config,
-                ferry_amqp::Users::default(),
-            )?;
+            let protocol = ferry_amqp::Amqp::new(Arc::clone(&broker), amqp_config, users)?;
             amqp::serve(&mut tasks, listener, protocol, stopped.clone());
         }
         ready.store(true, Ordering::Release);

@@ -1,5 +1,8 @@
 //! Starting `ferry serve` as a real process for the tests of this crate.
 
+// Each test file uses its own part of this module.
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

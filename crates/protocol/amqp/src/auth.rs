@@ -1,9 +1,12 @@
-//! SASL for connection.start-ok (PLAIN and AMQPLAIN) against the users
-//! the broker knows.
+//! SASL for connection.start-ok (PLAIN and AMQPLAIN) against the broker's
+//! user store, and the permission checks of each method (RabbitMQ's
+//! configure / write / read rules).
 
 use std::net::IpAddr;
 
 use amq_protocol::types::{AMQPValue, FieldTable};
+
+use ferry_auth::{Access, AuthError, User, UserStore};
 
 use crate::error::{Failure, ReplyCode};
 use crate::values::as_text;
@@ -11,94 +14,46 @@ use crate::values::as_text;
 /// The mechanisms offered in connection.start, in order of preference.
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
 
-/// A user who may connect.
-#[derive(Clone, Debug)]
-pub struct User {
-    pub name: String,
-    password: String,
-    /// Only from 127.0.0.0/8 or ::1 (RabbitMQ's rule for `guest`).
-    pub loopback_only: bool,
-}
-
-impl User {
-    pub fn new(name: impl Into<String>, password: impl Into<String>) -> Self {
-        User {
-            name: name.into(),
-            password: password.into(),
-            loopback_only: false,
-        }
-    }
-
-    pub fn loopback_only(mut self) -> Self {
-        self.loopback_only = true;
-        self
-    }
-}
-
-/// The users AMQP clients log in as.
-#[derive(Clone, Debug)]
-pub struct Users {
-    users: Vec<User>,
-}
-
-impl Default for Users {
-    /// `guest`/`guest`, from loopback only.
-    fn default() -> Self {
-        Users {
-            users: vec![User::new("guest", "guest").loopback_only()],
-        }
-    }
-}
-
-impl Users {
-    pub fn new(users: Vec<User>) -> Self {
-        Users { users }
-    }
-
-    /// Checks a start-ok response; returns the user's name.
-    pub fn authenticate(
-        &self,
-        mechanism: &str,
-        response: &[u8],
-        peer: IpAddr,
-    ) -> Result<String, Failure> {
-        let refused = || {
-            Failure::connection(
-                ReplyCode::AccessRefused,
-                format!(
-                    "Login was refused using authentication mechanism {mechanism}. \
-                     For details see the broker logfile."
-                ),
-            )
-        };
-        let (name, password) = match mechanism {
-            "PLAIN" => parse_plain(response),
-            "AMQPLAIN" => parse_amqplain(response),
-            other => {
-                return Err(Failure::connection(
-                    ReplyCode::AccessRefused,
-                    format!(
-                        "unsupported authentication mechanism '{other}'; use one of {MECHANISMS}"
-                    ),
-                ));
-            }
-        }
-        .ok_or_else(refused)?;
-        let user = self
-            .users
-            .iter()
-            .find(|u| {
-                u.name == name && constant_time_eq(u.password.as_bytes(), password.as_bytes())
-            })
-            .ok_or_else(refused)?;
-        if user.loopback_only && !peer.is_loopback() {
-            tracing::warn!(user = %name, %peer, "user may only connect from loopback");
+/// Checks a start-ok response against the user store; returns the user.
+pub fn authenticate(
+    users: &UserStore,
+    mechanism: &str,
+    response: &[u8],
+    peer: IpAddr,
+) -> Result<User, Failure> {
+    let refused = || {
+        Failure::connection(
+            ReplyCode::AccessRefused,
+            format!(
+                "Login was refused using authentication mechanism {mechanism}. \
+                 For details see the broker logfile."
+            ),
+        )
+    };
+    let (name, password) = match mechanism {
+        "PLAIN" => parse_plain(response),
+        "AMQPLAIN" => parse_amqplain(response),
+        other => {
             return Err(Failure::connection(
                 ReplyCode::AccessRefused,
-                format!("user '{name}' can only connect via localhost"),
+                format!("unsupported authentication mechanism '{other}'; use one of {MECHANISMS}"),
             ));
         }
-        Ok(user.name.clone())
+    }
+    .ok_or_else(refused)?;
+    match users.authenticate(&name, &password, peer) {
+        Ok(u) => Ok(u.clone()),
+        Err(AuthError::LoopbackOnly(name)) => {
+            tracing::warn!(user = %name, %peer, "user may only connect from loopback");
+            Err(Failure::connection(
+                ReplyCode::AccessRefused,
+                format!("user '{name}' can only connect via localhost"),
+            ))
+        }
+        Err(e) => {
+            tracing::info!(user = %name, %peer, error = %e, "login refused");
+            Err(refused())
+        }
     }
 }
 
@@ -126,8 +81,35 @@ fn parse_amqplain(response: &[u8]) -> Option<(String, String)> {
     Some((get("LOGIN")?, get("PASSWORD")?))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Fails unless `user` may `access` the `kind` ("queue", "exchange") named
+/// `name` in `vhost`; the default exchange is `amq.default`, as in RabbitMQ.
+pub fn check(
+    user: &User,
+    vhost: &str,
+    access: Access,
+    kind: &str,
+    name: &str,
+) -> Result<(), Failure> {
+    let resource = if kind == "exchange" && name.is_empty() {
+        "amq.default"
+    } else {
+        name
+    };
+    if user.may(vhost, access, resource) {
+        return Ok(());
+    }
+    let what = match access {
+        Access::Configure => "configure",
+        Access::Write => "write",
+        Access::Read => "read",
+    };
+    Err(Failure::channel(
+        ReplyCode::AccessRefused,
+        format!(
+            "{what} access to {kind} '{resource}' in vhost '{vhost}' refused for user '{}'",
+            user.name
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -140,22 +122,16 @@ mod tests {
 
     #[test]
     fn guest_logs_in_from_loopback_only() {
-        let users = Users::default();
-        assert_eq!(
-            users
-                .authenticate("PLAIN", b"\0guest\0guest", LOCAL)
-                .unwrap(),
-            "guest"
-        );
-        let f = users
-            .authenticate("PLAIN", b"\0guest\0guest", REMOTE)
-            .unwrap_err();
+        let users = UserStore::default();
+        let u = authenticate(&users, "PLAIN", b"\0guest\0guest", LOCAL).unwrap();
+        assert_eq!(u.name, "guest");
+        let f = authenticate(&users, "PLAIN", b"\0guest\0guest", REMOTE).unwrap_err();
         assert_eq!(f.code, ReplyCode::AccessRefused);
     }
 
     #[test]
     fn wrong_passwords_malformed_responses_and_unknown_mechanisms_are_refused() {
-        let users = Users::default();
+        let users = UserStore::default();
         for (mech, resp) in [
             ("PLAIN", &b"\0guest\0nope"[..]),
             ("PLAIN", b"guest"),
@@ -163,7 +139,7 @@ mod tests {
             ("AMQPLAIN", b"\x05LOGIN"),
             ("EXTERNAL", b""),
         ] {
-            let f = users.authenticate(mech, resp, LOCAL).unwrap_err();
+            let f = authenticate(&users, mech, resp, LOCAL).unwrap_err();
             assert_eq!(f.code, ReplyCode::AccessRefused, "{mech} {resp:?}");
         }
     }
@@ -179,11 +155,7 @@ mod tests {
             r.extend_from_slice(&(v.len() as u32).to_be_bytes());
             r.extend_from_slice(v.as_bytes());
         }
-        assert_eq!(
-            Users::default()
-                .authenticate("AMQPLAIN", &r, LOCAL)
-                .unwrap(),
-            "guest"
-        );
+        let u = authenticate(&UserStore::default(), "AMQPLAIN", &r, LOCAL).unwrap();
+        assert_eq!(u.name, "guest");
     }
 }

@@ -27,7 +27,7 @@ mod properties;
 mod reply_to;
 mod values;
 
-pub use auth::{User, Users};
+pub use ferry_auth::{User, UserStore};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +55,8 @@ pub struct AmqpConfig {
     pub max_message_size: u64,
     /// How long a client has to finish the handshake.
     pub handshake_timeout: Duration,
+    /// Vhosts besides `/` (each with the `amq.*` exchanges).
+    pub vhosts: Vec<String>,
 }
 
 impl Default for AmqpConfig {
@@ -65,6 +67,7 @@ impl Default for AmqpConfig {
             heartbeat: 60,
             max_message_size: 16 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
+            vhosts: Vec::new(),
         }
     }
 }
@@ -73,7 +76,7 @@ impl Default for AmqpConfig {
 pub struct Amqp {
     broker: Arc<Broker>,
     config: AmqpConfig,
-    users: Users,
+    users: UserStore,
     replies: reply_to::Registry,
     next_connection: AtomicU64,
 }
@@ -81,7 +84,7 @@ pub struct Amqp {
 impl Amqp {
     /// Sets up the default vhost (with the `amq.*` exchanges) and returns
     /// the protocol, ready to serve connections.
-    pub fn new(broker: Arc<Broker>, config: AmqpConfig, users: Users) -> CoreResult<Arc<Amqp>> {
+    pub fn new(broker: Arc<Broker>, config: AmqpConfig, users: UserStore) -> CoreResult<Arc<Amqp>> {
         let amqp = Amqp {
             broker,
             config,
@@ -90,6 +93,9 @@ impl Amqp {
             next_connection: AtomicU64::new(1),
         };
         amqp.add_vhost(DEFAULT_VHOST)?;
+        for v in &amqp.config.vhosts {
+            amqp.add_vhost(v)?;
+        }
         Ok(Arc::new(amqp))
     }
 

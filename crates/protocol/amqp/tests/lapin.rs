@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_amqp::{Amqp, AmqpConfig, Users};
+use ferry_amqp::{Amqp, AmqpConfig, UserStore};
 use ferry_core::Broker;
 use futures_util::StreamExt;
 use lapin::options::*;
@@ -24,9 +24,12 @@ struct Ferry {
 }
 
 async fn ferry() -> Ferry {
+    ferry_with(AmqpConfig::default(), UserStore::default()).await
+}
+
+async fn ferry_with(config: AmqpConfig, users: UserStore) -> Ferry {
     let broker = Broker::in_memory();
-    let amqp =
-        Amqp::new(Arc::clone(&broker), AmqpConfig::default(), Users::default()).expect("amqp");
+    let amqp = Amqp::new(Arc::clone(&broker), config, users).expect("amqp");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = watch::channel(false);
@@ -999,4 +1002,80 @@ async fn deeply_nested_tables_are_refused_before_login() {
     );
     let (_c, ch) = f.channel().await;
     declare(&ch, "alive", FieldTable::default()).await;
+}
+
+#[tokio::test]
+async fn users_get_only_the_vhosts_and_resources_their_permissions_name() {
+    let auth: ferry_auth::AuthConfig = toml::from_str(
+        r#"
+        [[users]]
+        name = "app"
+        password = "pw"
+
+        [[permissions]]
+        user = "app"
+        vhost = "/"
+        configure = "^app\\."
+        write = "^(app\\.|amq\\.default$)"
+        read = "^app\\."
+        "#,
+    )
+    .expect("parse");
+    let config = AmqpConfig {
+        vhosts: vec!["other".into()],
+        ..AmqpConfig::default()
+    };
+    let f = ferry_with(config, auth.build().expect("users")).await;
+    let addr = f.addr;
+    let login = |vhost: &'static str| async move {
+        Connection::connect(
+            &format!("amqp://app:pw@{addr}/{vhost}"),
+            ConnectionProperties::default(),
+        )
+        .await
+    };
+    let e = login("other").await.expect_err("no permissions on 'other'");
+    assert_eq!(code(&e), 530);
+    let guest = Connection::connect(
+        &format!("amqp://guest:guest@{}/%2f", f.addr),
+        ConnectionProperties::default(),
+    )
+    .await
+    .expect_err("configured users replace guest");
+    assert_eq!(code(&guest), 403);
+
+    let c = login("%2f").await.expect("login");
+    let ch = c.create_channel().await.expect("channel");
+    declare(&ch, "app.jobs", FieldTable::default()).await;
+    publish(&ch, "", "app.jobs", b"ok", BasicProperties::default()).await;
+    assert_eq!(
+        get(&ch, "app.jobs").await.expect("message").delivery.data,
+        b"ok"
+    );
+    let e = ch
+        .queue_declare(
+            s("other.jobs"),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("configure refused");
+    assert_eq!(code(&e), 403);
+    let ch = c.create_channel().await.expect("channel");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let e = ch
+        .basic_publish(
+            s("amq.topic"),
+            s("k"),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("sent")
+        .await
+        .expect_err("write to amq.topic refused");
+    assert_eq!(code(&e), 403);
 }

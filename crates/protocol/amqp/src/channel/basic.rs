@@ -4,6 +4,7 @@
 use std::sync::{Arc, Weak};
 
 use amq_protocol::protocol::{AMQPClass, basic};
+use ferry_auth::Access;
 use ferry_core::broker::QueueHandle;
 use ferry_core::queue::{ConsumerSpec, Delivery, ReceiveMode};
 use ferry_core::{Message, Value};
@@ -123,6 +124,7 @@ impl Channel {
             return self.consume_replies(cx, tag, c.no_ack, c.nowait);
         }
         let q = self.usable_queue(cx, &c.queue)?;
+        cx.check(Access::Read, "queue", q.name())?;
         let priority = match c.arguments.inner().get("x-priority") {
             None => 0,
             Some(v) => match crate::values::value_from_amqp(v) {
@@ -227,6 +229,7 @@ impl Channel {
 
     fn get(&mut self, cx: &mut Ctx, g: basic::Get) -> Outcome {
         let q = self.usable_queue(cx, &g.queue)?;
+        cx.check(Access::Read, "queue", q.name())?;
         let mode = if g.no_ack {
             ReceiveMode::AutoAck
         } else {

@@ -2,6 +2,7 @@
 
 use amq_protocol::protocol::{AMQPClass, exchange};
 use amq_protocol::types::{FieldTable, ShortString};
+use ferry_auth::Access;
 use ferry_core::CoreError;
 use ferry_core::router::{Binding, DEFAULT_ROUTER, Destination};
 
@@ -50,6 +51,7 @@ impl Channel {
                 .router_config(&cx.vhost, name)
                 .map_err(|e| Failure::from_core(e, &cx.vhost))?;
         } else {
+            cx.check(Access::Configure, "exchange", name)?;
             let config = exchange_config(
                 ExchangeFlags {
                     kind: d.kind.as_str(),
@@ -118,6 +120,7 @@ impl Channel {
                 ),
             ));
         }
+        cx.check(Access::Configure, "exchange", name)?;
         match cx.amqp.broker.delete_router(&cx.vhost, name, d.if_unused) {
             // Deleting what is not there succeeds, as in RabbitMQ.
             Ok(()) | Err(CoreError::RouterNotFound(_)) => {}
@@ -147,6 +150,8 @@ impl Channel {
         if src == DEFAULT_ROUTER || dst == DEFAULT_ROUTER {
             return Err(default_exchange_refused());
         }
+        cx.check(Access::Write, "exchange", dst)?;
+        cx.check(Access::Read, "exchange", src)?;
         let binding = Binding::new(src, Destination::router(dst), routing_key.as_str())
             .with_args(headers_from_table(args));
         let broker = &cx.amqp.broker;

@@ -70,6 +70,8 @@ pub struct Channel {
     /// The queue named by an empty queue name (the spec's "last declared").
     last_queue: Option<String>,
     reply: Option<ReplyConsumer>,
+    /// The last exchange the user was found allowed to publish to.
+    may_write: Option<String>,
 }
 
 impl Channel {
@@ -89,6 +91,7 @@ impl Channel {
             tx: None,
             last_queue: None,
             reply: None,
+            may_write: None,
         }
     }
 

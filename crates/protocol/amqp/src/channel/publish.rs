@@ -8,6 +8,7 @@ use amq_protocol::frame::AMQPContentHeader;
 use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::protocol::{AMQPClass, basic};
 use bytes::{Bytes, BytesMut};
+use ferry_auth::Access;
 use ferry_core::store::Commit;
 use ferry_core::{CoreError, Message};
 
@@ -155,6 +156,11 @@ impl Channel {
             msg.properties.reply_to = Some(r.address.clone());
         }
         let exchange = publish.exchange.as_str();
+        // Checked once per exchange name in a row (a publisher keeps to one).
+        if self.may_write.as_deref() != Some(exchange) {
+            cx.check(Access::Write, "exchange", exchange)?;
+            self.may_write = Some(exchange.to_owned());
+        }
         if let Some(tx) = &mut self.tx {
             tx.publishes
                 .push((exchange.to_owned(), publish.mandatory, msg));

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use amq_protocol::protocol::{AMQPClass, queue};
 use amq_protocol::types::{FieldTable, ShortString};
+use ferry_auth::Access;
 use ferry_core::CoreError;
 use ferry_core::broker::QueueHandle;
 use ferry_core::router::{Binding, DEFAULT_ROUTER, Destination};
@@ -52,6 +53,7 @@ impl Channel {
             }
             queue::AMQPMethod::Purge(p) => {
                 let q = self.usable_queue(cx, &p.queue)?;
+                cx.check(Access::Read, "queue", q.name())?;
                 let n = cx.amqp.broker.purge(&q, false);
                 if !p.nowait {
                     reply(
@@ -96,6 +98,7 @@ impl Channel {
         } else {
             d.queue.as_str().to_owned()
         };
+        cx.check(Access::Configure, "queue", &name)?;
         let config = queue_config(
             &name,
             &cx.vhost,
@@ -146,6 +149,7 @@ impl Channel {
 
     fn queue_delete(&mut self, cx: &mut Ctx, d: queue::Delete) -> Outcome {
         let name = self.queue_name(&d.queue)?;
+        cx.check(Access::Configure, "queue", &name)?;
         let broker = &cx.amqp.broker;
         let n = match broker.queue(&cx.vhost, &name) {
             // Deleting what is not there succeeds, as in RabbitMQ.
@@ -186,6 +190,8 @@ impl Channel {
             return Err(default_exchange_refused());
         }
         let q = self.usable_queue(cx, queue)?;
+        cx.check(Access::Write, "queue", q.name())?;
+        cx.check(Access::Read, "exchange", exchange.as_str())?;
         // An empty routing key with an empty queue name means the last
         // declared queue's name (the spec's shorthand).
         let key = if queue.as_str().is_empty() && routing_key.as_str().is_empty() {

@@ -19,7 +19,7 @@ use crate::values::{long, short};
 
 /// What the handshake settled.
 pub struct Tuned {
-    pub user: String,
+    pub user: ferry_auth::User,
     pub vhost: String,
     pub frame_max: u32,
     pub channel_max: u16,
@@ -93,14 +93,13 @@ where
         connection::AMQPMethod::StartOk(m) => m,
         other => return Err(unexpected(out, "connection.start-ok", &other)),
     };
-    let user = amqp
-        .users
-        .authenticate(
-            start_ok.mechanism.as_str(),
-            start_ok.response.as_bytes(),
-            peer.ip(),
-        )
-        .map_err(|f| refuse(out, f))?;
+    let user = crate::auth::authenticate(
+        &amqp.users,
+        start_ok.mechanism.as_str(),
+        start_ok.response.as_bytes(),
+        peer.ip(),
+    )
+    .map_err(|f| refuse(out, f))?;
     let capabilities = match start_ok.client_properties.inner().get("capabilities") {
         Some(AMQPValue::FieldTable(t)) => t.clone(),
         _ => FieldTable::default(),
@@ -160,6 +159,15 @@ where
         return Err(refuse(
             out,
             Failure::connection(ReplyCode::NotAllowed, format!("vhost '{vhost}' not found")),
+        ));
+    }
+    if !user.may_enter(&vhost) {
+        return Err(refuse(
+            out,
+            Failure::connection(
+                ReplyCode::NotAllowed,
+                format!("access to vhost '{vhost}' refused for user '{}'", user.name),
+            ),
         ));
     }
     out.method(

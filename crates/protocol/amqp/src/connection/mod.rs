@@ -63,7 +63,7 @@ pub async fn run<S>(
             return;
         }
     };
-    tracing::info!(%peer, user = %tuned.user, vhost = %tuned.vhost, "AMQP connection open");
+    tracing::info!(%peer, user = %tuned.user.name, vhost = %tuned.vhost, "AMQP connection open");
     let heartbeat = tuned.heartbeat;
     let mut session = Session::new(Arc::clone(&amqp), id, tuned, out);
 

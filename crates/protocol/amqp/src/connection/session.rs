@@ -27,7 +27,10 @@ pub struct Ctx {
     /// Owner id of the connection's exclusive queues.
     pub conn_id: u64,
     pub vhost: String,
+    /// The user's name (basic.publish's user-id must be it).
     pub user: String,
+    /// What the user may do (checked by every method that names a resource).
+    pub account: ferry_auth::User,
     pub out: Output,
     pub frame_max: u32,
     pub events: Events,
@@ -41,6 +44,13 @@ pub struct Ctx {
     pub drain_events: bool,
     /// Exclusive queues this connection declared (deleted when it closes).
     pub exclusive: Vec<String>,
+}
+
+impl Ctx {
+    /// Fails with 403 unless the user may `access` the resource.
+    pub fn check(&self, access: ferry_auth::Access, kind: &str, name: &str) -> Outcome {
+        crate::auth::check(&self.account, &self.vhost, access, kind, name)
+    }
 }
 
 pub struct Session {
@@ -64,7 +74,8 @@ impl Session {
                 amqp,
                 conn_id,
                 vhost: tuned.vhost,
-                user: tuned.user,
+                user: tuned.user.name.clone(),
+                account: tuned.user,
                 out,
                 frame_max: tuned.frame_max,
                 events,

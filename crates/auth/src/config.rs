@@ -1,0 +1,122 @@
+//! Users and permissions as the config file gives them.
+//!
+//! ```toml
+//! [[users]]
+//! name = "app"
+//! password-hash = "$argon2id$v=19$..."   # from `ferry hash-password`
+//! tags = ["administrator"]
+//! loopback-only = false                  # default: true for guest only
+//!
+//! [[permissions]]
+//! user = "app"
+//! vhost = "/"
+//! configure = "^app\\."
+//! write = ".*"
+//! read = ".*"
+//! ```
+
+use std::collections::HashMap;
+
+use argon2::password_hash::phc::PasswordHash;
+use serde::Deserialize;
+
+use crate::{AuthError, Pattern, Permission, Secret, User, UserStore};
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub permissions: Vec<PermissionConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    /// An argon2 PHC string (preferred).
+    pub password_hash: Option<String>,
+    /// A plain password (kept in memory as given; prefer a hash).
+    pub password: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub loopback_only: Option<bool>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PermissionConfig {
+    pub user: String,
+    pub vhost: String,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+impl AuthConfig {
+    /// The user store; with no users configured, RabbitMQ's default guest.
+    pub fn build(&self) -> Result<UserStore, AuthError> {
+        if self.users.is_empty() && self.permissions.is_empty() {
+            return Ok(UserStore::default());
+        }
+        let bad = |user: &str, detail: String| AuthError::BadConfig {
+            user: user.to_owned(),
+            detail,
+        };
+        let mut users: Vec<User> = Vec::with_capacity(self.users.len());
+        for u in &self.users {
+            if users.iter().any(|x| x.name == u.name) {
+                return Err(bad(&u.name, "listed twice".into()));
+            }
+            let secret = match (&u.password_hash, &u.password) {
+                (Some(h), None) => {
+                    PasswordHash::new(h).map_err(|e| {
+                        bad(&u.name, format!("password-hash is not a PHC string: {e}"))
+                    })?;
+                    Secret::Hash(h.clone())
+                }
+                (None, Some(p)) => {
+                    tracing::warn!(user = %u.name, "a plain password in the config file; prefer password-hash (ferry hash-password)");
+                    Secret::Plain(p.clone())
+                }
+                _ => {
+                    return Err(bad(
+                        &u.name,
+                        "needs exactly one of password-hash and password".into(),
+                    ));
+                }
+            };
+            users.push(User {
+                name: u.name.clone(),
+                secret,
+                loopback_only: u.loopback_only.unwrap_or(u.name == "guest"),
+                tags: u.tags.clone(),
+                permissions: HashMap::new(),
+            });
+        }
+        for p in &self.permissions {
+            let user = users
+                .iter_mut()
+                .find(|u| u.name == p.user)
+                .ok_or_else(|| bad(&p.user, "has permissions but is not in [[users]]".into()))?;
+            let pattern = |which: &str, s: &str| {
+                Pattern::parse(s).map_err(|e| {
+                    bad(
+                        &p.user,
+                        format!("{which} pattern for vhost '{}': {e}", p.vhost),
+                    )
+                })
+            };
+            user.permissions.insert(
+                p.vhost.clone(),
+                Permission {
+                    configure: pattern("configure", &p.configure)?,
+                    write: pattern("write", &p.write)?,
+                    read: pattern("read", &p.read)?,
+                },
+            );
+        }
+        Ok(UserStore { users })
+    }
+}
