@@ -10,12 +10,12 @@ LISTENERS = ("admin", "aws", "amqp")
 
 
 @contextlib.contextmanager
-def ferry(*extra, listen=("aws",)):
+def ferry(*extra, listen=("aws",), data=None):
     """A running ferry with the `listen` listeners on free loopback ports
-    (the others off); yields {listener: "host:port"} and checks a clean
-    exit on SIGTERM."""
+    (the others off), on data directory `data` (a new one if None); yields
+    {listener: "host:port"} and checks a clean exit on SIGTERM."""
     binary = os.environ.get("FERRY_BIN", "target/debug/ferry")
-    data = tempfile.mkdtemp(prefix="ferry-compat-")
+    data = data or tempfile.mkdtemp(prefix="ferry-compat-")
     flags = []
     for name in LISTENERS:
         flags += [f"--{name}-listen", "127.0.0.1:0" if name in listen else "off"]

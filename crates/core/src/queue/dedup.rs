@@ -28,6 +28,8 @@ struct Key {
 pub struct Original {
     pub id: MessageId,
     pub seq: u64,
+    /// When it was published (with `seq`, what SQS sequence numbers are made of).
+    pub published_at: Timestamp,
 }
 
 #[derive(Debug)]

@@ -440,14 +440,22 @@ impl QueueCore {
                 replaces: None,
             });
         }
-        let id = msg.id;
+        let (id, published_at) = (msg.id, msg.published_at);
         let key = self.insert(seq, msg, now, 0, None, now, fx);
         if journaled {
             fx.journaled.push((seq, key));
         }
         self.stats.published += 1;
         if let (Some(key), Some(d)) = (dedup_key, self.dedup.as_mut()) {
-            d.remember(key, Original { id, seq }, now);
+            d.remember(
+                key,
+                Original {
+                    id,
+                    seq,
+                    published_at,
+                },
+                now,
+            );
         }
         self.dispatch(now, fx);
         Ok(Enqueued::Accepted { seq })

@@ -80,11 +80,12 @@ pub async fn send(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, 
     let config = q.config();
     let mut total = 0;
     let mut checked = Vec::with_capacity(entries.len());
+    let now = sqs.broker.now();
     for e in &entries {
         let id = e.str("Id")?;
         // In a batch, SQS reports a FIFO entry without a group as an
         // invalid value, not a missing parameter (recorded against AWS).
-        let out = outgoing(&q, e).map_err(|err| {
+        let out = outgoing(&q, e, now).map_err(|err| {
             if err.query_code == "MissingParameter" && err.message.contains("MessageGroupId") {
                 SqsError::invalid_parameter(&err.message)
             } else {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferry_core::Timestamp;
 use ferry_core::broker::{QueueHandle, Sent};
 use ferry_core::message::Message;
 use ferry_core::queue::{Delivery, Enqueued, ReceiveMode};
@@ -56,7 +57,11 @@ pub(crate) struct Outgoing {
 }
 
 /// Checks one message of a send (or batch entry) against `q`'s rules.
-pub(crate) fn outgoing(q: &QueueHandle, entry: &Input<'_>) -> Result<Outgoing, SqsError> {
+pub(crate) fn outgoing(
+    q: &QueueHandle,
+    entry: &Input<'_>,
+    now: Timestamp,
+) -> Result<Outgoing, SqsError> {
     let config = q.config();
     let body = entry.str("MessageBody")?;
     if body.is_empty() {
@@ -135,6 +140,9 @@ pub(crate) fn outgoing(q: &QueueHandle, entry: &Input<'_>) -> Result<Outgoing, S
             message.properties.trace_context = Some(value.to_owned());
         }
     }
+    // Stamped here, not by the broker: the sequence number in the answer
+    // is made of it.
+    message.published_at = now;
     Ok(Outgoing {
         size: body.len() + attr_size,
         md5_body: md5::hex(body.as_bytes()),
@@ -147,8 +155,8 @@ pub(crate) fn outgoing(q: &QueueHandle, entry: &Input<'_>) -> Result<Outgoing, S
 /// The answer to one accepted send.
 pub(crate) fn sent_result(out: &Outgoing, sent: &Sent, fifo: bool) -> Map<String, Value> {
     let (id, seq) = match sent.outcome {
-        Enqueued::Duplicate(original) => (original.id, Some(original.seq)),
-        Enqueued::Accepted { seq } => (sent.id, Some(seq)),
+        Enqueued::Duplicate(original) => (original.id, Some((original.published_at, original.seq))),
+        Enqueued::Accepted { seq } => (sent.id, Some((out.message.published_at, seq))),
         Enqueued::Dropped => (sent.id, None),
     };
     let mut r = Map::new();
@@ -166,20 +174,30 @@ pub(crate) fn sent_result(out: &Outgoing, sent: &Sent, fifo: bool) -> Map<String
             Value::String(m.clone()),
         );
     }
-    if fifo && let Some(seq) = seq {
-        r.insert("SequenceNumber".into(), Value::String(sequence_number(seq)));
+    if fifo && let Some((at, seq)) = seq {
+        r.insert(
+            "SequenceNumber".into(),
+            Value::String(sequence_number(at, seq)),
+        );
     }
     r
 }
 
-/// SQS sequence numbers are large decimal strings that only grow.
-fn sequence_number(seq: u64) -> String {
-    format!("{seq:020}")
+/// SQS sequence numbers are large decimal strings that only grow, across
+/// restarts too: the publish time (ms) then the queue's sequence number
+/// (which restarts from the highest surviving one, so alone it could go
+/// back after a restart that found the queue empty).
+fn sequence_number(published_at: Timestamp, seq: u64) -> String {
+    format!(
+        "{:013}{:012}",
+        published_at.as_millis(),
+        seq % 1_000_000_000_000
+    )
 }
 
 pub async fn send(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
     let q = sqs.queue(queue_name(req, input)?)?;
-    let out = outgoing(&q, input)?;
+    let out = outgoing(&q, input, sqs.broker.now())?;
     let fifo = q.config().fifo;
     let (sent, commit) = sqs.broker.send(&q, out.message.clone())?;
     commit
@@ -304,7 +322,10 @@ fn render_message(
         put("MessageDeduplicationId", dd.clone());
     }
     if q.config().fifo {
-        put("SequenceNumber", sequence_number(d.lease.seq));
+        put(
+            "SequenceNumber",
+            sequence_number(d.message.published_at, d.lease.seq),
+        );
     }
     if let Some(t) = &m.properties.trace_context {
         put("AWSTraceHeader", t.clone());
