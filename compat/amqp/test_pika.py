@@ -332,3 +332,24 @@ def test_bad_credentials_and_unknown_vhost_are_refused(amqp_addr):
         )
     with pytest.raises((ProbableAccessDeniedError, pika.exceptions.ConnectionClosedByBroker)):
         pika.BlockingConnection(pika.ConnectionParameters(host, port, virtual_host="nope"))
+
+
+def test_memory_alarm_blocks_a_publishing_connection():
+    from ferryproc import ferry
+
+    # A high watermark of 1 byte: the memory alarm is raised at once.
+    with ferry("--memory-high-watermark", "1", listen=("amqp",)) as addrs:
+        host, port = addrs["amqp"].rsplit(":", 1)
+        conn = pika.BlockingConnection(pika.ConnectionParameters(host, int(port)))
+        blocked = []
+        conn.add_on_connection_blocked_callback(lambda c, frame: blocked.append(frame.method.reason))
+        ch = conn.channel()
+        ch.queue_declare("held")
+        ch.basic_publish("", "held", b"x")
+        deadline = time.monotonic() + 5
+        while not blocked and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.05)
+        assert blocked and blocked[0].startswith("memory"), blocked
+        # As with RabbitMQ, a blocked connection's input is not read (not
+        # even its connection.close): leaving the block stops ferry, which
+        # closes it from its side.

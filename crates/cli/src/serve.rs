@@ -90,6 +90,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES")]
     memory_budget: Option<u64>,
 
+    /// Resident memory in bytes past which publishers are held back (AMQP
+    /// connection.blocked) until it falls under 90% of it [default: 40% of
+    /// the machine's memory] (config key: memory-high-watermark).
+    #[arg(long, value_name = "BYTES")]
+    memory_high_watermark: Option<u64>,
+
     /// Log level or filter (error, warn, info, debug, trace, or a tracing
     /// filter such as `ferry_core=debug`); RUST_LOG is used when unset
     /// [default: info] (config key: log-level).
@@ -148,6 +154,10 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
         )?,
     };
     let config = ServerConfig {
+        memory_high_watermark: args
+            .memory_high_watermark
+            .or(file.memory_high_watermark)
+            .unwrap_or(defaults.memory_high_watermark),
         memory_budget: args
             .memory_budget
             .or(file.memory_budget)
@@ -285,6 +295,7 @@ mod tests {
             segment_size: None,
             repair: false,
             memory_budget: None,
+            memory_high_watermark: None,
         }
     }
 
@@ -305,6 +316,7 @@ mod tests {
             segment_size: Some(1 << 20),
             repair: Some(true),
             memory_budget: Some(4096),
+            memory_high_watermark: Some(1 << 30),
             vhosts: Some(vec!["staging".into()]),
             users: Vec::new(),
             permissions: Vec::new(),
@@ -328,6 +340,7 @@ mod tests {
         assert_eq!(c.sqs.account_id, "123456789012");
         assert!(c.journal.repair);
         assert_eq!(c.memory_budget, 4096);
+        assert_eq!(c.memory_high_watermark, 1 << 30);
         assert_eq!(c.amqp.vhosts, vec!["staging".to_owned()]);
         let (d, _) = merge(&args(None), FileConfig::default()).expect("merge");
         assert!(d.sqs.credentials.is_empty());

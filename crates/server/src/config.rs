@@ -100,6 +100,7 @@ pub struct FileConfig {
     pub segment_size: Option<u64>,
     pub repair: Option<bool>,
     pub memory_budget: Option<u64>,
+    pub memory_high_watermark: Option<u64>,
     /// Vhosts besides `/`.
     pub vhosts: Option<Vec<String>>,
     /// `[[users]]` and `[[permissions]]` tables (see ferry_auth::AuthConfig).
@@ -157,6 +158,8 @@ pub struct ServerConfig {
     /// Bytes of message bodies kept in memory; journaled ones beyond it are
     /// read back from the journal when needed.
     pub memory_budget: u64,
+    /// Resident memory past which publishers are held back.
+    pub memory_high_watermark: u64,
 }
 
 pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
@@ -173,6 +176,7 @@ impl Default for ServerConfig {
             users: ferry_auth::UserStore::default(),
             journal: JournalConfig::default(),
             memory_budget: DEFAULT_MEMORY_BUDGET,
+            memory_high_watermark: crate::memory::default_high_watermark(),
         }
     }
 }

@@ -10,7 +10,7 @@ mod compaction;
 pub mod config;
 mod data_dir;
 mod error;
-mod memory;
+pub mod memory;
 
 pub use config::{FileConfig, Listen, ServerConfig};
 pub use error::ServerError;
@@ -104,7 +104,11 @@ impl Server {
         tracing::info!(elapsed = ?started.elapsed(), "recovered");
         let timers = tokio::spawn(Arc::clone(&broker).run_timers());
         let compaction = compaction::spawn(Arc::clone(&broker), Arc::clone(&journal));
-        let memory = memory::spawn(Arc::clone(&broker), memory_budget);
+        let memory = memory::spawn(
+            Arc::clone(&broker),
+            memory_budget,
+            config.memory_high_watermark,
+        );
         if let Some(listener) = aws_listener {
             let app = ferry_sqs::router(ferry_sqs::Sqs::new(Arc::clone(&broker), sqs_config));
             serve_http(&mut tasks, "aws", listener, app, stopped.clone());

@@ -10,12 +10,66 @@ use ferry_core::Broker;
 /// How often resident memory is checked against the budget.
 const CHECK_EVERY: Duration = Duration::from_millis(200);
 
-pub fn spawn(broker: Arc<Broker>, budget: u64) -> tokio::task::JoinHandle<()> {
+/// Below this share of the high watermark, a memory alarm clears.
+const CLEAR_BELOW: f64 = 0.9;
+
+/// The default memory high watermark: 40% of the machine's memory, as
+/// RabbitMQ's default `vm_memory_high_watermark`.
+pub fn default_high_watermark() -> u64 {
+    meminfo_kib("MemTotal:").map_or(u64::MAX, |kib| kib * 1024 * 2 / 5)
+}
+
+fn meminfo_kib(key: &str) -> Option<u64> {
+    kib_field(&std::fs::read_to_string("/proc/meminfo").ok()?, key)
+}
+
+/// This process's resident memory.
+fn resident() -> Option<u64> {
+    kib_field(
+        &std::fs::read_to_string("/proc/self/status").ok()?,
+        "VmRSS:",
+    )
+    .map(|k| k * 1024)
+}
+
+fn kib_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Raises the broker's resource alarm while resident memory is above the
+/// high watermark (publishers are held back; consumers drain), and clears
+/// it once memory is back under 90% of it.
+fn check_watermark(broker: &Broker, high: u64, alarmed: &mut bool) {
+    let Some(rss) = resident() else {
+        return;
+    };
+    let mib = |b: u64| b / (1024 * 1024);
+    if !*alarmed && rss > high {
+        *alarmed = true;
+        broker.set_alarm(Some(format!(
+            "memory: {} MiB resident, above the high watermark of {} MiB",
+            mib(rss),
+            mib(high)
+        )));
+    } else if *alarmed && (rss as f64) < high as f64 * CLEAR_BELOW {
+        *alarmed = false;
+        broker.set_alarm(None);
+    }
+}
+
+pub fn spawn(broker: Arc<Broker>, budget: u64, high_watermark: u64) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut alarmed = false;
         loop {
             tick.tick().await;
+            check_watermark(&broker, high_watermark, &mut alarmed);
             let b = Arc::clone(&broker);
             let evicted = tokio::task::spawn_blocking(move || {
                 if b.resident_bytes() > budget {
@@ -32,4 +86,26 @@ pub fn spawn(broker: Arc<Broker>, budget: u64) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_proc_fields_and_raises_and_clears_the_alarm() {
+        assert_eq!(
+            kib_field("MemTotal:   24000 kB\nX: 1", "MemTotal:"),
+            Some(24000)
+        );
+        assert!(resident().is_some_and(|r| r > 0));
+        assert!(default_high_watermark() > 0);
+        let broker = Broker::in_memory();
+        let alarm = broker.alarm();
+        let mut alarmed = false;
+        check_watermark(&broker, 1, &mut alarmed);
+        assert!(alarmed && alarm.borrow().is_some(), "1 byte: always above");
+        check_watermark(&broker, u64::MAX, &mut alarmed);
+        assert!(!alarmed && alarm.borrow().is_none());
+    }
 }

@@ -128,6 +128,8 @@ pub struct Broker {
     next_consumer_id: AtomicU64,
     timers: Timers,
     moves: MoveTasks,
+    /// Why publishers are held back now (a resource alarm), if they are.
+    alarm: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Broker {
@@ -158,6 +160,7 @@ impl Broker {
             next_consumer_id: AtomicU64::new(1),
             timers: Timers::default(),
             moves: MoveTasks::default(),
+            alarm: tokio::sync::watch::channel(None).0,
         });
         broker.recover(memory_budget)?;
         Ok(broker)
@@ -180,6 +183,28 @@ impl Broker {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// Raises (`Some(reason)`) or clears (`None`) the resource alarm:
+    /// while it is raised, protocols hold publishers back (AMQP
+    /// connection.blocked) and keep serving consumers.
+    pub fn set_alarm(&self, reason: Option<String>) {
+        self.alarm.send_if_modified(|now| {
+            if *now == reason {
+                return false;
+            }
+            match &reason {
+                Some(r) => tracing::warn!(reason = %r, "resource alarm: publishers are held back"),
+                None => tracing::info!("resource alarm cleared: publishers may go on"),
+            }
+            *now = reason;
+            true
+        });
+    }
+
+    /// The resource alarm, to watch.
+    pub fn alarm(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.alarm.subscribe()
     }
 
     /// A commit that completes once everything journaled before this call

@@ -1079,3 +1079,59 @@ async fn users_get_only_the_vhosts_and_resources_their_permissions_name() {
         .expect_err("write to amq.topic refused");
     assert_eq!(code(&e), 403);
 }
+
+#[tokio::test]
+async fn a_resource_alarm_blocks_publishers_and_lets_consumers_drain() {
+    let f = ferry().await;
+    let (publisher, ch) = f.channel().await;
+    declare(&ch, "q", FieldTable::default()).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    assert!(
+        confirmable(&ch, b"before")
+            .await
+            .await
+            .expect("confirm")
+            .is_ack()
+    );
+
+    f.broker.set_alarm(Some("memory: test".into()));
+    let held = confirmable(&ch, b"during").await;
+    let held = tokio::time::timeout(Duration::from_millis(300), held).await;
+    assert!(held.is_err(), "no confirm while the alarm is raised");
+    tokio::time::timeout(WAIT, async {
+        while !publisher.status().blocked() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("connection.blocked reached the client");
+
+    // A consumer on another connection still gets what was published before.
+    let (_c, consumer) = f.channel().await;
+    let first = get(&consumer, "q").await.expect("message");
+    assert_eq!(first.delivery.data, b"before");
+
+    f.broker.set_alarm(None);
+    tokio::time::timeout(WAIT, async {
+        while publisher.status().blocked() || get(&consumer, "q").await.is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("unblocked, and the held publish went through");
+}
+
+/// Publishes to "q"; the confirm is for the caller to await (or not).
+async fn confirmable(ch: &Channel, body: &[u8]) -> lapin::PublisherConfirm {
+    ch.basic_publish(
+        s(""),
+        s("q"),
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default(),
+    )
+    .await
+    .expect("sent")
+}

@@ -30,7 +30,7 @@ pub(super) enum Settle {
 impl Channel {
     pub(super) fn on_basic(&mut self, cx: &mut Ctx, m: basic::AMQPMethod) -> Outcome {
         match m {
-            basic::AMQPMethod::Publish(p) => self.start_publish(p),
+            basic::AMQPMethod::Publish(p) => self.start_publish(cx, p),
             basic::AMQPMethod::Qos(q) => self.qos(cx, q),
             basic::AMQPMethod::Consume(c) => self.consume(cx, c),
             basic::AMQPMethod::Cancel(c) => {

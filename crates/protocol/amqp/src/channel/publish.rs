@@ -64,13 +64,14 @@ impl Body {
 }
 
 impl Channel {
-    pub(super) fn start_publish(&mut self, p: basic::Publish) -> Outcome {
+    pub(super) fn start_publish(&mut self, cx: &mut Ctx, p: basic::Publish) -> Outcome {
         if p.immediate {
             return Err(Failure::connection(
                 ReplyCode::NotImplemented,
                 "immediate=true is not supported",
             ));
         }
+        cx.published = true;
         self.content = Some(Content {
             publish: p,
             header: None,

@@ -27,6 +27,8 @@ pub struct Tuned {
     pub heartbeat: Duration,
     /// The client handles a server-sent basic.cancel.
     pub cancel_notify: bool,
+    /// The client handles connection.blocked / unblocked.
+    pub blocked_notify: bool,
 }
 
 /// Why a handshake ended without an open connection.
@@ -104,10 +106,14 @@ where
         Some(AMQPValue::FieldTable(t)) => t.clone(),
         _ => FieldTable::default(),
     };
-    let cancel_notify = matches!(
-        capabilities.inner().get("consumer_cancel_notify"),
-        Some(AMQPValue::Boolean(true))
-    );
+    let has = |cap: &str| {
+        matches!(
+            capabilities.inner().get(cap),
+            Some(AMQPValue::Boolean(true))
+        )
+    };
+    let cancel_notify = has("consumer_cancel_notify");
+    let blocked_notify = has("connection.blocked");
 
     out.method(
         0,
@@ -182,6 +188,7 @@ where
         channel_max,
         heartbeat,
         cancel_notify,
+        blocked_notify,
     })
 }
 

@@ -75,6 +75,9 @@ pub async fn run<S>(
     let mut ticker = tokio::time::interval(tick_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_read = Instant::now();
+    let mut alarm = amqp.broker.alarm();
+    let mut alarm_live = true;
+    session.on_alarm(alarm.borrow_and_update().clone());
     let mut stopping = *stop.borrow();
     if stopping {
         session.fail(shutting_down());
@@ -90,7 +93,7 @@ pub async fn run<S>(
         // A client that does not read its deliveries or replies gets no
         // more of either, and past a limit we stop reading its requests.
         let take_events = pending < OUTPUT_HIGH_WATER;
-        let reading = !session.is_paused() && pending < OUTPUT_HIGH_WATER * 4;
+        let reading = !session.input_held() && pending < OUTPUT_HIGH_WATER * 4;
         let close_deadline = session.close_deadline();
         tokio::select! {
             r = writer.write(session.cx.out.pending()), if writing => match r {
@@ -116,15 +119,15 @@ pub async fn run<S>(
                 }
                 session.after_events();
                 // Frames read while a commit held the input back.
-                if !session.is_paused() && !inbuf.is_empty()
+                if !session.input_held() && !inbuf.is_empty()
                     && let Err(f) = session.on_input(&mut inbuf)
                 {
                     session.fail(f);
                 }
             }
             _ = ticker.tick() => {
-                // A paused connection reads nothing, so it hears nothing.
-                if !heartbeat.is_zero() && !session.is_paused() {
+                // A held connection reads nothing, so it hears nothing.
+                if !heartbeat.is_zero() && !session.input_held() {
                     if last_read.elapsed() > heartbeat * 2 {
                         tracing::info!(%peer, "missed heartbeats from the client; closing");
                         break;
@@ -135,6 +138,20 @@ pub async fn run<S>(
                 }
             }
             () = sleep_until(close_deadline), if close_deadline.is_some() => break,
+            changed = alarm.changed(), if alarm_live => {
+                if changed.is_err() {
+                    // The broker is going away; shutdown tells us the rest.
+                    alarm_live = false;
+                } else {
+                    session.on_alarm(alarm.borrow_and_update().clone());
+                    // Released: what the client sent meanwhile is waiting.
+                    if !session.input_held() && !inbuf.is_empty()
+                        && let Err(f) = session.on_input(&mut inbuf)
+                    {
+                        session.fail(f);
+                    }
+                }
+            }
             _ = stop.changed(), if !stopping => {
                 stopping = true;
                 session.fail(shutting_down());

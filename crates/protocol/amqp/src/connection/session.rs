@@ -44,6 +44,8 @@ pub struct Ctx {
     pub drain_events: bool,
     /// Exclusive queues this connection declared (deleted when it closes).
     pub exclusive: Vec<String>,
+    /// The connection has published: a resource alarm holds it back.
+    pub published: bool,
 }
 
 impl Ctx {
@@ -63,6 +65,11 @@ pub struct Session {
     /// When we sent connection.close (then only close-ok is awaited).
     closing: Option<Instant>,
     finished: bool,
+    /// The broker's resource alarm, as last seen.
+    alarm: Option<String>,
+    /// We told the client it is blocked (connection.blocked).
+    blocked: bool,
+    blocked_notify: bool,
 }
 
 impl Session {
@@ -84,7 +91,11 @@ impl Session {
                 failed_channel: None,
                 drain_events: false,
                 exclusive: Vec::new(),
+                published: false,
             },
+            alarm: None,
+            blocked: false,
+            blocked_notify: tuned.blocked_notify,
             channels: HashMap::new(),
             channel_max: tuned.channel_max,
             generations: 0,
@@ -104,12 +115,13 @@ impl Session {
 
     /// Handles every whole frame in `buf`.
     pub fn on_input(&mut self, buf: &mut BytesMut) -> Outcome {
-        while !self.finished && !self.cx.paused {
+        while !self.finished && !self.input_held() {
             let Some(frame) = codec::decode(buf, self.cx.frame_max)? else {
                 break;
             };
             self.on_frame(frame)?;
         }
+        self.update_blocked();
         Ok(())
     }
 
@@ -354,8 +366,42 @@ impl Session {
         }
     }
 
-    pub fn is_paused(&self) -> bool {
-        self.cx.paused
+    /// Whether frames are left unread for now: a tx.commit waits for the
+    /// journal, or a resource alarm holds a publishing connection back.
+    pub fn input_held(&self) -> bool {
+        self.cx.paused || self.is_blocked()
+    }
+
+    /// Held back by a resource alarm (it has published while one is raised).
+    pub fn is_blocked(&self) -> bool {
+        self.alarm.is_some() && self.cx.published
+    }
+
+    /// The broker raised or cleared its resource alarm. A publishing
+    /// connection is told it is blocked (if its client understands) and
+    /// its input is held; consumers and acks on other connections go on.
+    pub fn on_alarm(&mut self, alarm: Option<String>) {
+        self.alarm = alarm;
+        self.update_blocked();
+    }
+
+    /// Sends connection.blocked / unblocked as the state changes.
+    pub fn update_blocked(&mut self) {
+        let blocked = self.is_blocked();
+        if blocked == self.blocked {
+            return;
+        }
+        self.blocked = blocked;
+        if !self.blocked_notify {
+            return;
+        }
+        let m = match &self.alarm {
+            Some(reason) if blocked => connection::AMQPMethod::Blocked(connection::Blocked {
+                reason: short(reason),
+            }),
+            _ => connection::AMQPMethod::Unblocked(connection::Unblocked {}),
+        };
+        self.cx.out.method(0, AMQPClass::Connection(m));
     }
 
     /// Gives back everything the connection held: unacked deliveries
