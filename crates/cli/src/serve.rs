@@ -96,6 +96,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES")]
     memory_high_watermark: Option<u64>,
 
+    /// Per-queue series at /metrics: true or false (false keeps only
+    /// totals, for brokers with very many queues) [default: true]
+    /// (config key: metrics-per-queue).
+    #[arg(long, value_name = "true|false")]
+    metrics_per_queue: Option<bool>,
+
     /// Log level or filter (error, warn, info, debug, trace, or a tracing
     /// filter such as `ferry_core=debug`); RUST_LOG is used when unset
     /// [default: info] (config key: log-level).
@@ -154,6 +160,10 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
         )?,
     };
     let config = ServerConfig {
+        metrics_per_queue: args
+            .metrics_per_queue
+            .or(file.metrics_per_queue)
+            .unwrap_or(defaults.metrics_per_queue),
         memory_high_watermark: args
             .memory_high_watermark
             .or(file.memory_high_watermark)
@@ -296,6 +306,7 @@ mod tests {
             repair: false,
             memory_budget: None,
             memory_high_watermark: None,
+            metrics_per_queue: None,
         }
     }
 
@@ -317,6 +328,7 @@ mod tests {
             repair: Some(true),
             memory_budget: Some(4096),
             memory_high_watermark: Some(1 << 30),
+            metrics_per_queue: Some(false),
             vhosts: Some(vec!["staging".into()]),
             users: Vec::new(),
             permissions: Vec::new(),
@@ -341,6 +353,7 @@ mod tests {
         assert!(c.journal.repair);
         assert_eq!(c.memory_budget, 4096);
         assert_eq!(c.memory_high_watermark, 1 << 30);
+        assert!(!c.metrics_per_queue);
         assert_eq!(c.amqp.vhosts, vec!["staging".to_owned()]);
         let (d, _) = merge(&args(None), FileConfig::default()).expect("merge");
         assert!(d.sqs.credentials.is_empty());

@@ -1,6 +1,9 @@
 //! `ferry serve` as a real process: the listening lines, health over a real
 //! socket, config precedence, the data-directory lock, and signals.
 
+mod common;
+
+use common::http_get;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -92,26 +95,6 @@ impl Drop for Ferry {
             let _ = self.child.wait();
         }
     }
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
-    let status = resp
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
 }
 
 fn dir_arg(p: &Path) -> String {

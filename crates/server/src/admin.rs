@@ -16,13 +16,29 @@ use serde_json::{Value, json};
 pub struct AdminState {
     /// Set once recovery has finished and the broker serves.
     pub ready: Arc<AtomicBool>,
+    pub metrics: Arc<crate::metrics::Exporter>,
 }
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/api/health/live", get(live))
         .route("/api/health/ready", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// Prometheus text format.
+async fn metrics(State(s): State<AdminState>) -> impl axum::response::IntoResponse {
+    let body = tokio::task::spawn_blocking(move || s.metrics.render())
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 /// The process is up and answering.

@@ -101,6 +101,7 @@ pub struct FileConfig {
     pub repair: Option<bool>,
     pub memory_budget: Option<u64>,
     pub memory_high_watermark: Option<u64>,
+    pub metrics_per_queue: Option<bool>,
     /// Vhosts besides `/`.
     pub vhosts: Option<Vec<String>>,
     /// `[[users]]` and `[[permissions]]` tables (see ferry_auth::AuthConfig).
@@ -160,6 +161,8 @@ pub struct ServerConfig {
     pub memory_budget: u64,
     /// Resident memory past which publishers are held back.
     pub memory_high_watermark: u64,
+    /// Per-queue series at /metrics (off: totals only, for many queues).
+    pub metrics_per_queue: bool,
 }
 
 pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
@@ -177,6 +180,7 @@ impl Default for ServerConfig {
             journal: JournalConfig::default(),
             memory_budget: DEFAULT_MEMORY_BUDGET,
             memory_high_watermark: crate::memory::default_high_watermark(),
+            metrics_per_queue: true,
         }
     }
 }

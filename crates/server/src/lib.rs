@@ -11,6 +11,7 @@ pub mod config;
 mod data_dir;
 mod error;
 pub mod memory;
+pub mod metrics;
 
 pub use config::{FileConfig, Listen, ServerConfig};
 pub use error::ServerError;
@@ -55,11 +56,17 @@ impl Server {
         let mut tasks = JoinSet::new();
         let mut listening = Vec::new();
 
+        let exporter = Arc::new(metrics::Exporter::new(
+            config.metrics_per_queue,
+            config.memory_budget,
+            config.memory_high_watermark,
+        ));
         if let Listen::At(addr) = config.admin_listen {
             let listener = bind("admin", addr).await?;
             listening.push(("admin", local_addr("admin", &listener, addr)?));
             let app = admin::router(admin::AdminState {
                 ready: Arc::clone(&ready),
+                metrics: Arc::clone(&exporter),
             });
             serve_http(&mut tasks, "admin", listener, app, stopped.clone());
         }
@@ -117,6 +124,7 @@ impl Server {
             let protocol = ferry_amqp::Amqp::new(Arc::clone(&broker), amqp_config, users)?;
             amqp::serve(&mut tasks, listener, protocol, stopped.clone());
         }
+        exporter.set_broker(Arc::clone(&broker));
         ready.store(true, Ordering::Release);
 
         Ok(Server {

@@ -24,7 +24,7 @@ fn meminfo_kib(key: &str) -> Option<u64> {
 }
 
 /// This process's resident memory.
-fn resident() -> Option<u64> {
+pub fn resident() -> Option<u64> {
     kib_field(
         &std::fs::read_to_string("/proc/self/status").ok()?,
         "VmRSS:",

@@ -169,7 +169,9 @@ fn write_chunks(
     }
     let mut stats = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
     stats.batches += 1;
-    stats.bytes_written += chunks.iter().map(|c| c.bytes.len() as u64).sum::<u64>();
+    let bytes = chunks.iter().map(|c| c.bytes.len() as u64).sum::<u64>();
+    stats.bytes_written += bytes;
+    metrics::counter!("ferry_journal_bytes_written_total").increment(bytes);
     Ok(())
 }
 
@@ -186,13 +188,16 @@ fn sync(shared: &Shared, head: &Option<Head>) -> Result<(), StoreError> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .syncs += 1;
-    match head {
+    let started = Instant::now();
+    let r = match head {
         Some(h) => h
             .file
             .sync_data()
             .map_err(|e| io_error(&segment::path(&shared.dir, h.segment), e)),
-        None => Ok(()),
-    }
+        None => return Ok(()),
+    };
+    metrics::histogram!("ferry_journal_fsync_seconds").record(started.elapsed().as_secs_f64());
+    r
 }
 
 /// A write or sync failed: the batch's commits fail, and so do the pending

@@ -66,6 +66,8 @@ pub async fn run<S>(
     tracing::info!(%peer, user = %tuned.user.name, vhost = %tuned.vhost, "AMQP connection open");
     let heartbeat = tuned.heartbeat;
     let mut session = Session::new(Arc::clone(&amqp), id, tuned, out);
+    let connections = metrics::gauge!("ferry_connections", "protocol" => "amqp");
+    connections.increment(1.0);
 
     let tick_every = if heartbeat.is_zero() {
         Duration::from_secs(1)
@@ -165,6 +167,7 @@ pub async fn run<S>(
     let _ = writer.shutdown().await;
     session.release();
     session.drain_orphans();
+    connections.decrement(1.0);
     tracing::info!(%peer, "AMQP connection closed");
 }
 

@@ -1,0 +1,127 @@
+//! Prometheus metrics, served at `/metrics` on the admin listener.
+//!
+//! Counters and histograms that code updates as it goes (journal fsyncs
+//! and bytes, connections) go through the `metrics` facade into one
+//! recorder; the broker's state (queue depths and counts, memory) is read
+//! at scrape time, so nothing is paid for it between scrapes. Per-queue
+//! series can be turned off to keep cardinality bounded.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use ferry_core::Broker;
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Buckets of the fsync histogram, in seconds (50 µs to 1 s).
+const FSYNC_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// The process's one recorder (a recorder is global; tests start several
+/// servers in one process).
+fn handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("ferry_journal_fsync_seconds".into()),
+                    FSYNC_BUCKETS,
+                )
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// What `/metrics` needs; the broker arrives once recovery is done.
+pub struct Exporter {
+    broker: OnceLock<Arc<Broker>>,
+    started: Instant,
+    per_queue: bool,
+    memory_budget: u64,
+    memory_high_watermark: u64,
+}
+
+impl Exporter {
+    pub fn new(per_queue: bool, memory_budget: u64, memory_high_watermark: u64) -> Self {
+        // Installed now, so counters from the start are kept.
+        let _ = handle();
+        Exporter {
+            broker: OnceLock::new(),
+            started: Instant::now(),
+            per_queue,
+            memory_budget,
+            memory_high_watermark,
+        }
+    }
+
+    pub fn set_broker(&self, broker: Arc<Broker>) {
+        let _ = self.broker.set(broker);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        self.refresh();
+        handle().map(PrometheusHandle::render).unwrap_or_default()
+    }
+
+    fn refresh(&self) {
+        gauge!("ferry_uptime_seconds").set(self.started.elapsed().as_secs_f64());
+        gauge!("ferry_memory_budget_bytes").set(self.memory_budget as f64);
+        gauge!("ferry_memory_high_watermark_bytes").set(self.memory_high_watermark as f64);
+        if let Some(rss) = crate::memory::resident() {
+            gauge!("ferry_memory_resident_bytes").set(rss as f64);
+        }
+        let Some(broker) = self.broker.get() else {
+            return;
+        };
+        gauge!("ferry_memory_alarm").set(if broker.alarm().borrow().is_some() {
+            1.0
+        } else {
+            0.0
+        });
+        let mut totals = [0u64; 4];
+        let mut queues = 0u64;
+        let mut bodies = 0u64;
+        for ns in broker.namespace_names() {
+            for name in broker.queue_names(&ns).unwrap_or_default() {
+                let Ok(q) = broker.queue(&ns, &name) else {
+                    continue;
+                };
+                let s = q.stats();
+                queues += 1;
+                bodies += s.resident_bytes;
+                totals[0] += s.ready;
+                totals[1] += s.leased;
+                totals[2] += s.delayed;
+                totals[3] += s.consumers as u64;
+                if !self.per_queue {
+                    continue;
+                }
+                let l = [("namespace", ns.clone()), ("queue", name.clone())];
+                gauge!("ferry_queue_messages_ready", &l).set(s.ready as f64);
+                gauge!("ferry_queue_messages_unacked", &l).set(s.leased as f64);
+                gauge!("ferry_queue_messages_delayed", &l).set(s.delayed as f64);
+                gauge!("ferry_queue_bytes", &l).set(s.bytes as f64);
+                gauge!("ferry_queue_consumers", &l).set(s.consumers as f64);
+                counter!("ferry_queue_published_total", &l).absolute(s.published);
+                counter!("ferry_queue_delivered_total", &l).absolute(s.delivered);
+                counter!("ferry_queue_acked_total", &l).absolute(s.acked);
+                counter!("ferry_queue_redelivered_total", &l).absolute(s.redelivered);
+                counter!("ferry_queue_dead_lettered_total", &l).absolute(s.dead_lettered);
+                counter!("ferry_queue_expired_total", &l).absolute(s.expired);
+            }
+        }
+        gauge!("ferry_queues").set(queues as f64);
+        gauge!("ferry_messages_ready").set(totals[0] as f64);
+        gauge!("ferry_messages_unacked").set(totals[1] as f64);
+        gauge!("ferry_messages_delayed").set(totals[2] as f64);
+        gauge!("ferry_consumers").set(totals[3] as f64);
+        gauge!("ferry_message_bodies_resident_bytes").set(bodies as f64);
+    }
+}
