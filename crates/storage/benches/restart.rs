@@ -18,6 +18,11 @@ use ferry_core::queue::QueueConfig;
 use ferry_core::store::Store;
 use ferry_storage::{FsyncPolicy, Journal, JournalConfig};
 
+/// The allocator `ferry` itself uses, so resident memory is what the
+/// broker would show.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
