@@ -56,6 +56,7 @@ impl Server {
         let mut tasks = JoinSet::new();
         let mut listening = Vec::new();
 
+        let admin_broker = Arc::new(std::sync::OnceLock::new());
         let exporter = Arc::new(metrics::Exporter::new(
             config.metrics_per_queue,
             config.memory_budget,
@@ -67,6 +68,9 @@ impl Server {
             let app = admin::router(admin::AdminState {
                 ready: Arc::clone(&ready),
                 metrics: Arc::clone(&exporter),
+                broker: Arc::clone(&admin_broker),
+                users: Arc::new(config.users.clone()),
+                started: std::time::Instant::now(),
             });
             serve_http(&mut tasks, "admin", listener, app, stopped.clone());
         }
@@ -125,6 +129,7 @@ impl Server {
             amqp::serve(&mut tasks, listener, protocol, stopped.clone());
         }
         exporter.set_broker(Arc::clone(&broker));
+        let _ = admin_broker.set(Arc::clone(&broker));
         ready.store(true, Ordering::Release);
 
         Ok(Server {
@@ -185,6 +190,8 @@ fn serve_http(
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
+        // The peer address reaches handlers (loopback-only users).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

@@ -105,3 +105,37 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
     (status, body)
 }
+
+/// One HTTP/1.1 request over a fresh connection: (status, head, body).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    basic: Option<(&str, &str)>,
+    body: Option<&str>,
+) -> (u16, String, String) {
+    use base64::Engine;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some((user, password)) = basic {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        req.push_str(&format!("Authorization: Basic {token}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (status, head.to_owned(), body.to_owned())
+}

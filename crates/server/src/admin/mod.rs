@@ -1,5 +1,12 @@
-//! The admin HTTP listener. For now it serves the health endpoints that
-//! orchestrators and scripts poll; the admin API and console build on it.
+//! The admin HTTP listener: health (for orchestrators), Prometheus
+//! metrics, and the admin API under `/api/` (documented in
+//! `docs/admin-api.md`), which needs a user with the `administrator` tag.
+//!
+//! - `auth.rs`: HTTP basic authentication against the user store.
+//! - `api.rs`: overview, namespaces, queues and routers.
+
+mod api;
+mod auth;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,13 +24,22 @@ pub struct AdminState {
     /// Set once recovery has finished and the broker serves.
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<crate::metrics::Exporter>,
+    /// The broker, once recovered.
+    pub broker: Arc<std::sync::OnceLock<Arc<ferry_core::Broker>>>,
+    pub users: Arc<ferry_auth::UserStore>,
+    pub started: std::time::Instant,
 }
 
 pub fn router(state: AdminState) -> Router {
+    let api = api::routes().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_administrator,
+    ));
     Router::new()
         .route("/api/health/live", get(live))
         .route("/api/health/ready", get(ready))
         .route("/metrics", get(metrics))
+        .merge(api)
         .with_state(state)
 }
 

@@ -1,0 +1,164 @@
+//! The admin API of a real ferry: authentication, the broker's state as
+//! JSON, and the actions (declare, purge, delete), after AMQP traffic.
+
+mod common;
+
+use common::{Ferry, http};
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::Value;
+
+const GUEST: Option<(&str, &str)> = Some(("guest", "guest"));
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[tokio::test]
+async fn the_admin_api_shows_and_changes_queues_for_administrators_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("ferry.toml");
+    std::fs::write(
+        &config,
+        "[[users]]\nname = \"guest\"\npassword = \"guest\"\ntags = [\"administrator\"]\n\n\
+         [[users]]\nname = \"viewer\"\npassword = \"v\"\n\n\
+         [[permissions]]\nuser = \"guest\"\nvhost = \"/\"\nconfigure = \".*\"\nwrite = \".*\"\nread = \".*\"\n",
+    )
+    .expect("config");
+    let ferry = Ferry::start(
+        &dir.path().join("data"),
+        &["admin", "amqp"],
+        &["--config", config.to_str().expect("path")],
+    );
+    let admin = ferry.addr("admin");
+    let call = move |method: &'static str, path: &'static str, auth, body| {
+        tokio::task::spawn_blocking(move || http(admin, method, path, auth, body))
+    };
+
+    // Health and metrics need no login; the API does.
+    assert_eq!(
+        call("GET", "/api/health/live", None, None)
+            .await
+            .expect("call")
+            .0,
+        200
+    );
+    let (status, head, body) = call("GET", "/api/overview", None, None)
+        .await
+        .expect("call");
+    assert_eq!(status, 401);
+    assert!(
+        head.to_lowercase().contains("www-authenticate: basic"),
+        "{head}"
+    );
+    assert_eq!(json(&body)["error"], "unauthorized");
+    let wrong = Some(("guest", "nope"));
+    assert_eq!(
+        call("GET", "/api/overview", wrong, None)
+            .await
+            .expect("call")
+            .0,
+        401
+    );
+    let viewer = Some(("viewer", "v"));
+    assert_eq!(
+        call("GET", "/api/overview", viewer, None)
+            .await
+            .expect("call")
+            .0,
+        403
+    );
+
+    let (status, _, body) = call("GET", "/api/overview", GUEST, None)
+        .await
+        .expect("call");
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["version"], env!("CARGO_PKG_VERSION"));
+
+    let (status, _, _) = call("PUT", "/api/queues/%2F/jobs", GUEST, None)
+        .await
+        .expect("call");
+    assert_eq!(status, 201);
+    let (status, _, _) = call(
+        "PUT",
+        "/api/queues/%2F/jobs",
+        GUEST,
+        Some("{\"durable\": true}"),
+    )
+    .await
+    .expect("call");
+    assert_eq!(status, 200, "redeclared with the same settings");
+    let (status, _, body) = call("PUT", "/api/queues/%2F/bad", GUEST, Some("{\"color\": 1}"))
+        .await
+        .expect("call");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        json(&body)["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("color"))
+    );
+
+    let conn = Connection::connect(
+        &format!("amqp://guest:guest@{}/%2f", ferry.addr("amqp")),
+        ConnectionProperties::default(),
+    )
+    .await
+    .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    for _ in 0..3 {
+        ch.basic_publish(
+            "".into(),
+            "jobs".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish");
+    }
+    // The publishes are asynchronous: wait until the queue shows them.
+    let mut ready = 0;
+    for _ in 0..100 {
+        let (_, _, body) = call("GET", "/api/queues/%2F/jobs", GUEST, None)
+            .await
+            .expect("call");
+        ready = json(&body)["messages"]["ready"].as_u64().unwrap_or(0);
+        if ready == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready, 3);
+    let (_, _, body) = call("GET", "/api/queues", GUEST, None).await.expect("call");
+    assert!(
+        json(&body)
+            .as_array()
+            .is_some_and(|qs| qs.iter().any(|q| q["name"] == "jobs"))
+    );
+    let (_, _, body) = call("GET", "/api/routers", GUEST, None)
+        .await
+        .expect("call");
+    assert!(
+        json(&body)
+            .as_array()
+            .is_some_and(|rs| rs.iter().any(|r| r["name"] == "amq.topic"))
+    );
+
+    let (status, _, body) = call("DELETE", "/api/queues/%2F/jobs/contents", GUEST, None)
+        .await
+        .expect("call");
+    assert_eq!((status, json(&body)["purged"].as_u64()), (200, Some(3)));
+    let (status, _, _) = call("DELETE", "/api/queues/%2F/jobs", GUEST, None)
+        .await
+        .expect("call");
+    assert_eq!(status, 200);
+    let (status, _, body) = call("GET", "/api/queues/%2F/jobs", GUEST, None)
+        .await
+        .expect("call");
+    assert_eq!(status, 404);
+    assert!(
+        json(&body)["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("jobs"))
+    );
+}
