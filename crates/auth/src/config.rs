@@ -117,6 +117,6 @@ impl AuthConfig {
                 },
             );
         }
-        Ok(UserStore { users })
+        Ok(UserStore::new(users))
     }
 }

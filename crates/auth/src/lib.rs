@@ -144,20 +144,34 @@ impl User {
 #[derive(Clone, Debug)]
 pub struct UserStore {
     users: Vec<User>,
+    /// Checked against when the name is unknown (hashed if any user is).
+    decoy: User,
+}
+
+impl UserStore {
+    fn new(users: Vec<User>) -> Self {
+        let hashed = users.iter().find(|u| matches!(u.secret, Secret::Hash(_)));
+        let decoy = User {
+            name: String::new(),
+            secret: hashed.map_or(Secret::Plain(String::new()), |u| u.secret.clone()),
+            loopback_only: true,
+            tags: Vec::new(),
+            permissions: HashMap::new(),
+        };
+        UserStore { users, decoy }
+    }
 }
 
 impl Default for UserStore {
     /// RabbitMQ's default: `guest`/`guest`, loopback only, all of `/`.
     fn default() -> Self {
-        UserStore {
-            users: vec![User {
-                name: "guest".into(),
-                secret: Secret::Plain("guest".into()),
-                loopback_only: true,
-                tags: vec!["administrator".into()],
-                permissions: HashMap::from([("/".to_owned(), Permission::all())]),
-            }],
-        }
+        UserStore::new(vec![User {
+            name: "guest".into(),
+            secret: Secret::Plain("guest".into()),
+            loopback_only: true,
+            tags: vec!["administrator".into()],
+            permissions: HashMap::from([("/".to_owned(), Permission::all())]),
+        }])
     }
 }
 
@@ -169,12 +183,15 @@ impl UserStore {
         password: &str,
         peer: IpAddr,
     ) -> Result<&User, AuthError> {
-        let user = self
-            .users
-            .iter()
-            .find(|u| u.name == name)
-            .filter(|u| u.verify(password))
-            .ok_or(AuthError::Refused)?;
+        let Some(user) = self.users.iter().find(|u| u.name == name) else {
+            // As slow as a wrong password: timing must not tell which
+            // user names exist.
+            self.decoy.verify(password);
+            return Err(AuthError::Refused);
+        };
+        if !user.verify(password) {
+            return Err(AuthError::Refused);
+        }
         if user.loopback_only && !peer.is_loopback() {
             return Err(AuthError::LoopbackOnly(name.to_owned()));
         }

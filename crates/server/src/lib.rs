@@ -43,6 +43,7 @@ pub struct Server {
     timers: tokio::task::JoinHandle<()>,
     compaction: tokio::task::JoinHandle<()>,
     memory: tokio::task::JoinHandle<()>,
+    upkeep: tokio::task::JoinHandle<()>,
     _data_dir: DataDir,
 }
 
@@ -129,6 +130,16 @@ impl Server {
             amqp::serve(&mut tasks, listener, protocol, stopped.clone());
         }
         exporter.set_broker(Arc::clone(&broker));
+        let upkeep = {
+            let exporter = Arc::clone(&exporter);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    exporter.upkeep();
+                }
+            })
+        };
         let _ = admin_broker.set(Arc::clone(&broker));
         ready.store(true, Ordering::Release);
 
@@ -141,6 +152,7 @@ impl Server {
             timers,
             compaction,
             memory,
+            upkeep,
             _data_dir: data_dir,
         })
     }
@@ -170,6 +182,7 @@ impl Server {
         self.timers.abort();
         self.compaction.abort();
         self.memory.abort();
+        self.upkeep.abort();
         // Flush: the journal writes and syncs what is pending.
         let journal = self.journal;
         let _ = tokio::task::spawn_blocking(move || journal.close()).await;

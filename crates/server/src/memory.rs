@@ -16,7 +16,24 @@ const CLEAR_BELOW: f64 = 0.9;
 /// The default memory high watermark: 40% of the machine's memory, as
 /// RabbitMQ's default `vm_memory_high_watermark`.
 pub fn default_high_watermark() -> u64 {
-    meminfo_kib("MemTotal:").map_or(u64::MAX, |kib| kib * 1024 * 2 / 5)
+    let machine = meminfo_kib("MemTotal:").map(|kib| kib * 1024);
+    // In a container, the cgroup's limit is the memory there is.
+    let limit = match (machine, cgroup_limit()) {
+        (Some(m), Some(c)) => Some(m.min(c)),
+        (m, c) => m.or(c),
+    };
+    limit.map_or(u64::MAX, |bytes| bytes / 5 * 2)
+}
+
+/// cgroup v2's memory.max (or v1's limit), when one is set.
+fn cgroup_limit() -> Option<u64> {
+    [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok())
+    .filter(|&b| b < 1 << 60)
 }
 
 fn meminfo_kib(key: &str) -> Option<u64> {

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use ferry_core::Broker;
-use metrics::{counter, gauge};
+use metrics::gauge;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Buckets of the fsync histogram, in seconds (50 µs to 1 s).
@@ -66,11 +66,24 @@ impl Exporter {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        self.refresh();
-        handle().map(PrometheusHandle::render).unwrap_or_default()
+        let per_queue = self.refresh();
+        let mut text = handle().map(PrometheusHandle::render).unwrap_or_default();
+        text.push_str(&per_queue);
+        text
     }
 
-    fn refresh(&self) {
+    /// Drains what histograms gathered since the last time (call it
+    /// periodically: without it, samples pile up between scrapes).
+    pub fn upkeep(&self) {
+        if let Some(h) = handle() {
+            h.run_upkeep();
+        }
+    }
+
+    /// Sets the global gauges; returns the per-queue series, written here
+    /// rather than kept in the registry so a deleted queue's series go
+    /// with it and a re-created queue's counters start over.
+    fn refresh(&self) -> String {
         gauge!("ferry_uptime_seconds").set(self.started.elapsed().as_secs_f64());
         gauge!("ferry_memory_budget_bytes").set(self.memory_budget as f64);
         gauge!("ferry_memory_high_watermark_bytes").set(self.memory_high_watermark as f64);
@@ -78,8 +91,12 @@ impl Exporter {
             gauge!("ferry_memory_resident_bytes").set(rss as f64);
         }
         let Some(broker) = self.broker.get() else {
-            return;
+            return String::new();
         };
+        let mut series: Vec<Series> = PER_QUEUE
+            .iter()
+            .map(|(name, kind)| (*name, *kind, Vec::new()))
+            .collect();
         gauge!("ferry_memory_alarm").set(if broker.alarm().borrow().is_some() {
             1.0
         } else {
@@ -103,18 +120,27 @@ impl Exporter {
                 if !self.per_queue {
                     continue;
                 }
-                let l = [("namespace", ns.clone()), ("queue", name.clone())];
-                gauge!("ferry_queue_messages_ready", &l).set(s.ready as f64);
-                gauge!("ferry_queue_messages_unacked", &l).set(s.leased as f64);
-                gauge!("ferry_queue_messages_delayed", &l).set(s.delayed as f64);
-                gauge!("ferry_queue_bytes", &l).set(s.bytes as f64);
-                gauge!("ferry_queue_consumers", &l).set(s.consumers as f64);
-                counter!("ferry_queue_published_total", &l).absolute(s.published);
-                counter!("ferry_queue_delivered_total", &l).absolute(s.delivered);
-                counter!("ferry_queue_acked_total", &l).absolute(s.acked);
-                counter!("ferry_queue_redelivered_total", &l).absolute(s.redelivered);
-                counter!("ferry_queue_dead_lettered_total", &l).absolute(s.dead_lettered);
-                counter!("ferry_queue_expired_total", &l).absolute(s.expired);
+                let labels = format!(
+                    "{{namespace=\"{}\",queue=\"{}\"}}",
+                    escape(&ns),
+                    escape(&name)
+                );
+                let values = [
+                    s.ready,
+                    s.leased,
+                    s.delayed,
+                    s.bytes,
+                    s.consumers as u64,
+                    s.published,
+                    s.delivered,
+                    s.acked,
+                    s.redelivered,
+                    s.dead_lettered,
+                    s.expired,
+                ];
+                for (slot, v) in series.iter_mut().zip(values) {
+                    slot.2.push((labels.clone(), v));
+                }
             }
         }
         gauge!("ferry_queues").set(queues as f64);
@@ -123,5 +149,76 @@ impl Exporter {
         gauge!("ferry_messages_delayed").set(totals[2] as f64);
         gauge!("ferry_consumers").set(totals[3] as f64);
         gauge!("ferry_message_bodies_resident_bytes").set(bodies as f64);
+        let mut out = String::new();
+        for (name, kind, values) in series {
+            if values.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            for (labels, v) in values {
+                out.push_str(&format!("{name}{labels} {v}\n"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// One per-queue metric: name, type, and (labels, value) per queue.
+type Series = (&'static str, &'static str, Vec<(String, u64)>);
+
+/// The per-queue series, in the order `refresh` fills them.
+const PER_QUEUE: [(&str, &str); 11] = [
+    ("ferry_queue_messages_ready", "gauge"),
+    ("ferry_queue_messages_unacked", "gauge"),
+    ("ferry_queue_messages_delayed", "gauge"),
+    ("ferry_queue_bytes", "gauge"),
+    ("ferry_queue_consumers", "gauge"),
+    ("ferry_queue_published_total", "counter"),
+    ("ferry_queue_delivered_total", "counter"),
+    ("ferry_queue_acked_total", "counter"),
+    ("ferry_queue_redelivered_total", "counter"),
+    ("ferry_queue_dead_lettered_total", "counter"),
+    ("ferry_queue_expired_total", "counter"),
+];
+
+/// A label value as the text format wants it.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn deleted_queues_leave_the_metrics() {
+        let broker = Broker::in_memory();
+        broker.create_namespace("ns");
+        let q = broker
+            .declare_queue("ns", "gone", ferry_core::queue::QueueConfig::default())
+            .expect("declare")
+            .queue;
+        broker
+            .send(&q, ferry_core::Message::new("x"))
+            .expect("send");
+        let e = Exporter::new(true, 1, 2);
+        e.set_broker(std::sync::Arc::clone(&broker));
+        let text = e.render();
+        assert!(
+            text.contains("ferry_queue_messages_ready{namespace=\"ns\",queue=\"gone\"} 1"),
+            "{text}"
+        );
+        broker
+            .delete_queue("ns", "gone", false, false)
+            .expect("delete");
+        assert!(!e.render().contains("queue=\"gone\""));
     }
 }

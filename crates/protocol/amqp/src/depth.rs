@@ -47,6 +47,9 @@ fn method_table(p: &[u8]) -> Option<usize> {
     let method = u16::from_be_bytes([*p.get(2)?, *p.get(3)?]);
     // The fields before the table: u16 (reserved), short strings, a bits octet.
     let (strings, bits) = match (class, method) {
+        // connection.start is the server's, but the codec parses whatever
+        // arrives: its server properties must be guarded too.
+        (10, 10) => return Some(6),
         (10, 11) => return Some(4), // connection.start-ok: client properties
         (40, 10) => (2, true),      // exchange.declare: exchange, type
         (40, 30) | (40, 40) => (3, true), // exchange.bind/unbind
@@ -184,6 +187,23 @@ mod tests {
         let mut table = vec![1, b'k'];
         table.extend_from_slice(&inner);
         let mut payload = vec![0, 10, 0, 11]; // connection.start-ok
+        payload.extend_from_slice(&(table.len() as u32).to_be_bytes());
+        payload.extend_from_slice(&table);
+        assert!(check(FRAME_METHOD, &payload).is_err());
+    }
+
+    #[test]
+    fn a_server_method_from_a_client_is_guarded_too() {
+        let mut inner: Vec<u8> = Vec::new();
+        for _ in 0..(MAX_DEPTH + 5) {
+            let mut outer = vec![b'A'];
+            outer.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+            outer.extend_from_slice(&inner);
+            inner = outer;
+        }
+        let mut table = vec![1, b'k'];
+        table.extend_from_slice(&inner);
+        let mut payload = vec![0, 10, 0, 10, 0, 9]; // connection.start, version 0-9
         payload.extend_from_slice(&(table.len() as u32).to_be_bytes());
         payload.extend_from_slice(&table);
         assert!(check(FRAME_METHOD, &payload).is_err());

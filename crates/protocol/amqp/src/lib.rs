@@ -76,7 +76,7 @@ impl Default for AmqpConfig {
 pub struct Amqp {
     broker: Arc<Broker>,
     config: AmqpConfig,
-    users: UserStore,
+    users: Arc<UserStore>,
     replies: reply_to::Registry,
     next_connection: AtomicU64,
 }
@@ -88,7 +88,7 @@ impl Amqp {
         let amqp = Amqp {
             broker,
             config,
-            users,
+            users: Arc::new(users),
             replies: reply_to::Registry::default(),
             next_connection: AtomicU64::new(1),
         };

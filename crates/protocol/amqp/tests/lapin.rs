@@ -1054,6 +1054,16 @@ async fn users_get_only_the_vhosts_and_resources_their_permissions_name() {
     );
     let e = ch
         .queue_declare(
+            s("app.dead-lettering"),
+            QueueDeclareOptions::default(),
+            table(&[("x-dead-letter-exchange", long("secret"))]),
+        )
+        .await
+        .expect_err("dead-lettering into an exchange the user may not write to");
+    assert_eq!(code(&e), 403);
+    let ch = c.create_channel().await.expect("channel");
+    let e = ch
+        .queue_declare(
             s("other.jobs"),
             QueueDeclareOptions::default(),
             FieldTable::default(),
@@ -1088,15 +1098,30 @@ async fn a_resource_alarm_blocks_publishers_and_lets_consumers_drain() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirms");
-    assert!(
-        confirmable(&ch, b"before")
-            .await
-            .await
-            .expect("confirm")
-            .is_ack()
-    );
+    for body in [&b"first"[..], b"before"] {
+        assert!(
+            confirmable(&ch, body)
+                .await
+                .await
+                .expect("confirm")
+                .is_ack()
+        );
+    }
 
     f.broker.set_alarm(Some("memory: test".into()));
+    // Having published before the alarm does not block: the connection
+    // may still take and ack what it consumes.
+    let got = ch
+        .basic_get(s("q"), BasicGetOptions::default())
+        .await
+        .expect("get during the alarm")
+        .expect("message");
+    got.delivery
+        .ack(BasicAckOptions::default())
+        .await
+        .expect("ack");
+    assert_eq!(got.delivery.data, b"first");
+    assert!(!publisher.status().blocked());
     let held = confirmable(&ch, b"during").await;
     let held = tokio::time::timeout(Duration::from_millis(300), held).await;
     assert!(held.is_err(), "no confirm while the alarm is raised");

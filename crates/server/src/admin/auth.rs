@@ -21,9 +21,21 @@ pub async fn require_administrator(
     let Some((name, password)) = credentials(req.headers()) else {
         return challenge("credentials required (HTTP basic authentication)");
     };
-    match s.users.authenticate(&name, &password, peer.ip()) {
-        Ok(u) if u.has_tag("administrator") => next.run(req).await,
-        Ok(_) => error(
+    // Password hashing is deliberately slow: not on the async threads.
+    let users = std::sync::Arc::clone(&s.users);
+    let who = name.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        users
+            .authenticate(&who, &password, peer.ip())
+            .map(|u| u.has_tag("administrator"))
+    })
+    .await;
+    let Ok(checked) = checked else {
+        return challenge("login could not be checked");
+    };
+    match checked {
+        Ok(true) => next.run(req).await,
+        Ok(false) => error(
             StatusCode::FORBIDDEN,
             &format!("user '{name}' is not an administrator"),
         ),

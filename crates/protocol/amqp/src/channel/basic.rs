@@ -335,6 +335,9 @@ impl Channel {
             return;
         };
         let c = self.consumers.remove(at);
+        // What was written for it this turn still counts off the channel's
+        // flow counters.
+        c.flow.written(c.written);
         if cx.cancel_notify {
             cx.out.method(
                 self.to.id,

@@ -52,6 +52,13 @@ impl Channel {
                 .map_err(|e| Failure::from_core(e, &cx.vhost))?;
         } else {
             cx.check(Access::Configure, "exchange", name)?;
+            // Unroutable messages go on to the alternate exchange.
+            if let Some(ae) = d.arguments.inner().get("alternate-exchange")
+                && let Some(ae) = crate::values::as_text(ae)
+            {
+                cx.check(Access::Read, "exchange", name)?;
+                cx.check(Access::Write, "exchange", &ae)?;
+            }
             let config = exchange_config(
                 ExchangeFlags {
                     kind: d.kind.as_str(),

@@ -234,13 +234,29 @@ impl Channel {
     /// Tells the consumers' flow control what was written this turn and
     /// kicks the queues of consumers that were refused deliveries.
     pub fn flush_flow(&mut self, cx: &Ctx) {
+        let global = self
+            .flow
+            .global_limit
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0;
+        let mut flushed = false;
         let all = self
             .consumers
             .iter_mut()
             .chain(self.cancelled.iter_mut().map(|(c, _)| c));
         for c in all {
             if c.written > 0 {
+                flushed = true;
                 c.flow.written(std::mem::take(&mut c.written));
+                if c.flow.take_starved() {
+                    cx.amqp.broker.kick(&c.queue);
+                }
+            }
+        }
+        // Under a channel-wide limit, room made by one consumer is room
+        // for the others too.
+        if global && flushed {
+            for c in &self.consumers {
                 if c.flow.take_starved() {
                     cx.amqp.broker.kick(&c.queue);
                 }

@@ -99,6 +99,14 @@ impl Channel {
             d.queue.as_str().to_owned()
         };
         cx.check(Access::Configure, "queue", &name)?;
+        // A dead-letter exchange is written to through the queue (RabbitMQ
+        // asks for read on the queue and write on the exchange).
+        if let Some(dlx) = d.arguments.inner().get("x-dead-letter-exchange")
+            && let Some(dlx) = crate::values::as_text(dlx)
+        {
+            cx.check(Access::Read, "queue", &name)?;
+            cx.check(Access::Write, "exchange", &dlx)?;
+        }
         let config = queue_config(
             &name,
             &cx.vhost,

@@ -95,12 +95,15 @@ where
         connection::AMQPMethod::StartOk(m) => m,
         other => return Err(unexpected(out, "connection.start-ok", &other)),
     };
-    let user = crate::auth::authenticate(
-        &amqp.users,
-        start_ok.mechanism.as_str(),
-        start_ok.response.as_bytes(),
-        peer.ip(),
-    )
+    // Password hashing is deliberately slow: not on the async threads.
+    let users = amqp.users.clone();
+    let mechanism = start_ok.mechanism.as_str().to_owned();
+    let response = start_ok.response.as_bytes().to_vec();
+    let user = tokio::task::spawn_blocking(move || {
+        crate::auth::authenticate(&users, &mechanism, &response, peer.ip())
+    })
+    .await
+    .map_err(|_| End::Gone)?
     .map_err(|f| refuse(out, f))?;
     let capabilities = match start_ok.client_properties.inner().get("capabilities") {
         Some(AMQPValue::FieldTable(t)) => t.clone(),

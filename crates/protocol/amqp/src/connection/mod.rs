@@ -114,6 +114,10 @@ pub async fn run<S>(
             Some(ev) = session.events.recv(), if take_events => {
                 session.on_event(ev);
                 for _ in 1..EVENTS_PER_TURN {
+                    // Bounded in bytes too: deliveries of large messages.
+                    if session.cx.out.len() >= OUTPUT_HIGH_WATER {
+                        break;
+                    }
                     match session.events.try_recv() {
                         Ok(ev) => session.on_event(ev),
                         Err(_) => break,
@@ -128,9 +132,11 @@ pub async fn run<S>(
                 }
             }
             _ = ticker.tick() => {
-                // A held connection reads nothing, so it hears nothing.
-                if !heartbeat.is_zero() && !session.input_held() {
-                    if last_read.elapsed() > heartbeat * 2 {
+                if !heartbeat.is_zero() {
+                    // While we do not read, silence is ours, not the client's.
+                    if !reading {
+                        last_read = Instant::now();
+                    } else if last_read.elapsed() > heartbeat * 2 {
                         tracing::info!(%peer, "missed heartbeats from the client; closing");
                         break;
                     }

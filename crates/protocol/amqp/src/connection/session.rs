@@ -44,7 +44,8 @@ pub struct Ctx {
     pub drain_events: bool,
     /// Exclusive queues this connection declared (deleted when it closes).
     pub exclusive: Vec<String>,
-    /// The connection has published: a resource alarm holds it back.
+    /// The connection published since the resource alarm was raised: it
+    /// is held back until the alarm clears.
     pub published: bool,
 }
 
@@ -381,6 +382,12 @@ impl Session {
     /// connection is told it is blocked (if its client understands) and
     /// its input is held; consumers and acks on other connections go on.
     pub fn on_alarm(&mut self, alarm: Option<String>) {
+        // As RabbitMQ: a connection is blocked when it publishes while the
+        // alarm is raised, not for having published before (it may need to
+        // ack what it consumes for memory to come down).
+        if alarm.is_some() && self.alarm.is_none() {
+            self.cx.published = false;
+        }
         self.alarm = alarm;
         self.update_blocked();
     }
