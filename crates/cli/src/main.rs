@@ -1,5 +1,6 @@
 //! The `ferry` binary.
 
+mod admin;
 mod bench;
 mod serve;
 
@@ -29,6 +30,15 @@ enum Command {
     /// Load a broker (ferry or another) and report throughput, latency and
     /// any lost or duplicated messages.
     Bench(bench::BenchArgs),
+    /// The broker's state at a glance (through the admin API).
+    Status(admin::Target),
+    /// List, create, delete or purge queues (through the admin API).
+    Queues {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::QueuesCommand,
+    },
     /// Print an argon2id hash of a password, for `password-hash` in the
     /// config file's [[users]] (the password is read from stdin if not given).
     HashPassword { password: Option<String> },
@@ -54,6 +64,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
         Command::HashPassword { password } => hash_password(password),
+        Command::Status(target) => admin::status(target),
+        Command::Queues { target, command } => admin::queues(target, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -162,3 +162,47 @@ async fn the_admin_api_shows_and_changes_queues_for_administrators_only() {
             .is_some_and(|r| r.contains("jobs"))
     );
 }
+
+/// `ferry status` and `ferry queues ...` against a real ferry.
+#[test]
+fn the_cli_admin_commands_drive_the_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = Ferry::start(&dir.path().join("data"), &["admin"], &[]);
+    let url = format!("http://{}", ferry.addr("admin"));
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .args(["--admin-url", &url])
+            .env_remove("FERRY_ADMIN_PASSWORD")
+            .output()
+            .expect("run")
+    };
+    let out = run(&["queues", "create", "jobs"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["queues", "list", "--json"]);
+    let list = json(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        list.as_array()
+            .is_some_and(|qs| qs.iter().any(|q| q["name"] == "jobs"))
+    );
+    let out = run(&["queues", "list"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("jobs"),
+        "a table"
+    );
+    let out = run(&["status", "--json"]);
+    assert!(json(&String::from_utf8_lossy(&out.stdout))["queues"].as_u64() >= Some(1));
+    let out = run(&["queues", "purge", "jobs"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("purged (0 messages)"));
+    assert!(run(&["queues", "delete", "jobs"]).status.success());
+    let out = run(&["queues", "delete", "jobs"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    let out = run(&["status", "--password", "wrong"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}

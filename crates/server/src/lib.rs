@@ -129,6 +129,12 @@ impl Server {
             let protocol = ferry_amqp::Amqp::new(Arc::clone(&broker), amqp_config, users)?;
             amqp::serve(&mut tasks, listener, protocol, stopped.clone());
         }
+        // The default namespace and the configured vhosts exist whichever
+        // listeners are on (the admin API declares queues in them).
+        broker.create_namespace(ferry_amqp::DEFAULT_VHOST);
+        for v in &config.amqp.vhosts {
+            broker.create_namespace(v);
+        }
         exporter.set_broker(Arc::clone(&broker));
         let upkeep = {
             let exporter = Arc::clone(&exporter);
