@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -115,28 +115,12 @@ async fn confirmed_messages_survive_kill_9_and_committed_acks_stick() {
         let (conn, ch) = connect(&ferry).await;
 
         let found = drain(&ch).await;
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (_, body) in &found {
-            *seen.entry(body).or_default() += 1;
-        }
-        let dupes: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(dupes.is_empty(), "cycle {cycle}: duplicated {dupes:?}");
-        let back: Vec<_> = acked
-            .iter()
-            .filter(|b| seen.contains_key(b.as_str()))
-            .collect();
-        assert!(
-            back.is_empty(),
-            "cycle {cycle}: acked messages came back: {back:?}"
-        );
         let confirmed_now = confirmed.lock().expect("lock").clone();
-        let missing: Vec<_> = confirmed_now
-            .iter()
-            .filter(|b| !acked.contains(*b) && !seen.contains_key(b.as_str()))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "cycle {cycle}: confirmed messages lost: {missing:?}"
+        common::check_after_restart(
+            cycle,
+            found.iter().map(|(_, b)| b.as_str()),
+            &confirmed_now,
+            &acked,
         );
 
         // Ack a third of what is there, committed: those must never return.

@@ -5,7 +5,7 @@
 //! may come back, none may appear twice, and the broker must start every
 //! time. Bounded: a fixed number of cycles, each with a time limit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -98,28 +98,12 @@ fn confirmed_messages_survive_fifty_kill_9s() {
 
         // Everything confirmed and not deleted is here, once; nothing deleted is.
         let found = drain(addr);
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (body, _) in &found {
-            *seen.entry(body).or_default() += 1;
-        }
-        let dupes: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(dupes.is_empty(), "cycle {cycle}: duplicated {dupes:?}");
-        let back: Vec<_> = deleted
-            .iter()
-            .filter(|b| seen.contains_key(b.as_str()))
-            .collect();
-        assert!(
-            back.is_empty(),
-            "cycle {cycle}: deleted messages came back: {back:?}"
-        );
         let confirmed_now = confirmed.lock().expect("lock").clone();
-        let missing: Vec<_> = confirmed_now
-            .iter()
-            .filter(|b| !deleted.contains(*b) && !seen.contains_key(b.as_str()))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "cycle {cycle}: confirmed messages lost: {missing:?}"
+        common::check_after_restart(
+            cycle,
+            found.iter().map(|(b, _)| b.as_str()),
+            &confirmed_now,
+            &deleted,
         );
 
         // Delete some of what is there; a confirmed delete must stick.

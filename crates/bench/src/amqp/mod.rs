@@ -143,11 +143,12 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
     let rate = opts.producer_rate();
     let mut body = vec![0u8; opts.size];
     let mut buf: Vec<u8> = Vec::with_capacity(BURST * (opts.size + 64));
-    let mut accepted = Ledger::default();
-    // Publish tags awaiting a confirm, in order (tag = seq + 1), with
-    // their send times.
-    let mut outstanding: VecDeque<(u64, u64)> = VecDeque::new();
-    let mut confirm_latency = latency_histogram();
+    let mut pending = Pending {
+        id,
+        outstanding: VecDeque::new(),
+        accepted: Ledger::default(),
+        latency: latency_histogram(),
+    };
     let mut seq: u64 = 0;
     let started = ctx.clock.elapsed_s();
     loop {
@@ -159,32 +160,23 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
             can = can.min(l - seq);
         }
         if window > 0 {
-            can = can.min((window - outstanding.len().min(window)) as u64);
+            can = can.min((window - pending.outstanding.len().min(window)) as u64);
         }
         if rate > 0.0 {
             let due = ((ctx.clock.elapsed_s() - started) * rate) as u64;
             can = can.min(due.saturating_sub(seq));
-            if can == 0 && (window == 0 || outstanding.len() < window) {
+            if can == 0 && (window == 0 || pending.outstanding.len() < window) {
                 // Until the next message is due; confirms that arrive
                 // meanwhile are taken as they come, so their latency is
                 // measured, not the pause.
                 let next_at = started + (seq + 1) as f64 / rate;
                 let pause =
                     Duration::from_secs_f64((next_at - ctx.clock.elapsed_s()).clamp(0.0, 0.01));
-                if outstanding.is_empty() {
+                if pending.outstanding.is_empty() {
                     tokio::time::sleep(pause).await;
                 } else if let Ok(read) = tokio::time::timeout(pause, c.read_more()).await {
                     read?;
-                    settle_confirms(
-                        &mut c,
-                        Confirming {
-                            id,
-                            outstanding: &mut outstanding,
-                            accepted: &mut accepted,
-                            latency: &mut confirm_latency,
-                            ctx: &ctx,
-                        },
-                    )?;
+                    pending.settle(&mut c, &ctx)?;
                 }
                 continue;
             }
@@ -192,16 +184,7 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
         if can == 0 {
             // The window is full: wait for confirms.
             c.read_more().await?;
-            settle_confirms(
-                &mut c,
-                Confirming {
-                    id,
-                    outstanding: &mut outstanding,
-                    accepted: &mut accepted,
-                    latency: &mut confirm_latency,
-                    ctx: &ctx,
-                },
-            )?;
+            pending.settle(&mut c, &ctx)?;
             continue;
         }
         buf.clear();
@@ -210,9 +193,9 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
             stamp(&mut body, id, seq, now);
             template.write(&mut buf, &body);
             if window > 0 {
-                outstanding.push_back((seq + 1, now));
+                pending.outstanding.push_back((seq + 1, now));
             } else {
-                accepted.record(id, seq);
+                pending.accepted.record(id, seq);
             }
             seq += 1;
         }
@@ -221,32 +204,14 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
         Counters::add(&ctx.counters.sent, can);
         if window > 0 {
             c.read_now()?;
-            settle_confirms(
-                &mut c,
-                Confirming {
-                    id,
-                    outstanding: &mut outstanding,
-                    accepted: &mut accepted,
-                    latency: &mut confirm_latency,
-                    ctx: &ctx,
-                },
-            )?;
+            pending.settle(&mut c, &ctx)?;
         }
     }
     // The last confirms, for a while at most.
     let drained = tokio::time::timeout(Duration::from_secs(30), async {
-        while !outstanding.is_empty() {
+        while !pending.outstanding.is_empty() {
             c.read_more().await?;
-            settle_confirms(
-                &mut c,
-                Confirming {
-                    id,
-                    outstanding: &mut outstanding,
-                    accepted: &mut accepted,
-                    latency: &mut confirm_latency,
-                    ctx: &ctx,
-                },
-            )?;
+            pending.settle(&mut c, &ctx)?;
         }
         Ok::<(), BenchError>(())
     })
@@ -254,77 +219,82 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
     if let Ok(Err(e)) = drained {
         return Err(e);
     }
-    let unconfirmed = outstanding.len() as u64;
+    let unconfirmed = pending.outstanding.len() as u64;
     c.close().await;
     Ok(ProducerResult {
         sent: seq,
-        accepted,
+        accepted: pending.accepted,
         unconfirmed,
-        confirm_latency: (window > 0).then_some(confirm_latency),
+        confirm_latency: (window > 0).then_some(pending.latency),
     })
 }
 
-/// Takes the confirms among the frames read so far.
-struct Confirming<'a> {
+/// A producer's publishes awaiting their confirms.
+struct Pending {
     id: u16,
-    outstanding: &'a mut VecDeque<(u64, u64)>,
-    accepted: &'a mut Ledger,
-    latency: &'a mut Histogram<u64>,
-    ctx: &'a Ctx,
+    /// Publish tags in order (tag = seq + 1), with their send times.
+    outstanding: VecDeque<(u64, u64)>,
+    /// What the broker took.
+    accepted: Ledger,
+    /// Publish to confirm, µs.
+    latency: Histogram<u64>,
 }
 
-fn settle_confirms(c: &mut Client, k: Confirming<'_>) -> Result<(), BenchError> {
-    let Confirming {
-        id,
-        outstanding,
-        accepted,
-        latency,
-        ctx,
-    } = k;
-    let now = ctx.clock.now_ns();
-    while let Some(f) = c.decode()? {
-        let Incoming::Method(_, m) = f else {
-            continue;
-        };
-        let (tag, multiple, ack) = match *m {
-            AMQPClass::Basic(basic::AMQPMethod::Ack(a)) => (a.delivery_tag, a.multiple, true),
-            AMQPClass::Basic(basic::AMQPMethod::Nack(n)) => (n.delivery_tag, n.multiple, false),
-            AMQPClass::Channel(amq_protocol::protocol::channel::AMQPMethod::Close(c)) => {
-                return Err(BenchError::Protocol(format!(
-                    "channel closed: {}",
-                    c.reply_text
-                )));
-            }
-            AMQPClass::Connection(amq_protocol::protocol::connection::AMQPMethod::Close(c)) => {
-                return Err(BenchError::Protocol(format!(
-                    "connection closed: {}",
-                    c.reply_text
-                )));
-            }
-            _ => continue,
-        };
-        let mut settle = |(t, sent): (u64, u64)| {
-            let _ = latency.record((now.saturating_sub(sent) / 1000).max(1));
-            if ack {
-                accepted.record(id, t - 1);
-                Counters::add(&ctx.counters.confirmed, 1);
-            } else {
-                Counters::add(&ctx.counters.nacked, 1);
-            }
-        };
-        if multiple {
-            while outstanding.front().is_some_and(|&(t, _)| t <= tag) {
-                if let Some(t) = outstanding.pop_front() {
-                    settle(t);
+impl Pending {
+    /// Takes the confirms among the frames read so far.
+    fn settle(&mut self, c: &mut Client, ctx: &Ctx) -> Result<(), BenchError> {
+        let Pending {
+            id,
+            outstanding,
+            accepted,
+            latency,
+        } = self;
+        let id = *id;
+        let now = ctx.clock.now_ns();
+        while let Some(f) = c.decode()? {
+            let Incoming::Method(_, m) = f else {
+                continue;
+            };
+            let (tag, multiple, ack) = match *m {
+                AMQPClass::Basic(basic::AMQPMethod::Ack(a)) => (a.delivery_tag, a.multiple, true),
+                AMQPClass::Basic(basic::AMQPMethod::Nack(n)) => (n.delivery_tag, n.multiple, false),
+                AMQPClass::Channel(amq_protocol::protocol::channel::AMQPMethod::Close(c)) => {
+                    return Err(BenchError::Protocol(format!(
+                        "channel closed: {}",
+                        c.reply_text
+                    )));
                 }
+                AMQPClass::Connection(amq_protocol::protocol::connection::AMQPMethod::Close(c)) => {
+                    return Err(BenchError::Protocol(format!(
+                        "connection closed: {}",
+                        c.reply_text
+                    )));
+                }
+                _ => continue,
+            };
+            let mut settle = |(t, sent): (u64, u64)| {
+                let _ = latency.record((now.saturating_sub(sent) / 1000).max(1));
+                if ack {
+                    accepted.record(id, t - 1);
+                    Counters::add(&ctx.counters.confirmed, 1);
+                } else {
+                    Counters::add(&ctx.counters.nacked, 1);
+                }
+            };
+            if multiple {
+                while outstanding.front().is_some_and(|&(t, _)| t <= tag) {
+                    if let Some(t) = outstanding.pop_front() {
+                        settle(t);
+                    }
+                }
+            } else if let Ok(i) = outstanding.binary_search_by_key(&tag, |&(t, _)| t)
+                && let Some(t) = outstanding.remove(i)
+            {
+                settle(t);
             }
-        } else if let Ok(i) = outstanding.binary_search_by_key(&tag, |&(t, _)| t)
-            && let Some(t) = outstanding.remove(i)
-        {
-            settle(t);
         }
+        Ok(())
     }
-    Ok(())
 }
 
 pub async fn consumer(ctx: Ctx, queue: String) -> Result<ConsumerResult, BenchError> {

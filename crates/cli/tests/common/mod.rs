@@ -3,7 +3,7 @@
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -138,4 +138,37 @@ pub fn http(
         .and_then(|c| c.parse().ok())
         .expect("status code");
     (status, head.to_owned(), body.to_owned())
+}
+
+/// A crash test's check after a restart: every message found is there
+/// once, none of those settled for good (`gone`) came back, and every
+/// confirmed one not gone is there.
+pub fn check_after_restart<'a>(
+    cycle: usize,
+    found: impl Iterator<Item = &'a str>,
+    confirmed: &HashSet<String>,
+    gone: &HashSet<String>,
+) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for body in found {
+        *seen.entry(body).or_default() += 1;
+    }
+    let dupes: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dupes.is_empty(), "cycle {cycle}: duplicated {dupes:?}");
+    let back: Vec<_> = gone
+        .iter()
+        .filter(|b| seen.contains_key(b.as_str()))
+        .collect();
+    assert!(
+        back.is_empty(),
+        "cycle {cycle}: settled messages came back: {back:?}"
+    );
+    let missing: Vec<_> = confirmed
+        .iter()
+        .filter(|b| !gone.contains(*b) && !seen.contains_key(b.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "cycle {cycle}: confirmed messages lost: {missing:?}"
+    );
 }
