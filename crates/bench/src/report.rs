@@ -193,3 +193,80 @@ impl Report {
         t.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::latency_histogram;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: Options,
+    }
+
+    fn report(lost: u64) -> Report {
+        let mut h = latency_histogram();
+        for us in [100, 200, 300, 5_000] {
+            h.record(us).expect("record");
+        }
+        let options = Cli::parse_from(["bench", "--size", "32", "--confirm", "10"]).options;
+        Report {
+            protocol: Protocol::Amqp,
+            url: "amqp://127.0.0.1:1/%2f".into(),
+            options,
+            elapsed_s: 2.0,
+            publish_s: 1.0,
+            sent: 4,
+            confirmed: 4,
+            nacked: 0,
+            received: 4 - lost,
+            lost,
+            duplicated: 0,
+            errors: 0,
+            sent_per_s: 4.0,
+            received_per_s: 2.0,
+            received_mb_per_s: 0.0,
+            latency_us: Latency::of(&h),
+            confirm_latency_us: Some(Latency::of(&h)),
+            cpu: Cpu::default(),
+            series: vec![Sample {
+                t_s: 1.0,
+                sent_per_s: 4.0,
+                received_per_s: 4.0,
+            }],
+            latency_curve: latency_curve(&h),
+            passed: lost == 0,
+        }
+    }
+
+    #[test]
+    fn latency_percentiles_come_from_the_histogram() {
+        let r = report(0);
+        assert_eq!(r.latency_us.samples, 4);
+        assert_eq!(r.latency_us.p50, 200);
+        assert!(r.latency_us.max >= 5_000);
+        assert_eq!(r.latency_curve.first().map(|c| c.0), Some(0.0));
+        assert!(Latency::of(&latency_histogram()).samples == 0);
+    }
+
+    #[test]
+    fn the_table_says_whether_the_run_passed() {
+        let ok = report(0).table();
+        assert!(ok.contains("passed") && ok.contains("200"), "{ok}");
+        let lost = report(1).table();
+        assert!(lost.contains("FAILED"), "{lost}");
+    }
+
+    #[test]
+    fn the_picture_draws_both_charts() {
+        let svg = crate::svg::render(&report(0));
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(
+            svg.matches("<polyline").count(),
+            3,
+            "sent, received, latency"
+        );
+    }
+}
