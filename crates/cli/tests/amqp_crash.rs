@@ -98,13 +98,8 @@ async fn confirmed_messages_survive_kill_9_and_committed_acks_stick() {
     let dir = tempfile::tempdir().expect("tempdir");
     let confirmed: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut acked: HashSet<String> = HashSet::new();
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut rand = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rng = common::Rand::new(0x2545_f491_4f6c_dd1d);
+    let mut rand = move |n: u64| rng.below(n);
     let started = Instant::now();
     for cycle in 0..CYCLES {
         let ferry = Ferry::start(

@@ -81,13 +81,8 @@ fn confirmed_messages_survive_fifty_kill_9s() {
     let dir = tempfile::tempdir().expect("tempdir");
     let confirmed: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut deleted: HashSet<String> = HashSet::new();
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut rand = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rng = common::Rand::new(0x9e37_79b9_7f4a_7c15);
+    let mut rand = move |n: u64| rng.below(n);
     let started = Instant::now();
     for cycle in 0..CYCLES {
         let ferry = start(dir.path());

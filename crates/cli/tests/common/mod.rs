@@ -172,3 +172,21 @@ pub fn check_after_restart<'a>(
         "cycle {cycle}: confirmed messages lost: {missing:?}"
     );
 }
+
+/// A small seeded generator (xorshift): crash tests pick their moments
+/// and messages the same way on every run.
+pub struct Rand(u64);
+
+impl Rand {
+    pub fn new(seed: u64) -> Self {
+        Rand(seed.max(1))
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}

@@ -267,21 +267,6 @@ impl Broker {
         q.arrivals.notify_waiters();
     }
 
-    /// Deletes every exclusive queue of `owner` (its connection closed).
-    pub fn drop_owner(&self, owner: u64) {
-        let namespaces: Vec<Arc<Namespace>> = read(&self.namespaces).values().cloned().collect();
-        for ns in namespaces {
-            let all: Vec<Arc<QueueHandle>> = read(&ns.queues).values().cloned().collect();
-            let owned: Vec<Arc<QueueHandle>> = all
-                .into_iter()
-                .filter(|q| lock(&q.core).config().exclusive_owner == Some(owner))
-                .collect();
-            for q in owned {
-                self.remove_queue(&ns, &q);
-            }
-        }
-    }
-
     /// Runs one queue operation under the queue's lock, journals its
     /// records before releasing the lock, then carries out its effects.
     pub(super) fn op<R>(
