@@ -90,6 +90,22 @@ impl Pattern {
     fn matches(&self, name: &str) -> bool {
         self.0.as_ref().is_some_and(|r| r.is_match(name))
     }
+
+    /// The expression as configured.
+    fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("", Regex::as_str)
+    }
+}
+
+impl Permission {
+    /// The configure, write and read expressions, as configured.
+    pub fn expressions(&self) -> [&str; 3] {
+        [
+            self.configure.as_str(),
+            self.write.as_str(),
+            self.read.as_str(),
+        ]
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -120,6 +136,17 @@ impl User {
             Access::Write => p.write.matches(name),
             Access::Read => p.read.matches(name),
         }
+    }
+
+    /// The user's permissions by namespace, in name order.
+    pub fn permissions(&self) -> Vec<(&str, &Permission)> {
+        let mut v: Vec<(&str, &Permission)> = self
+            .permissions
+            .iter()
+            .map(|(ns, p)| (ns.as_str(), p))
+            .collect();
+        v.sort_by_key(|(ns, _)| *ns);
+        v
     }
 
     pub fn has_tag(&self, tag: &str) -> bool {
@@ -196,6 +223,11 @@ impl UserStore {
             return Err(AuthError::LoopbackOnly(name.to_owned()));
         }
         Ok(user)
+    }
+
+    /// Every user, in configuration order.
+    pub fn users(&self) -> &[User] {
+        &self.users
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{Ferry, http};
+use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
 
 const GUEST: Option<(&str, &str)> = Some(("guest", "guest"));
@@ -98,12 +98,7 @@ async fn the_admin_api_shows_and_changes_queues_for_administrators_only() {
             .is_some_and(|r| r.contains("color"))
     );
 
-    let conn = Connection::connect(
-        &format!("amqp://guest:guest@{}/%2f", ferry.addr("amqp")),
-        ConnectionProperties::default(),
-    )
-    .await
-    .expect("connect");
+    let conn = ferry.amqp_guest().await;
     let ch = conn.create_channel().await.expect("channel");
     for _ in 0..3 {
         ch.basic_publish(

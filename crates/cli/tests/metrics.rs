@@ -3,11 +3,11 @@
 mod common;
 
 use common::{Ferry, http_get};
+use lapin::BasicProperties;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 /// The value of the first series whose line starts with `prefix`.
 fn value(text: &str, prefix: &str) -> Option<f64> {
@@ -21,12 +21,7 @@ fn value(text: &str, prefix: &str) -> Option<f64> {
 async fn metrics_show_queues_connections_and_the_journal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ferry = Ferry::start(&dir.path().join("data"), &["admin", "amqp"], &[]);
-    let conn = Connection::connect(
-        &format!("amqp://guest:guest@{}/%2f", ferry.addr("amqp")),
-        ConnectionProperties::default(),
-    )
-    .await
-    .expect("connect");
+    let conn = ferry.amqp_guest().await;
     let ch = conn.create_channel().await.expect("channel");
     ch.queue_declare(
         "jobs".into(),

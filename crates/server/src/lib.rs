@@ -58,6 +58,8 @@ impl Server {
         let mut listening = Vec::new();
 
         let admin_broker = Arc::new(std::sync::OnceLock::new());
+        let admin_amqp = Arc::new(std::sync::OnceLock::new());
+        let rates = Arc::new(admin::rates::Rates::default());
         let exporter = Arc::new(metrics::Exporter::new(
             config.metrics_per_queue,
             config.memory_budget,
@@ -72,6 +74,8 @@ impl Server {
                 broker: Arc::clone(&admin_broker),
                 users: Arc::new(config.users.clone()),
                 started: std::time::Instant::now(),
+                amqp: Arc::clone(&admin_amqp),
+                rates: Arc::clone(&rates),
             });
             serve_http(&mut tasks, "admin", listener, app, stopped.clone());
         }
@@ -127,6 +131,7 @@ impl Server {
         }
         if let Some(listener) = amqp_listener {
             let protocol = ferry_amqp::Amqp::new(Arc::clone(&broker), amqp_config, users)?;
+            let _ = admin_amqp.set(Arc::clone(&protocol));
             amqp::serve(&mut tasks, listener, protocol, stopped.clone());
         }
         // The default namespace and the configured vhosts exist whichever
@@ -138,11 +143,13 @@ impl Server {
         exporter.set_broker(Arc::clone(&broker));
         let upkeep = {
             let exporter = Arc::clone(&exporter);
+            let broker = Arc::clone(&broker);
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
                 loop {
                     tick.tick().await;
                     exporter.upkeep();
+                    rates.sample(&broker);
                 }
             })
         };

@@ -71,6 +71,16 @@ impl Ferry {
         self.addrs[listener]
     }
 
+    /// An AMQP connection as guest to the default vhost.
+    pub async fn amqp_guest(&self) -> lapin::Connection {
+        lapin::Connection::connect(
+            &format!("amqp://guest:guest@{}/%2f", self.addr("amqp")),
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .expect("connect")
+    }
+
     /// SIGKILL: no chance to flush or close anything.
     pub fn kill(self) {
         drop(self);

@@ -450,6 +450,13 @@ impl Broker {
         relocated
     }
 
+    /// Up to `max` ready messages, without taking them (see [`QueueCore::peek`]).
+    ///
+    /// [`QueueCore::peek`]: crate::queue::QueueCore::peek
+    pub fn peek(&self, q: &Arc<QueueHandle>, max: usize) -> Vec<crate::queue::Peeked> {
+        self.op(q, |core, now, fx| core.peek(now, max, fx)).0
+    }
+
     /// Takes up to `max` ready messages now (no waiting).
     pub fn receive(&self, q: &Arc<QueueHandle>, max: usize, mode: ReceiveMode) -> Vec<Delivery> {
         let mut out = Vec::new();

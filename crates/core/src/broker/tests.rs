@@ -1006,3 +1006,27 @@ fn a_message_that_cannot_be_read_back_stays_queued() {
         .expect("consume: no spin");
     assert_eq!(q.stats().ready, 1);
 }
+
+#[test]
+fn peek_leaves_messages_where_they_are() {
+    let env = Env::new();
+    let q = env.queue("peeked", QueueConfig::default());
+    for b in ["a", "b", "c"] {
+        env.send(&q, b);
+    }
+    let seen: Vec<_> = env
+        .broker
+        .peek(&q, 2)
+        .iter()
+        .map(|p| (p.message.body.to_vec(), p.deliveries))
+        .collect();
+    assert_eq!(seen, vec![(b"a".to_vec(), 0), (b"b".to_vec(), 0)]);
+    assert_eq!(q.stats().ready, 3);
+    let got = env.broker.receive(&q, 10, ReceiveMode::Lease(secs(30)));
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|d| d.delivery_count == 1));
+    assert!(
+        env.broker.peek(&q, 10).is_empty(),
+        "leased messages are not ready"
+    );
+}

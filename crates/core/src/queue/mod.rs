@@ -78,6 +78,15 @@ impl Delivery {
     }
 }
 
+/// A ready message seen without being taken (an operator's peek).
+#[derive(Clone, Debug)]
+pub struct Peeked {
+    pub message: Arc<Message>,
+    /// Deliveries so far (0: never delivered).
+    pub deliveries: u32,
+    pub enqueued_at: Timestamp,
+}
+
 /// How a receive takes messages.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ReceiveMode {
@@ -1011,6 +1020,35 @@ impl QueueCore {
             });
         }
         doomed.len() as u64
+    }
+
+    /// Up to `max` ready messages in the order they would be delivered,
+    /// left where they are (no lease, no delivery count). Evicted ones are
+    /// read back from the store; one that cannot be is skipped and logged.
+    /// Timers due are run first, so expired messages are not shown.
+    pub fn peek(&mut self, now: Timestamp, max: usize, fx: &mut Effects) -> Vec<Peeked> {
+        self.advance(now, fx);
+        let slots = &self.slots;
+        let mut valid = |(seq, key): Ref| {
+            slots
+                .get(key)
+                .is_some_and(|e| e.seq == seq && e.state == State::Ready)
+        };
+        let refs = self.ready.peek(max, &mut valid);
+        let mut out = Vec::with_capacity(refs.len());
+        for (_, key) in refs {
+            match self.message_of(key) {
+                Ok(message) => out.push(Peeked {
+                    message,
+                    deliveries: self.slots[key].deliveries,
+                    enqueued_at: self.slots[key].enqueued_at,
+                }),
+                Err(err) => {
+                    tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back for a peek");
+                }
+            }
+        }
+        out
     }
 
     /// Takes up to `max` ready messages older than `below_seq` out of the

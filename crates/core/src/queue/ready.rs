@@ -249,6 +249,48 @@ impl ReadyIndex {
         }
     }
 
+    /// Up to `max` live references without taking them: a plain queue's
+    /// in the order they would be handed out, a FIFO queue's oldest first
+    /// whatever their group. Costs the returned (redelivered) references
+    /// and, for FIFO, `max` per group, never the whole queue.
+    pub(super) fn peek(&self, max: usize, valid: &mut impl FnMut(Ref) -> bool) -> Vec<Ref> {
+        let mut out = Vec::with_capacity(max.min(128));
+        match self {
+            ReadyIndex::Plain(p) => {
+                for lane in p.lanes.iter().rev() {
+                    let mut returned: Vec<Ref> = lane
+                        .returned
+                        .iter()
+                        .map(|Reverse(r)| *r)
+                        .filter(|r| valid(*r))
+                        .collect();
+                    returned.sort_unstable();
+                    let mut returned = returned.into_iter().peekable();
+                    let mut fresh = lane.fresh.iter().copied().filter(|r| valid(*r)).peekable();
+                    while out.len() < max {
+                        let r = match (fresh.peek(), returned.peek()) {
+                            (Some(f), Some(r)) if r.0 < f.0 => returned.next(),
+                            (Some(_), _) => fresh.next(),
+                            (None, _) => returned.next(),
+                        };
+                        match r {
+                            Some(r) => out.push(r),
+                            None => break,
+                        }
+                    }
+                }
+            }
+            ReadyIndex::Grouped(g) => {
+                for grp in g.groups.values() {
+                    out.extend(grp.ready.iter().copied().filter(|r| valid(*r)).take(max));
+                }
+                out.sort_unstable();
+                out.truncate(max);
+            }
+        }
+        out
+    }
+
     /// How many references the index holds, stale ones included.
     pub(super) fn refs(&self) -> usize {
         match self {
@@ -298,6 +340,26 @@ mod tests {
         let mut not_two = |r: Ref| r.0 != 2;
         assert_eq!(p.pop(&mut not_two), Some((3, 3)));
         assert_eq!(p.pop(&mut not_two), Some((1, 1)));
+    }
+
+    #[test]
+    fn peek_shows_the_hand_out_order_and_takes_nothing() {
+        let mut r = ReadyIndex::new(false, 1);
+        r.push((1, 1), 0, None, false);
+        r.push((2, 2), 1, None, false);
+        r.push((4, 4), 0, None, false);
+        r.push((3, 3), 0, None, true);
+        let mut not_four = |r: Ref| r.0 != 4;
+        assert_eq!(r.peek(10, &mut not_four), vec![(2, 2), (1, 1), (3, 3)]);
+        assert_eq!(r.peek(2, &mut not_four), vec![(2, 2), (1, 1)]);
+        assert_eq!(r.refs(), 4);
+
+        let mut g = ReadyIndex::new(true, 0);
+        g.push((5, 5), 0, Some("b"), false);
+        g.push((1, 1), 0, Some("a"), false);
+        g.push((7, 7), 0, Some("a"), false);
+        let mut all = |_| true;
+        assert_eq!(g.peek(2, &mut all), vec![(1, 1), (5, 5)]);
     }
 
     #[test]

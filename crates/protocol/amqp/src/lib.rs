@@ -24,10 +24,12 @@ mod events;
 mod fastpath;
 mod flow;
 mod properties;
+mod registry;
 mod reply_to;
 mod values;
 
 pub use ferry_auth::{User, UserStore};
+pub use registry::{ConnectionInfo, ConsumerInfo, Registry};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,6 +81,7 @@ pub struct Amqp {
     users: Arc<UserStore>,
     replies: reply_to::Registry,
     next_connection: AtomicU64,
+    connections: Arc<Registry>,
 }
 
 impl Amqp {
@@ -91,6 +94,7 @@ impl Amqp {
             users: Arc::new(users),
             replies: reply_to::Registry::default(),
             next_connection: AtomicU64::new(1),
+            connections: Arc::default(),
         };
         amqp.add_vhost(DEFAULT_VHOST)?;
         for v in &amqp.config.vhosts {
@@ -117,6 +121,11 @@ impl Amqp {
 
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    /// The open connections (listed and closed by the admin API).
+    pub fn connections(&self) -> &Arc<Registry> {
+        &self.connections
     }
 
     /// Serves one client connection until it closes, fails, or `stop`

@@ -18,8 +18,11 @@ pub async fn require_administrator(
     req: Request,
     next: Next,
 ) -> Response {
+    // The console shows its own login form: a challenge would make the
+    // browser pop up its dialog over it.
+    let console = req.headers().contains_key("x-ferry-console");
     let Some((name, password)) = credentials(req.headers()) else {
-        return challenge("credentials required (HTTP basic authentication)");
+        return challenge("credentials required (HTTP basic authentication)", console);
     };
     // Password hashing is deliberately slow: not on the async threads.
     let users = std::sync::Arc::clone(&s.users);
@@ -31,7 +34,7 @@ pub async fn require_administrator(
     })
     .await;
     let Ok(checked) = checked else {
-        return challenge("login could not be checked");
+        return challenge("login could not be checked", console);
     };
     match checked {
         Ok(true) => next.run(req).await,
@@ -41,13 +44,16 @@ pub async fn require_administrator(
         ),
         Err(e) => {
             tracing::info!(user = %name, %peer, error = %e, "admin login refused");
-            challenge("login refused")
+            challenge("login refused", console)
         }
     }
 }
 
-fn challenge(reason: &str) -> Response {
+fn challenge(reason: &str, console: bool) -> Response {
     let mut r = error(StatusCode::UNAUTHORIZED, reason);
+    if console {
+        return r;
+    }
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Basic realm=\"ferry\""),

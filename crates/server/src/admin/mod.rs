@@ -3,10 +3,12 @@
 //! `docs/admin-api.md`), which needs a user with the `administrator` tag.
 //!
 //! - `auth.rs`: HTTP basic authentication against the user store.
-//! - `api.rs`: overview, namespaces, queues and routers.
+//! - `api/`: the API's endpoints.
+//! - `rates.rs`: message rates, sampled on the upkeep tick.
 
 mod api;
 mod auth;
+pub mod rates;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +30,9 @@ pub struct AdminState {
     pub broker: Arc<std::sync::OnceLock<Arc<ferry_core::Broker>>>,
     pub users: Arc<ferry_auth::UserStore>,
     pub started: std::time::Instant,
+    /// The AMQP protocol, once serving (its connections are listed).
+    pub amqp: Arc<std::sync::OnceLock<Arc<ferry_amqp::Amqp>>>,
+    pub rates: Arc<rates::Rates>,
 }
 
 pub fn router(state: AdminState) -> Router {

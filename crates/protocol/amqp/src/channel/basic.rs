@@ -157,6 +157,13 @@ impl Channel {
             .broker
             .consume(&q, spec)
             .map_err(|e| Failure::from_core(e, &cx.vhost))?;
+        cx.entry.consumer_added(crate::registry::ConsumerInfo {
+            channel: self.to.id,
+            tag: tag.clone(),
+            queue: q.name().to_owned(),
+            prefetch: self.prefetch,
+            ack_required: !c.no_ack,
+        });
         self.consumers.push(Consumer {
             seq,
             tag: tag.clone(),
@@ -213,6 +220,7 @@ impl Channel {
         if let Some(at) = self.consumers.iter().position(|c| c.tag == tag) {
             let c = self.consumers.remove(at);
             let _ = cx.amqp.broker.cancel(&c.queue, c.id);
+            cx.entry.consumer_removed(self.to.id, &c.tag);
             self.cancelled.push((c, reply_tag));
             cx.drain_events = true;
             return;
@@ -335,6 +343,7 @@ impl Channel {
             return;
         };
         let c = self.consumers.remove(at);
+        cx.entry.consumer_removed(self.to.id, &c.tag);
         // What was written for it this turn still counts off the channel's
         // flow counters.
         c.flow.written(c.written);

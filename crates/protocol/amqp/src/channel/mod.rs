@@ -186,6 +186,7 @@ impl Channel {
         let broker = &cx.amqp.broker;
         for c in self.consumers.drain(..) {
             let _ = broker.cancel(&c.queue, c.id);
+            cx.entry.consumer_removed(self.to.id, &c.tag);
         }
         self.cancelled.clear();
         if let Some(r) = self.reply.take() {

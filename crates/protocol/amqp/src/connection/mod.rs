@@ -65,7 +65,15 @@ pub async fn run<S>(
     };
     tracing::info!(%peer, user = %tuned.user.name, vhost = %tuned.vhost, "AMQP connection open");
     let heartbeat = tuned.heartbeat;
-    let mut session = Session::new(Arc::clone(&amqp), id, tuned, out);
+    let registered = amqp.connections.register(
+        id,
+        peer,
+        &tuned.user.name,
+        &tuned.vhost,
+        amqp.broker.now().as_millis(),
+    );
+    let entry = Arc::clone(&registered.entry);
+    let mut session = Session::new(Arc::clone(&amqp), id, tuned, out, Arc::clone(&entry));
     let connections = metrics::gauge!("ferry_connections", "protocol" => "amqp");
     connections.increment(1.0);
 
@@ -100,11 +108,15 @@ pub async fn run<S>(
         tokio::select! {
             r = writer.write(session.cx.out.pending()), if writing => match r {
                 Ok(0) | Err(_) => break,
-                Ok(n) => session.cx.out.consume(n),
+                Ok(n) => {
+                    entry.sent(n);
+                    session.cx.out.consume(n);
+                }
             },
             r = reader.read_buf(&mut inbuf), if reading => match r {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {
+                Ok(n) => {
+                    entry.received(n);
                     last_read = Instant::now();
                     if let Err(f) = session.on_input(&mut inbuf) {
                         session.fail(f);
@@ -164,6 +176,14 @@ pub async fn run<S>(
                 stopping = true;
                 session.fail(shutting_down());
             }
+            reason = entry.close_requested(), if !stopping => {
+                stopping = true;
+                tracing::info!(%peer, %reason, "closing the connection on an operator's request");
+                session.fail(Failure::connection(
+                    ReplyCode::ConnectionForced,
+                    reason,
+                ));
+            }
         }
         if session.is_finished() {
             break;
@@ -173,6 +193,7 @@ pub async fn run<S>(
     let _ = writer.shutdown().await;
     session.release();
     session.drain_orphans();
+    drop(registered);
     connections.decrement(1.0);
     tracing::info!(%peer, "AMQP connection closed");
 }

@@ -47,6 +47,8 @@ pub struct Ctx {
     /// The connection published since the resource alarm was raised: it
     /// is held back until the alarm clears.
     pub published: bool,
+    /// The connection's entry in the registry operators see.
+    pub entry: Arc<crate::registry::Connection>,
 }
 
 impl Ctx {
@@ -74,7 +76,13 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(amqp: Arc<Amqp>, conn_id: u64, tuned: Tuned, out: Output) -> Self {
+    pub fn new(
+        amqp: Arc<Amqp>,
+        conn_id: u64,
+        tuned: Tuned,
+        out: Output,
+        entry: Arc<crate::registry::Connection>,
+    ) -> Self {
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
         Session {
             events: rx,
@@ -93,6 +101,7 @@ impl Session {
                 drain_events: false,
                 exclusive: Vec::new(),
                 published: false,
+                entry,
             },
             alarm: None,
             blocked: false,
@@ -229,6 +238,7 @@ impl Session {
                     generation: self.generations,
                 };
                 self.channels.insert(id, Channel::new(to));
+                self.cx.entry.channel_opened();
                 self.cx.out.method(
                     id,
                     AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
@@ -243,6 +253,7 @@ impl Session {
                     )
                 })?;
                 ch.release(&mut self.cx);
+                self.cx.entry.channel_closed(id);
                 self.cx.out.method(
                     id,
                     AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
@@ -253,6 +264,7 @@ impl Session {
                 // The answer to our channel.close: the number is free again.
                 if self.channels.get(&id).is_some_and(|c| c.closing) {
                     self.channels.remove(&id);
+                    self.cx.entry.channel_closed(id);
                 }
                 Ok(())
             }

@@ -1,74 +1,21 @@
-//! The admin API, version 1: the broker's state as JSON, and the actions
-//! an operator needs without writing code (declare, delete, purge).
+//! Overview, namespaces and queues.
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{delete, get};
+use axum::response::{IntoResponse, Json};
+use ferry_core::Broker;
 use ferry_core::broker::QueueHandle;
 use ferry_core::queue::{DeadLetterTarget, QueueConfig};
-use ferry_core::{Broker, CoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AdminState;
+use super::{ApiError, ApiResult, body, broker, core_error};
+use crate::admin::AdminState;
+use crate::admin::rates::Rates;
 
-pub fn routes() -> Router<AdminState> {
-    Router::new()
-        .route("/api/overview", get(overview))
-        .route("/api/namespaces", get(namespaces))
-        .route("/api/queues", get(queues))
-        .route(
-            "/api/queues/{namespace}/{name}",
-            get(queue).put(declare).delete(delete_queue),
-        )
-        .route("/api/queues/{namespace}/{name}/contents", delete(purge))
-        .route("/api/routers", get(routers))
-}
-
-/// A JSON error: `{"error": <status text>, "reason": <what happened>}`.
-pub fn error(status: StatusCode, reason: &str) -> Response {
-    let text = status.canonical_reason().unwrap_or("error").to_lowercase();
-    (status, Json(json!({ "error": text, "reason": reason }))).into_response()
-}
-
-/// A failed API call: its status and reason.
-pub struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        error(self.0, &self.1)
-    }
-}
-
-type ApiResult = Result<Response, ApiError>;
-
-fn broker(s: &AdminState) -> Result<&Arc<Broker>, ApiError> {
-    s.broker.get().ok_or_else(|| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the broker is still recovering".into(),
-        )
-    })
-}
-
-fn core_error(e: CoreError) -> ApiError {
-    let status = match e {
-        CoreError::NamespaceNotFound(_)
-        | CoreError::QueueNotFound(_)
-        | CoreError::RouterNotFound(_) => StatusCode::NOT_FOUND,
-        CoreError::QueueExists { .. } | CoreError::RouterExists { .. } => StatusCode::CONFLICT,
-        CoreError::ExclusiveQueue(_) => StatusCode::LOCKED,
-        CoreError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    ApiError(status, e.to_string())
-}
-
-fn queue_json(q: &QueueHandle) -> Value {
+pub(super) fn queue_json(q: &QueueHandle, rates: &Rates) -> Value {
     let s = q.stats();
     let c = q.config();
     let dead_letter = c.dead_letter.as_ref().map(|p| match &p.target {
@@ -103,12 +50,13 @@ fn queue_json(q: &QueueHandle) -> Value {
             "expired": s.expired,
             "dropped": s.dropped,
         },
+        "rates": rates.queue(q.id()),
         "dead_letter": dead_letter,
         "attributes": c.attributes,
     })
 }
 
-fn all_queues(b: &Broker) -> Vec<Arc<QueueHandle>> {
+pub(super) fn all_queues(b: &Broker) -> Vec<Arc<QueueHandle>> {
     let mut out = Vec::new();
     for ns in b.namespace_names() {
         for name in b.queue_names(&ns).unwrap_or_default() {
@@ -120,7 +68,7 @@ fn all_queues(b: &Broker) -> Vec<Arc<QueueHandle>> {
     out
 }
 
-async fn overview(State(s): State<AdminState>) -> ApiResult {
+pub(super) async fn overview(State(s): State<AdminState>) -> ApiResult {
     let b = broker(&s)?;
     let queues = all_queues(b);
     let mut totals = [0u64; 4];
@@ -132,6 +80,7 @@ async fn overview(State(s): State<AdminState>) -> ApiResult {
         totals[3] += st.consumers as u64;
     }
     let alarm = b.alarm().borrow().clone();
+    let connections = s.amqp.get().map_or(0, |a| a.connections().list().len());
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": s.started.elapsed().as_secs_f64(),
@@ -139,12 +88,14 @@ async fn overview(State(s): State<AdminState>) -> ApiResult {
         "queues": queues.len(),
         "messages": { "ready": totals[0], "unacked": totals[1], "delayed": totals[2] },
         "consumers": totals[3],
+        "connections": connections,
+        "rates": s.rates.total(),
         "alarm": alarm,
     }))
     .into_response())
 }
 
-async fn namespaces(State(s): State<AdminState>) -> ApiResult {
+pub(super) async fn namespaces(State(s): State<AdminState>) -> ApiResult {
     let b = broker(&s)?;
     let list: Vec<Value> = b
         .namespace_names()
@@ -158,16 +109,22 @@ async fn namespaces(State(s): State<AdminState>) -> ApiResult {
     Ok(Json(Value::Array(list)).into_response())
 }
 
-async fn queues(State(s): State<AdminState>) -> ApiResult {
+pub(super) async fn list(State(s): State<AdminState>) -> ApiResult {
     let b = broker(&s)?;
-    let list: Vec<Value> = all_queues(b).iter().map(|q| queue_json(q)).collect();
+    let list: Vec<Value> = all_queues(b)
+        .iter()
+        .map(|q| queue_json(q, &s.rates))
+        .collect();
     Ok(Json(Value::Array(list)).into_response())
 }
 
-async fn queue(State(s): State<AdminState>, Path((ns, name)): Path<(String, String)>) -> ApiResult {
+pub(super) async fn one(
+    State(s): State<AdminState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult {
     let b = broker(&s)?;
     let q = b.queue(&ns, &name).map_err(core_error)?;
-    Ok(Json(queue_json(&q)).into_response())
+    Ok(Json(queue_json(&q, &s.rates)).into_response())
 }
 
 /// What PUT /api/queues/{namespace}/{name} takes (all optional).
@@ -178,17 +135,13 @@ struct Declare {
     fifo: Option<bool>,
 }
 
-async fn declare(
+pub(super) async fn declare(
     State(s): State<AdminState>,
     Path((ns, name)): Path<(String, String)>,
-    body: Option<Json<Value>>,
+    bytes: Bytes,
 ) -> ApiResult {
     let b = broker(&s)?;
-    let spec: Declare = match body {
-        None => Declare::default(),
-        Some(Json(v)) => serde_json::from_value(v)
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("bad queue settings: {e}")))?,
-    };
+    let spec: Declare = body(&bytes, "queue settings")?;
     b.namespace(&ns).map_err(core_error)?;
     let mut config = if spec.fifo.unwrap_or(false) {
         QueueConfig::fifo()
@@ -197,15 +150,11 @@ async fn declare(
     };
     config.durable = spec.durable.unwrap_or(true);
     let d = b.declare_queue(&ns, &name, config).map_err(core_error)?;
-    let status = if d.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(queue_json(&d.queue))).into_response())
+    let status = super::created_or_ok(d.created);
+    Ok((status, Json(queue_json(&d.queue, &s.rates))).into_response())
 }
 
-async fn delete_queue(
+pub(super) async fn delete(
     State(s): State<AdminState>,
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult {
@@ -216,32 +165,17 @@ async fn delete_queue(
     Ok(Json(json!({ "deleted": name, "messages": n })).into_response())
 }
 
-async fn purge(State(s): State<AdminState>, Path((ns, name)): Path<(String, String)>) -> ApiResult {
+pub(super) async fn purge(
+    State(s): State<AdminState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult {
     let b = broker(&s)?;
     let q = b.queue(&ns, &name).map_err(core_error)?;
     let n = b.purge(&q, false);
     Ok(Json(json!({ "purged": n })).into_response())
 }
 
-async fn routers(State(s): State<AdminState>) -> ApiResult {
-    let b = broker(&s)?;
-    let mut list = Vec::new();
-    for ns in b.namespace_names() {
-        for name in b.router_names(&ns).unwrap_or_default() {
-            let Ok(c) = b.router_config(&ns, &name) else {
-                continue;
-            };
-            let bindings = b.bindings(&ns, &name).map(|v| v.len()).unwrap_or(0);
-            list.push(json!({
-                "namespace": ns,
-                "name": name,
-                "kind": format!("{:?}", c.kind).to_lowercase(),
-                "durable": c.durable,
-                "internal": c.internal,
-                "alternate": c.alternate,
-                "bindings": bindings,
-            }));
-        }
-    }
-    Ok(Json(Value::Array(list)).into_response())
+/// The queue, or 404 naming it.
+pub(super) fn find(b: &Broker, ns: &str, name: &str) -> Result<Arc<QueueHandle>, ApiError> {
+    b.queue(ns, name).map_err(core_error)
 }

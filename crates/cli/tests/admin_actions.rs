@@ -1,0 +1,302 @@
+//! The admin API's actions on a real ferry, with a real AMQP client on the
+//! other side: peek and publish, redrive a dead-letter queue, routers and
+//! bindings, connections and consumers (and closing one), users, and the
+//! definitions document carried from one broker to another.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Ferry, http};
+use lapin::options::{BasicConsumeOptions, BasicGetOptions, BasicRejectOptions};
+use lapin::types::FieldTable;
+use serde_json::{Value, json};
+
+/// One API call as guest; the body parsed as JSON (null if empty).
+async fn api(
+    admin: SocketAddr,
+    method: &'static str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let path = path.to_owned();
+    let (status, _, text) = tokio::task::spawn_blocking(move || {
+        let body = body.map(|b| b.to_string());
+        http(
+            admin,
+            method,
+            &path,
+            Some(("guest", "guest")),
+            body.as_deref(),
+        )
+    })
+    .await
+    .expect("call");
+    let v = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    (status, v)
+}
+
+/// Polls `path` until `done` holds (bounded).
+async fn until(admin: SocketAddr, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        last = api(admin, "GET", path, None).await.1;
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{path} never got there: {last}");
+}
+
+fn ready(q: &Value) -> u64 {
+    q["messages"]["ready"].as_u64().unwrap_or(u64::MAX)
+}
+
+#[tokio::test]
+async fn peek_publish_and_redrive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = Ferry::start(&dir.path().join("data"), &["admin", "amqp"], &[]);
+    let admin = ferry.addr("admin");
+
+    // Queues with a dead-letter policy come in through definitions.
+    let defs = json!({
+        "queues": [
+            { "namespace": "/", "name": "dlq" },
+            { "namespace": "/", "name": "work",
+              "dead_letter": { "queue": "dlq", "on_rejected": true } }
+        ]
+    });
+    let (status, body) = api(admin, "POST", "/api/definitions", Some(defs)).await;
+    assert_eq!(
+        (status, &body["created"]["queues"]),
+        (200, &json!(2)),
+        "{body}"
+    );
+
+    for (i, text) in ["first", "second"].iter().enumerate() {
+        let (status, body) = api(
+            admin,
+            "POST",
+            "/api/queues/%2F/work/messages",
+            Some(json!({ "body": text, "headers": { "n": i } })),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = api(
+        admin,
+        "POST",
+        "/api/queues/%2F/work/messages",
+        Some(json!({"nobody": 1})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
+    let (_, peeked) = api(admin, "GET", "/api/queues/%2F/work/messages?limit=5", None).await;
+    let bodies: Vec<&str> = peeked
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| m["body"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(bodies, ["first", "second"], "{peeked}");
+    assert_eq!(peeked[1]["headers"]["n"], 1);
+    assert_eq!(peeked[0]["delivery_count"], 0);
+    let (_, q) = api(admin, "GET", "/api/queues/%2F/work", None).await;
+    assert_eq!(ready(&q), 2, "a peek takes nothing");
+
+    // A consumer rejects both: they go to the dead-letter queue.
+    let conn = ferry.amqp_guest().await;
+    let ch = conn.create_channel().await.expect("channel");
+    for _ in 0..2 {
+        let m = ch
+            .basic_get("work".into(), BasicGetOptions::default())
+            .await
+            .expect("get")
+            .expect("a message");
+        m.delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: false })
+            .await
+            .expect("reject");
+    }
+    until(admin, "/api/queues/%2F/dlq", |q| ready(q) == 2).await;
+
+    let (status, task) = api(admin, "POST", "/api/queues/%2F/dlq/redrive", None).await;
+    assert_eq!(status, 202, "{task}");
+    until(admin, "/api/queues/%2F/work", |q| ready(q) == 2).await;
+    let tasks = until(admin, "/api/queues/%2F/dlq/redrive", |t| {
+        t[0]["status"] == "completed"
+    })
+    .await;
+    assert_eq!(tasks[0]["moved"], 2);
+    let (_, q) = api(admin, "GET", "/api/queues/%2F/dlq", None).await;
+    assert_eq!(ready(&q), 0);
+    let (status, _) = api(admin, "POST", "/api/queues/%2F/nope/redrive", None).await;
+    assert_eq!(status, 404);
+    conn.close(200, "bye".into()).await.expect("close");
+}
+
+#[tokio::test]
+async fn routers_bindings_connections_and_definitions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = Ferry::start(&dir.path().join("data"), &["admin", "amqp"], &[]);
+    let admin = ferry.addr("admin");
+
+    let (status, _) = api(admin, "PUT", "/api/queues/%2F/orders", None).await;
+    assert_eq!(status, 201);
+    let (status, r) = api(
+        admin,
+        "PUT",
+        "/api/routers/%2F/shop",
+        Some(json!({"kind": "topic"})),
+    )
+    .await;
+    assert_eq!((status, &r["kind"]), (201, &json!("topic")), "{r}");
+    let (status, r) = api(
+        admin,
+        "PUT",
+        "/api/routers/%2F/bad",
+        Some(json!({"kind": "round-robin"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{r}");
+    let binding = json!({ "queue": "orders", "key": "order.*" });
+    let (status, _) = api(
+        admin,
+        "POST",
+        "/api/routers/%2F/shop/bindings",
+        Some(binding.clone()),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, r) = api(admin, "GET", "/api/routers/%2F/shop", None).await;
+    assert_eq!(r["bindings"][0]["queue"], "orders", "{r}");
+    let (_, b) = api(admin, "GET", "/api/queues/%2F/orders/bindings", None).await;
+    assert_eq!(
+        b,
+        json!([{ "router": "shop", "key": "order.*", "arguments": {} }])
+    );
+
+    // Connections and consumers, as an AMQP client makes them.
+    let conn = ferry.amqp_guest().await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_qos(7, Default::default()).await.expect("qos");
+    let _consumer = ch
+        .basic_consume(
+            "orders".into(),
+            "watcher".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let consumers = until(admin, "/api/consumers", |c| {
+        c.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(consumers[0]["tag"], "watcher");
+    assert_eq!(consumers[0]["queue"], "orders");
+    assert_eq!(consumers[0]["prefetch"], 7);
+    let (_, conns) = api(admin, "GET", "/api/connections", None).await;
+    let c = &conns[0];
+    assert_eq!(
+        (&c["protocol"], &c["user"], &c["channels"]),
+        (&json!("amqp"), &json!("guest"), &json!(1)),
+        "{conns}"
+    );
+    assert!(c["recv_bytes"].as_u64() > Some(0));
+    let id = c["id"].as_str().expect("id").to_owned();
+    let (_, overview) = api(admin, "GET", "/api/overview", None).await;
+    assert_eq!(overview["connections"], 1);
+
+    // Closing it from the API: the client sees the broker close it.
+    let (status, _) = api(admin, "DELETE", &format!("/api/connections/{id}"), None).await;
+    assert_eq!(status, 204);
+    for _ in 0..200 {
+        if !conn.status().connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(!conn.status().connected(), "closed by the broker");
+    until(admin, "/api/connections", |c| {
+        c.as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    let (status, _) = api(admin, "DELETE", &format!("/api/connections/{id}"), None).await;
+    assert_eq!(status, 404);
+
+    let (_, users) = api(admin, "GET", "/api/users", None).await;
+    assert_eq!(
+        users,
+        json!([{ "name": "guest", "tags": ["administrator"], "loopback_only": true }])
+    );
+    let (_, perms) = api(admin, "GET", "/api/permissions", None).await;
+    assert_eq!(perms[0]["configure"], ".*");
+
+    // The definitions of this broker, imported into a fresh one.
+    let (status, defs) = api(admin, "GET", "/api/definitions", None).await;
+    assert_eq!(status, 200);
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let other = Ferry::start(&other_dir.path().join("data"), &["admin"], &[]);
+    let (status, report) = api(
+        other.addr("admin"),
+        "POST",
+        "/api/definitions",
+        Some(defs.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["created"]["queues"], 1, "{report}");
+    assert_eq!(report["created"]["bindings"], 1, "{report}");
+    let (_, b) = api(
+        other.addr("admin"),
+        "GET",
+        "/api/queues/%2F/orders/bindings",
+        None,
+    )
+    .await;
+    assert_eq!(b[0]["router"], "shop");
+    let (status, again) = api(other.addr("admin"), "POST", "/api/definitions", Some(defs)).await;
+    assert_eq!(
+        (status, &again["created"]["queues"]),
+        (200, &json!(0)),
+        "an import twice changes nothing"
+    );
+    let (status, bad) = api(
+        other.addr("admin"),
+        "POST",
+        "/api/definitions",
+        Some(json!({"queues": [{"name": 1}]})),
+    )
+    .await;
+    assert_eq!(status, 400, "{bad}");
+
+    let (status, _) = api(
+        admin,
+        "DELETE",
+        "/api/routers/%2F/shop/bindings",
+        Some(binding.clone()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = api(
+        admin,
+        "DELETE",
+        "/api/routers/%2F/shop/bindings",
+        Some(binding),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = api(admin, "DELETE", "/api/routers/%2F/shop", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = api(admin, "GET", "/api/routers/%2F/shop", None).await;
+    assert_eq!(status, 404);
+}

@@ -1,0 +1,414 @@
+//! The durable topology as one JSON document (`GET /api/definitions`), and
+//! its import (`POST`), which declares whatever is missing: a backup, or a
+//! way to copy one broker's setup to another.
+//!
+//! Users and permissions come from the config file: they are exported for
+//! the record, and an import reports the ones this broker lacks instead of
+//! creating them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Json};
+use ferry_core::queue::{
+    DeadLetterPolicy, DeadLetterTarget, DedupConfig, DedupScope, Overflow, QueueConfig,
+};
+use ferry_core::router::{DEFAULT_ROUTER, RouterConfig};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::access::permissions_json;
+use super::headers::json_headers;
+use super::queues::all_queues;
+use super::routers::{binding_json, kind_name, parse_kind};
+use super::{ApiError, ApiResult, broker, core_error, required_body};
+use crate::admin::AdminState;
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Definitions {
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(default)]
+    queues: Vec<QueueDef>,
+    #[serde(default)]
+    routers: Vec<RouterDef>,
+    #[serde(default)]
+    bindings: Vec<BindingDef>,
+    #[serde(default)]
+    users: Vec<Value>,
+    #[serde(default)]
+    permissions: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct QueueDef {
+    namespace: String,
+    name: String,
+    #[serde(default)]
+    fifo: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dedup: Option<DedupDef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    visibility_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message_ttl_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_length: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    overflow: Option<String>,
+    #[serde(default)]
+    max_priority: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dead_letter: Option<DeadLetterDef>,
+    #[serde(default)]
+    auto_delete: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_ms: Option<u64>,
+    #[serde(default)]
+    single_active_consumer: bool,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct DedupDef {
+    window_ms: u64,
+    content_based: bool,
+    per_group: bool,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterDef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    router: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    routing_key: Option<String>,
+    #[serde(default)]
+    discard: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_deliveries: Option<u32>,
+    #[serde(default)]
+    on_rejected: bool,
+    #[serde(default)]
+    on_expired: bool,
+    #[serde(default)]
+    on_overflow: bool,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RouterDef {
+    namespace: String,
+    name: String,
+    kind: String,
+    #[serde(default)]
+    auto_delete: bool,
+    #[serde(default)]
+    internal: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alternate: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct BindingDef {
+    namespace: String,
+    source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    router: Option<String>,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    arguments: Map<String, Value>,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+fn overflow_name(o: Overflow) -> &'static str {
+    match o {
+        Overflow::DropHead => "drop-head",
+        Overflow::RejectPublish => "reject-publish",
+        Overflow::RejectPublishDeadLetter => "reject-publish-dlx",
+    }
+}
+
+impl QueueDef {
+    fn of(namespace: &str, name: &str, c: &QueueConfig) -> Self {
+        let defaults = QueueConfig::default();
+        QueueDef {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            fifo: c.fifo,
+            dedup: c.dedup.as_ref().map(|d| DedupDef {
+                window_ms: ms(d.window),
+                content_based: d.content_based,
+                per_group: d.scope == DedupScope::Group,
+            }),
+            visibility_timeout_ms: (c.visibility_timeout != defaults.visibility_timeout)
+                .then(|| ms(c.visibility_timeout)),
+            delay_ms: (!c.delay.is_zero()).then(|| ms(c.delay)),
+            message_ttl_ms: c.message_ttl.map(ms),
+            max_length: c.max_length,
+            max_bytes: c.max_bytes,
+            overflow: (c.overflow != Overflow::DropHead).then(|| overflow_name(c.overflow).into()),
+            max_priority: c.max_priority,
+            dead_letter: c.dead_letter.as_ref().map(|p| {
+                let (queue, router, routing_key, discard) = match &p.target {
+                    DeadLetterTarget::Queue(q) => (Some(q.clone()), None, None, false),
+                    DeadLetterTarget::Router {
+                        router,
+                        routing_key,
+                    } => (None, Some(router.clone()), routing_key.clone(), false),
+                    DeadLetterTarget::Discard => (None, None, None, true),
+                };
+                DeadLetterDef {
+                    queue,
+                    router,
+                    routing_key,
+                    discard,
+                    max_deliveries: p.max_deliveries,
+                    on_rejected: p.on_rejected,
+                    on_expired: p.on_expired,
+                    on_overflow: p.on_overflow,
+                }
+            }),
+            auto_delete: c.auto_delete,
+            expires_ms: c.expires.map(ms),
+            single_active_consumer: c.single_active_consumer,
+            attributes: c.attributes.clone(),
+        }
+    }
+
+    fn config(&self) -> Result<QueueConfig, ApiError> {
+        let mut c = QueueConfig {
+            fifo: self.fifo,
+            ..QueueConfig::default()
+        };
+        c.dedup = self.dedup.as_ref().map(|d| DedupConfig {
+            window: Duration::from_millis(d.window_ms),
+            content_based: d.content_based,
+            scope: if d.per_group {
+                DedupScope::Group
+            } else {
+                DedupScope::Queue
+            },
+        });
+        if let Some(v) = self.visibility_timeout_ms {
+            c.visibility_timeout = Duration::from_millis(v);
+        }
+        c.delay = Duration::from_millis(self.delay_ms.unwrap_or(0));
+        c.message_ttl = self.message_ttl_ms.map(Duration::from_millis);
+        c.max_length = self.max_length;
+        c.max_bytes = self.max_bytes;
+        c.overflow = match self.overflow.as_deref() {
+            None | Some("drop-head") => Overflow::DropHead,
+            Some("reject-publish") => Overflow::RejectPublish,
+            Some("reject-publish-dlx") => Overflow::RejectPublishDeadLetter,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "queue '{}': unknown overflow '{other}'",
+                    self.name
+                )));
+            }
+        };
+        c.max_priority = self.max_priority;
+        c.dead_letter = match &self.dead_letter {
+            None => None,
+            Some(d) => {
+                let target = match (&d.queue, &d.router, d.discard) {
+                    (Some(q), None, false) => DeadLetterTarget::Queue(q.clone()),
+                    (None, Some(r), false) => DeadLetterTarget::Router {
+                        router: r.clone(),
+                        routing_key: d.routing_key.clone(),
+                    },
+                    (None, None, true) => DeadLetterTarget::Discard,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "queue '{}': a dead-letter target is one of queue, router or discard",
+                            self.name
+                        )));
+                    }
+                };
+                Some(DeadLetterPolicy {
+                    target,
+                    max_deliveries: d.max_deliveries,
+                    on_rejected: d.on_rejected,
+                    on_expired: d.on_expired,
+                    on_overflow: d.on_overflow,
+                })
+            }
+        };
+        c.auto_delete = self.auto_delete;
+        c.expires = self.expires_ms.map(Duration::from_millis);
+        c.single_active_consumer = self.single_active_consumer;
+        c.attributes = self.attributes.clone();
+        Ok(c)
+    }
+}
+
+pub(super) async fn export(State(s): State<AdminState>) -> ApiResult {
+    let b = broker(&s)?;
+    let mut d = Definitions {
+        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        namespaces: b.namespace_names(),
+        ..Definitions::default()
+    };
+    for q in all_queues(b) {
+        let c = q.config();
+        // What a restart would not bring back is not topology to keep.
+        if c.durable && c.exclusive_owner.is_none() {
+            d.queues.push(QueueDef::of(q.namespace(), q.name(), &c));
+        }
+    }
+    for ns in &d.namespaces {
+        for name in b.router_names(ns).unwrap_or_default() {
+            let Ok(c) = b.router_config(ns, &name) else {
+                continue;
+            };
+            if !c.durable || name == DEFAULT_ROUTER {
+                continue;
+            }
+            d.routers.push(RouterDef {
+                namespace: ns.clone(),
+                name: name.clone(),
+                kind: kind_name(c.kind).to_owned(),
+                auto_delete: c.auto_delete,
+                internal: c.internal,
+                alternate: c.alternate.clone(),
+            });
+            for binding in b.bindings(ns, &name).unwrap_or_default() {
+                let mut j = binding_json(&binding);
+                j["namespace"] = json!(ns);
+                if let Ok(def) = serde_json::from_value::<BindingDef>(j) {
+                    d.bindings.push(def);
+                }
+            }
+        }
+    }
+    d.users = s
+        .users
+        .users()
+        .iter()
+        .map(|u| json!({ "name": u.name, "tags": u.tags, "loopback_only": u.loopback_only }))
+        .collect();
+    d.permissions = permissions_json(&s);
+    Ok(Json(d).into_response())
+}
+
+pub(super) async fn import(State(s): State<AdminState>, bytes: Bytes) -> ApiResult {
+    let b = broker(&s)?;
+    let d: Definitions = required_body(&bytes, "definitions")?;
+    // Check everything before changing anything.
+    let queues: Vec<(&QueueDef, QueueConfig)> = d
+        .queues
+        .iter()
+        .map(|q| q.config().map(|c| (q, c)))
+        .collect::<Result<_, _>>()?;
+    let mut routers = Vec::new();
+    for r in &d.routers {
+        let mut c = RouterConfig::new(parse_kind(&r.kind)?);
+        c.auto_delete = r.auto_delete;
+        c.internal = r.internal;
+        c.alternate = r.alternate.clone();
+        routers.push((r, c));
+    }
+    let mut created = [0u64; 4];
+    for ns in &d.namespaces {
+        if b.namespace(ns).is_err() {
+            b.create_namespace(ns);
+            created[0] += 1;
+        }
+    }
+    for (q, c) in queues {
+        if b.declare_queue(&q.namespace, &q.name, c)
+            .map_err(core_error)?
+            .created
+        {
+            created[1] += 1;
+        }
+    }
+    for (r, c) in routers {
+        if b.declare_router(&r.namespace, &r.name, c)
+            .map_err(core_error)?
+        {
+            created[2] += 1;
+        }
+    }
+    for bd in d.bindings {
+        let destination = match (bd.queue, bd.router) {
+            (Some(q), None) => ferry_core::router::Destination::queue(&q),
+            (None, Some(r)) => ferry_core::router::Destination::router(&r),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "a binding of '{}' names one destination: queue or router",
+                    bd.source
+                )));
+            }
+        };
+        let binding = ferry_core::router::Binding::new(&bd.source, destination, &bd.key)
+            .with_args(json_headers(bd.arguments)?);
+        if b.bind(&bd.namespace, binding).map_err(core_error)? {
+            created[3] += 1;
+        }
+    }
+    let missing_users: Vec<&str> = d
+        .users
+        .iter()
+        .filter_map(|u| u.get("name").and_then(Value::as_str))
+        .filter(|name| s.users.user(name).is_none())
+        .collect();
+    Ok(Json(json!({
+        "created": {
+            "namespaces": created[0],
+            "queues": created[1],
+            "routers": created[2],
+            "bindings": created[3],
+        },
+        "users_not_configured": missing_users,
+    }))
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_config_survives_the_round_trip() {
+        let mut c = QueueConfig::fifo();
+        c.message_ttl = Some(Duration::from_secs(60));
+        c.max_length = Some(10);
+        c.overflow = Overflow::RejectPublishDeadLetter;
+        c.dead_letter = Some(DeadLetterPolicy::after_deliveries(
+            DeadLetterTarget::Router {
+                router: "dlx".into(),
+                routing_key: Some("k".into()),
+            },
+            3,
+        ));
+        c.attributes
+            .insert("amqp.queue-type".into(), "quorum".into());
+        let def = QueueDef::of("/", "q", &c);
+        let text = serde_json::to_string(&def).expect("json");
+        let back: QueueDef = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back.config().ok(), Some(c));
+    }
+}

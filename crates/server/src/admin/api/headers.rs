@@ -1,0 +1,98 @@
+//! Message headers as JSON and back (the admin API shows them and takes
+//! them for test messages and binding arguments).
+
+use base64::Engine;
+use ferry_core::message::{Headers, Value as HeaderValue};
+use serde_json::{Map, Number, Value};
+
+use super::ApiError;
+
+pub(super) fn headers_json(h: &Headers) -> Value {
+    Value::Object(
+        h.0.iter()
+            .map(|(k, v)| (k.clone(), header_json(v)))
+            .collect::<Map<String, Value>>(),
+    )
+}
+
+/// A header as JSON: numbers and text as themselves, bytes as base64,
+/// decimals and SQS numbers as their exact text, timestamps as seconds.
+pub(super) fn header_json(v: &HeaderValue) -> Value {
+    match v {
+        HeaderValue::Null => Value::Null,
+        HeaderValue::Bool(b) => Value::Bool(*b),
+        HeaderValue::Int(i) => Value::from(*i),
+        HeaderValue::Float(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        HeaderValue::Decimal { scale, value } => {
+            let digits = format!(
+                "{:0>width$}",
+                value.unsigned_abs(),
+                width = *scale as usize + 1
+            );
+            let (whole, frac) = digits.split_at(digits.len() - *scale as usize);
+            let sign = if *value < 0 { "-" } else { "" };
+            let text = if frac.is_empty() {
+                format!("{sign}{whole}")
+            } else {
+                format!("{sign}{whole}.{frac}")
+            };
+            Value::String(text)
+        }
+        HeaderValue::Str(s) => Value::String(s.clone()),
+        HeaderValue::Bytes(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        HeaderValue::Timestamp(t) => Value::from(*t),
+        HeaderValue::List(l) => Value::Array(l.iter().map(header_json).collect()),
+        HeaderValue::Table(t) => headers_json(t),
+        // Exact spelling kept: text, not a float that may round.
+        HeaderValue::Number(text) => Value::String(text.clone()),
+        HeaderValue::Labeled { value, .. } => header_json(value),
+    }
+}
+
+/// A JSON value as a header: text, numbers, booleans and null only.
+pub(super) fn json_header(name: &str, v: Value) -> Result<HeaderValue, ApiError> {
+    Ok(match v {
+        Value::Null => HeaderValue::Null,
+        Value::Bool(b) => HeaderValue::Bool(b),
+        Value::String(s) => HeaderValue::Str(s),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => HeaderValue::Int(i),
+            None => HeaderValue::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::Array(_) | Value::Object(_) => {
+            return Err(ApiError::bad_request(format!(
+                "header '{name}': only text, numbers, booleans and null"
+            )));
+        }
+    })
+}
+
+/// JSON object members as headers, in the object's order.
+pub(super) fn json_headers(map: Map<String, Value>) -> Result<Headers, ApiError> {
+    let mut h = Headers::new();
+    for (k, v) in map {
+        let v = json_header(&k, v)?;
+        h.0.push((k, v));
+    }
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decimals_keep_their_exact_digits() {
+        let d = |scale, value| header_json(&HeaderValue::Decimal { scale, value });
+        assert_eq!(d(2, 12345), json!("123.45"));
+        assert_eq!(d(3, -5), json!("-0.005"));
+        assert_eq!(d(0, 7), json!("7"));
+    }
+
+    #[test]
+    fn only_flat_values_become_headers() {
+        assert_eq!(json_header("a", json!(3)).ok(), Some(HeaderValue::Int(3)));
+        assert!(json_header("a", json!([1])).is_err());
+    }
+}

@@ -1,0 +1,173 @@
+//! Messages of one queue: peek without consuming, publish a test message,
+//! and redrive (move a dead-letter queue's messages back or elsewhere).
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use base64::Engine;
+use ferry_core::broker::MoveTaskInfo;
+use ferry_core::message::Message;
+use ferry_core::queue::{Enqueued, Peeked};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::headers::{headers_json, json_header};
+use super::queues::find;
+use super::{ApiError, ApiResult, body, broker, core_error, required_body};
+use crate::admin::AdminState;
+
+/// Most messages one peek returns.
+const PEEK_MAX: usize = 100;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct PeekQuery {
+    limit: Option<usize>,
+}
+
+pub(super) async fn peek(
+    State(s): State<AdminState>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(query): Query<PeekQuery>,
+) -> ApiResult {
+    let b = broker(&s)?;
+    let q = find(b, &ns, &name)?;
+    let limit = query.limit.unwrap_or(10).min(PEEK_MAX);
+    let b = std::sync::Arc::clone(b);
+    // Evicted messages are read back from the journal: not on the async threads.
+    let peeked = tokio::task::spawn_blocking(move || b.peek(&q, limit))
+        .await
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "peek failed".into()))?;
+    let list: Vec<Value> = peeked.iter().map(peeked_json).collect();
+    Ok(Json(Value::Array(list)).into_response())
+}
+
+fn peeked_json(p: &Peeked) -> Value {
+    let m = &p.message;
+    let (body, encoding) = match std::str::from_utf8(&m.body) {
+        Ok(text) => (text.to_owned(), "utf8"),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(&m.body),
+            "base64",
+        ),
+    };
+    json!({
+        "id": m.id.to_string(),
+        "size": m.body.len(),
+        "body": body,
+        "body_encoding": encoding,
+        "headers": headers_json(&m.headers),
+        "routing_key": m.routing_key,
+        "router": m.router,
+        "delivery_count": p.deliveries,
+        "persistent": m.persistent,
+        "published_at": m.published_at.as_millis(),
+    })
+}
+
+/// What POST …/messages takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Publish {
+    body: String,
+    #[serde(default)]
+    headers: BTreeMap<String, Value>,
+    persistent: Option<bool>,
+}
+
+pub(super) async fn publish(
+    State(s): State<AdminState>,
+    Path((ns, name)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    let b = broker(&s)?;
+    let q = find(b, &ns, &name)?;
+    let p: Publish = required_body(&bytes, "message")?;
+    let mut msg = Message::new(p.body.into_bytes());
+    msg.routing_key = name.clone();
+    for (k, v) in p.headers {
+        let v = json_header(&k, v)?;
+        msg = msg.with_header(k, v);
+    }
+    if p.persistent.unwrap_or(true) {
+        msg = msg.persistent();
+    }
+    let (sent, commit) = b.send(&q, msg).map_err(core_error)?;
+    commit.wait().await.map_err(|e| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the message could not be stored: {e}"),
+        )
+    })?;
+    let published = matches!(sent.outcome, Enqueued::Accepted { .. });
+    let status = super::created_or_ok(published);
+    Ok((
+        status,
+        Json(json!({ "published": published, "id": sent.id.to_string() })),
+    )
+        .into_response())
+}
+
+/// What POST …/redrive takes (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Redrive {
+    /// Another queue of the namespace; none: where each message came from.
+    destination: Option<String>,
+    /// Messages per second; none: as fast as possible.
+    rate: Option<u32>,
+}
+
+fn task_json(t: &MoveTaskInfo) -> Value {
+    let status = match &t.status {
+        ferry_core::broker::MoveStatus::Running => "running".to_owned(),
+        ferry_core::broker::MoveStatus::Completed => "completed".to_owned(),
+        ferry_core::broker::MoveStatus::Cancelling => "cancelling".to_owned(),
+        ferry_core::broker::MoveStatus::Cancelled => "cancelled".to_owned(),
+        ferry_core::broker::MoveStatus::Failed(why) => format!("failed: {why}"),
+    };
+    json!({
+        "id": t.id,
+        "source": t.source,
+        "destination": t.destination,
+        "rate": t.rate,
+        "status": status,
+        "moved": t.moved,
+        "to_move": t.to_move,
+        "started_at": t.started_at.as_millis(),
+    })
+}
+
+pub(super) async fn redrive(
+    State(s): State<AdminState>,
+    Path((ns, name)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    let b = broker(&s)?;
+    let r: Redrive = body(&bytes, "redrive")?;
+    let id = b
+        .start_move_task(&ns, &name, r.destination.as_deref(), r.rate)
+        .map_err(core_error)?;
+    let task = b
+        .move_tasks(&ns, Some(&name))
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("move task {id} vanished")))?;
+    Ok((StatusCode::ACCEPTED, Json(task_json(&task))).into_response())
+}
+
+pub(super) async fn redrives(
+    State(s): State<AdminState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult {
+    let b = broker(&s)?;
+    find(b, &ns, &name)?;
+    let list: Vec<Value> = b
+        .move_tasks(&ns, Some(&name))
+        .iter()
+        .map(task_json)
+        .collect();
+    Ok(Json(Value::Array(list)).into_response())
+}

@@ -1,0 +1,143 @@
+//! Message rates for the admin API: each queue's counters are sampled on
+//! the upkeep tick, and a rate is the change over the last interval. Rates
+//! of queues that come and go between samples are not counted in the
+//! totals, which is what an operator watching a chart expects.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use ferry_core::Broker;
+use ferry_core::queue::QueueStats;
+use ferry_core::store::QueueId;
+use serde::Serialize;
+
+/// Per second, over the last sampling interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct RateSet {
+    pub published: f64,
+    pub delivered: f64,
+    pub acked: f64,
+    pub redelivered: f64,
+    pub dead_lettered: f64,
+}
+
+impl RateSet {
+    fn add(&mut self, o: &RateSet) {
+        self.published += o.published;
+        self.delivered += o.delivered;
+        self.acked += o.acked;
+        self.redelivered += o.redelivered;
+        self.dead_lettered += o.dead_lettered;
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Counts([u64; 5]);
+
+impl Counts {
+    fn of(s: &QueueStats) -> Self {
+        Counts([
+            s.published,
+            s.delivered,
+            s.acked,
+            s.redelivered,
+            s.dead_lettered,
+        ])
+    }
+
+    /// The rates from `earlier` to these counts over `secs`.
+    fn since(&self, earlier: &Counts, secs: f64) -> RateSet {
+        let r = |i: usize| self.0[i].saturating_sub(earlier.0[i]) as f64 / secs;
+        RateSet {
+            published: r(0),
+            delivered: r(1),
+            acked: r(2),
+            redelivered: r(3),
+            dead_lettered: r(4),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    taken: Option<Instant>,
+    counts: HashMap<QueueId, Counts>,
+    rates: HashMap<QueueId, RateSet>,
+    total: RateSet,
+}
+
+/// The last sample of every queue's rates.
+#[derive(Default)]
+pub struct Rates {
+    state: Mutex<State>,
+}
+
+impl Rates {
+    /// Takes a sample (called every few seconds).
+    pub fn sample(&self, broker: &Broker) {
+        let now = Instant::now();
+        let mut counts = HashMap::new();
+        for ns in broker.namespace_names() {
+            for name in broker.queue_names(&ns).unwrap_or_default() {
+                if let Ok(q) = broker.queue(&ns, &name) {
+                    counts.insert(q.id(), Counts::of(&q.stats()));
+                }
+            }
+        }
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let secs = st
+            .taken
+            .map(|t| now.duration_since(t).as_secs_f64())
+            .filter(|s| *s > 0.0);
+        let mut rates = HashMap::new();
+        let mut total = RateSet::default();
+        if let Some(secs) = secs {
+            for (id, c) in &counts {
+                if let Some(before) = st.counts.get(id) {
+                    let r = c.since(before, secs);
+                    total.add(&r);
+                    rates.insert(*id, r);
+                }
+            }
+        }
+        *st = State {
+            taken: Some(now),
+            counts,
+            rates,
+            total,
+        };
+    }
+
+    /// A queue's rates (zero until it has been sampled twice).
+    pub fn queue(&self, id: QueueId) -> RateSet {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.rates.get(&id).copied().unwrap_or_default()
+    }
+
+    /// The sum over every queue.
+    pub fn total(&self) -> RateSet {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_is_the_change_over_the_interval() {
+        let before = Counts([10, 0, 0, 0, 0]);
+        let after = Counts([60, 20, 20, 0, 1]);
+        let r = after.since(&before, 5.0);
+        assert_eq!(r.published, 10.0);
+        assert_eq!(r.delivered, 4.0);
+        assert_eq!(r.dead_lettered, 0.2);
+        // A counter that went back (a queue recreated under the same id
+        // cannot, but be safe) gives zero, not a huge number.
+        assert_eq!(before.since(&after, 5.0).published, 0.0);
+    }
+}
