@@ -32,12 +32,40 @@ enum Command {
     Bench(bench::BenchArgs),
     /// The broker's state at a glance (through the admin API).
     Status(admin::Target),
-    /// List, create, delete or purge queues (through the admin API).
+    /// List, create, delete, purge or peek at queues (through the admin API).
     Queues {
         #[command(flatten)]
         target: admin::Target,
         #[command(subcommand)]
         command: admin::QueuesCommand,
+    },
+    /// Publish a message to a queue (through the admin API).
+    Publish {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(flatten)]
+        message: admin::PublishArgs,
+    },
+    /// Take messages off a queue and print them (through the admin API).
+    Consume {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(flatten)]
+        take: admin::ConsumeArgs,
+    },
+    /// Dead-letter queues: move their messages back (through the admin API).
+    Dlq {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::DlqCommand,
+    },
+    /// Export or import the durable topology as JSON (through the admin API).
+    Definitions {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::DefinitionsCommand,
     },
     /// Print an argon2id hash of a password, for `password-hash` in the
     /// config file's [[users]] (the password is read from stdin if not given).
@@ -66,6 +94,10 @@ fn main() -> ExitCode {
         Command::HashPassword { password } => hash_password(password),
         Command::Status(target) => admin::status(target),
         Command::Queues { target, command } => admin::queues(target, command),
+        Command::Publish { target, message } => admin::publish(target, message),
+        Command::Consume { target, take } => admin::consume(target, take),
+        Command::Dlq { target, command } => admin::dlq(target, command),
+        Command::Definitions { target, command } => admin::definitions(target, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,5 +105,16 @@ fn main() -> ExitCode {
             eprintln!("ferry: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks a command's definition only when it is used: check all.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -200,4 +200,51 @@ fn the_cli_admin_commands_drive_the_api() {
     let out = run(&["status", "--password", "wrong"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+
+    // Messages: publish, peek (nothing taken), consume, dead letters back.
+    let defs = dir.path().join("defs.json");
+    std::fs::write(
+        &defs,
+        r#"{"queues": [{"namespace": "/", "name": "dlq"},
+            {"namespace": "/", "name": "work", "dead_letter": {"queue": "dlq", "max_deliveries": 1}}]}"#,
+    )
+    .expect("write");
+    let out = run(&["definitions", "import", defs.to_str().expect("path")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 queues"), "{text}");
+    let out = run(&["publish", "work", "hello", "--header", "k=v"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["queues", "peek", "work", "--json"]);
+    let peeked = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        (&peeked[0]["body"], &peeked[0]["headers"]["k"]),
+        (&Value::from("hello"), &Value::from("v"))
+    );
+    let out = run(&["consume", "work", "--requeue"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hello"));
+    // Delivered once already: the next receive dead-letters it instead.
+    let out = run(&["consume", "work", "--json"]);
+    assert_eq!(
+        json(&String::from_utf8_lossy(&out.stdout)),
+        Value::Array(vec![])
+    );
+    let out = run(&["dlq", "redrive", "dlq"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("completed (1 of 1 moved)"), "{text}");
+    let out = run(&["consume", "work", "--count", "5", "--json"]);
+    let got = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(got[0]["body"], "hello", "back in its queue: {got}");
+
+    let exported = dir.path().join("out.json");
+    let out = run(&["definitions", "export", exported.to_str().expect("path")]);
+    assert!(out.status.success());
+    let doc = json(&std::fs::read_to_string(&exported).expect("read"));
+    assert!(doc["queues"].as_array().is_some_and(|q| {
+        q.iter()
+            .any(|q| q["name"] == "work" && q["dead_letter"]["queue"] == "dlq")
+    }));
 }

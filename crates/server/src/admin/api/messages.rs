@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Json};
 use base64::Engine;
 use ferry_core::broker::MoveTaskInfo;
 use ferry_core::message::Message;
-use ferry_core::queue::{Enqueued, Peeked};
+use ferry_core::queue::{Enqueued, Peeked, ReceiveMode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -65,6 +65,54 @@ fn peeked_json(p: &Peeked) -> Value {
         "persistent": m.persistent,
         "published_at": m.published_at.as_millis(),
     })
+}
+
+/// What POST …/get takes (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Get {
+    /// How many messages at most (default 1, at most 100).
+    count: Option<usize>,
+    /// Put them back instead of removing them (counts as a delivery).
+    #[serde(default)]
+    requeue: bool,
+}
+
+/// Takes messages off a queue: delivered, then acked (or requeued), as a
+/// consumer would. What `ferry consume` uses.
+pub(super) async fn get(
+    State(s): State<AdminState>,
+    Path((ns, name)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    let b = broker(&s)?;
+    let q = find(b, &ns, &name)?;
+    let g: Get = body(&bytes, "get")?;
+    let count = g.count.unwrap_or(1).clamp(1, PEEK_MAX);
+    let b = std::sync::Arc::clone(b);
+    let taken = tokio::task::spawn_blocking(move || {
+        let deliveries = b.receive(&q, count, ReceiveMode::Hold);
+        let mut out = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            let settled = if g.requeue {
+                b.nack(&q, d.lease, true)
+            } else {
+                b.ack(&q, d.lease)
+            };
+            if settled.is_ok() {
+                out.push(Peeked {
+                    message: d.message,
+                    deliveries: d.delivery_count,
+                    enqueued_at: d.enqueued_at,
+                });
+            }
+        }
+        out
+    })
+    .await
+    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "get failed".into()))?;
+    let list: Vec<Value> = taken.iter().map(peeked_json).collect();
+    Ok(Json(Value::Array(list)).into_response())
 }
 
 /// What POST …/messages takes.

@@ -50,6 +50,7 @@ pub fn routes() -> Router<AdminState> {
             "/api/queues/{namespace}/{name}/messages",
             get(messages::peek).post(messages::publish),
         )
+        .route("/api/queues/{namespace}/{name}/get", post(messages::get))
         .route(
             "/api/queues/{namespace}/{name}/redrive",
             get(messages::redrives).post(messages::redrive),

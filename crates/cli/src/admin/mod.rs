@@ -1,9 +1,22 @@
-//! Admin commands: `ferry status` and `ferry queues ...`, over the admin
-//! API (docs/admin-api.md). Human tables by default, `--json` for scripts.
+//! Admin commands over the admin API (docs/admin-api.md): human tables by
+//! default, `--json` for scripts.
+//!
+//! - this file: where the API is, one call, `ferry status`.
+//! - `queues.rs`: `ferry queues list|create|delete|purge|peek`.
+//! - `messages.rs`: `ferry publish`, `ferry consume`, `ferry dlq redrive`.
+//! - `definitions.rs`: `ferry definitions export|import`.
+
+mod definitions;
+mod messages;
+mod queues;
+
+pub use definitions::{DefinitionsCommand, definitions};
+pub use messages::{ConsumeArgs, DlqCommand, PublishArgs, consume, dlq, publish};
+pub use queues::{QueuesCommand, queues};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use clap::{Args, Subcommand};
+use clap::Args;
 use comfy_table::Table;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -34,41 +47,36 @@ pub struct Target {
     password: String,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
-    json: bool,
+    pub json: bool,
 }
 
-#[derive(Subcommand, Debug)]
-pub enum QueuesCommand {
-    /// Every queue with its depth and consumers.
-    List,
-    /// Declare a queue (durable unless --transient).
-    Create {
-        name: String,
-        #[arg(long, default_value = "/")]
-        namespace: String,
-        #[arg(long)]
-        transient: bool,
-        #[arg(long)]
-        fifo: bool,
-    },
-    /// Delete a queue and its messages.
-    Delete {
-        name: String,
-        #[arg(long, default_value = "/")]
-        namespace: String,
-    },
-    /// Remove a queue's ready messages.
-    Purge {
-        name: String,
-        #[arg(long, default_value = "/")]
-        namespace: String,
-    },
+impl Target {
+    /// Prints `v` as JSON if asked to; true if it did.
+    pub(crate) fn printed_json(&self, v: &Value) -> anyhow::Result<bool> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(v)?);
+        }
+        Ok(self.json)
+    }
+}
+
+/// `/api/queues/{namespace}/{name}{tail}`, encoded.
+pub(crate) fn queue_path(namespace: &str, name: &str, tail: &str) -> String {
+    format!("/api/queues/{}/{}{tail}", encode(namespace), encode(name))
+}
+
+/// A JSON value as a table cell: text without its quotes.
+pub(crate) fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }
 
 pub fn status(target: Target) -> anyhow::Result<()> {
     let v = call(&target, "GET", "/api/overview", None)?;
-    if target.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+    if target.printed_json(&v)? {
         return Ok(());
     }
     let mut t = Table::new();
@@ -87,6 +95,15 @@ pub fn status(target: Target) -> anyhow::Result<()> {
             format!("{} / {} / {}", m["ready"], m["unacked"], m["delayed"]),
         ),
         ("consumers", v["consumers"].to_string()),
+        ("connections", v["connections"].to_string()),
+        (
+            "published / delivered per s",
+            format!(
+                "{:.1} / {:.1}",
+                v["rates"]["published"].as_f64().unwrap_or(0.0),
+                v["rates"]["delivered"].as_f64().unwrap_or(0.0)
+            ),
+        ),
         ("alarm", v["alarm"].as_str().unwrap_or("none").to_owned()),
     ] {
         t.add_row(vec![k.to_owned(), val.trim_matches('"').to_owned()]);
@@ -95,71 +112,8 @@ pub fn status(target: Target) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn queues(target: Target, command: QueuesCommand) -> anyhow::Result<()> {
-    let path = |ns: &str, name: &str, tail: &str| {
-        format!("/api/queues/{}/{}{tail}", encode(ns), encode(name))
-    };
-    let v = match &command {
-        QueuesCommand::List => call(&target, "GET", "/api/queues", None)?,
-        QueuesCommand::Create {
-            name,
-            namespace,
-            transient,
-            fifo,
-        } => {
-            let body = serde_json::json!({ "durable": !transient, "fifo": fifo }).to_string();
-            call(&target, "PUT", &path(namespace, name, ""), Some(body))?
-        }
-        QueuesCommand::Delete { name, namespace } => {
-            call(&target, "DELETE", &path(namespace, name, ""), None)?
-        }
-        QueuesCommand::Purge { name, namespace } => {
-            call(&target, "DELETE", &path(namespace, name, "/contents"), None)?
-        }
-    };
-    if target.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    match command {
-        QueuesCommand::List => {
-            let mut t = Table::new();
-            t.set_header(vec![
-                "namespace",
-                "queue",
-                "ready",
-                "unacked",
-                "delayed",
-                "consumers",
-                "durable",
-            ]);
-            for q in v.as_array().into_iter().flatten() {
-                let m = &q["messages"];
-                t.add_row(vec![
-                    q["namespace"].as_str().unwrap_or("").to_owned(),
-                    q["name"].as_str().unwrap_or("").to_owned(),
-                    m["ready"].to_string(),
-                    m["unacked"].to_string(),
-                    m["delayed"].to_string(),
-                    q["consumers"].to_string(),
-                    q["durable"].to_string(),
-                ]);
-            }
-            println!("{t}");
-        }
-        QueuesCommand::Create { name, .. } => println!("queue '{name}' declared"),
-        QueuesCommand::Delete { name, .. } => {
-            println!("queue '{name}' deleted ({} messages)", v["messages"])
-        }
-        QueuesCommand::Purge { name, .. } => {
-            println!("queue '{name}' purged ({} messages)", v["purged"])
-        }
-    }
-    Ok(())
-}
-
 /// A path segment, percent-encoded (the vhost `/` is `%2F`).
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -171,7 +125,12 @@ fn encode(s: &str) -> String {
 }
 
 /// One API call; the JSON answer, or the API's error as an error.
-fn call(target: &Target, method: &str, path: &str, body: Option<String>) -> anyhow::Result<Value> {
+pub(crate) fn call(
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> anyhow::Result<Value> {
     let host = target
         .admin_url
         .strip_prefix("http://")
