@@ -144,7 +144,7 @@ impl Broker {
 
     /// [`Broker::open`], recovering at most `memory_budget` bytes of message
     /// bodies into memory: past it, messages the store can read back stay
-    /// there (see [`crate::store::DurableState::with_budget`]).
+    /// there, and their queues hold body-less stand-ins.
     pub fn open_with_budget(
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,

@@ -16,6 +16,7 @@ mod consumers;
 mod dedup;
 mod push;
 mod ready;
+mod restore;
 mod time;
 
 pub use config::{
@@ -470,39 +471,6 @@ impl QueueCore {
         Ok(Enqueued::Accepted { seq })
     }
 
-    /// Puts a recovered message back with its original sequence number,
-    /// delivery count and store location (recovery replays in sequence
-    /// order). With `evicted_size`, `msg` is a body-less stand-in carrying
-    /// only what queueing needs (priority, TTL, delay): the message stays in
-    /// the store, and this is its real size.
-    #[allow(clippy::too_many_arguments)]
-    pub fn restore(
-        &mut self,
-        seq: u64,
-        enqueued_at: Timestamp,
-        msg: Arc<Message>,
-        deliveries: u32,
-        loc: Option<Location>,
-        evicted_size: Option<u64>,
-        now: Timestamp,
-        fx: &mut Effects,
-    ) {
-        self.next_seq = self.next_seq.max(seq + 1);
-        let key = self.insert(seq, msg, enqueued_at, deliveries, loc, now, fx);
-        if let Some(size) = evicted_size {
-            let stand_in = Arc::clone(&self.stand_in);
-            let e = &mut self.slots[key];
-            e.group = e.msg.group_id.as_deref().map(Arc::from);
-            e.msg = stand_in;
-            e.evicted = true;
-            e.size = size;
-            self.stats.bytes += size;
-            if e.state == State::Ready {
-                self.stats.ready_bytes += size;
-            }
-        }
-    }
-
     /// Gives entries enqueued by the last operation their store locations
     /// (`journaled` from its effects, `locations` from `Store::append`).
     pub fn attach_locations(&mut self, journaled: &[(u64, usize)], locations: &[Location]) {
@@ -524,23 +492,7 @@ impl QueueCore {
         now: Timestamp,
         fx: &mut Effects,
     ) -> usize {
-        let priority = msg
-            .properties
-            .priority
-            .unwrap_or(0)
-            .min(self.config.max_priority);
-        let ttl = match (msg.properties.ttl, self.config.message_ttl) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let expires_at = ttl.map(|t| enqueued_at.plus(t));
-        // FIFO queues delay every message alike, or order within a group
-        // would bend (SQS refuses per-message delays on FIFO queues).
-        let delay = match msg.properties.delay {
-            Some(d) if !self.config.fifo => d,
-            _ => self.config.delay,
-        };
-        let visible_at = enqueued_at.plus(delay);
+        let (priority, expires_at, visible_at) = self.timing(&msg, enqueued_at);
         let size = msg.size();
         let key = self.slots.insert(Entry {
             seq,
@@ -559,6 +511,39 @@ impl QueueCore {
         });
         self.stats.bytes += size;
         self.stats.resident_bytes += size;
+        self.schedule_new(key, now, fx);
+        key
+    }
+
+    /// A message's priority, expiry and visibility under this queue's settings.
+    fn timing(&self, msg: &Message, enqueued_at: Timestamp) -> (u8, Option<Timestamp>, Timestamp) {
+        let priority = msg
+            .properties
+            .priority
+            .unwrap_or(0)
+            .min(self.config.max_priority);
+        let ttl = match (msg.properties.ttl, self.config.message_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let expires_at = ttl.map(|t| enqueued_at.plus(t));
+        // FIFO queues delay every message alike, or order within a group
+        // would bend (SQS refuses per-message delays on FIFO queues).
+        let delay = match msg.properties.delay {
+            Some(d) if !self.config.fifo => d,
+            _ => self.config.delay,
+        };
+        (priority, expires_at, enqueued_at.plus(delay))
+    }
+
+    /// Indexes a new entry (its state `Delayed(visible_at)`): on the expiry
+    /// heap if it expires, then delayed or ready.
+    fn schedule_new(&mut self, key: usize, now: Timestamp, fx: &mut Effects) {
+        let e = &self.slots[key];
+        let (seq, expires_at) = (e.seq, e.expires_at);
+        let State::Delayed(visible_at) = e.state else {
+            return;
+        };
         if let Some(at) = expires_at {
             self.expiries.push(Reverse((at, seq, key)));
         }
@@ -568,7 +553,6 @@ impl QueueCore {
         } else {
             self.make_ready(key, false, fx);
         }
-        key
     }
 
     /// Applies the overflow policy before `msg` is added. Returns false if

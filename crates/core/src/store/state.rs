@@ -1,5 +1,6 @@
-//! The durable state a record sequence describes: what recovery rebuilds
-//! and what a compaction writes back.
+//! The durable state a record sequence describes: the topology recovery
+//! rebuilds (the broker puts messages straight into its queues), and the
+//! whole state a compaction of the in-memory store writes back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,14 +15,10 @@ use super::record::{Location, QueueId, Record};
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredMessage {
     pub at: Timestamp,
-    /// The message, or (with `evicted_size`) a body-less stand-in that keeps
-    /// only its priority, TTL, delay and group.
     pub message: Arc<Message>,
     pub deliveries: u32,
     /// Where the store holds it.
     pub loc: Option<Location>,
-    /// Replayed past the memory budget: left in the store; its real size.
-    pub evicted_size: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -33,7 +30,7 @@ pub struct DurableQueue {
     pub messages: BTreeMap<u64, StoredMessage>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DurableState {
     pub namespaces: BTreeSet<String>,
     pub queues: BTreeMap<QueueId, DurableQueue>,
@@ -41,11 +38,6 @@ pub struct DurableState {
     pub routers: BTreeMap<(String, String), RouterConfig>,
     /// (namespace, binding), in the order they were made.
     pub bindings: Vec<(String, Binding)>,
-    /// Bytes of message bodies held; past `budget`, messages that a store
-    /// can read back (they have a location) are kept as stand-ins.
-    resident: u64,
-    budget: u64,
-    stand_in: Option<Arc<Message>>,
     /// Messages of queues not declared (yet) in the records seen so far. A
     /// journal that deletes old segments rewrites the topology into newer
     /// ones, so a queue's declaration may come after its messages on
@@ -53,62 +45,7 @@ pub struct DurableState {
     orphans: BTreeMap<QueueId, BTreeMap<u64, StoredMessage>>,
 }
 
-impl Default for DurableState {
-    fn default() -> Self {
-        DurableState::with_budget(u64::MAX)
-    }
-}
-
-/// The bytes of body a stored message holds in memory.
-fn held(m: &StoredMessage) -> u64 {
-    if m.evicted_size.is_some() {
-        0
-    } else {
-        m.message.size()
-    }
-}
-
 impl DurableState {
-    /// A state that keeps at most `budget` bytes of message bodies: past
-    /// it, messages of durable queues with a store location are kept as
-    /// body-less stand-ins (with their priority, TTL, delay and group).
-    pub fn with_budget(budget: u64) -> Self {
-        DurableState {
-            namespaces: BTreeSet::new(),
-            queues: BTreeMap::new(),
-            routers: BTreeMap::new(),
-            bindings: Vec::new(),
-            orphans: BTreeMap::new(),
-            resident: 0,
-            budget,
-            stand_in: None,
-        }
-    }
-
-    /// A body-less copy keeping what queueing needs; one shared copy when
-    /// the message has no priority, TTL, delay or group of its own.
-    fn stand_in_for(&mut self, m: &Message) -> Arc<Message> {
-        let p = &m.properties;
-        if p.priority.is_none() && p.ttl.is_none() && p.delay.is_none() && m.group_id.is_none() {
-            return Arc::clone(
-                self.stand_in.get_or_insert_with(|| {
-                    Arc::new(Message::new(bytes::Bytes::new()).persistent())
-                }),
-            );
-        }
-        let mut s = Message::new(bytes::Bytes::new()).persistent();
-        s.properties.priority = p.priority;
-        s.properties.ttl = p.ttl;
-        s.properties.delay = p.delay;
-        s.group_id = m.group_id.clone();
-        Arc::new(s)
-    }
-
-    /// Bytes of message bodies held in memory.
-    pub fn resident_bytes(&self) -> u64 {
-        self.resident
-    }
-
     pub fn from_records(records: impl IntoIterator<Item = (Record, Option<Location>)>) -> Self {
         let mut s = DurableState::default();
         for (r, loc) in records {
@@ -127,15 +64,7 @@ impl DurableState {
             }
             Record::NamespaceDeleted { name } => {
                 self.namespaces.remove(&name);
-                let mut freed = 0;
-                self.queues.retain(|_, q| {
-                    let keep = q.namespace != name;
-                    if !keep {
-                        freed += q.messages.values().map(held).sum::<u64>();
-                    }
-                    keep
-                });
-                self.resident -= freed;
+                self.queues.retain(|_, q| q.namespace != name);
                 self.routers.retain(|(ns, _), _| *ns != name);
                 self.bindings.retain(|(ns, _)| *ns != name);
             }
@@ -164,11 +93,8 @@ impl DurableState {
                 );
             }
             Record::QueueDeleted { id } => {
-                if let Some(gone) = self.orphans.remove(&id) {
-                    self.resident -= gone.values().map(held).sum::<u64>();
-                }
+                self.orphans.remove(&id);
                 if let Some(q) = self.queues.remove(&id) {
-                    self.resident -= q.messages.values().map(held).sum::<u64>();
                     self.bindings
                         .retain(|(ns, b)| !(*ns == q.namespace && b.destination.is_queue(&q.name)));
                 }
@@ -181,32 +107,16 @@ impl DurableState {
                 message,
                 ..
             } => {
-                let size = message.size();
-                let keeps_bodies = self.queues.get(&queue).is_none_or(|q| !q.config.durable);
-                let evict = loc.is_some()
-                    && message.persistent
-                    && !keeps_bodies
-                    && self.resident.saturating_add(size) > self.budget;
-                let (message, evicted_size) = if evict {
-                    (self.stand_in_for(&message), Some(size))
-                } else {
-                    self.resident += size;
-                    (message, None)
-                };
-                let previous = self.messages_of(queue).insert(
+                // A copy written by compaction replaces the original.
+                self.messages_of(queue).insert(
                     seq,
                     StoredMessage {
                         at,
                         message,
                         deliveries,
                         loc,
-                        evicted_size,
                     },
                 );
-                // A copy written by compaction replaces the original.
-                if let Some(p) = previous {
-                    self.resident -= held(&p);
-                }
             }
             Record::Delivered { queue, seq, count } => {
                 if let Some(m) = self.messages_of(queue).get_mut(&seq) {
@@ -214,19 +124,13 @@ impl DurableState {
                 }
             }
             Record::Removed { queue, seq, .. } => {
-                if let Some(m) = self.messages_of(queue).remove(&seq) {
-                    self.resident -= held(&m);
-                }
+                self.messages_of(queue).remove(&seq);
             }
             Record::Purged { queue, removed } => {
                 let messages = self.messages_of(queue);
-                let mut freed = 0;
                 for (s, _) in removed {
-                    if let Some(m) = messages.remove(&s) {
-                        freed += held(&m);
-                    }
+                    messages.remove(&s);
                 }
-                self.resident -= freed;
             }
             Record::RouterDeclared {
                 namespace,

@@ -1,0 +1,118 @@
+//! Putting recovered messages back (the broker's recovery drives this).
+//!
+//! Replay parks each message in the slab as its record is read, indexed
+//! nowhere: later records may remove it or change its delivery count, and
+//! copies written by compaction may come after younger messages. Once
+//! replay ends, the survivors are placed in sequence order under the
+//! queue's final settings. Parking in the queue itself, rather than in a
+//! map of its own, keeps recovery's memory at what the queue will hold.
+
+use std::sync::Arc;
+
+use crate::clock::Timestamp;
+use crate::message::Message;
+use crate::store::Location;
+
+use super::{DedupWindow, Effects, Entry, QueueConfig, QueueCore, ReadyIndex, State};
+
+impl QueueCore {
+    /// Replaces the settings while messages are parked (nothing is placed
+    /// yet, so the indexes can be built anew for them).
+    pub fn restore_config(&mut self, config: QueueConfig) {
+        self.ready = ReadyIndex::new(config.fifo, config.max_priority);
+        self.dedup = config.dedup.clone().map(DedupWindow::new);
+        self.consumers.single_active = config.single_active_consumer;
+        self.config = config;
+    }
+
+    /// Parks a recovered message; returns its slot. With `evicted_size`,
+    /// `msg` is a body-less stand-in that keeps the priority, TTL, delay
+    /// and group (the body stays in the store), and this is its real size.
+    pub fn restore_park(
+        &mut self,
+        seq: u64,
+        enqueued_at: Timestamp,
+        msg: Arc<Message>,
+        deliveries: u32,
+        loc: Option<Location>,
+        evicted_size: Option<u64>,
+    ) -> usize {
+        self.next_seq = self.next_seq.max(seq + 1);
+        let (size, evicted) = match evicted_size {
+            Some(size) => (size, true),
+            None => (msg.size(), false),
+        };
+        self.stats.bytes += size;
+        if !evicted {
+            self.stats.resident_bytes += size;
+        }
+        self.slots.insert(Entry {
+            seq,
+            msg,
+            evicted,
+            size,
+            group: None,
+            state: State::Delayed(Timestamp::MAX),
+            deliveries,
+            priority: 0,
+            enqueued_at,
+            expires_at: None,
+            first_delivered_at: None,
+            leased_at: Timestamp(0),
+            loc,
+        })
+    }
+
+    /// A later record about a parked message: its delivery count, and (for
+    /// a copy written by compaction) its new location.
+    pub fn restore_update(&mut self, key: usize, deliveries: u32, loc: Option<Location>) {
+        if let Some(e) = self.slots.get_mut(key) {
+            e.deliveries = deliveries;
+            if loc.is_some() {
+                e.loc = loc;
+            }
+        }
+    }
+
+    /// Drops a parked message (it was removed later in the journal).
+    /// Returns the bytes of body it held in memory.
+    pub fn restore_forget(&mut self, key: usize) -> u64 {
+        let Some(e) = self.slots.try_remove(key) else {
+            return 0;
+        };
+        self.stats.bytes -= e.size;
+        if e.evicted {
+            0
+        } else {
+            self.stats.resident_bytes -= e.size;
+            e.size
+        }
+    }
+
+    /// Places a parked message in the queue under its final settings
+    /// (call in sequence order).
+    pub fn restore_place(&mut self, key: usize, now: Timestamp, fx: &mut Effects) {
+        let Some(e) = self.slots.get(key) else {
+            return;
+        };
+        let (priority, expires_at, visible_at) = self.timing(&e.msg, e.enqueued_at);
+        let stand_in = Arc::clone(&self.stand_in);
+        let e = &mut self.slots[key];
+        e.priority = priority;
+        e.expires_at = expires_at;
+        e.state = State::Delayed(visible_at);
+        if e.evicted {
+            // The group stays on the entry; the shared stand-in replaces
+            // the recovery's own.
+            e.group = e.msg.group_id.as_deref().map(Arc::from);
+            e.msg = stand_in;
+        }
+        self.schedule_new(key, now, fx);
+    }
+
+    /// The store locations of every message (the store counts what is
+    /// live in each of its files).
+    pub fn locations(&self) -> impl Iterator<Item = Location> + '_ {
+        self.slots.iter().filter_map(|(_, e)| e.loc)
+    }
+}
