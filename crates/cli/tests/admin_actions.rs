@@ -299,4 +299,6 @@ async fn routers_bindings_connections_and_definitions() {
     assert_eq!(status, 200);
     let (status, _) = api(admin, "GET", "/api/routers/%2F/shop", None).await;
     assert_eq!(status, 404);
+    let (status, body) = api(admin, "GET", "/api/no/such/thing", None).await;
+    assert_eq!((status, &body["error"]), (404, &json!("not found")));
 }

@@ -5,9 +5,11 @@
 //! - `auth.rs`: HTTP basic authentication against the user store.
 //! - `api/`: the API's endpoints.
 //! - `rates.rs`: message rates, sampled on the upkeep tick.
+//! - `console.rs`: the web console's files, served at `/`.
 
 mod api;
 mod auth;
+mod console;
 pub mod rates;
 
 use std::sync::Arc;
@@ -45,6 +47,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .merge(api)
+        .merge(console::routes())
         .with_state(state)
 }
 

@@ -78,6 +78,12 @@ pub fn routes() -> Router<AdminState> {
             "/api/definitions",
             get(definitions::export).post(definitions::import),
         )
+        // Anything else under /api/ is a JSON 404 like every other error.
+        .route("/api/{*rest}", axum::routing::any(unknown))
+}
+
+async fn unknown(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {}", uri.path()))
 }
 
 /// A JSON error: `{"error": <status text>, "reason": <what happened>}`.
