@@ -6,7 +6,9 @@ import signal
 import subprocess
 import tempfile
 
-LISTENERS = ("admin", "aws", "amqp")
+# Each is set on the command line: the defaults would take fixed ports, and
+# the TLS ones turn on by themselves once a certificate is configured.
+LISTENERS = ("admin", "aws", "amqp", "admin-tls", "aws-tls", "amqps")
 
 
 @contextlib.contextmanager

@@ -225,6 +225,16 @@ impl UserStore {
         Ok(user)
     }
 
+    /// The user a verified client certificate names (mutual TLS; the
+    /// certificate stands in for the password). Loopback-only users stay so.
+    pub fn certified(&self, name: &str, peer: IpAddr) -> Result<&User, AuthError> {
+        let user = self.user(name).ok_or(AuthError::Refused)?;
+        if user.loopback_only && !peer.is_loopback() {
+            return Err(AuthError::LoopbackOnly(name.to_owned()));
+        }
+        Ok(user)
+    }
+
     /// Every user, in configuration order.
     pub fn users(&self) -> &[User] {
         &self.users
@@ -275,6 +285,20 @@ mod tests {
         );
         assert_eq!(
             s.authenticate("nobody", "guest", LOCAL).unwrap_err(),
+            AuthError::Refused
+        );
+    }
+
+    #[test]
+    fn a_certificate_names_a_known_user_and_keeps_loopback_rules() {
+        let s = UserStore::default();
+        assert!(s.certified("guest", LOCAL).is_ok());
+        assert_eq!(
+            s.certified("guest", REMOTE).unwrap_err(),
+            AuthError::LoopbackOnly("guest".into())
+        );
+        assert_eq!(
+            s.certified("nobody", LOCAL).unwrap_err(),
             AuthError::Refused
         );
     }

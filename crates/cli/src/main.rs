@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the broker.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Load a broker (ferry or another) and report throughput, latency and
     /// any lost or duplicated messages.
     Bench(bench::BenchArgs),
@@ -89,7 +89,7 @@ fn hash_password(password: Option<String>) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Bench(args) => bench::run(args),
         Command::HashPassword { password } => hash_password(password),
         Command::Status(target) => admin::status(target),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use ferry_server::config::{self, Fsync};
-use ferry_server::{FileConfig, Listen, Server, ServerConfig};
+use ferry_server::{ClientCerts, FileConfig, Listen, Server, ServerConfig, TlsSettings};
 use ferry_storage::JournalConfig;
 use tracing_subscriber::EnvFilter;
 
@@ -36,6 +36,42 @@ pub struct ServeArgs {
     /// a free port, `off` disables it (config key: amqp-listen).
     #[arg(long, value_name = "HOST:PORT|off")]
     amqp_listen: Option<Listen>,
+
+    /// AMQP over TLS (AMQPS) [default: 127.0.0.1:5671 once --tls-cert is
+    /// given, else off] (config key: amqps-listen).
+    #[arg(long, value_name = "HOST:PORT|off")]
+    amqps_listen: Option<Listen>,
+
+    /// The AWS APIs over HTTPS [default: 127.0.0.1:9325 once --tls-cert is
+    /// given, else off] (config key: aws-tls-listen).
+    #[arg(long, value_name = "HOST:PORT|off")]
+    aws_tls_listen: Option<Listen>,
+
+    /// The admin API and console over HTTPS [default: 127.0.0.1:15671 once
+    /// --tls-cert is given, else off] (config key: admin-tls-listen).
+    #[arg(long, value_name = "HOST:PORT|off")]
+    admin_tls_listen: Option<Listen>,
+
+    /// The server's TLS certificate chain, PEM, leaf first; read again on
+    /// SIGHUP (config key: tls-cert).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert, PEM (config key: tls-key).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// CA certificates (PEM) that client certificates must chain to; turns
+    /// on mutual TLS (config key: tls-client-ca).
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// Client certificates: `none`, `optional` (verified if shown; AMQP
+    /// clients may then log in with SASL EXTERNAL as the certificate's
+    /// common name) or `required` [default: optional with --tls-client-ca,
+    /// else none] (config key: tls-client-certs).
+    #[arg(long, value_name = "none|optional|required")]
+    tls_client_certs: Option<ClientCerts>,
 
     /// The region in queue ARNs [default: us-east-1] (config key: aws-region).
     #[arg(long, value_name = "REGION")]
@@ -124,9 +160,40 @@ fn credentials(
     Ok(c)
 }
 
+/// The TLS settings, if a certificate is configured.
+fn tls_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<TlsSettings>> {
+    let cert = args.tls_cert.clone().or(file.tls_cert.clone());
+    let key = args.tls_key.clone().or(file.tls_key.clone());
+    let client_ca = args.tls_client_ca.clone().or(file.tls_client_ca.clone());
+    let client_certs = match (args.tls_client_certs, &file.tls_client_certs) {
+        (Some(c), _) => Some(c),
+        (None, Some(text)) => Some(
+            text.parse()
+                .map_err(|e: String| anyhow::anyhow!("tls-client-certs: {e}"))?,
+        ),
+        (None, None) => None,
+    };
+    let client_certs = client_certs.unwrap_or(if client_ca.is_some() {
+        ClientCerts::Optional
+    } else {
+        ClientCerts::None
+    });
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsSettings {
+            cert,
+            key,
+            client_ca,
+            client_certs,
+        })),
+        (None, None) if client_ca.is_none() => Ok(None),
+        _ => anyhow::bail!("TLS needs both --tls-cert and --tls-key"),
+    }
+}
+
 /// Flags over file over defaults.
 fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Option<String>)> {
     let defaults = ServerConfig::default();
+    let tls = tls_settings(args, &file)?;
     let journal = JournalConfig {
         segment_size: args
             .segment_size
@@ -159,7 +226,22 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
                 .or(file.aws_secret_access_key),
         )?,
     };
+    // With a certificate, the TLS listeners are on unless turned off.
+    let tls_default = |on: Listen| if tls.is_some() { on } else { Listen::Off };
     let config = ServerConfig {
+        amqps_listen: args
+            .amqps_listen
+            .or(file.amqps_listen)
+            .unwrap_or(tls_default(config::DEFAULT_AMQPS_LISTEN)),
+        aws_tls_listen: args
+            .aws_tls_listen
+            .or(file.aws_tls_listen)
+            .unwrap_or(tls_default(config::DEFAULT_AWS_TLS_LISTEN)),
+        admin_tls_listen: args
+            .admin_tls_listen
+            .or(file.admin_tls_listen)
+            .unwrap_or(tls_default(config::DEFAULT_ADMIN_TLS_LISTEN)),
+        tls,
         metrics_per_queue: args
             .metrics_per_queue
             .or(file.metrics_per_queue)
@@ -249,10 +331,21 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "ferry is up");
-    let signal = signals.next().await;
+    let signal = loop {
+        match signals.next().await {
+            "SIGHUP" => match server.reload_tls() {
+                Ok(true) => tracing::info!("TLS certificate and key reloaded"),
+                Ok(false) => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS reload failed; the old certificate stays in use")
+                }
+            },
+            stop => break stop,
+        }
+    };
     tracing::info!(signal, "shutting down; a second signal stops at once");
     tokio::spawn(async move {
-        signals.next().await;
+        while signals.next().await == "SIGHUP" {}
         eprintln!("ferry: second signal, exiting now");
         std::process::exit(1);
     });
@@ -260,10 +353,12 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM and SIGINT, installed once for the life of the process.
+/// SIGTERM and SIGINT (stop), SIGHUP (reload TLS), installed once for the
+/// life of the process.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -272,14 +367,16 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing SIGHUP handler")?,
         })
     }
 
-    /// Waits for the next SIGTERM or SIGINT; returns its name.
+    /// Waits for the next signal; returns its name.
     async fn next(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
         }
     }
 }
@@ -295,6 +392,13 @@ mod tests {
             admin_listen: admin.map(|a| a.parse().expect("listen")),
             aws_listen: None,
             amqp_listen: None,
+            amqps_listen: None,
+            aws_tls_listen: None,
+            admin_tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_client_certs: None,
             aws_region: None,
             aws_account_id: None,
             aws_access_key_id: None,
@@ -308,6 +412,38 @@ mod tests {
             memory_high_watermark: None,
             metrics_per_queue: None,
         }
+    }
+
+    #[test]
+    fn tls_listeners_turn_on_with_a_certificate() {
+        let (plain, _) = merge(&args(None), FileConfig::default()).expect("merge");
+        assert_eq!(plain.amqps_listen, Listen::Off);
+        assert!(plain.tls.is_none());
+        let file = FileConfig {
+            tls_cert: Some("/c.pem".into()),
+            tls_key: Some("/k.pem".into()),
+            aws_tls_listen: Some(Listen::Off),
+            ..FileConfig::default()
+        };
+        let (c, _) = merge(&args(None), file).expect("merge");
+        assert_eq!(c.amqps_listen, config::DEFAULT_AMQPS_LISTEN);
+        assert_eq!(c.admin_tls_listen, config::DEFAULT_ADMIN_TLS_LISTEN);
+        assert_eq!(c.aws_tls_listen, Listen::Off, "unless turned off");
+        let tls = c.tls.expect("tls");
+        assert_eq!(tls.client_certs, ClientCerts::None);
+        let half = FileConfig {
+            tls_cert: Some("/c.pem".into()),
+            ..FileConfig::default()
+        };
+        assert!(merge(&args(None), half).is_err(), "a certificate needs its key");
+        let mutual = FileConfig {
+            tls_cert: Some("/c.pem".into()),
+            tls_key: Some("/k.pem".into()),
+            tls_client_ca: Some("/ca.pem".into()),
+            ..FileConfig::default()
+        };
+        let (c, _) = merge(&args(None), mutual).expect("merge");
+        assert_eq!(c.tls.map(|t| t.client_certs), Some(ClientCerts::Optional));
     }
 
     #[test]
@@ -330,8 +466,7 @@ mod tests {
             memory_high_watermark: Some(1 << 30),
             metrics_per_queue: Some(false),
             vhosts: Some(vec!["staging".into()]),
-            users: Vec::new(),
-            permissions: Vec::new(),
+            ..FileConfig::default()
         };
         let (c, level) = merge(&args(Some("127.0.0.1:0")), file).expect("merge");
         assert_eq!(

@@ -1,6 +1,6 @@
-//! The AMQP listener: accepts connections and gives each its own task.
-//! On shutdown it stops accepting, lets each connection tell its client
-//! (connection.close 320) and waits for them to end.
+//! The AMQP listeners (plain and TLS): accept connections and give each its
+//! own task. On shutdown they stop accepting, let each connection tell its
+//! client (connection.close 320) and wait for them to end.
 
 use std::sync::Arc;
 
@@ -9,10 +9,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::tls::{Flavour, Tls, certified_user};
+use crate::tls_listener::HANDSHAKE_TIMEOUT;
+
+/// Serves AMQP on `listener`; over TLS (AMQPS) when `tls` is given.
 pub fn serve(
     tasks: &mut JoinSet<()>,
     listener: TcpListener,
     amqp: Arc<Amqp>,
+    tls: Option<Arc<Tls>>,
     mut stopped: watch::Receiver<bool>,
 ) {
     tasks.spawn(async move {
@@ -23,7 +28,27 @@ pub fn serve(
                     Ok((stream, peer)) => {
                         // Frames are batched per turn already; don't let Nagle hold them.
                         let _ = stream.set_nodelay(true);
-                        connections.spawn(Arc::clone(&amqp).serve(stream, peer, stopped.clone()));
+                        let amqp = Arc::clone(&amqp);
+                        let stop = stopped.clone();
+                        match &tls {
+                            None => {
+                                connections.spawn(amqp.serve(stream, peer, None, stop));
+                            }
+                            Some(tls) => {
+                                let acceptor = tls.acceptor(Flavour::Amqp);
+                                connections.spawn(async move {
+                                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                                    match handshake {
+                                        Ok(Ok(tls_stream)) => {
+                                            let certified = certified_user(tls_stream.get_ref().1);
+                                            amqp.serve(tls_stream, peer, certified, stop).await;
+                                        }
+                                        Ok(Err(e)) => tracing::info!(%peer, error = %e, "AMQPS handshake failed"),
+                                        Err(_) => tracing::info!(%peer, "AMQPS handshake timed out"),
+                                    }
+                                });
+                            }
+                        }
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.

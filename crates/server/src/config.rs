@@ -91,6 +91,16 @@ pub struct FileConfig {
     pub admin_listen: Option<Listen>,
     pub aws_listen: Option<Listen>,
     pub amqp_listen: Option<Listen>,
+    pub amqps_listen: Option<Listen>,
+    pub aws_tls_listen: Option<Listen>,
+    pub admin_tls_listen: Option<Listen>,
+    /// The server's certificate chain and key (PEM files).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates client certificates must chain to (mutual TLS).
+    pub tls_client_ca: Option<PathBuf>,
+    /// `none`, `optional` or `required`.
+    pub tls_client_certs: Option<String>,
     pub aws_region: Option<String>,
     pub aws_account_id: Option<String>,
     pub aws_access_key_id: Option<String>,
@@ -135,6 +145,21 @@ pub const DEFAULT_AMQP_LISTEN: Listen = Listen::At(SocketAddr::new(
     5672,
 ));
 
+/// The TLS listeners' defaults once a certificate is configured
+/// (RabbitMQ's ports for AMQPS and management over TLS).
+pub const DEFAULT_AMQPS_LISTEN: Listen = Listen::At(SocketAddr::new(
+    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+    5671,
+));
+pub const DEFAULT_ADMIN_TLS_LISTEN: Listen = Listen::At(SocketAddr::new(
+    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+    15671,
+));
+pub const DEFAULT_AWS_TLS_LISTEN: Listen = Listen::At(SocketAddr::new(
+    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+    9325,
+));
+
 pub const DEFAULT_FSYNC_INTERVAL_MS: u64 = 100;
 pub const DEFAULT_AWS_LISTEN: Listen = Listen::At(SocketAddr::new(
     std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -151,6 +176,11 @@ pub struct ServerConfig {
     pub sqs: ferry_sqs::SqsConfig,
     /// AMQP 0-9-1.
     pub amqp_listen: Listen,
+    /// The same three over TLS (off unless a certificate is configured).
+    pub amqps_listen: Listen,
+    pub aws_tls_listen: Listen,
+    pub admin_tls_listen: Listen,
+    pub tls: Option<crate::TlsSettings>,
     pub amqp: ferry_amqp::AmqpConfig,
     /// Who may log in, and what they may do (AMQP now; the other protocols
     /// as they take users).
@@ -175,6 +205,10 @@ impl Default for ServerConfig {
             aws_listen: DEFAULT_AWS_LISTEN,
             sqs: ferry_sqs::SqsConfig::default(),
             amqp_listen: DEFAULT_AMQP_LISTEN,
+            amqps_listen: Listen::Off,
+            aws_tls_listen: Listen::Off,
+            admin_tls_listen: Listen::Off,
+            tls: None,
             amqp: ferry_amqp::AmqpConfig::default(),
             users: ferry_auth::UserStore::default(),
             journal: JournalConfig::default(),

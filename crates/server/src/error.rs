@@ -21,4 +21,6 @@ pub enum ServerError {
     Storage(#[from] ferry_core::store::StoreError),
     #[error("recovery was interrupted")]
     RecoveryAborted,
+    #[error("TLS: {0}")]
+    Tls(String),
 }

@@ -12,9 +12,12 @@ mod data_dir;
 mod error;
 pub mod memory;
 pub mod metrics;
+mod tls;
+mod tls_listener;
 
 pub use config::{FileConfig, Listen, ServerConfig};
 pub use error::ServerError;
+pub use tls::{ClientCerts, TlsSettings};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,11 +27,14 @@ use ferry_core::Broker;
 use ferry_core::clock::SystemClock;
 use ferry_core::ids::RandomIds;
 use ferry_storage::Journal;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
 
 use data_dir::DataDir;
+use tls::Tls;
+use tls_listener::TlsListener;
 
 /// How long shutdown waits for in-flight work before closing connections.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -44,6 +50,7 @@ pub struct Server {
     compaction: tokio::task::JoinHandle<()>,
     memory: tokio::task::JoinHandle<()>,
     upkeep: tokio::task::JoinHandle<()>,
+    tls: Option<Arc<Tls>>,
     _data_dir: DataDir,
 }
 
@@ -52,6 +59,21 @@ impl Server {
     /// recovers the broker, and starts serving.
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         let data_dir = DataDir::open(&config.data_dir)?;
+        let tls = match &config.tls {
+            Some(settings) => Some(Arc::new(Tls::load(settings.clone())?)),
+            None => None,
+        };
+        // A TLS listener with no certificate is a mistake to report, not to skip.
+        let tls_for = |protocol: &'static str, listen: Listen| match (listen, &tls) {
+            (Listen::Off, _) => Ok(None),
+            (Listen::At(addr), Some(t)) => Ok(Some((addr, Arc::clone(t)))),
+            (Listen::At(_), None) => Err(ServerError::Tls(format!(
+                "the {protocol} listener needs a certificate and key (tls-cert, tls-key)"
+            ))),
+        };
+        let admin_tls = tls_for("admin-tls", config.admin_tls_listen)?;
+        let aws_tls = tls_for("aws-tls", config.aws_tls_listen)?;
+        let amqps = tls_for("amqps", config.amqps_listen)?;
         let ready = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -65,19 +87,25 @@ impl Server {
             config.memory_budget,
             config.memory_high_watermark,
         ));
+        let app = admin::router(admin::AdminState {
+            ready: Arc::clone(&ready),
+            metrics: Arc::clone(&exporter),
+            broker: Arc::clone(&admin_broker),
+            users: Arc::new(config.users.clone()),
+            started: std::time::Instant::now(),
+            amqp: Arc::clone(&admin_amqp),
+            rates: Arc::clone(&rates),
+        });
         if let Listen::At(addr) = config.admin_listen {
             let listener = bind("admin", addr).await?;
             listening.push(("admin", local_addr("admin", &listener, addr)?));
-            let app = admin::router(admin::AdminState {
-                ready: Arc::clone(&ready),
-                metrics: Arc::clone(&exporter),
-                broker: Arc::clone(&admin_broker),
-                users: Arc::new(config.users.clone()),
-                started: std::time::Instant::now(),
-                amqp: Arc::clone(&admin_amqp),
-                rates: Arc::clone(&rates),
-            });
-            serve_http(&mut tasks, "admin", listener, app, stopped.clone());
+            serve_http(&mut tasks, "admin", listener, app.clone(), stopped.clone());
+        }
+        if let Some((addr, tls)) = admin_tls {
+            let listener = bind("admin-tls", addr).await?;
+            listening.push(("admin-tls", local_addr("admin-tls", &listener, addr)?));
+            let listener = tls_listener(listener, tls, addr)?;
+            serve_http(&mut tasks, "admin-tls", listener, app, stopped.clone());
         }
 
         // The AWS listener binds now (a taken port fails the start at
@@ -90,6 +118,14 @@ impl Server {
             }
             Listen::Off => None,
         };
+        let aws_tls_listener = match aws_tls {
+            Some((addr, tls)) => {
+                let l = bind("aws-tls", addr).await?;
+                listening.push(("aws-tls", local_addr("aws-tls", &l, addr)?));
+                Some((l, tls, addr))
+            }
+            None => None,
+        };
         let amqp_listener = match config.amqp_listen {
             Listen::At(addr) => {
                 let l = bind("amqp", addr).await?;
@@ -97,6 +133,14 @@ impl Server {
                 Some(l)
             }
             Listen::Off => None,
+        };
+        let amqps_listener = match amqps {
+            Some((addr, tls)) => {
+                let l = bind("amqps", addr).await?;
+                listening.push(("amqps", local_addr("amqps", &l, addr)?));
+                Some((l, tls))
+            }
+            None => None,
         };
         let sqs_config = config.sqs.clone();
         let amqp_config = config.amqp.clone();
@@ -125,14 +169,29 @@ impl Server {
             memory_budget,
             config.memory_high_watermark,
         );
+        let sqs = ferry_sqs::router(ferry_sqs::Sqs::new(Arc::clone(&broker), sqs_config));
         if let Some(listener) = aws_listener {
-            let app = ferry_sqs::router(ferry_sqs::Sqs::new(Arc::clone(&broker), sqs_config));
-            serve_http(&mut tasks, "aws", listener, app, stopped.clone());
+            serve_http(&mut tasks, "aws", listener, sqs.clone(), stopped.clone());
         }
-        if let Some(listener) = amqp_listener {
+        if let Some((listener, tls, addr)) = aws_tls_listener {
+            let listener = tls_listener(listener, tls, addr)?;
+            serve_http(&mut tasks, "aws-tls", listener, sqs, stopped.clone());
+        }
+        if amqp_listener.is_some() || amqps_listener.is_some() {
             let protocol = ferry_amqp::Amqp::new(Arc::clone(&broker), amqp_config, users)?;
             let _ = admin_amqp.set(Arc::clone(&protocol));
-            amqp::serve(&mut tasks, listener, protocol, stopped.clone());
+            if let Some(listener) = amqp_listener {
+                amqp::serve(
+                    &mut tasks,
+                    listener,
+                    Arc::clone(&protocol),
+                    None,
+                    stopped.clone(),
+                );
+            }
+            if let Some((listener, tls)) = amqps_listener {
+                amqp::serve(&mut tasks, listener, protocol, Some(tls), stopped.clone());
+            }
         }
         // The default namespace and the configured vhosts exist whichever
         // listeners are on (the admin API declares queues in them).
@@ -166,8 +225,18 @@ impl Server {
             compaction,
             memory,
             upkeep,
+            tls,
             _data_dir: data_dir,
         })
+    }
+
+    /// Reads the TLS certificate and key again (SIGHUP): new connections
+    /// get the new ones, open connections keep theirs. False if TLS is off.
+    pub fn reload_tls(&self) -> Result<bool, ServerError> {
+        match &self.tls {
+            Some(t) => t.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// The listeners that are up: (protocol, address), in start order.
@@ -205,13 +274,16 @@ impl Server {
 
 /// Serves `app` on `listener` until `stopped` turns true, then lets
 /// in-flight requests finish (graceful shutdown).
-fn serve_http(
+fn serve_http<L>(
     tasks: &mut JoinSet<()>,
     protocol: &'static str,
-    listener: TcpListener,
+    listener: L,
     app: axum::Router,
     mut stopped: watch::Receiver<bool>,
-) {
+) where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    for<'a> SocketAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
     tasks.spawn(async move {
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -225,6 +297,29 @@ fn serve_http(
             tracing::error!(error = %e, protocol, "listener failed");
         }
     });
+}
+
+/// A TLS listener whose connections are tapped to turn Nagle off, as on
+/// the plain listeners; tapping also gives handlers the client's address
+/// (axum provides ConnectInfo for tapped listeners of any kind).
+type TappedTls = axum::serve::TapIo<TlsListener, fn(&mut TlsStream<TcpStream>)>;
+
+fn no_delay(tls: &mut TlsStream<TcpStream>) {
+    let _ = tls.get_ref().0.set_nodelay(true);
+}
+
+fn tls_listener(
+    listener: TcpListener,
+    tls: Arc<Tls>,
+    addr: SocketAddr,
+) -> Result<TappedTls, ServerError> {
+    use axum::serve::ListenerExt;
+    let listener = TlsListener::new(listener, tls).map_err(|source| ServerError::Bind {
+        protocol: "tls",
+        addr,
+        source,
+    })?;
+    Ok(listener.tap_io(no_delay as fn(&mut TlsStream<TcpStream>)))
 }
 
 async fn bind(protocol: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {

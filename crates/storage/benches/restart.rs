@@ -4,7 +4,10 @@
 //! Environment: FERRY_BENCH_MESSAGES (default 1000000), FERRY_BENCH_BODY
 //! (bytes, default 16), FERRY_BENCH_DIR (default: the system temp dir),
 //! FERRY_BENCH_BUDGET (bytes: fill and restart under this memory budget,
-//! evicting as the server does; default: no eviction).
+//! evicting as the server does; default: no eviction), FERRY_BENCH_JOURNAL
+//! (a directory: filled and kept if it does not exist, else only restarted
+//! from, so a second run measures a restart in a fresh process, as a real
+//! broker restart is).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,11 +89,19 @@ fn main() {
         .ok()
         .and_then(|v| v.parse::<u64>().ok());
     let start_rss = rss_mib();
-    let dir: PathBuf = std::env::var_os("FERRY_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("ferry-restart-{}", std::process::id()));
-    {
+    let kept = std::env::var_os("FERRY_BENCH_JOURNAL").map(PathBuf::from);
+    let dir: PathBuf = kept.clone().unwrap_or_else(|| {
+        std::env::var_os("FERRY_BENCH_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(format!("ferry-restart-{}", std::process::id()))
+    });
+    if dir.exists() {
+        println!(
+            "restarting from {} (filled by an earlier run)",
+            dir.display()
+        );
+    } else {
         // Filling is not what is measured: no fsync per batch.
         let (b, j) = open(&dir, FsyncPolicy::Never);
         b.create_namespace("bench");
@@ -149,5 +160,7 @@ fn main() {
     );
     drop(b);
     j.close();
-    let _ = std::fs::remove_dir_all(&dir);
+    if kept.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

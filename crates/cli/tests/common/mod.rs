@@ -10,7 +10,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const LISTENERS: [&str; 3] = ["admin", "aws", "amqp"];
+/// Every listener, each set on the command line (a test's own choice, or
+/// off): the defaults would take fixed ports, and TLS ones turn on by
+/// themselves once a certificate is configured.
+const LISTENERS: [&str; 6] = ["admin", "aws", "amqp", "admin-tls", "aws-tls", "amqps"];
 
 pub struct Ferry {
     pub child: Child,

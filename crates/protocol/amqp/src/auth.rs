@@ -1,6 +1,8 @@
-//! SASL for connection.start-ok (PLAIN and AMQPLAIN) against the broker's
-//! user store, and the permission checks of each method (RabbitMQ's
-//! configure / write / read rules).
+//! SASL for connection.start-ok against the broker's user store (PLAIN
+//! and AMQPLAIN; EXTERNAL on TLS connections whose client certificate was
+//! verified: the certificate names the user, as RabbitMQ's
+//! rabbitmq_auth_mechanism_ssl does), and the permission checks of each
+//! method (RabbitMQ's configure / write / read rules).
 
 use std::net::IpAddr;
 
@@ -13,13 +15,17 @@ use crate::values::as_text;
 
 /// The mechanisms offered in connection.start, in order of preference.
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
+/// The same when the client presented a verified certificate.
+pub const MECHANISMS_WITH_CERTIFICATE: &str = "EXTERNAL PLAIN AMQPLAIN";
 
 /// Checks a start-ok response against the user store; returns the user.
+/// `certified`: the user name a verified client certificate carries.
 pub fn authenticate(
     users: &UserStore,
     mechanism: &str,
     response: &[u8],
     peer: IpAddr,
+    certified: Option<&str>,
 ) -> Result<User, Failure> {
     let refused = || {
         Failure::connection(
@@ -30,27 +36,43 @@ pub fn authenticate(
             ),
         )
     };
-    let (name, password) = match mechanism {
-        "PLAIN" => parse_plain(response),
-        "AMQPLAIN" => parse_amqplain(response),
-        other => {
+    let offered = if certified.is_some() {
+        MECHANISMS_WITH_CERTIFICATE
+    } else {
+        MECHANISMS
+    };
+    let checked = match (mechanism, certified) {
+        ("EXTERNAL", Some(name)) => users
+            .certified(name, peer)
+            .map_err(|e| (name.to_owned(), e)),
+        ("PLAIN" | "AMQPLAIN", _) => {
+            let parsed = if mechanism == "PLAIN" {
+                parse_plain(response)
+            } else {
+                parse_amqplain(response)
+            };
+            let (name, password) = parsed.ok_or_else(refused)?;
+            users
+                .authenticate(&name, &password, peer)
+                .map_err(|e| (name, e))
+        }
+        (other, _) => {
             return Err(Failure::connection(
                 ReplyCode::AccessRefused,
-                format!("unsupported authentication mechanism '{other}'; use one of {MECHANISMS}"),
+                format!("unsupported authentication mechanism '{other}'; use one of {offered}"),
             ));
         }
-    }
-    .ok_or_else(refused)?;
-    match users.authenticate(&name, &password, peer) {
+    };
+    match checked {
         Ok(u) => Ok(u.clone()),
-        Err(AuthError::LoopbackOnly(name)) => {
+        Err((_, AuthError::LoopbackOnly(name))) => {
             tracing::warn!(user = %name, %peer, "user may only connect from loopback");
             Err(Failure::connection(
                 ReplyCode::AccessRefused,
                 format!("user '{name}' can only connect via localhost"),
             ))
         }
-        Err(e) => {
+        Err((name, e)) => {
             tracing::info!(user = %name, %peer, error = %e, "login refused");
             Err(refused())
         }
@@ -123,9 +145,9 @@ mod tests {
     #[test]
     fn guest_logs_in_from_loopback_only() {
         let users = UserStore::default();
-        let u = authenticate(&users, "PLAIN", b"\0guest\0guest", LOCAL).unwrap();
+        let u = authenticate(&users, "PLAIN", b"\0guest\0guest", LOCAL, None).unwrap();
         assert_eq!(u.name, "guest");
-        let f = authenticate(&users, "PLAIN", b"\0guest\0guest", REMOTE).unwrap_err();
+        let f = authenticate(&users, "PLAIN", b"\0guest\0guest", REMOTE, None).unwrap_err();
         assert_eq!(f.code, ReplyCode::AccessRefused);
     }
 
@@ -139,8 +161,19 @@ mod tests {
             ("AMQPLAIN", b"\x05LOGIN"),
             ("EXTERNAL", b""),
         ] {
-            let f = authenticate(&users, mech, resp, LOCAL).unwrap_err();
+            let f = authenticate(&users, mech, resp, LOCAL, None).unwrap_err();
             assert_eq!(f.code, ReplyCode::AccessRefused, "{mech} {resp:?}");
+        }
+    }
+
+    #[test]
+    fn external_takes_the_certificates_user_without_a_password() {
+        let users = UserStore::default();
+        let u = authenticate(&users, "EXTERNAL", b"", LOCAL, Some("guest")).unwrap();
+        assert_eq!(u.name, "guest");
+        for (peer, name) in [(LOCAL, "nobody"), (REMOTE, "guest")] {
+            let f = authenticate(&users, "EXTERNAL", b"", peer, Some(name)).unwrap_err();
+            assert_eq!(f.code, ReplyCode::AccessRefused, "{name} from {peer}");
         }
     }
 
@@ -155,7 +188,7 @@ mod tests {
             r.extend_from_slice(&(v.len() as u32).to_be_bytes());
             r.extend_from_slice(v.as_bytes());
         }
-        let u = authenticate(&UserStore::default(), "AMQPLAIN", &r, LOCAL).unwrap();
+        let u = authenticate(&UserStore::default(), "AMQPLAIN", &r, LOCAL, None).unwrap();
         assert_eq!(u.name, "guest");
     }
 }

@@ -130,12 +130,19 @@ impl Amqp {
 
     /// Serves one client connection until it closes, fails, or `stop`
     /// turns true (then the client is told the broker is shutting down).
-    pub async fn serve<S>(self: Arc<Self>, stream: S, peer: SocketAddr, stop: watch::Receiver<bool>)
-    where
+    /// `certified`: the user a verified TLS client certificate names (the
+    /// client may then log in with SASL EXTERNAL).
+    pub async fn serve<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        certified: Option<String>,
+        stop: watch::Receiver<bool>,
+    ) where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        connection::run(self, id, stream, peer, stop).await;
+        connection::run(self, id, stream, peer, certified, stop).await;
     }
 }
 

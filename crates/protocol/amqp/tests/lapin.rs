@@ -35,7 +35,7 @@ async fn ferry_with(config: AmqpConfig, users: UserStore) -> Ferry {
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         while let Ok((stream, peer)) = listener.accept().await {
-            tokio::spawn(Arc::clone(&amqp).serve(stream, peer, stopped.clone()));
+            tokio::spawn(Arc::clone(&amqp).serve(stream, peer, None, stopped.clone()));
         }
     });
     Ferry {

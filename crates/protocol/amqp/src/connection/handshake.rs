@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::next_frame;
 use crate::Amqp;
-use crate::auth::MECHANISMS;
+use crate::auth::{MECHANISMS, MECHANISMS_WITH_CERTIFICATE};
 use crate::codec::{FRAME_MIN_SIZE, Incoming, Output, PROTOCOL_HEADER};
 use crate::error::{Failure, ReplyCode};
 use crate::values::{long, short};
@@ -55,6 +55,7 @@ impl fmt::Display for End {
 pub async fn handshake<R, W>(
     amqp: &Amqp,
     peer: SocketAddr,
+    certified: Option<&str>,
     reader: &mut R,
     writer: &mut W,
     inbuf: &mut BytesMut,
@@ -84,7 +85,15 @@ where
             version_major: 0,
             version_minor: 9,
             server_properties: server_properties(),
-            mechanisms: LongString::from(MECHANISMS.as_bytes().to_vec()),
+            mechanisms: LongString::from(
+                if certified.is_some() {
+                    MECHANISMS_WITH_CERTIFICATE
+                } else {
+                    MECHANISMS
+                }
+                .as_bytes()
+                .to_vec(),
+            ),
             locales: LongString::from(b"en_US".to_vec()),
         })),
     );
@@ -99,8 +108,15 @@ where
     let users = amqp.users.clone();
     let mechanism = start_ok.mechanism.as_str().to_owned();
     let response = start_ok.response.as_bytes().to_vec();
+    let certified = certified.map(str::to_owned);
     let user = tokio::task::spawn_blocking(move || {
-        crate::auth::authenticate(&users, &mechanism, &response, peer.ip())
+        crate::auth::authenticate(
+            &users,
+            &mechanism,
+            &response,
+            peer.ip(),
+            certified.as_deref(),
+        )
     })
     .await
     .map_err(|_| End::Gone)?

@@ -38,6 +38,7 @@ pub async fn run<S>(
     id: u64,
     stream: S,
     peer: SocketAddr,
+    certified: Option<String>,
     mut stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -48,7 +49,15 @@ pub async fn run<S>(
     let timeout = amqp.config.handshake_timeout;
     let opened = tokio::time::timeout(
         timeout,
-        handshake::handshake(&amqp, peer, &mut reader, &mut writer, &mut inbuf, &mut out),
+        handshake::handshake(
+            &amqp,
+            peer,
+            certified.as_deref(),
+            &mut reader,
+            &mut writer,
+            &mut inbuf,
+            &mut out,
+        ),
     )
     .await;
     let tuned = match opened {
