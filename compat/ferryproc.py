@@ -38,3 +38,18 @@ def ferry(*extra, listen=("aws",), data=None):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, "ferry exits cleanly on SIGTERM"
+
+
+def tls_flags(directory):
+    """A CA (trustme) and a server certificate for localhost signed by it,
+    written under `directory` (the CA as ca.pem); returns (the CA, ferry's
+    TLS flags)."""
+    import trustme  # only the TLS tests need it
+
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost", "127.0.0.1")
+    cert, key, ca_pem = (os.path.join(directory, f) for f in ("cert.pem", "key.pem", "ca.pem"))
+    server.cert_chain_pems[0].write_to_path(cert)
+    server.private_key_pem.write_to_path(key)
+    ca.cert_pem.write_to_path(ca_pem)
+    return ca, ["--tls-cert", cert, "--tls-key", key]

@@ -6,22 +6,16 @@ import ssl
 import pika
 import pytest
 import trustme
-from ferryproc import ferry
+from ferryproc import ferry, tls_flags
 
 
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory):
     """(the CA, ferry's AMQPS address) with client certificates optional."""
-    ca = trustme.CA()
-    server = ca.issue_cert("localhost", "127.0.0.1")
     d = tmp_path_factory.mktemp("tls")
-    server.cert_chain_pems[0].write_to_path(str(d / "cert.pem"))
-    server.private_key_pem.write_to_path(str(d / "key.pem"))
-    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    ca, flags = tls_flags(str(d))
     with ferry(
-        "--tls-cert", str(d / "cert.pem"),
-        "--tls-key", str(d / "key.pem"),
-        "--tls-client-ca", str(d / "ca.pem"),
+        *flags, "--tls-client-ca", str(d / "ca.pem"),
         listen=("amqps",),
     ) as addrs:
         host, port = addrs["amqps"].rsplit(":", 1)

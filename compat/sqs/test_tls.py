@@ -4,21 +4,16 @@ trustme (as it would a real endpoint's)."""
 import boto3
 import botocore.exceptions
 import pytest
-import trustme
-from ferryproc import ferry
+from ferryproc import ferry, tls_flags
 
 
 @pytest.fixture(scope="module")
 def https(tmp_path_factory):
     """(CA bundle path, https endpoint)."""
-    ca = trustme.CA()
-    server = ca.issue_cert("localhost", "127.0.0.1")
     d = tmp_path_factory.mktemp("tls")
-    server.cert_chain_pems[0].write_to_path(str(d / "cert.pem"))
-    server.private_key_pem.write_to_path(str(d / "key.pem"))
-    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    _, flags = tls_flags(str(d))
     with ferry(
-        "--tls-cert", str(d / "cert.pem"), "--tls-key", str(d / "key.pem"),
+        *flags,
         listen=("aws-tls",),
     ) as addrs:
         port = addrs["aws-tls"].rsplit(":", 1)[1]
