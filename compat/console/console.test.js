@@ -74,7 +74,7 @@ before(async () => {
   });
   consoleUrl = process.env.FERRY_CONSOLE_URL || `http://${admin}`;
   apiUrl = process.env.FERRY_API_URL || `http://${admin}`;
-  await until('ferry to be ready', async () => (await fetch(`${apiUrl}/api/health/ready`)).ok);
+  await until('ferry to be ready', async () => (await fetch(`${apiUrl}/api/health/ready`, { signal: AbortSignal.timeout(2000) })).ok);
   browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
 });
 

@@ -435,7 +435,10 @@ mod tests {
             tls_cert: Some("/c.pem".into()),
             ..FileConfig::default()
         };
-        assert!(merge(&args(None), half).is_err(), "a certificate needs its key");
+        assert!(
+            merge(&args(None), half).is_err(),
+            "a certificate needs its key"
+        );
         let mutual = FileConfig {
             tls_cert: Some("/c.pem".into()),
             tls_key: Some("/k.pem".into()),

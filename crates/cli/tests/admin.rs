@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Ferry, http};
+use common::{Ferry, http, http_with};
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use serde_json::Value;
@@ -60,6 +60,42 @@ async fn the_admin_api_shows_and_changes_queues_for_administrators_only() {
             .0,
         401
     );
+    // The console asks for no challenge: the browser must not pop its own
+    // login dialog over the console's.
+    let (status, head, _) = tokio::task::spawn_blocking(move || {
+        http_with(
+            admin,
+            "GET",
+            "/api/overview",
+            wrong,
+            &[("X-Ferry-Console", "1")],
+            None,
+        )
+    })
+    .await
+    .expect("call");
+    assert_eq!(status, 401);
+    assert!(!head.to_lowercase().contains("www-authenticate"), "{head}");
+    // Another site's page cannot make the admin's browser change things.
+    for (headers, want) in [
+        (&[("Origin", "http://evil.example")][..], 403),
+        (&[("Sec-Fetch-Site", "cross-site")][..], 403),
+        (&[("Content-Type", "text/plain")][..], 415),
+    ] {
+        let (status, _, body) = tokio::task::spawn_blocking(move || {
+            http_with(
+                admin,
+                "PUT",
+                "/api/queues/%2F/csrf",
+                GUEST,
+                headers,
+                Some("{}"),
+            )
+        })
+        .await
+        .expect("call");
+        assert_eq!(status, want, "{headers:?}: {body}");
+    }
     let viewer = Some(("viewer", "v"));
     assert_eq!(
         call("GET", "/api/overview", viewer, None)

@@ -215,6 +215,32 @@ async fn routers_bindings_connections_and_definitions() {
     let id = c["id"].as_str().expect("id").to_owned();
     let (_, overview) = api(admin, "GET", "/api/overview", None).await;
     assert_eq!(overview["connections"], 1);
+    // A cancelled consumer leaves the list; a closed channel takes its own.
+    ch.basic_cancel("watcher".into(), Default::default())
+        .await
+        .expect("cancel");
+    until(admin, "/api/consumers", |c| {
+        c.as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    let ch2 = conn.create_channel().await.expect("channel");
+    // Bound: lapin cancels a consumer whose handle is dropped.
+    let _second = ch2
+        .basic_consume(
+            "orders".into(),
+            "second".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    until(admin, "/api/consumers", |c| c[0]["tag"] == "second").await;
+    ch2.close(200, "done".into()).await.expect("close channel");
+    until(admin, "/api/consumers", |c| {
+        c.as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    until(admin, "/api/connections", |c| c[0]["channels"] == 1).await;
 
     // Closing it from the API: the client sees the broker close it.
     let (status, _) = api(admin, "DELETE", &format!("/api/connections/{id}"), None).await;
@@ -241,8 +267,33 @@ async fn routers_bindings_connections_and_definitions() {
     let (_, perms) = api(admin, "GET", "/api/permissions", None).await;
     assert_eq!(perms[0]["configure"], ".*");
 
-    // The definitions of this broker, imported into a fresh one.
+    // The definitions of this broker, imported into a fresh one. A client's
+    // exclusive queue bound to a durable router is not in them (it would
+    // not import anywhere).
+    let conn = ferry.amqp_guest().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let private = ch
+        .queue_declare(
+            "".into(),
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare");
+    ch.queue_bind(
+        private.name().clone(),
+        "shop".into(),
+        "order.new".into(),
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
     let (status, defs) = api(admin, "GET", "/api/definitions", None).await;
+    assert_eq!(defs["bindings"].as_array().map(Vec::len), Some(1), "{defs}");
     assert_eq!(status, 200);
     let other_dir = tempfile::tempdir().expect("tempdir");
     let other = Ferry::start(&other_dir.path().join("data"), &["admin"], &[]);

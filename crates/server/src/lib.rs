@@ -92,6 +92,7 @@ impl Server {
             metrics: Arc::clone(&exporter),
             broker: Arc::clone(&admin_broker),
             users: Arc::new(config.users.clone()),
+            logins: Arc::default(),
             started: std::time::Instant::now(),
             amqp: Arc::clone(&admin_amqp),
             rates: Arc::clone(&rates),

@@ -15,7 +15,8 @@ pub enum DefinitionsCommand {
         #[arg(default_value = "-")]
         file: PathBuf,
     },
-    /// Declare what a definitions file has and this broker lacks.
+    /// Declare what a definitions file (or stdin with `-`) has and this
+    /// broker lacks.
     Import { file: PathBuf },
 }
 
@@ -33,8 +34,12 @@ pub fn definitions(target: Target, command: DefinitionsCommand) -> anyhow::Resul
             }
         }
         DefinitionsCommand::Import { file } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
             let v = call(&target, "POST", "/api/definitions", Some(text))?;
             if !target.printed_json(&v)? {
                 let c = &v["created"];

@@ -130,6 +130,11 @@ pub fn dlq(target: Target, command: DlqCommand) -> anyhow::Result<()> {
             cell(&task["to_move"])
         );
     }
+    // Scripts tell a failed (or, when waited for, unfinished) move by the exit code.
+    let status = cell(&task["status"]);
+    if status.starts_with("failed") || (!no_wait && status == "running") {
+        anyhow::bail!("the redrive did not complete: {status}");
+    }
     Ok(())
 }
 

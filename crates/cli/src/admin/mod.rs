@@ -22,6 +22,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+/// How long one API call may take, connecting included.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Where the admin API is and who asks.
 #[derive(Args, Debug, Clone)]
 pub struct Target {
@@ -146,7 +149,7 @@ pub(crate) fn call(
         .encode(format!("{}:{}", target.user, target.password));
     let method = method.to_owned();
     let path = path.to_owned();
-    let (status, bytes) = runtime.block_on(async move {
+    let exchange = async move {
         let stream = tokio::net::TcpStream::connect(host.as_str())
             .await
             .with_context(|| format!("connecting to the admin API at {host}"))?;
@@ -163,7 +166,11 @@ pub(crate) fn call(
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
         Ok::<_, anyhow::Error>((status, bytes))
-    })?;
+    };
+    // A broker that accepts but never answers must not hang a script.
+    let (status, bytes) = runtime
+        .block_on(async { tokio::time::timeout(CALL_TIMEOUT, exchange).await })
+        .map_err(|_| anyhow::anyhow!("the admin API did not answer within {CALL_TIMEOUT:?}"))??;
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if !status.is_success() {
         bail!(

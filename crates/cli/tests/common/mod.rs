@@ -74,14 +74,15 @@ impl Ferry {
         self.addrs[listener]
     }
 
-    /// An AMQP connection as guest to the default vhost.
+    /// An AMQP connection as guest to the default vhost (bounded in time:
+    /// a broker that accepts and never answers fails the test, not hangs it).
     pub async fn amqp_guest(&self) -> lapin::Connection {
-        lapin::Connection::connect(
-            &format!("amqp://guest:guest@{}/%2f", self.addr("amqp")),
-            lapin::ConnectionProperties::default(),
-        )
-        .await
-        .expect("connect")
+        let url = format!("amqp://guest:guest@{}/%2f", self.addr("amqp"));
+        let connect = lapin::Connection::connect(&url, lapin::ConnectionProperties::default());
+        tokio::time::timeout(Duration::from_secs(10), connect)
+            .await
+            .expect("connected in time")
+            .expect("connect")
     }
 
     /// SIGKILL: no chance to flush or close anything.
@@ -127,6 +128,24 @@ pub fn http(
     basic: Option<(&str, &str)>,
     body: Option<&str>,
 ) -> (u16, String, String) {
+    let json = [("Content-Type", "application/json")];
+    let headers: &[(&str, &str)] = if body.is_some_and(|b| !b.is_empty()) {
+        &json
+    } else {
+        &[]
+    };
+    http_with(addr, method, path, basic, headers, body)
+}
+
+/// [`http`] with the request headers given (no Content-Type of its own).
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    basic: Option<(&str, &str)>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String, String) {
     use base64::Engine;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5)))
@@ -136,10 +155,10 @@ pub fn http(
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         req.push_str(&format!("Authorization: Basic {token}\r\n"));
     }
-    let body = body.unwrap_or("");
-    if !body.is_empty() {
-        req.push_str("Content-Type: application/json\r\n");
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
     }
+    let body = body.unwrap_or("");
     req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     s.write_all(req.as_bytes()).expect("write");
     let mut resp = String::new();

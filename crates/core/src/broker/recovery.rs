@@ -36,9 +36,22 @@ struct Rebuilding {
 /// declaration comes. Queue ids are never reused, so the match is sure.
 struct Orphan {
     at: Timestamp,
+    /// The message, or (with `evicted_size`) its body-less stand-in.
     message: Arc<Message>,
     deliveries: u32,
     loc: Option<Location>,
+    evicted_size: Option<u64>,
+}
+
+impl Orphan {
+    /// The bytes of body it holds in memory.
+    fn held(&self) -> u64 {
+        if self.evicted_size.is_some() {
+            0
+        } else {
+            self.message.size()
+        }
+    }
 }
 
 struct Replay<'a> {
@@ -96,8 +109,9 @@ impl Replay<'_> {
                         },
                     );
                     for (seq, o) in self.orphans.remove(&id).unwrap_or_default() {
-                        self.resident -= o.message.size();
-                        self.enqueued(id, seq, o.at, o.deliveries, o.message, o.loc);
+                        // Counted as an orphan; counted again once parked.
+                        self.resident -= o.held();
+                        self.adopt(id, seq, o);
                     }
                 }
                 self.topology.apply(record, loc);
@@ -105,7 +119,7 @@ impl Replay<'_> {
             Record::QueueDeleted { id } => {
                 self.drop_queue(id);
                 if let Some(gone) = self.orphans.remove(&id) {
-                    self.resident -= gone.values().map(|o| o.message.size()).sum::<u64>();
+                    self.resident -= gone.values().map(Orphan::held).sum::<u64>();
                 }
                 self.topology.apply(record, loc);
             }
@@ -134,42 +148,55 @@ impl Replay<'_> {
         message: Arc<Message>,
         loc: Option<Location>,
     ) {
+        let size = message.size();
+        // Only durable queues journal messages: one with a location is
+        // on a durable queue even when its declaration has not come yet.
+        let evict = loc.is_some()
+            && message.persistent
+            && self
+                .queues
+                .get(&queue)
+                .is_none_or(|q| lock(&q.handle.core).config().durable)
+            && self.resident.saturating_add(size) > self.budget;
+        let (message, evicted_size) = if evict {
+            (stand_in_for(&message, &self.stand_in), Some(size))
+        } else {
+            (message, None)
+        };
+        self.adopt(
+            queue,
+            seq,
+            Orphan {
+                at,
+                message,
+                deliveries,
+                loc,
+                evicted_size,
+            },
+        );
+    }
+
+    /// Parks a message (decided already: in memory or evicted) in its
+    /// queue, or holds it as an orphan until the queue is declared.
+    fn adopt(&mut self, queue: QueueId, seq: u64, o: Orphan) {
+        let held = o.held();
         let Some(q) = self.queues.get_mut(&queue) else {
-            self.resident += message.size();
-            let previous = self.orphans.entry(queue).or_default().insert(
-                seq,
-                Orphan {
-                    at,
-                    message,
-                    deliveries,
-                    loc,
-                },
-            );
+            self.resident += held;
             // A copy written by compaction replaces the original.
-            if let Some(p) = previous {
-                self.resident -= p.message.size();
+            if let Some(p) = self.orphans.entry(queue).or_default().insert(seq, o) {
+                self.resident -= p.held();
             }
             return;
         };
         let mut core = lock(&q.handle.core);
         if let Some(slot) = q.slots.get(seq) {
             // A copy written by compaction: same message, new place.
-            core.restore_update(slot, deliveries, loc);
+            core.restore_update(slot, o.deliveries, o.loc);
             return;
         }
-        let size = message.size();
-        let evict = loc.is_some()
-            && message.persistent
-            && core.config().durable
-            && self.resident.saturating_add(size) > self.budget;
-        let slot = if evict {
-            let stand_in = stand_in_for(&message, &self.stand_in);
-            core.restore_park(seq, at, stand_in, deliveries, loc, Some(size))
-        } else {
-            self.resident += size;
-            core.restore_park(seq, at, message, deliveries, loc, None)
-        };
+        let slot = core.restore_park(seq, o.at, o.message, o.deliveries, o.loc, o.evicted_size);
         q.slots.insert(seq, slot);
+        self.resident += held;
     }
 
     fn removed(&mut self, queue: QueueId, seqs: &[u64]) {
@@ -183,7 +210,7 @@ impl Replay<'_> {
         } else if let Some(orphans) = self.orphans.get_mut(&queue) {
             for seq in seqs {
                 if let Some(o) = orphans.remove(seq) {
-                    self.resident -= o.message.size();
+                    self.resident -= o.held();
                 }
             }
         }

@@ -1097,3 +1097,52 @@ fn recovery_puts_messages_back_in_sequence_order_whatever_the_record_order() {
         .expect("send");
     assert_eq!(queue.stats().ready + queue.stats().leased, 4);
 }
+
+/// Queues and namespaces deleted part-way through the records take their
+/// parked messages (and orphans) with them.
+#[test]
+fn recovery_drops_what_later_records_delete() {
+    use crate::store::{QueueId, Record, Store};
+    let store = Arc::new(MemoryStore::new());
+    let enq = |q: u64, seq: u64| Record::Enqueued {
+        queue: QueueId(q),
+        seq,
+        at: Timestamp(1),
+        deliveries: 0,
+        message: Arc::new(Message::new(format!("q{q}m{seq}")).persistent()),
+        replaces: None,
+    };
+    let declare = |id: u64, ns: &str, name: &str| Record::QueueDeclared {
+        id: QueueId(id),
+        namespace: ns.into(),
+        name: name.into(),
+        config: QueueConfig::default(),
+    };
+    let mut records = vec![
+        Record::NamespaceCreated { name: NS.into() },
+        Record::NamespaceCreated {
+            name: "doomed".into(),
+        },
+        declare(1, NS, "deleted"),
+        enq(1, 1),
+        declare(2, NS, "kept"),
+        enq(2, 1),
+        enq(3, 1), // an orphan whose queue is deleted before declared again
+        declare(4, "doomed", "in-doomed"),
+        enq(4, 1),
+        Record::QueueDeleted { id: QueueId(1) },
+        Record::QueueDeleted { id: QueueId(3) },
+        Record::NamespaceDeleted {
+            name: "doomed".into(),
+        },
+        enq(2, 2),
+    ];
+    store.append(&mut records, &mut Vec::new()).expect("append");
+    let broker = open(&FakeClock::default(), &store);
+    assert!(broker.queue(NS, "deleted").is_err());
+    assert!(broker.namespace("doomed").is_err());
+    let kept = broker.queue(NS, "kept").expect("kept");
+    let s = kept.stats();
+    assert_eq!((s.ready, s.bytes, s.resident_bytes), (2, 8, 8));
+    assert_eq!(broker.resident_bytes(), 8, "nothing of the deleted ones");
+}

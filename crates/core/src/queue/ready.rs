@@ -252,12 +252,16 @@ impl ReadyIndex {
     /// Up to `max` live references without taking them: a plain queue's
     /// in the order they would be handed out, a FIFO queue's oldest first
     /// whatever their group. Costs the returned (redelivered) references
-    /// and, for FIFO, `max` per group, never the whole queue.
+    /// of the lanes looked at and, for FIFO, the head of each group (kept
+    /// to the `max` oldest as it goes), never the whole queue.
     pub(super) fn peek(&self, max: usize, valid: &mut impl FnMut(Ref) -> bool) -> Vec<Ref> {
         let mut out = Vec::with_capacity(max.min(128));
         match self {
             ReadyIndex::Plain(p) => {
                 for lane in p.lanes.iter().rev() {
+                    if out.len() >= max {
+                        break;
+                    }
                     let mut returned: Vec<Ref> = lane
                         .returned
                         .iter()
@@ -281,11 +285,21 @@ impl ReadyIndex {
                 }
             }
             ReadyIndex::Grouped(g) => {
+                // The `max` oldest seen so far, youngest on top.
+                let mut oldest: BinaryHeap<Ref> = BinaryHeap::with_capacity(max + 1);
                 for grp in g.groups.values() {
-                    out.extend(grp.ready.iter().copied().filter(|r| valid(*r)).take(max));
+                    for r in grp.ready.iter().copied().filter(|r| valid(*r)) {
+                        if oldest.len() == max && oldest.peek().is_some_and(|top| *top < r) {
+                            // The group's later messages are younger still.
+                            break;
+                        }
+                        oldest.push(r);
+                        if oldest.len() > max {
+                            oldest.pop();
+                        }
+                    }
                 }
-                out.sort_unstable();
-                out.truncate(max);
+                out = oldest.into_sorted_vec();
             }
         }
         out

@@ -158,6 +158,15 @@ impl Registry {
         }
     }
 
+    /// How many connections are open.
+    pub fn len(&self) -> usize {
+        guard(&self.open).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Every open connection, oldest first.
     pub fn list(&self) -> Vec<ConnectionInfo> {
         let open: Vec<Arc<Connection>> = guard(&self.open).values().cloned().collect();

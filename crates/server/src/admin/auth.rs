@@ -1,10 +1,11 @@
 //! HTTP basic authentication for the admin API: a user of the store with
-//! the `administrator` tag (`guest`, loopback only, has it by default).
+//! the `administrator` tag (`guest`, loopback only, has it by default);
+//! and the refusal of requests another web site makes a browser send.
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -24,18 +25,28 @@ pub async fn require_administrator(
     let Some((name, password)) = credentials(req.headers()) else {
         return challenge("credentials required (HTTP basic authentication)", console);
     };
-    // Password hashing is deliberately slow: not on the async threads.
-    let users = std::sync::Arc::clone(&s.users);
-    let who = name.clone();
-    let checked = tokio::task::spawn_blocking(move || {
-        users
-            .authenticate(&who, &password, peer.ip())
-            .map(|u| u.has_tag("administrator"))
-    })
-    .await;
-    let Ok(checked) = checked else {
-        return challenge("login could not be checked", console);
-    };
+    let checked: Result<bool, ferry_auth::AuthError> =
+        match s.logins.recall(&name, &password, peer.ip()) {
+            Some(admin) => Ok(admin),
+            None => {
+                // Password hashing is deliberately slow: not on the async threads.
+                let users = std::sync::Arc::clone(&s.users);
+                let logins = std::sync::Arc::clone(&s.logins);
+                let who = name.clone();
+                let checked = tokio::task::spawn_blocking(move || {
+                    let admin = users
+                        .authenticate(&who, &password, peer.ip())
+                        .map(|u| u.has_tag("administrator"))?;
+                    logins.remember(&who, &password, peer.ip(), admin);
+                    Ok(admin)
+                })
+                .await;
+                let Ok(checked) = checked else {
+                    return challenge("login could not be checked", console);
+                };
+                checked
+            }
+        };
     match checked {
         Ok(true) => next.run(req).await,
         Ok(false) => error(
@@ -71,4 +82,52 @@ fn credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let text = String::from_utf8(decoded).ok()?;
     let (name, password) = text.split_once(':')?;
     Some((name.to_owned(), password.to_owned()))
+}
+
+/// A browser that has the admin's credentials cached would send them with
+/// a request another site's page makes (a form post, a no-cors fetch):
+/// changes are refused unless they come from the console's own origin or
+/// from outside a browser (no `Origin`, no `Sec-Fetch-Site`). Bodies must
+/// be JSON, which a plain cross-site form cannot send.
+pub async fn refuse_cross_site(req: Request, next: Next) -> Response {
+    let m = req.method();
+    if m == Method::GET || m == Method::HEAD || m == Method::OPTIONS {
+        return next.run(req).await;
+    }
+    let h = req.headers();
+    let fetch_site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let cross_site = match fetch_site {
+        Some(site) => site != "same-origin" && site != "none",
+        None => match (h.get(header::ORIGIN), h.get(header::HOST)) {
+            (Some(origin), Some(host)) => {
+                let origin = origin.to_str().unwrap_or("");
+                let host = host.to_str().unwrap_or("");
+                origin.split_once("://").map(|(_, rest)| rest) != Some(host)
+            }
+            (Some(_), None) => true,
+            (None, _) => false,
+        },
+    };
+    if cross_site {
+        return error(
+            StatusCode::FORBIDDEN,
+            "a request from another web site's page is refused",
+        );
+    }
+    let has_body = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v != "0")
+        || h.contains_key(header::TRANSFER_ENCODING);
+    let json = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if has_body && !json {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "request bodies must be JSON (Content-Type: application/json)",
+        );
+    }
+    next.run(req).await
 }

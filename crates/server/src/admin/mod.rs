@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod console;
+mod logins;
 pub mod rates;
 
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct AdminState {
     /// The broker, once recovered.
     pub broker: Arc<std::sync::OnceLock<Arc<ferry_core::Broker>>>,
     pub users: Arc<ferry_auth::UserStore>,
+    /// Logins checked within the last minute (password checks are slow).
+    pub logins: Arc<logins::Logins>,
     pub started: std::time::Instant,
     /// The AMQP protocol, once serving (its connections are listed).
     pub amqp: Arc<std::sync::OnceLock<Arc<ferry_amqp::Amqp>>>,
@@ -38,10 +41,13 @@ pub struct AdminState {
 }
 
 pub fn router(state: AdminState) -> Router {
-    let api = api::routes().route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_administrator,
-    ));
+    // Outermost first: a cross-site request is refused before any login.
+    let api = api::routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_administrator,
+        ))
+        .route_layer(axum::middleware::from_fn(auth::refuse_cross_site));
     Router::new()
         .route("/api/health/live", get(live))
         .route("/api/health/ready", get(ready))

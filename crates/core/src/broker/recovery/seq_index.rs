@@ -10,12 +10,12 @@
 use std::collections::BTreeMap;
 
 /// A removed entry's slot.
-const GONE: u32 = u32::MAX;
+const GONE: usize = usize::MAX;
 
 #[derive(Debug, Default)]
 pub(super) struct SeqIndex {
-    sorted: Vec<(u64, u32)>,
-    late: BTreeMap<u64, u32>,
+    sorted: Vec<(u64, usize)>,
+    late: BTreeMap<u64, usize>,
     tombstones: usize,
 }
 
@@ -29,17 +29,13 @@ impl SeqIndex {
 
     pub(super) fn get(&self, seq: u64) -> Option<usize> {
         match self.position(seq) {
-            Some(i) => Some(self.sorted[i].1 as usize),
-            None => self.late.get(&seq).map(|&s| s as usize),
+            Some(i) => Some(self.sorted[i].1),
+            None => self.late.get(&seq).copied(),
         }
     }
 
     /// Records where `seq` is (it is not in the index yet).
     pub(super) fn insert(&mut self, seq: u64, slot: usize) {
-        // Slabs of more than 4 billion messages do not happen; be safe anyway.
-        let Ok(slot) = u32::try_from(slot).map(|s| s.min(GONE - 1)) else {
-            return;
-        };
         if self.sorted.last().is_none_or(|l| l.0 < seq) {
             self.sorted.push((seq, slot));
         } else {
@@ -56,9 +52,9 @@ impl SeqIndex {
                 self.sorted.shrink_to_fit();
                 self.tombstones = 0;
             }
-            return Some(slot as usize);
+            return Some(slot);
         }
-        self.late.remove(&seq).map(|s| s as usize)
+        self.late.remove(&seq)
     }
 
     /// Every live slot, in sequence order.
@@ -76,7 +72,7 @@ impl SeqIndex {
             } else {
                 sorted.next()
             };
-            next.map(|(_, slot)| slot as usize)
+            next.map(|(_, slot)| slot)
         })
     }
 }

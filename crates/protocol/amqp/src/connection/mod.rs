@@ -98,6 +98,10 @@ pub async fn run<S>(
     let mut alarm_live = true;
     session.on_alarm(alarm.borrow_and_update().clone());
     let mut stopping = *stop.borrow();
+    // Made once: a close request made between turns is not lost (the
+    // reason is kept until taken).
+    let close_requested = entry.close_requested();
+    tokio::pin!(close_requested);
     if stopping {
         session.fail(shutting_down());
     }
@@ -185,7 +189,7 @@ pub async fn run<S>(
                 stopping = true;
                 session.fail(shutting_down());
             }
-            reason = entry.close_requested(), if !stopping => {
+            reason = &mut close_requested, if !stopping => {
                 stopping = true;
                 tracing::info!(%peer, %reason, "closing the connection on an operator's request");
                 session.fail(Failure::connection(

@@ -426,8 +426,9 @@ impl Session {
     /// Gives back everything the connection held: unacked deliveries
     /// return to their queues, consumers end, exclusive queues go.
     pub fn release(&mut self) {
-        for (_, mut ch) in self.channels.drain() {
+        for (id, mut ch) in self.channels.drain() {
             ch.release(&mut self.cx);
+            self.cx.entry.channel_closed(id);
         }
         let broker = &self.cx.amqp.broker;
         for name in self.cx.exclusive.drain(..) {

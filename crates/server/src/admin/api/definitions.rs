@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
+use ferry_core::Broker;
 use ferry_core::queue::{
     DeadLetterPolicy, DeadLetterTarget, DedupConfig, DedupScope, Overflow, QueueConfig,
 };
-use ferry_core::router::{DEFAULT_ROUTER, RouterConfig};
+use ferry_core::router::{Binding, DEFAULT_ROUTER, Destination, RouterConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -294,15 +296,28 @@ pub(super) async fn export(State(s): State<AdminState>) -> ApiResult {
                 internal: c.internal,
                 alternate: c.alternate.clone(),
             });
-            for binding in b.bindings(ns, &name).unwrap_or_default() {
-                let mut j = binding_json(&binding);
-                j["namespace"] = json!(ns);
-                if let Ok(def) = serde_json::from_value::<BindingDef>(j) {
-                    d.bindings.push(def);
-                }
+        }
+    }
+    // Only bindings between exported ends: one to an exclusive queue (an
+    // AMQP client's amq.gen-… queue) would not import anywhere.
+    let exported = |ns: &str, dest: &Destination| match dest {
+        Destination::Queue(q) => d.queues.iter().any(|x| x.namespace == ns && x.name == **q),
+        Destination::Router(r) => d.routers.iter().any(|x| x.namespace == ns && x.name == **r),
+    };
+    let mut bindings = Vec::new();
+    for r in &d.routers {
+        for binding in b.bindings(&r.namespace, &r.name).unwrap_or_default() {
+            if !exported(&r.namespace, &binding.destination) {
+                continue;
+            }
+            let mut j = binding_json(&binding);
+            j["namespace"] = json!(r.namespace);
+            if let Ok(def) = serde_json::from_value::<BindingDef>(j) {
+                bindings.push(def);
             }
         }
     }
+    d.bindings = bindings;
     d.users = s
         .users
         .users()
@@ -313,68 +328,138 @@ pub(super) async fn export(State(s): State<AdminState>) -> ApiResult {
     Ok(Json(d).into_response())
 }
 
-pub(super) async fn import(State(s): State<AdminState>, bytes: Bytes) -> ApiResult {
-    let b = broker(&s)?;
-    let d: Definitions = required_body(&bytes, "definitions")?;
-    // Check everything before changing anything.
-    let queues: Vec<(&QueueDef, QueueConfig)> = d
-        .queues
-        .iter()
-        .map(|q| q.config().map(|c| (q, c)))
-        .collect::<Result<_, _>>()?;
+/// What an import will declare, every entry checked against the document
+/// and the broker before anything changes.
+struct Plan {
+    namespaces: Vec<String>,
+    queues: Vec<(String, String, QueueConfig)>,
+    routers: Vec<(String, String, RouterConfig)>,
+    bindings: Vec<(String, Binding)>,
+}
+
+fn conflict(reason: String) -> ApiError {
+    ApiError(StatusCode::CONFLICT, reason)
+}
+
+fn plan(b: &Broker, d: Definitions) -> Result<Plan, ApiError> {
+    let ns_known = |ns: &str| d.namespaces.iter().any(|n| n == ns) || b.namespace(ns).is_ok();
+    let mut queues = Vec::new();
+    for q in &d.queues {
+        let config = q.config()?;
+        if !ns_known(&q.namespace) {
+            return Err(ApiError::bad_request(format!(
+                "queue '{}': namespace '{}' is neither in the document nor in the broker",
+                q.name, q.namespace
+            )));
+        }
+        if let Ok(existing) = b.queue(&q.namespace, &q.name)
+            && existing.config() != config
+        {
+            return Err(conflict(format!(
+                "queue '{}' in '{}' exists with other settings",
+                q.name, q.namespace
+            )));
+        }
+        queues.push((q.namespace.clone(), q.name.clone(), config));
+    }
     let mut routers = Vec::new();
     for r in &d.routers {
         let mut c = RouterConfig::new(parse_kind(&r.kind)?);
         c.auto_delete = r.auto_delete;
         c.internal = r.internal;
         c.alternate = r.alternate.clone();
-        routers.push((r, c));
-    }
-    let mut created = [0u64; 4];
-    for ns in &d.namespaces {
-        if b.namespace(ns).is_err() {
-            b.create_namespace(ns);
-            created[0] += 1;
+        if r.name == DEFAULT_ROUTER || !ns_known(&r.namespace) {
+            return Err(ApiError::bad_request(format!(
+                "router '{}' in '{}': not a router name, or no such namespace",
+                r.name, r.namespace
+            )));
         }
-    }
-    for (q, c) in queues {
-        if b.declare_queue(&q.namespace, &q.name, c)
-            .map_err(core_error)?
-            .created
+        if let Ok(existing) = b.router_config(&r.namespace, &r.name)
+            && existing != c
         {
-            created[1] += 1;
+            return Err(conflict(format!(
+                "router '{}' in '{}' exists with other settings",
+                r.name, r.namespace
+            )));
         }
+        routers.push((r.namespace.clone(), r.name.clone(), c));
     }
-    for (r, c) in routers {
-        if b.declare_router(&r.namespace, &r.name, c)
-            .map_err(core_error)?
-        {
-            created[2] += 1;
-        }
-    }
+    let queue_known = |ns: &str, name: &str| {
+        queues.iter().any(|(n, q, _)| n == ns && q == name) || b.queue(ns, name).is_ok()
+    };
+    let router_known = |ns: &str, name: &str| {
+        routers.iter().any(|(n, r, _)| n == ns && r == name) || b.router_config(ns, name).is_ok()
+    };
+    let mut bindings = Vec::new();
     for bd in d.bindings {
         let destination = match (bd.queue, bd.router) {
-            (Some(q), None) => ferry_core::router::Destination::queue(&q),
-            (None, Some(r)) => ferry_core::router::Destination::router(&r),
+            (Some(q), None) if queue_known(&bd.namespace, &q) => Destination::queue(&q),
+            (None, Some(r)) if router_known(&bd.namespace, &r) => Destination::router(&r),
             _ => {
                 return Err(ApiError::bad_request(format!(
-                    "a binding of '{}' names one destination: queue or router",
-                    bd.source
+                    "a binding of '{}' in '{}' needs one destination, a queue or a router \
+                     that the document or the broker has",
+                    bd.source, bd.namespace
                 )));
             }
         };
-        let binding = ferry_core::router::Binding::new(&bd.source, destination, &bd.key)
-            .with_args(json_headers(bd.arguments)?);
-        if b.bind(&bd.namespace, binding).map_err(core_error)? {
-            created[3] += 1;
+        if !router_known(&bd.namespace, &bd.source) {
+            return Err(ApiError::bad_request(format!(
+                "a binding's source router '{}' in '{}' is neither in the document nor in the broker",
+                bd.source, bd.namespace
+            )));
         }
+        let binding =
+            Binding::new(&bd.source, destination, &bd.key).with_args(json_headers(bd.arguments));
+        bindings.push((bd.namespace, binding));
     }
-    let missing_users: Vec<&str> = d
+    Ok(Plan {
+        namespaces: d.namespaces,
+        queues,
+        routers,
+        bindings,
+    })
+}
+
+pub(super) async fn import(State(s): State<AdminState>, bytes: Bytes) -> ApiResult {
+    let b = std::sync::Arc::clone(broker(&s)?);
+    let d: Definitions = required_body(&bytes, "definitions")?;
+    let missing_users: Vec<String> = d
         .users
         .iter()
         .filter_map(|u| u.get("name").and_then(Value::as_str))
         .filter(|name| s.users.user(name).is_none())
+        .map(str::to_owned)
         .collect();
+    // Thousands of declares, each journaled: off the async threads.
+    let created = tokio::task::spawn_blocking(move || -> Result<[u64; 4], ApiError> {
+        let plan = plan(&b, d)?;
+        let mut created = [0u64; 4];
+        for ns in &plan.namespaces {
+            if b.namespace(ns).is_err() {
+                b.create_namespace(ns);
+                created[0] += 1;
+            }
+        }
+        for (ns, name, c) in plan.queues {
+            if b.declare_queue(&ns, &name, c).map_err(core_error)?.created {
+                created[1] += 1;
+            }
+        }
+        for (ns, name, c) in plan.routers {
+            if b.declare_router(&ns, &name, c).map_err(core_error)? {
+                created[2] += 1;
+            }
+        }
+        for (ns, binding) in plan.bindings {
+            if b.bind(&ns, binding).map_err(core_error)? {
+                created[3] += 1;
+            }
+        }
+        Ok(created)
+    })
+    .await
+    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "import failed".into()))??;
     Ok(Json(json!({
         "created": {
             "namespaces": created[0],

@@ -5,8 +5,6 @@ use base64::Engine;
 use ferry_core::message::{Headers, Value as HeaderValue};
 use serde_json::{Map, Number, Value};
 
-use super::ApiError;
-
 pub(super) fn headers_json(h: &Headers) -> Value {
     Value::Object(
         h.0.iter()
@@ -49,9 +47,11 @@ pub(super) fn header_json(v: &HeaderValue) -> Value {
     }
 }
 
-/// A JSON value as a header: text, numbers, booleans and null only.
-pub(super) fn json_header(name: &str, v: Value) -> Result<HeaderValue, ApiError> {
-    Ok(match v {
+/// A JSON value as a header. Text, numbers, booleans, null, lists and
+/// tables come back as what `header_json` made of them; bytes, decimals and
+/// timestamps were written as text or numbers and come back as those.
+pub(super) fn json_header(v: Value) -> HeaderValue {
+    match v {
         Value::Null => HeaderValue::Null,
         Value::Bool(b) => HeaderValue::Bool(b),
         Value::String(s) => HeaderValue::Str(s),
@@ -59,22 +59,14 @@ pub(super) fn json_header(name: &str, v: Value) -> Result<HeaderValue, ApiError>
             Some(i) => HeaderValue::Int(i),
             None => HeaderValue::Float(n.as_f64().unwrap_or(0.0)),
         },
-        Value::Array(_) | Value::Object(_) => {
-            return Err(ApiError::bad_request(format!(
-                "header '{name}': only text, numbers, booleans and null"
-            )));
-        }
-    })
+        Value::Array(items) => HeaderValue::List(items.into_iter().map(json_header).collect()),
+        Value::Object(map) => HeaderValue::Table(json_headers(map)),
+    }
 }
 
-/// JSON object members as headers, in the object's order.
-pub(super) fn json_headers(map: Map<String, Value>) -> Result<Headers, ApiError> {
-    let mut h = Headers::new();
-    for (k, v) in map {
-        let v = json_header(&k, v)?;
-        h.0.push((k, v));
-    }
-    Ok(h)
+/// JSON object members as headers.
+pub(super) fn json_headers(map: Map<String, Value>) -> Headers {
+    Headers(map.into_iter().map(|(k, v)| (k, json_header(v))).collect())
 }
 
 #[cfg(test)]
@@ -91,8 +83,12 @@ mod tests {
     }
 
     #[test]
-    fn only_flat_values_become_headers() {
-        assert_eq!(json_header("a", json!(3)).ok(), Some(HeaderValue::Int(3)));
-        assert!(json_header("a", json!([1])).is_err());
+    fn lists_and_tables_round_trip() {
+        let v = json!({ "l": [1, "two"], "t": { "x": true } });
+        let Value::Object(map) = v.clone() else {
+            unreachable!()
+        };
+        let h = json_headers(map);
+        assert_eq!(headers_json(&h), v);
     }
 }

@@ -1,10 +1,8 @@
 //! Messages of one queue: peek without consuming, publish a test message,
 //! and redrive (move a dead-letter queue's messages back or elsewhere).
 
-use std::collections::BTreeMap;
-
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use base64::Engine;
@@ -14,7 +12,7 @@ use ferry_core::queue::{Enqueued, Peeked, ReceiveMode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::headers::{headers_json, json_header};
+use super::headers::{headers_json, json_headers};
 use super::queues::find;
 use super::{ApiError, ApiResult, body, broker, core_error, required_body};
 use crate::admin::AdminState;
@@ -22,19 +20,30 @@ use crate::admin::AdminState;
 /// Most messages one peek returns.
 const PEEK_MAX: usize = 100;
 
-#[derive(Debug, Deserialize)]
-pub(super) struct PeekQuery {
-    limit: Option<usize>,
+/// `limit=N` from a query string (read by hand: a bad one is a JSON 400
+/// like every other API error).
+fn limit(query: Option<&str>) -> Result<usize, ApiError> {
+    let value = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("limit="));
+    match value {
+        None => Ok(10),
+        Some(v) => v
+            .parse::<usize>()
+            .map(|n| n.min(PEEK_MAX))
+            .map_err(|_| ApiError::bad_request(format!("limit '{v}': expected a count"))),
+    }
 }
 
 pub(super) async fn peek(
     State(s): State<AdminState>,
     Path((ns, name)): Path<(String, String)>,
-    Query(query): Query<PeekQuery>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult {
     let b = broker(&s)?;
     let q = find(b, &ns, &name)?;
-    let limit = query.limit.unwrap_or(10).min(PEEK_MAX);
+    let limit = limit(query.as_deref())?;
     let b = std::sync::Arc::clone(b);
     // Evicted messages are read back from the journal: not on the async threads.
     let peeked = tokio::task::spawn_blocking(move || b.peek(&q, limit))
@@ -121,7 +130,7 @@ pub(super) async fn get(
 struct Publish {
     body: String,
     #[serde(default)]
-    headers: BTreeMap<String, Value>,
+    headers: serde_json::Map<String, Value>,
     persistent: Option<bool>,
 }
 
@@ -135,10 +144,7 @@ pub(super) async fn publish(
     let p: Publish = required_body(&bytes, "message")?;
     let mut msg = Message::new(p.body.into_bytes());
     msg.routing_key = name.clone();
-    for (k, v) in p.headers {
-        let v = json_header(&k, v)?;
-        msg = msg.with_header(k, v);
-    }
+    msg.headers = json_headers(p.headers);
     if p.persistent.unwrap_or(true) {
         msg = msg.persistent();
     }

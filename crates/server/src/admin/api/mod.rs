@@ -78,8 +78,22 @@ pub fn routes() -> Router<AdminState> {
             "/api/definitions",
             get(definitions::export).post(definitions::import),
         )
-        // Anything else under /api/ is a JSON 404 like every other error.
+        // Anything else under /api/ is a JSON 404 like every other error,
+        // a known path with another method a JSON 405.
         .route("/api/{*rest}", axum::routing::any(unknown))
+        .method_not_allowed_fallback(not_allowed)
+        // Definitions of a large broker run to megabytes.
+        .layer(axum::extract::DefaultBodyLimit::max(DEFINITIONS_MAX))
+}
+
+/// The largest request body (a definitions document).
+const DEFINITIONS_MAX: usize = 64 << 20;
+
+async fn not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }
 
 async fn unknown(uri: axum::http::Uri) -> ApiError {
@@ -128,9 +142,14 @@ fn core_error(e: CoreError) -> ApiError {
         | CoreError::QueueNotFound(_)
         | CoreError::RouterNotFound(_)
         | CoreError::TaskNotFound(_) => StatusCode::NOT_FOUND,
+        // The request clashes with the state of the thing it names.
         CoreError::QueueExists { .. }
         | CoreError::RouterExists { .. }
-        | CoreError::TaskRunning(_) => StatusCode::CONFLICT,
+        | CoreError::TaskRunning(_)
+        | CoreError::QueueInUse(_)
+        | CoreError::QueueNotEmpty(_)
+        | CoreError::ExclusiveConsumer(_)
+        | CoreError::QueueFull(_) => StatusCode::CONFLICT,
         CoreError::ExclusiveQueue(_) => StatusCode::LOCKED,
         CoreError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,

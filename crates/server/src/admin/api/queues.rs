@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use ferry_core::Broker;
 use ferry_core::broker::QueueHandle;
@@ -80,7 +81,7 @@ pub(super) async fn overview(State(s): State<AdminState>) -> ApiResult {
         totals[3] += st.consumers as u64;
     }
     let alarm = b.alarm().borrow().clone();
-    let connections = s.amqp.get().map_or(0, |a| a.connections().list().len());
+    let connections = s.amqp.get().map_or(0, |a| a.connections().len());
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": s.started.elapsed().as_secs_f64(),
@@ -158,9 +159,13 @@ pub(super) async fn delete(
     State(s): State<AdminState>,
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult {
-    let b = broker(&s)?;
-    let n = b
-        .delete_queue(&ns, &name, false, false)
+    let b = Arc::clone(broker(&s)?);
+    // Deleting or purging a deep queue touches every message: not on the
+    // async threads.
+    let queue = name.clone();
+    let n = tokio::task::spawn_blocking(move || b.delete_queue(&ns, &queue, false, false))
+        .await
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "delete failed".into()))?
         .map_err(core_error)?;
     Ok(Json(json!({ "deleted": name, "messages": n })).into_response())
 }
@@ -169,9 +174,11 @@ pub(super) async fn purge(
     State(s): State<AdminState>,
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult {
-    let b = broker(&s)?;
+    let b = Arc::clone(broker(&s)?);
     let q = b.queue(&ns, &name).map_err(core_error)?;
-    let n = b.purge(&q, false);
+    let n = tokio::task::spawn_blocking(move || b.purge(&q, false))
+        .await
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "purge failed".into()))?;
     Ok(Json(json!({ "purged": n })).into_response())
 }
 

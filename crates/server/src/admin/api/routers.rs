@@ -154,7 +154,7 @@ impl BindingSpec {
                 ));
             }
         };
-        Ok(Binding::new(source, destination, &self.key).with_args(json_headers(self.arguments)?))
+        Ok(Binding::new(source, destination, &self.key).with_args(json_headers(self.arguments)))
     }
 }
 
