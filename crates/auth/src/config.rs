@@ -18,11 +18,11 @@
 use std::collections::HashMap;
 
 use argon2::password_hash::phc::PasswordHash;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{AuthError, Pattern, Permission, Secret, User, UserStore};
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct AuthConfig {
     #[serde(default)]
@@ -31,20 +31,23 @@ pub struct AuthConfig {
     pub permissions: Vec<PermissionConfig>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct UserConfig {
     pub name: String,
     /// An argon2 PHC string (preferred).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
     /// A plain password (kept in memory as given; prefer a hash).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub loopback_only: Option<bool>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct PermissionConfig {
     pub user: String,
@@ -55,6 +58,27 @@ pub struct PermissionConfig {
 }
 
 impl AuthConfig {
+    /// RabbitMQ's default: `guest`/`guest`, an administrator from loopback
+    /// only, with all of `/`.
+    pub fn default_guest() -> Self {
+        AuthConfig {
+            users: vec![UserConfig {
+                name: "guest".into(),
+                password_hash: None,
+                password: Some("guest".into()),
+                tags: vec!["administrator".into()],
+                loopback_only: Some(true),
+            }],
+            permissions: vec![PermissionConfig {
+                user: "guest".into(),
+                vhost: "/".into(),
+                configure: ".*".into(),
+                write: ".*".into(),
+                read: ".*".into(),
+            }],
+        }
+    }
+
     /// The user store; with no users configured, RabbitMQ's default guest.
     pub fn build(&self) -> Result<UserStore, AuthError> {
         if self.users.is_empty() && self.permissions.is_empty() {

@@ -9,8 +9,10 @@
 //! entry for a namespace may not use it.
 
 mod config;
+mod live;
 
 pub use config::{AuthConfig, PermissionConfig, UserConfig};
+pub use live::Users;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -29,6 +31,12 @@ pub enum AuthError {
     LoopbackOnly(String),
     #[error("user '{user}': {detail}")]
     BadConfig { user: String, detail: String },
+    #[error("user '{0}' does not exist")]
+    UnknownUser(String),
+    #[error("user '{0}' is defined in the config file; change it there")]
+    FromConfig(String),
+    #[error("saving the users: {0}")]
+    Io(String),
 }
 
 /// What an action does to a resource.
@@ -147,6 +155,15 @@ impl User {
             .collect();
         v.sort_by_key(|(ns, _)| *ns);
         v
+    }
+
+    /// The argon2 hash of the user's password, if it has one (a plain
+    /// password is never shown).
+    pub fn password_hash(&self) -> Option<&str> {
+        match &self.secret {
+            Secret::Hash(h) => Some(h),
+            Secret::Plain(_) => None,
+        }
     }
 
     pub fn has_tag(&self, tag: &str) -> bool {

@@ -67,20 +67,38 @@ enum Command {
         #[command(subcommand)]
         command: admin::DefinitionsCommand,
     },
+    /// List, add or delete users (through the admin API).
+    Users {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::UsersCommand,
+    },
+    /// List, set or clear users' permissions (through the admin API).
+    Permissions {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::PermissionsCommand,
+    },
     /// Print an argon2id hash of a password, for `password-hash` in the
     /// config file's [[users]] (the password is read from stdin if not given).
     HashPassword { password: Option<String> },
 }
 
+/// The password given, or else the first line of stdin (so it need not
+/// appear in the shell's history or the process list).
+fn password_or_stdin(password: Option<String>) -> anyhow::Result<String> {
+    if let Some(p) = password {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
 fn hash_password(password: Option<String>) -> anyhow::Result<()> {
-    let password = match password {
-        Some(p) => p,
-        None => {
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line)?;
-            line.trim_end_matches(['\r', '\n']).to_owned()
-        }
-    };
+    let password = password_or_stdin(password)?;
     anyhow::ensure!(!password.is_empty(), "the password is empty");
     println!("{}", ferry_auth::hash_password(&password)?);
     Ok(())
@@ -98,6 +116,8 @@ fn main() -> ExitCode {
         Command::Consume { target, take } => admin::consume(target, take),
         Command::Dlq { target, command } => admin::dlq(target, command),
         Command::Definitions { target, command } => admin::definitions(target, command),
+        Command::Users { target, command } => admin::users(target, command),
+        Command::Permissions { target, command } => admin::permissions(target, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -264,12 +264,15 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
             vhosts: file.vhosts.clone().unwrap_or_default(),
             ..defaults.amqp
         },
-        users: ferry_auth::AuthConfig {
-            users: file.users.clone(),
-            permissions: file.permissions.clone(),
-        }
-        .build()
-        .context("the config file's users")?,
+        users: {
+            let auth = ferry_auth::AuthConfig {
+                users: file.users.clone(),
+                permissions: file.permissions.clone(),
+            };
+            // Checked now: a bad hash or pattern is a start-up error.
+            auth.build().context("the config file's users")?;
+            auth
+        },
         aws_listen: args
             .aws_listen
             .or(file.aws_listen)

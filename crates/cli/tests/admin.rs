@@ -275,6 +275,50 @@ fn the_cli_admin_commands_drive_the_api() {
     let got = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(got[0]["body"], "hello", "back in its queue: {got}");
 
+    // Users and permissions.
+    let out = run(&[
+        "users",
+        "add",
+        "ops",
+        "--user-password",
+        "pw",
+        "--tag",
+        "administrator",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "permissions",
+        "set",
+        "ops",
+        "--read",
+        "^work$",
+        "--configure",
+        "",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["permissions", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("^work$"));
+    let out = run(&["users", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ops") && text.contains("api") && text.contains("config"),
+        "{text}"
+    );
+    let out = run(&["status", "--user", "ops", "--password", "pw"]);
+    assert!(out.status.success(), "the new administrator logs in");
+    assert!(run(&["permissions", "clear", "ops"]).status.success());
+    assert!(run(&["users", "delete", "ops"]).status.success());
+    let out = run(&["users", "delete", "guest"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("409"));
+
     let exported = dir.path().join("out.json");
     let out = run(&["definitions", "export", exported.to_str().expect("path")]);
     assert!(out.status.success());

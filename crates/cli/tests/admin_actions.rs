@@ -262,10 +262,45 @@ async fn routers_bindings_connections_and_definitions() {
     let (_, users) = api(admin, "GET", "/api/users", None).await;
     assert_eq!(
         users,
-        json!([{ "name": "guest", "tags": ["administrator"], "loopback_only": true }])
+        json!([{ "name": "guest", "tags": ["administrator"], "loopback_only": true, "source": "config" }])
     );
     let (_, perms) = api(admin, "GET", "/api/permissions", None).await;
     assert_eq!(perms[0]["configure"], ".*");
+
+    // A user made through the API: it logs in to the API and over AMQP.
+    let spec = json!({ "password": "s3cret", "tags": ["administrator"] });
+    let (status, body) = api(admin, "PUT", "/api/users/ops", Some(spec)).await;
+    assert_eq!(status, 201, "{body}");
+    let only_orders = json!({ "configure": "", "write": "", "read": "^orders$" });
+    let (status, _) = api(admin, "PUT", "/api/permissions/%2F/ops", Some(only_orders)).await;
+    assert_eq!(status, 201);
+    let (status, _, _) = tokio::task::spawn_blocking(move || {
+        http(admin, "GET", "/api/overview", Some(("ops", "s3cret")), None)
+    })
+    .await
+    .expect("call");
+    assert_eq!(status, 200, "the new administrator logs in");
+    let url = format!("amqp://ops:s3cret@{}/%2f", ferry.addr("amqp"));
+    let ops = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .expect("ops connects");
+    let och = ops.create_channel().await.expect("channel");
+    och.basic_get("orders".into(), BasicGetOptions::default())
+        .await
+        .expect("ops may read orders");
+    let (status, body) = api(
+        admin,
+        "PUT",
+        "/api/users/guest",
+        Some(json!({"password": "x"})),
+    )
+    .await;
+    assert_eq!(
+        status, 409,
+        "the config file's users are changed there: {body}"
+    );
+    let (status, _) = api(admin, "PUT", "/api/users/bad", Some(json!({"tags": []}))).await;
+    assert_eq!(status, 400, "a user needs a password");
 
     // The definitions of this broker, imported into a fresh one. A client's
     // exclusive queue bound to a durable router is not in them (it would
@@ -307,6 +342,15 @@ async fn routers_bindings_connections_and_definitions() {
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["created"]["queues"], 1, "{report}");
     assert_eq!(report["created"]["bindings"], 1, "{report}");
+    assert_eq!(report["created"]["users"], 1, "{report}");
+    assert_eq!(report["created"]["permissions"], 1, "{report}");
+    let (status, _, _) = tokio::task::spawn_blocking({
+        let other = other.addr("admin");
+        move || http(other, "GET", "/api/overview", Some(("ops", "s3cret")), None)
+    })
+    .await
+    .expect("call");
+    assert_eq!(status, 200, "the user came over with its password hash");
     let (_, b) = api(
         other.addr("admin"),
         "GET",
@@ -352,4 +396,40 @@ async fn routers_bindings_connections_and_definitions() {
     assert_eq!(status, 404);
     let (status, body) = api(admin, "GET", "/api/no/such/thing", None).await;
     assert_eq!((status, &body["error"]), (404, &json!("not found")));
+}
+
+#[tokio::test]
+async fn users_made_through_the_api_survive_a_restart_and_can_be_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let login = |admin: SocketAddr| {
+        tokio::task::spawn_blocking(move || {
+            http(admin, "GET", "/api/overview", Some(("ops", "pw")), None).0
+        })
+    };
+    {
+        let ferry = Ferry::start(&data, &["admin"], &[]);
+        let admin = ferry.addr("admin");
+        let spec = json!({ "password": "pw", "tags": ["administrator"] });
+        let (status, _) = api(admin, "PUT", "/api/users/ops", Some(spec)).await;
+        assert_eq!(status, 201);
+        assert_eq!(login(admin).await.expect("call"), 200);
+        ferry.kill();
+    }
+    let ferry = Ferry::start(&data, &["admin"], &[]);
+    let admin = ferry.addr("admin");
+    assert_eq!(
+        login(admin).await.expect("call"),
+        200,
+        "still there after a restart"
+    );
+    let (status, _) = api(admin, "DELETE", "/api/users/ops", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        login(admin).await.expect("call"),
+        401,
+        "gone at once, remembered logins too"
+    );
+    let (status, _) = api(admin, "DELETE", "/api/users/ops", None).await;
+    assert_eq!(status, 404);
 }

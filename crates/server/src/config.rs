@@ -182,9 +182,10 @@ pub struct ServerConfig {
     pub admin_tls_listen: Listen,
     pub tls: Option<crate::TlsSettings>,
     pub amqp: ferry_amqp::AmqpConfig,
-    /// Who may log in, and what they may do (AMQP now; the other protocols
-    /// as they take users).
-    pub users: ferry_auth::UserStore,
+    /// The config file's users and permissions (AMQP and the admin API
+    /// now; the other protocols as they take users). Users made through the
+    /// admin API are kept in the data directory.
+    pub users: ferry_auth::AuthConfig,
     pub journal: JournalConfig,
     /// Bytes of message bodies kept in memory; journaled ones beyond it are
     /// read back from the journal when needed.
@@ -210,7 +211,7 @@ impl Default for ServerConfig {
             admin_tls_listen: Listen::Off,
             tls: None,
             amqp: ferry_amqp::AmqpConfig::default(),
-            users: ferry_auth::UserStore::default(),
+            users: ferry_auth::AuthConfig::default(),
             journal: JournalConfig::default(),
             memory_budget: DEFAULT_MEMORY_BUDGET,
             memory_high_watermark: crate::memory::default_high_watermark(),

@@ -81,6 +81,17 @@ impl Server {
 
         let admin_broker = Arc::new(std::sync::OnceLock::new());
         let admin_amqp = Arc::new(std::sync::OnceLock::new());
+        // Users made through the admin API are kept beside the journal.
+        let users = Arc::new(
+            ferry_auth::Users::open(
+                config.users.clone(),
+                Some(data_dir.path().join("users.json")),
+            )
+            .map_err(|e| ServerError::Config {
+                path: data_dir.path().join("users.json"),
+                detail: e.to_string(),
+            })?,
+        );
         let rates = Arc::new(admin::rates::Rates::default());
         let exporter = Arc::new(metrics::Exporter::new(
             config.metrics_per_queue,
@@ -91,7 +102,7 @@ impl Server {
             ready: Arc::clone(&ready),
             metrics: Arc::clone(&exporter),
             broker: Arc::clone(&admin_broker),
-            users: Arc::new(config.users.clone()),
+            users: Arc::clone(&users),
             logins: Arc::default(),
             started: std::time::Instant::now(),
             amqp: Arc::clone(&admin_amqp),
@@ -145,7 +156,6 @@ impl Server {
         };
         let sqs_config = config.sqs.clone();
         let amqp_config = config.amqp.clone();
-        let users = config.users.clone();
         let memory_budget = config.memory_budget;
         let journal_dir = data_dir.path().join("journal");
         tracing::info!(dir = %journal_dir.display(), fsync = ?config.journal.fsync, "recovering");

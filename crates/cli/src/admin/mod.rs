@@ -5,14 +5,17 @@
 //! - `queues.rs`: `ferry queues list|create|delete|purge|peek`.
 //! - `messages.rs`: `ferry publish`, `ferry consume`, `ferry dlq redrive`.
 //! - `definitions.rs`: `ferry definitions export|import`.
+//! - `users.rs`: `ferry users ...`, `ferry permissions ...`.
 
 mod definitions;
 mod messages;
 mod queues;
+mod users;
 
 pub use definitions::{DefinitionsCommand, definitions};
 pub use messages::{ConsumeArgs, DlqCommand, PublishArgs, consume, dlq, publish};
 pub use queues::{QueuesCommand, queues};
+pub use users::{PermissionsCommand, UsersCommand, permissions, users};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;

@@ -28,7 +28,7 @@ mod registry;
 mod reply_to;
 mod values;
 
-pub use ferry_auth::{User, UserStore};
+pub use ferry_auth::{AuthConfig, User, UserStore, Users};
 pub use registry::{ConnectionInfo, ConsumerInfo, Registry};
 
 use std::net::SocketAddr;
@@ -78,7 +78,7 @@ impl Default for AmqpConfig {
 pub struct Amqp {
     broker: Arc<Broker>,
     config: AmqpConfig,
-    users: Arc<UserStore>,
+    users: Arc<Users>,
     replies: reply_to::Registry,
     next_connection: AtomicU64,
     connections: Arc<Registry>,
@@ -87,11 +87,15 @@ pub struct Amqp {
 impl Amqp {
     /// Sets up the default vhost (with the `amq.*` exchanges) and returns
     /// the protocol, ready to serve connections.
-    pub fn new(broker: Arc<Broker>, config: AmqpConfig, users: UserStore) -> CoreResult<Arc<Amqp>> {
+    pub fn new(
+        broker: Arc<Broker>,
+        config: AmqpConfig,
+        users: Arc<Users>,
+    ) -> CoreResult<Arc<Amqp>> {
         let amqp = Amqp {
             broker,
             config,
-            users: Arc::new(users),
+            users,
             replies: reply_to::Registry::default(),
             next_connection: AtomicU64::new(1),
             connections: Arc::default(),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_amqp::{Amqp, AmqpConfig, UserStore};
+use ferry_amqp::{Amqp, AmqpConfig, AuthConfig, Users};
 use ferry_core::Broker;
 use futures_util::StreamExt;
 use lapin::options::*;
@@ -24,10 +24,11 @@ struct Ferry {
 }
 
 async fn ferry() -> Ferry {
-    ferry_with(AmqpConfig::default(), UserStore::default()).await
+    ferry_with(AmqpConfig::default(), AuthConfig::default()).await
 }
 
-async fn ferry_with(config: AmqpConfig, users: UserStore) -> Ferry {
+async fn ferry_with(config: AmqpConfig, users: AuthConfig) -> Ferry {
+    let users = Arc::new(Users::fixed(users).expect("users"));
     let broker = Broker::in_memory();
     let amqp = Amqp::new(Arc::clone(&broker), config, users).expect("amqp");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -1025,7 +1026,7 @@ async fn users_get_only_the_vhosts_and_resources_their_permissions_name() {
         vhosts: vec!["other".into()],
         ..AmqpConfig::default()
     };
-    let f = ferry_with(config, auth.build().expect("users")).await;
+    let f = ferry_with(config, auth).await;
     let addr = f.addr;
     let login = |vhost: &'static str| async move {
         Connection::connect(

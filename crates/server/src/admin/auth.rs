@@ -30,14 +30,15 @@ pub async fn require_administrator(
             Some(admin) => Ok(admin),
             None => {
                 // Password hashing is deliberately slow: not on the async threads.
-                let users = std::sync::Arc::clone(&s.users);
+                let users = s.users.current();
                 let logins = std::sync::Arc::clone(&s.logins);
+                let generation = logins.generation();
                 let who = name.clone();
                 let checked = tokio::task::spawn_blocking(move || {
                     let admin = users
                         .authenticate(&who, &password, peer.ip())
                         .map(|u| u.has_tag("administrator"))?;
-                    logins.remember(&who, &password, peer.ip(), admin);
+                    logins.remember(&who, &password, peer.ip(), admin, generation);
                     Ok(admin)
                 })
                 .await;

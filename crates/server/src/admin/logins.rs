@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ const MAX: usize = 1024;
 #[derive(Default)]
 pub struct Logins {
     seen: Mutex<HashMap<[u8; 32], (Instant, bool)>>,
+    /// Bumped when users change: a check that began before is not kept.
+    generation: AtomicU64,
 }
 
 fn key(name: &str, password: &str, peer: IpAddr) -> [u8; 32] {
@@ -46,8 +49,25 @@ impl Logins {
             .map(|(_, admin)| *admin)
     }
 
-    pub fn remember(&self, name: &str, password: &str, peer: IpAddr, admin: bool) {
+    /// Forgets every login (a user changed: each must be checked again).
+    pub fn forget_all(&self) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        seen.clear();
+    }
+
+    /// Taken before a check, given back to [`Logins::remember`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Remembers a successful check that began at `generation` (ignored if
+    /// users changed since).
+    pub fn remember(&self, name: &str, password: &str, peer: IpAddr, admin: bool, generation: u64) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
         if seen.len() >= MAX {
             seen.retain(|_, (at, _)| at.elapsed() < TTL);
             if seen.len() >= MAX {
@@ -68,11 +88,16 @@ mod tests {
         let here: IpAddr = "127.0.0.1".parse().unwrap();
         let there: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(l.recall("a", "pw", here), None);
-        l.remember("a", "pw", here, true);
+        l.remember("a", "pw", here, true, l.generation());
         assert_eq!(l.recall("a", "pw", here), Some(true));
         assert_eq!(l.recall("a", "other", here), None);
         assert_eq!(l.recall("a", "pw", there), None);
         // The boundary between name and password is part of the key.
         assert_eq!(l.recall("ap", "w", here), None);
+        // A check that began before users changed is not kept.
+        let before = l.generation();
+        l.forget_all();
+        l.remember("a", "pw", here, true, before);
+        assert_eq!(l.recall("a", "pw", here), None);
     }
 }

@@ -31,7 +31,7 @@ pub struct AdminState {
     pub metrics: Arc<crate::metrics::Exporter>,
     /// The broker, once recovered.
     pub broker: Arc<std::sync::OnceLock<Arc<ferry_core::Broker>>>,
-    pub users: Arc<ferry_auth::UserStore>,
+    pub users: Arc<ferry_auth::Users>,
     /// Logins checked within the last minute (password checks are slow).
     pub logins: Arc<logins::Logins>,
     pub started: std::time::Instant,

@@ -105,7 +105,8 @@ where
         other => return Err(unexpected(out, "connection.start-ok", &other)),
     };
     // Password hashing is deliberately slow: not on the async threads.
-    let users = amqp.users.clone();
+    // The store as it is now: a user changed later does not change this login.
+    let users = amqp.users.current();
     let mechanism = start_ok.mechanism.as_str().to_owned();
     let response = start_ok.response.as_bytes().to_vec();
     let certified = certified.map(str::to_owned);

@@ -1,25 +1,55 @@
-//! Users and their permissions, as configured (never a password or hash).
+//! Users and their permissions: listed (never a password), and changed for
+//! the users made through the API (the config file's are changed there).
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
+use ferry_auth::{AuthError, PermissionConfig, UserConfig};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ApiResult;
+use super::{ApiError, ApiResult, created_or_ok, required_body};
 use crate::admin::AdminState;
 
-pub(super) async fn users(State(s): State<AdminState>) -> ApiResult {
-    let list: Vec<Value> = s
-        .users
+pub(super) fn auth_error(e: AuthError) -> ApiError {
+    let status = match e {
+        AuthError::UnknownUser(_) => StatusCode::NOT_FOUND,
+        AuthError::FromConfig(_) => StatusCode::CONFLICT,
+        AuthError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError(status, e.to_string())
+}
+
+pub(super) fn users_json(s: &AdminState, with_hashes: bool) -> Vec<Value> {
+    let store = s.users.current();
+    store
         .users()
         .iter()
-        .map(|u| json!({ "name": u.name, "tags": u.tags, "loopback_only": u.loopback_only }))
-        .collect();
-    Ok(Json(Value::Array(list)).into_response())
+        .map(|u| {
+            let mut j = json!({
+                "name": u.name,
+                "tags": u.tags,
+                "loopback_only": u.loopback_only,
+                "source": if s.users.is_managed(&u.name) { "api" } else { "config" },
+            });
+            if with_hashes && let Some(h) = u.password_hash() {
+                j["password_hash"] = json!(h);
+            }
+            j
+        })
+        .collect()
+}
+
+pub(super) async fn users(State(s): State<AdminState>) -> ApiResult {
+    Ok(Json(Value::Array(users_json(&s, false))).into_response())
 }
 
 pub(super) fn permissions_json(s: &AdminState) -> Vec<Value> {
+    let store = s.users.current();
     let mut list = Vec::new();
-    for u in s.users.users() {
+    for u in store.users() {
         for (ns, p) in u.permissions() {
             let [configure, write, read] = p.expressions();
             list.push(json!({
@@ -36,4 +66,121 @@ pub(super) fn permissions_json(s: &AdminState) -> Vec<Value> {
 
 pub(super) async fn permissions(State(s): State<AdminState>) -> ApiResult {
     Ok(Json(Value::Array(permissions_json(&s))).into_response())
+}
+
+/// What PUT /api/users/{name} takes: a password (hashed here) or a hash.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UserSpec {
+    pub password: Option<String>,
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Default: false (a user made to log in from elsewhere).
+    #[serde(default)]
+    pub loopback_only: bool,
+}
+
+impl UserSpec {
+    /// The user as stored: a password becomes its argon2 hash (slow by
+    /// design: call off the async threads).
+    pub(super) fn into_config(self, name: &str) -> Result<UserConfig, ApiError> {
+        let hash = match (self.password, self.password_hash) {
+            (Some(p), None) if !p.is_empty() => {
+                ferry_auth::hash_password(&p).map_err(|e| ApiError::bad_request(e.to_string()))?
+            }
+            (None, Some(h)) => h,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "a user needs exactly one of a non-empty password and password_hash",
+                ));
+            }
+        };
+        Ok(UserConfig {
+            name: name.to_owned(),
+            password_hash: Some(hash),
+            password: None,
+            tags: self.tags,
+            loopback_only: Some(self.loopback_only),
+        })
+    }
+}
+
+pub(super) async fn put_user(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let spec: UserSpec = required_body(&bytes, "user")?;
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("a user name is printable text"));
+    }
+    let users = std::sync::Arc::clone(&s.users);
+    let who = name.clone();
+    let created = tokio::task::spawn_blocking(move || {
+        let user = spec.into_config(&who)?;
+        users.put_user(user).map_err(auth_error)
+    })
+    .await
+    .map_err(|_| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "saving the user failed".into(),
+        )
+    })??;
+    // A changed password must not keep working from the login cache.
+    s.logins.forget_all();
+    Ok((created_or_ok(created), Json(json!({ "user": name }))).into_response())
+}
+
+pub(super) async fn delete_user(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    s.users.delete_user(&name).map_err(auth_error)?;
+    s.logins.forget_all();
+    Ok(Json(json!({ "deleted": name })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PermissionSpec {
+    configure: String,
+    write: String,
+    read: String,
+}
+
+pub(super) async fn put_permission(
+    State(s): State<AdminState>,
+    Path((ns, user)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    let p: PermissionSpec = required_body(&bytes, "permissions")?;
+    let created = s
+        .users
+        .set_permission(PermissionConfig {
+            user: user.clone(),
+            vhost: ns.clone(),
+            configure: p.configure,
+            write: p.write,
+            read: p.read,
+        })
+        .map_err(auth_error)?;
+    Ok((
+        created_or_ok(created),
+        Json(json!({ "user": user, "namespace": ns })),
+    )
+        .into_response())
+}
+
+pub(super) async fn delete_permission(
+    State(s): State<AdminState>,
+    Path((ns, user)): Path<(String, String)>,
+) -> ApiResult {
+    if !s.users.clear_permission(&user, &ns).map_err(auth_error)? {
+        return Err(ApiError::not_found(format!(
+            "user '{user}' has no permissions on '{ns}'"
+        )));
+    }
+    Ok(Json(json!({ "cleared": true })).into_response())
 }

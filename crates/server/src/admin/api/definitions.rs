@@ -2,9 +2,9 @@
 //! its import (`POST`), which declares whatever is missing: a backup, or a
 //! way to copy one broker's setup to another.
 //!
-//! Users and permissions come from the config file: they are exported for
-//! the record, and an import reports the ones this broker lacks instead of
-//! creating them.
+//! Users are exported with their argon2 hashes (never a plain password),
+//! and an import makes the missing ones as users of the API; those of the
+//! config file stay as the file says.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
+use ferry_auth::{AuthConfig, PermissionConfig, UserConfig};
 use ferry_core::Broker;
 use ferry_core::queue::{
     DeadLetterPolicy, DeadLetterTarget, DedupConfig, DedupScope, Overflow, QueueConfig,
@@ -21,7 +22,7 @@ use ferry_core::router::{Binding, DEFAULT_ROUTER, Destination, RouterConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::access::permissions_json;
+use super::access::{auth_error, permissions_json, users_json};
 use super::headers::json_headers;
 use super::queues::all_queues;
 use super::routers::{binding_json, kind_name, parse_kind};
@@ -42,9 +43,48 @@ struct Definitions {
     #[serde(default)]
     bindings: Vec<BindingDef>,
     #[serde(default)]
-    users: Vec<Value>,
+    users: Vec<UserDef>,
     #[serde(default)]
-    permissions: Vec<Value>,
+    permissions: Vec<PermissionDef>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct UserDef {
+    name: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    loopback_only: bool,
+    /// Without it (a user whose password is plain in a config file) the
+    /// user cannot be made elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_hash: Option<String>,
+    /// `config` or `api`: where the user was defined (ignored on import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct PermissionDef {
+    user: String,
+    namespace: String,
+    configure: String,
+    write: String,
+    read: String,
+}
+
+impl PermissionDef {
+    fn config(&self) -> PermissionConfig {
+        PermissionConfig {
+            user: self.user.clone(),
+            vhost: self.namespace.clone(),
+            configure: self.configure.clone(),
+            write: self.write.clone(),
+            read: self.read.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -318,13 +358,14 @@ pub(super) async fn export(State(s): State<AdminState>) -> ApiResult {
         }
     }
     d.bindings = bindings;
-    d.users = s
-        .users
-        .users()
-        .iter()
-        .map(|u| json!({ "name": u.name, "tags": u.tags, "loopback_only": u.loopback_only }))
+    d.users = users_json(&s, true)
+        .into_iter()
+        .filter_map(|u| serde_json::from_value(u).ok())
         .collect();
-    d.permissions = permissions_json(&s);
+    d.permissions = permissions_json(&s)
+        .into_iter()
+        .filter_map(|p| serde_json::from_value(p).ok())
+        .collect();
     Ok(Json(d).into_response())
 }
 
@@ -421,53 +462,125 @@ fn plan(b: &Broker, d: Definitions) -> Result<Plan, ApiError> {
     })
 }
 
-pub(super) async fn import(State(s): State<AdminState>, bytes: Bytes) -> ApiResult {
-    let b = std::sync::Arc::clone(broker(&s)?);
-    let d: Definitions = required_body(&bytes, "definitions")?;
-    let missing_users: Vec<String> = d
+/// The document's users and permissions, checked as the store would check
+/// them (hashes, patterns) before anything changes.
+fn check_users(d: &Definitions) -> Result<(), ApiError> {
+    // A user without a hash is reported, not made: only the others count.
+    let made: Vec<&UserDef> = d
         .users
         .iter()
-        .filter_map(|u| u.get("name").and_then(Value::as_str))
-        .filter(|name| s.users.user(name).is_none())
-        .map(str::to_owned)
+        .filter(|u| u.password_hash.is_some())
         .collect();
+    let check = AuthConfig {
+        users: made
+            .iter()
+            .map(|u| UserConfig {
+                name: u.name.clone(),
+                password: None,
+                password_hash: u.password_hash.clone(),
+                tags: u.tags.clone(),
+                loopback_only: Some(u.loopback_only),
+            })
+            .collect(),
+        permissions: d
+            .permissions
+            .iter()
+            .filter(|p| made.iter().any(|u| u.name == p.user))
+            .map(PermissionDef::config)
+            .collect(),
+    };
+    if check.users.is_empty() {
+        return Ok(());
+    }
+    check
+        .build()
+        .map(|_| ())
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+pub(super) async fn import(State(s): State<AdminState>, bytes: Bytes) -> ApiResult {
+    let b = std::sync::Arc::clone(broker(&s)?);
+    let mut d: Definitions = required_body(&bytes, "definitions")?;
+    check_users(&d)?;
+    let users = std::mem::take(&mut d.users);
+    let permissions = std::mem::take(&mut d.permissions);
+    let live = std::sync::Arc::clone(&s.users);
     // Thousands of declares, each journaled: off the async threads.
-    let created = tokio::task::spawn_blocking(move || -> Result<[u64; 4], ApiError> {
-        let plan = plan(&b, d)?;
-        let mut created = [0u64; 4];
-        for ns in &plan.namespaces {
-            if b.namespace(ns).is_err() {
-                b.create_namespace(ns);
-                created[0] += 1;
+    let (created, not_imported) =
+        tokio::task::spawn_blocking(move || -> Result<([u64; 6], Vec<String>), ApiError> {
+            let plan = plan(&b, d)?;
+            let mut created = [0u64; 6];
+            for ns in &plan.namespaces {
+                if b.namespace(ns).is_err() {
+                    b.create_namespace(ns);
+                    created[0] += 1;
+                }
             }
-        }
-        for (ns, name, c) in plan.queues {
-            if b.declare_queue(&ns, &name, c).map_err(core_error)?.created {
-                created[1] += 1;
+            for (ns, name, c) in plan.queues {
+                if b.declare_queue(&ns, &name, c).map_err(core_error)?.created {
+                    created[1] += 1;
+                }
             }
-        }
-        for (ns, name, c) in plan.routers {
-            if b.declare_router(&ns, &name, c).map_err(core_error)? {
-                created[2] += 1;
+            for (ns, name, c) in plan.routers {
+                if b.declare_router(&ns, &name, c).map_err(core_error)? {
+                    created[2] += 1;
+                }
             }
-        }
-        for (ns, binding) in plan.bindings {
-            if b.bind(&ns, binding).map_err(core_error)? {
-                created[3] += 1;
+            for (ns, binding) in plan.bindings {
+                if b.bind(&ns, binding).map_err(core_error)? {
+                    created[3] += 1;
+                }
             }
-        }
-        Ok(created)
-    })
-    .await
-    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "import failed".into()))??;
+            let mut not_imported = Vec::new();
+            for u in users {
+                if live.current().user(&u.name).is_some() {
+                    continue;
+                }
+                let Some(hash) = u.password_hash else {
+                    not_imported.push(u.name);
+                    continue;
+                };
+                let user = UserConfig {
+                    name: u.name,
+                    password_hash: Some(hash),
+                    password: None,
+                    tags: u.tags,
+                    loopback_only: Some(u.loopback_only),
+                };
+                if live.put_user(user).map_err(auth_error)? {
+                    created[4] += 1;
+                }
+            }
+            for p in permissions {
+                let store = live.current();
+                let Some(user) = store.user(&p.user) else {
+                    continue;
+                };
+                let has = user.permissions().iter().any(|(ns, _)| *ns == p.namespace);
+                if !has
+                    && live.is_managed(&p.user)
+                    && live.set_permission(p.config()).map_err(auth_error)?
+                {
+                    created[5] += 1;
+                }
+            }
+            Ok((created, not_imported))
+        })
+        .await
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "import failed".into()))??;
+    if created[4] > 0 {
+        s.logins.forget_all();
+    }
     Ok(Json(json!({
         "created": {
             "namespaces": created[0],
             "queues": created[1],
             "routers": created[2],
             "bindings": created[3],
+            "users": created[4],
+            "permissions": created[5],
         },
-        "users_not_configured": missing_users,
+        "users_not_imported": not_imported,
     }))
     .into_response())
 }

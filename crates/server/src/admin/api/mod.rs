@@ -5,7 +5,7 @@
 //! - `messages.rs`: peek, publish a test message, redrive a dead-letter queue.
 //! - `routers.rs`: routers and bindings.
 //! - `connections.rs`: client connections (list, close) and consumers.
-//! - `access.rs`: users and permissions.
+//! - `access.rs`: users and permissions (listed; changed for the API's own).
 //! - `definitions.rs`: the durable topology as one document, out and in.
 
 mod access;
@@ -73,7 +73,15 @@ pub fn routes() -> Router<AdminState> {
         )
         .route("/api/consumers", get(connections::consumers))
         .route("/api/users", get(access::users))
+        .route(
+            "/api/users/{name}",
+            axum::routing::put(access::put_user).delete(access::delete_user),
+        )
         .route("/api/permissions", get(access::permissions))
+        .route(
+            "/api/permissions/{namespace}/{user}",
+            axum::routing::put(access::put_permission).delete(access::delete_permission),
+        )
         .route(
             "/api/definitions",
             get(definitions::export).post(definitions::import),
