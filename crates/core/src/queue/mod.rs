@@ -14,6 +14,7 @@
 mod config;
 mod consumers;
 mod dedup;
+mod packed;
 mod push;
 mod ready;
 mod restore;
@@ -39,6 +40,7 @@ use crate::store::{Location, QueueId, Record};
 
 use consumers::Consumers;
 use dedup::{Check, DedupWindow};
+use packed::{MaybeLoc, MaybeTime};
 use ready::{ReadyIndex, Ref};
 
 /// A delivery in flight. Protocols encode it in their own handles (an SQS
@@ -173,7 +175,7 @@ enum State {
     Ready,
     Delayed(Timestamp),
     Leased {
-        deadline: Option<Timestamp>,
+        deadline: MaybeTime,
         consumer: Option<ConsumerId>,
     },
 }
@@ -193,12 +195,12 @@ struct Entry {
     deliveries: u32,
     priority: u8,
     enqueued_at: Timestamp,
-    expires_at: Option<Timestamp>,
-    first_delivered_at: Option<Timestamp>,
+    expires_at: MaybeTime,
+    first_delivered_at: MaybeTime,
     /// When the current (or last) lease began.
     leased_at: Timestamp,
     /// Where the store holds it (journaled messages only).
-    loc: Option<Location>,
+    loc: MaybeLoc,
 }
 
 impl Entry {
@@ -279,7 +281,7 @@ impl QueueCore {
         if !e.evicted {
             return Ok(Arc::clone(&e.msg));
         }
-        match (&self.store, e.loc) {
+        match (&self.store, e.loc.get()) {
             (Some(store), Some(loc)) => store.load(loc),
             _ => Err(crate::store::StoreError::Io(
                 "an evicted message has no store to come back from".into(),
@@ -311,7 +313,7 @@ impl QueueCore {
                 && e.msg.persistent
                 && self.config.durable
                 && !matches!(e.state, State::Leased { .. })
-                && e.loc.is_some_and(|l| store.loadable(l));
+                && e.loc.get().is_some_and(|l| store.loadable(l));
             if evictable {
                 e.group = e.msg.group_id.as_deref().map(Arc::from);
                 e.msg = stand_in;
@@ -476,7 +478,7 @@ impl QueueCore {
     pub fn attach_locations(&mut self, journaled: &[(u64, usize)], locations: &[Location]) {
         for (&(seq, key), &loc) in journaled.iter().zip(locations) {
             if let Some(e) = self.slots.get_mut(key).filter(|e| e.seq == seq) {
-                e.loc = Some(loc);
+                e.loc = MaybeLoc::new(Some(loc));
             }
         }
     }
@@ -504,10 +506,10 @@ impl QueueCore {
             deliveries,
             priority,
             enqueued_at,
-            expires_at,
-            first_delivered_at: None,
+            expires_at: MaybeTime::new(expires_at),
+            first_delivered_at: MaybeTime::NONE,
             leased_at: Timestamp(0),
-            loc,
+            loc: MaybeLoc::new(loc),
         });
         self.stats.bytes += size;
         self.stats.resident_bytes += size;
@@ -540,7 +542,7 @@ impl QueueCore {
     /// heap if it expires, then delayed or ready.
     fn schedule_new(&mut self, key: usize, now: Timestamp, fx: &mut Effects) {
         let e = &self.slots[key];
-        let (seq, expires_at) = (e.seq, e.expires_at);
+        let (seq, expires_at) = (e.seq, e.expires_at.get());
         let State::Delayed(visible_at) = e.state else {
             return;
         };
@@ -686,10 +688,14 @@ impl QueueCore {
         let journaled = self.config.durable;
         let e = &mut self.slots[key];
         debug_assert_eq!(e.state, State::Ready);
-        e.state = State::Leased { deadline, consumer };
+        e.state = State::Leased {
+            deadline: MaybeTime::new(deadline),
+            consumer,
+        };
         e.leased_at = now;
         e.deliveries += 1;
-        let first = *e.first_delivered_at.get_or_insert(now);
+        let first = e.first_delivered_at.get().unwrap_or(now);
+        e.first_delivered_at = MaybeTime::new(Some(first));
         let size = e.size;
         if journaled && e.msg.persistent {
             fx.records.push(Record::Delivered {
@@ -815,7 +821,7 @@ impl QueueCore {
         let e = &mut self.slots[key];
         if let State::Leased { consumer, .. } = e.state {
             e.state = State::Leased {
-                deadline: Some(deadline),
+                deadline: MaybeTime::new(Some(deadline)),
                 consumer,
             };
         }
@@ -845,7 +851,7 @@ impl QueueCore {
             .and_then(|p| p.max_deliveries);
         if limit.is_some_and(|max| e.deliveries >= max) {
             self.remove(key, Some(DeathReason::DeliveryLimit), now, fx);
-        } else if e.expires_at.is_some_and(|t| t <= now) {
+        } else if e.expires_at.get().is_some_and(|t| t <= now) {
             self.remove(key, Some(DeathReason::Expired), now, fx);
         } else {
             self.leave_lease(key, fx);
@@ -912,7 +918,7 @@ impl QueueCore {
         let removal = self.journaled(&e.msg).then_some(Record::Removed {
             queue: self.id,
             seq: e.seq,
-            loc: e.loc,
+            loc: e.loc.get(),
         });
         match (died, e.evicted) {
             (None, _) => fx.records.extend(removal),
@@ -979,7 +985,7 @@ impl QueueCore {
         for &key in &doomed {
             let e = &self.slots[key];
             let journaled = self.journaled(&e.msg);
-            let (seq, loc) = (e.seq, e.loc);
+            let (seq, loc) = (e.seq, e.loc.get());
             self.remove(key, None, now, fx);
             // `remove` pushed a per-message record; one purge record replaces them.
             if journaled {
@@ -1085,7 +1091,7 @@ impl QueueCore {
                 let removal = self.journaled(&e.msg).then_some(Record::Removed {
                     queue: self.id,
                     seq: e.seq,
-                    loc: e.loc,
+                    loc: e.loc.get(),
                 });
                 out.push((message, removal));
                 taken += 1;
@@ -1119,7 +1125,7 @@ impl QueueCore {
             let Some(e) = self.slots.get(key) else {
                 continue;
             };
-            let Some(loc) = e.loc.filter(|l| moved(*l)) else {
+            let Some(loc) = e.loc.get().filter(|l| moved(*l)) else {
                 continue;
             };
             let (seq, at, deliveries, evicted) = (e.seq, e.enqueued_at, e.deliveries, e.evicted);

@@ -13,6 +13,7 @@ use crate::clock::Timestamp;
 use crate::message::Message;
 use crate::store::Location;
 
+use super::packed::{MaybeLoc, MaybeTime};
 use super::{DedupWindow, Effects, Entry, QueueConfig, QueueCore, ReadyIndex, State};
 
 impl QueueCore {
@@ -56,10 +57,10 @@ impl QueueCore {
             deliveries,
             priority: 0,
             enqueued_at,
-            expires_at: None,
-            first_delivered_at: None,
+            expires_at: MaybeTime::NONE,
+            first_delivered_at: MaybeTime::NONE,
             leased_at: Timestamp(0),
-            loc,
+            loc: MaybeLoc::new(loc),
         })
     }
 
@@ -69,7 +70,7 @@ impl QueueCore {
         if let Some(e) = self.slots.get_mut(key) {
             e.deliveries = deliveries;
             if loc.is_some() {
-                e.loc = loc;
+                e.loc = MaybeLoc::new(loc);
             }
         }
     }
@@ -99,7 +100,7 @@ impl QueueCore {
         let stand_in = Arc::clone(&self.stand_in);
         let e = &mut self.slots[key];
         e.priority = priority;
-        e.expires_at = expires_at;
+        e.expires_at = MaybeTime::new(expires_at);
         e.state = State::Delayed(visible_at);
         if e.evicted {
             // The group stays on the entry; the shared stand-in replaces
@@ -113,6 +114,6 @@ impl QueueCore {
     /// The store locations of every message (the store counts what is
     /// live in each of its files).
     pub fn locations(&self) -> impl Iterator<Item = Location> + '_ {
-        self.slots.iter().filter_map(|(_, e)| e.loc)
+        self.slots.iter().filter_map(|(_, e)| e.loc.get())
     }
 }

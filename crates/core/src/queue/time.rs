@@ -37,7 +37,7 @@ impl QueueCore {
             self.deadlines.pop();
             let due = self.slots.get(key).is_some_and(|e| {
                 e.seq == seq
-                    && matches!(e.state, State::Leased { deadline: Some(d), .. } if d == at)
+                    && matches!(e.state, State::Leased { deadline, .. } if deadline.get() == Some(at))
             });
             if due {
                 self.return_leased(key, now, fx);
@@ -87,7 +87,7 @@ impl QueueCore {
             self.deadlines.retain(|Reverse((at, seq, key))| {
                 slots.get(*key).is_some_and(|e| {
                     e.seq == *seq
-                        && matches!(e.state, State::Leased { deadline: Some(d), .. } if d == *at)
+                        && matches!(e.state, State::Leased { deadline, .. } if deadline.get() == Some(*at))
                 })
             });
         }
