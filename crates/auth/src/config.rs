@@ -6,6 +6,7 @@
 //! password-hash = "$argon2id$v=19$..."   # from `ferry hash-password`
 //! tags = ["administrator"]
 //! loopback-only = false                  # default: true for guest only
+//! access-keys = [{ id = "AKIDAPP", secret = "..." }]   # SQS (SigV4)
 //!
 //! [[permissions]]
 //! user = "app"
@@ -45,6 +46,26 @@ pub struct UserConfig {
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loopback_only: Option<bool>,
+    /// AWS access keys (SigV4 needs the secret itself, as AWS keeps it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_keys: Vec<AccessKey>,
+}
+
+/// An AWS access key id and its secret.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AccessKey {
+    pub id: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for AccessKey {
+    /// The secret never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -68,6 +89,7 @@ impl AuthConfig {
                 password: Some("guest".into()),
                 tags: vec!["administrator".into()],
                 loopback_only: Some(true),
+                access_keys: Vec::new(),
             }],
             permissions: vec![PermissionConfig {
                 user: "guest".into(),
@@ -93,6 +115,20 @@ impl AuthConfig {
             if users.iter().any(|x| x.name == u.name) {
                 return Err(bad(&u.name, "listed twice".into()));
             }
+            for k in &u.access_keys {
+                let taken = users
+                    .iter()
+                    .any(|x| x.access_keys.iter().any(|(id, _)| *id == k.id));
+                if taken || u.access_keys.iter().filter(|o| o.id == k.id).count() > 1 {
+                    return Err(bad(&u.name, format!("access key {} is listed twice", k.id)));
+                }
+                if k.id.is_empty() || k.secret.is_empty() {
+                    return Err(bad(
+                        &u.name,
+                        "an access key needs an id and a secret".into(),
+                    ));
+                }
+            }
             let secret = match (&u.password_hash, &u.password) {
                 (Some(h), None) => {
                     PasswordHash::new(h).map_err(|e| {
@@ -117,6 +153,11 @@ impl AuthConfig {
                 loopback_only: u.loopback_only.unwrap_or(u.name == "guest"),
                 tags: u.tags.clone(),
                 permissions: HashMap::new(),
+                access_keys: u
+                    .access_keys
+                    .iter()
+                    .map(|k| (k.id.clone(), k.secret.clone()))
+                    .collect(),
             });
         }
         for p in &self.permissions {

@@ -11,7 +11,7 @@
 mod config;
 mod live;
 
-pub use config::{AuthConfig, PermissionConfig, UserConfig};
+pub use config::{AccessKey, AuthConfig, PermissionConfig, UserConfig};
 pub use live::Users;
 
 use std::collections::HashMap;
@@ -126,6 +126,8 @@ pub struct User {
     pub tags: Vec<String>,
     /// By namespace.
     permissions: HashMap<String, Permission>,
+    /// AWS access keys: (id, secret).
+    access_keys: Vec<(String, String)>,
 }
 
 impl User {
@@ -155,6 +157,11 @@ impl User {
             .collect();
         v.sort_by_key(|(ns, _)| *ns);
         v
+    }
+
+    /// The ids of the user's AWS access keys (never the secrets).
+    pub fn access_key_ids(&self) -> Vec<&str> {
+        self.access_keys.iter().map(|(id, _)| id.as_str()).collect()
     }
 
     /// The argon2 hash of the user's password, if it has one (a plain
@@ -201,6 +208,7 @@ impl UserStore {
             loopback_only: true,
             tags: Vec::new(),
             permissions: HashMap::new(),
+            access_keys: Vec::new(),
         };
         UserStore { users, decoy }
     }
@@ -215,6 +223,7 @@ impl Default for UserStore {
             loopback_only: true,
             tags: vec!["administrator".into()],
             permissions: HashMap::from([("/".to_owned(), Permission::all())]),
+            access_keys: Vec::new(),
         }])
     }
 }
@@ -250,6 +259,21 @@ impl UserStore {
             return Err(AuthError::LoopbackOnly(name.to_owned()));
         }
         Ok(user)
+    }
+
+    /// The user an AWS access key belongs to, and the key's secret.
+    pub fn access_key(&self, id: &str) -> Option<(&User, &str)> {
+        self.users.iter().find_map(|u| {
+            u.access_keys
+                .iter()
+                .find(|(k, _)| k == id)
+                .map(|(_, secret)| (u, secret.as_str()))
+        })
+    }
+
+    /// Whether any user has an access key (then AWS requests must be signed).
+    pub fn has_access_keys(&self) -> bool {
+        self.users.iter().any(|u| !u.access_keys.is_empty())
     }
 
     /// Every user, in configuration order.

@@ -215,6 +215,7 @@ mod tests {
             password: Some(password.into()),
             tags: Vec::new(),
             loopback_only: None,
+            access_keys: Vec::new(),
         }
     }
 

@@ -180,7 +180,11 @@ impl Server {
             memory_budget,
             config.memory_high_watermark,
         );
-        let sqs = ferry_sqs::router(ferry_sqs::Sqs::new(Arc::clone(&broker), sqs_config));
+        let sqs = ferry_sqs::router(ferry_sqs::Sqs::new(
+            Arc::clone(&broker),
+            sqs_config,
+            Arc::clone(&users),
+        ));
         if let Some(listener) = aws_listener {
             serve_http(&mut tasks, "aws", listener, sqs.clone(), stopped.clone());
         }

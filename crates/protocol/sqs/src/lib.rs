@@ -11,6 +11,7 @@
 //!   `names.rs`: the rules the actions share;
 //! - `error.rs`: SQS's error codes, and the mapping from core errors.
 
+mod access;
 mod actions;
 mod attributes;
 pub mod error;
@@ -45,7 +46,8 @@ pub struct SqsConfig {
     /// The core namespace SQS queues live in (shared with AMQP's vhost of
     /// the same name, so both see the same queues).
     pub namespace: String,
-    /// With any, every request must be signed (SigV4) by one of them.
+    /// The broker's own keys (everything allowed). With any, or with any
+    /// user's, every request must be signed (SigV4) by a known key.
     pub credentials: sigv4::Credentials,
 }
 
@@ -64,6 +66,8 @@ impl Default for SqsConfig {
 pub struct Sqs {
     broker: Arc<Broker>,
     config: SqsConfig,
+    /// Users, whose access keys sign requests and whose permissions apply.
+    users: Arc<ferry_auth::Users>,
     request_ids: RandomIds,
     /// When each queue was last purged (SQS allows one purge a minute).
     purges: Mutex<HashMap<String, Timestamp>>,
@@ -74,9 +78,9 @@ pub struct Sqs {
 }
 
 impl Sqs {
-    pub fn new(broker: Arc<Broker>, config: SqsConfig) -> Arc<Sqs> {
+    pub fn new(broker: Arc<Broker>, config: SqsConfig, users: Arc<ferry_auth::Users>) -> Arc<Sqs> {
         broker.create_namespace(&config.namespace);
-        if config.credentials.is_empty() {
+        if config.credentials.is_empty() && !users.current().has_access_keys() {
             tracing::warn!(
                 "no AWS credentials configured: SQS accepts any access key, unsigned or not"
             );
@@ -84,6 +88,7 @@ impl Sqs {
         Arc::new(Sqs {
             broker,
             config,
+            users,
             request_ids: RandomIds::new(),
             purges: Mutex::new(HashMap::new()),
             deleted: Mutex::new(HashMap::new()),
@@ -113,22 +118,13 @@ async fn handle(
     let request_id = sqs.request_ids.next_id().to_string();
     match wire::parse(&method, &headers, uri.path(), uri.query(), &body) {
         Ok(req) => {
-            if !sqs.config.credentials.is_empty() {
-                let now = (sqs.broker.now().as_millis() / 1000) as i64;
-                let checked = sigv4::verify(
-                    &sqs.config.credentials,
-                    &method,
-                    uri.path(),
-                    uri.query(),
-                    &headers,
-                    &body,
-                    now,
-                );
-                if let Err(e) = checked {
-                    return wire::render(req.protocol, &req.action, &request_id, Err(e));
-                }
-            }
-            let result = actions::dispatch(&sqs, &req).await;
+            let who =
+                match access::authenticate(&sqs, &method, uri.path(), uri.query(), &headers, &body)
+                {
+                    Ok(who) => who,
+                    Err(e) => return wire::render(req.protocol, &req.action, &request_id, Err(e)),
+                };
+            let result = actions::dispatch(&sqs, &who, &req).await;
             if let Err(e) = &result {
                 tracing::debug!(action = %req.action, error = %e, "sqs request refused");
             }

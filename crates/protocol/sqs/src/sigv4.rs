@@ -112,17 +112,18 @@ fn parse_header(value: &str) -> Option<Signed<'_>> {
     })
 }
 
-/// Verifies the request's signature. `query` is the raw query string,
-/// `now_secs` the current Unix time.
+/// Verifies the request's signature; returns the access key id it was
+/// signed with. `secret_of` gives a key's secret (None: unknown key),
+/// `query` is the raw query string, `now_secs` the current Unix time.
 pub fn verify(
-    creds: &Credentials,
+    secret_of: &dyn Fn(&str) -> Option<String>,
     method: &Method,
     path: &str,
     query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
     now_secs: i64,
-) -> Result<(), SqsError> {
+) -> Result<String, SqsError> {
     let header = headers.get("authorization").and_then(|v| v.to_str().ok());
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -180,7 +181,9 @@ pub fn verify(
             amz_date: q("X-Amz-Date").unwrap_or_default().to_owned(),
             presigned: true,
         };
-        return check(creds, signed, method, path, &pairs, headers, body, now_secs);
+        return check(
+            secret_of, signed, method, path, &pairs, headers, body, now_secs,
+        );
     } else {
         return Err(SqsError::missing_authentication_token(
             "Request is missing Authentication Token",
@@ -192,12 +195,14 @@ pub fn verify(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    check(creds, signed, method, path, &pairs, headers, body, now_secs)
+    check(
+        secret_of, signed, method, path, &pairs, headers, body, now_secs,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
 fn check(
-    creds: &Credentials,
+    secret_of: &dyn Fn(&str) -> Option<String>,
     signed: Signed<'_>,
     method: &Method,
     path: &str,
@@ -205,8 +210,8 @@ fn check(
     headers: &HeaderMap,
     body: &[u8],
     now_secs: i64,
-) -> Result<(), SqsError> {
-    let secret = creds.0.get(signed.access_key).ok_or_else(|| {
+) -> Result<String, SqsError> {
+    let secret = secret_of(signed.access_key).ok_or_else(|| {
         SqsError::invalid_client_token_id("The security token included in the request is invalid.")
     })?;
     if !signed.amz_date.starts_with(signed.date) {
@@ -280,7 +285,7 @@ fn check(
     let k_signing = hmac(&k_service, b"aws4_request");
     let expected = hex(&hmac(&k_signing, to_sign.as_bytes()));
     if constant_time_eq(expected.as_bytes(), signed.signature.as_bytes()) {
-        Ok(())
+        Ok(signed.access_key.to_owned())
     } else {
         Err(invalid(
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
@@ -327,6 +332,10 @@ mod tests {
         assert_eq!(parse_amz_date("2015-08-30"), None);
     }
 
+    fn lookup(creds: &Credentials) -> impl Fn(&str) -> Option<String> + '_ {
+        |id| creds.0.get(id).cloned()
+    }
+
     /// The example in AWS's SigV4 documentation (IAM ListUsers).
     #[test]
     fn the_documented_example_verifies() {
@@ -348,19 +357,41 @@ mod tests {
         let now = 1_440_938_160;
         let q = Some("Action=ListUsers&Version=2010-05-08");
         assert_eq!(
-            verify(&creds, &Method::GET, "/", q, &headers, b"", now),
-            Ok(())
+            verify(&lookup(&creds), &Method::GET, "/", q, &headers, b"", now),
+            Ok("AKIDEXAMPLE".to_owned())
         );
         // Tampering with anything signed breaks it.
         let tampered = Some("Action=ListUsers&Version=2010-05-09");
-        assert!(verify(&creds, &Method::GET, "/", tampered, &headers, b"", now).is_err());
-        assert!(verify(&creds, &Method::POST, "/", q, &headers, b"", now).is_err());
+        assert!(
+            verify(
+                &lookup(&creds),
+                &Method::GET,
+                "/",
+                tampered,
+                &headers,
+                b"",
+                now
+            )
+            .is_err()
+        );
+        assert!(verify(&lookup(&creds), &Method::POST, "/", q, &headers, b"", now).is_err());
         // Too old.
-        assert!(verify(&creds, &Method::GET, "/", q, &headers, b"", now + 3600).is_err());
+        assert!(
+            verify(
+                &lookup(&creds),
+                &Method::GET,
+                "/",
+                q,
+                &headers,
+                b"",
+                now + 3600
+            )
+            .is_err()
+        );
         // Unknown key.
         let other = Credentials::default();
         assert_eq!(
-            verify(&other, &Method::GET, "/", q, &headers, b"", now)
+            verify(&lookup(&other), &Method::GET, "/", q, &headers, b"", now)
                 .err()
                 .map(|e| e.query_code),
             Some("InvalidClientTokenId")
@@ -375,7 +406,7 @@ mod tests {
         );
         assert!(
             verify(
-                &creds,
+                &lookup(&creds),
                 &Method::GET,
                 "/",
                 q,
@@ -387,6 +418,6 @@ mod tests {
         );
         // No signature at all.
         let bare = HeaderMap::new();
-        assert!(verify(&creds, &Method::GET, "/", q, &bare, b"", now).is_err());
+        assert!(verify(&lookup(&creds), &Method::GET, "/", q, &bare, b"", now).is_err());
     }
 }

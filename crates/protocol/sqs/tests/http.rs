@@ -11,7 +11,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 async fn start() -> SocketAddr {
     let broker = Broker::in_memory();
-    let app = ferry_sqs::router(Sqs::new(broker, SqsConfig::default()));
+    let users = std::sync::Arc::new(
+        ferry_auth::Users::fixed(ferry_auth::AuthConfig::default()).expect("users"),
+    );
+    let app = ferry_sqs::router(Sqs::new(broker, SqsConfig::default(), users));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {

@@ -15,8 +15,16 @@ use crate::error::SqsError;
 use crate::input::Input;
 use crate::wire::Request;
 
-pub async fn dispatch(sqs: &Sqs, req: &Request) -> Result<Value, SqsError> {
+pub use move_tasks::task_source as move_task_source;
+
+/// Runs the action `who` asked for, if they may.
+pub async fn dispatch(
+    sqs: &Sqs,
+    who: &crate::access::Principal,
+    req: &Request,
+) -> Result<Value, SqsError> {
     let input = Input(&req.input);
+    crate::access::authorize(sqs, who, req, &input)?;
     match req.action.as_str() {
         "CreateQueue" => queue::create(sqs, req, &input),
         "DeleteQueue" => queue::delete(sqs, req, &input),
@@ -49,7 +57,7 @@ pub async fn dispatch(sqs: &Sqs, req: &Request) -> Result<Value, SqsError> {
 
 /// The queue a request names: its `QueueUrl`, or for the query protocol
 /// the path it was sent to.
-fn queue_name<'a>(req: &'a Request, input: &Input<'a>) -> Result<&'a str, SqsError> {
+pub(crate) fn queue_name<'a>(req: &'a Request, input: &Input<'a>) -> Result<&'a str, SqsError> {
     match input.opt_str("QueueUrl")? {
         Some(url) => crate::names::name_from_url(url),
         None if req.path.trim_matches('/').contains('/') => crate::names::name_from_url(&req.path),

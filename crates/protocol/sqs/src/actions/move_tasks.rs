@@ -36,6 +36,16 @@ fn handle(info: &MoveTaskInfo, source_arn: &str) -> String {
     STANDARD.encode(json!({"taskId": info.id, "sourceArn": source_arn}).to_string())
 }
 
+/// The source queue of the task a handle names, if the task exists.
+pub fn task_source(sqs: &Sqs, handle: &str) -> Option<String> {
+    let id = task_id(handle)?;
+    sqs.broker
+        .move_tasks(&sqs.config.namespace, None)
+        .into_iter()
+        .find(|t| t.id == id)
+        .map(|t| t.source)
+}
+
 fn task_id(handle: &str) -> Option<String> {
     let raw = STANDARD.decode(handle.trim()).ok()?;
     let v: Value = serde_json::from_slice(&raw).ok()?;

@@ -34,6 +34,10 @@ pub(super) fn users_json(s: &AdminState, with_hashes: bool) -> Vec<Value> {
                 "loopback_only": u.loopback_only,
                 "source": if s.users.is_managed(&u.name) { "api" } else { "config" },
             });
+            let keys = u.access_key_ids();
+            if !keys.is_empty() {
+                j["access_keys"] = json!(keys);
+            }
             if with_hashes && let Some(h) = u.password_hash() {
                 j["password_hash"] = json!(h);
             }
@@ -79,6 +83,9 @@ pub(super) struct UserSpec {
     /// Default: false (a user made to log in from elsewhere).
     #[serde(default)]
     pub loopback_only: bool,
+    /// AWS access keys for the SQS API: `[{"id", "secret"}]`.
+    #[serde(default)]
+    pub access_keys: Vec<ferry_auth::AccessKey>,
 }
 
 impl UserSpec {
@@ -102,6 +109,7 @@ impl UserSpec {
             password: None,
             tags: self.tags,
             loopback_only: Some(self.loopback_only),
+            access_keys: self.access_keys,
         })
     }
 }

@@ -480,6 +480,7 @@ fn check_users(d: &Definitions) -> Result<(), ApiError> {
                 password_hash: u.password_hash.clone(),
                 tags: u.tags.clone(),
                 loopback_only: Some(u.loopback_only),
+                access_keys: Vec::new(),
             })
             .collect(),
         permissions: d
@@ -546,6 +547,7 @@ pub(super) async fn import(State(s): State<AdminState>, bytes: Bytes) -> ApiResu
                     password: None,
                     tags: u.tags,
                     loopback_only: Some(u.loopback_only),
+                    access_keys: Vec::new(),
                 };
                 if live.put_user(user).map_err(auth_error)? {
                     created[4] += 1;

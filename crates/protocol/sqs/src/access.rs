@@ -1,0 +1,144 @@
+//! Who sent a request, and whether they may do it.
+//!
+//! An access key is the broker's own (`--aws-access-key-id`: everything
+//! allowed) or a user's (`access-keys` in the config file). A user's key
+//! gets what the user's permissions on the queue allow, as an AMQP client
+//! would: writing is sending, reading is receiving and settling,
+//! configuring is creating, deleting and changing a queue. With no key
+//! configured anywhere, anyone may do anything (a development broker).
+
+use axum::http::{HeaderMap, Method};
+use ferry_auth::{Access, User};
+
+use crate::Sqs;
+use crate::error::SqsError;
+use crate::input::Input;
+use crate::names;
+use crate::sigv4;
+use crate::wire::Request;
+
+/// Who a request comes from.
+pub enum Principal {
+    /// No key is configured: requests are not signed.
+    Anyone,
+    /// The broker's own key.
+    Root,
+    User(User),
+}
+
+/// Checks the signature (when keys are configured) and says whose key it is.
+pub fn authenticate(
+    sqs: &Sqs,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Principal, SqsError> {
+    let users = sqs.users.current();
+    let root = &sqs.config.credentials;
+    if root.is_empty() && !users.has_access_keys() {
+        return Ok(Principal::Anyone);
+    }
+    let secret_of = |id: &str| {
+        root.0
+            .get(id)
+            .cloned()
+            .or_else(|| users.access_key(id).map(|(_, s)| s.to_owned()))
+    };
+    let now = (sqs.broker.now().as_millis() / 1000) as i64;
+    let key = sigv4::verify(&secret_of, method, path, query, headers, body, now)?;
+    if root.0.contains_key(&key) {
+        return Ok(Principal::Root);
+    }
+    match users.access_key(&key) {
+        Some((user, _)) => Ok(Principal::User(user.clone())),
+        None => Err(SqsError::invalid_client_token_id(
+            "The security token included in the request is invalid.",
+        )),
+    }
+}
+
+/// What an action does to which queue.
+enum Needs {
+    /// Nothing beyond being a user of the namespace.
+    Entry,
+    Queue(Access, String),
+    /// A move task: read its source, write its destination.
+    Move(String, Option<String>),
+}
+
+fn needs(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Needs, SqsError> {
+    let url_queue = || crate::actions::queue_name(req, input).map(str::to_owned);
+    let arn_queue = |name: &str| -> Result<Option<String>, SqsError> {
+        match input.opt_str(name)? {
+            Some(arn) => names::name_from_arn(arn).map(|n| Some(n.to_owned())),
+            None => Ok(None),
+        }
+    };
+    Ok(match req.action.as_str() {
+        "ListQueues" => Needs::Entry,
+        "CreateQueue" => Needs::Queue(Access::Configure, input.str("QueueName")?.to_owned()),
+        "GetQueueUrl" => Needs::Queue(Access::Read, input.str("QueueName")?.to_owned()),
+        "DeleteQueue" | "SetQueueAttributes" | "TagQueue" | "UntagQueue" | "AddPermission"
+        | "RemovePermission" => Needs::Queue(Access::Configure, url_queue()?),
+        "SendMessage" | "SendMessageBatch" => Needs::Queue(Access::Write, url_queue()?),
+        "StartMessageMoveTask" => match arn_queue("SourceArn")? {
+            Some(source) => Needs::Move(source, arn_queue("DestinationArn")?),
+            None => return Err(SqsError::missing_parameter("SourceArn")),
+        },
+        "ListMessageMoveTasks" => match arn_queue("SourceArn")? {
+            Some(source) => Needs::Queue(Access::Read, source),
+            None => return Err(SqsError::missing_parameter("SourceArn")),
+        },
+        // The task's real source, not what the handle claims.
+        // The task's real source, not what the handle claims; an unknown
+        // task is the action's own error to give.
+        "CancelMessageMoveTask" => {
+            match crate::actions::move_task_source(sqs, input.str("TaskHandle")?) {
+                Some(source) => Needs::Queue(Access::Read, source),
+                None => Needs::Entry,
+            }
+        }
+        // Receiving, settling, purging, reading attributes and tags.
+        _ => Needs::Queue(Access::Read, url_queue()?),
+    })
+}
+
+/// Refuses the request (AccessDenied) unless `who` may do it.
+pub fn authorize(
+    sqs: &Sqs,
+    who: &Principal,
+    req: &Request,
+    input: &Input<'_>,
+) -> Result<(), SqsError> {
+    let Principal::User(user) = who else {
+        return Ok(());
+    };
+    let ns = &sqs.config.namespace;
+    let denied = |resource: &str| {
+        SqsError::access_denied(&format!(
+            "User: {} is not authorized to perform: sqs:{} on resource: {}",
+            user.name,
+            req.action,
+            names::queue_arn(&sqs.config.region, &sqs.config.account_id, resource)
+        ))
+    };
+    if !user.may_enter(ns) {
+        return Err(denied("*"));
+    }
+    match needs(sqs, req, input)? {
+        Needs::Entry => Ok(()),
+        Needs::Queue(access, queue) if user.may(ns, access, &queue) => Ok(()),
+        Needs::Queue(_, queue) => Err(denied(&queue)),
+        Needs::Move(source, destination) => {
+            if !user.may(ns, Access::Read, &source) {
+                return Err(denied(&source));
+            }
+            match destination {
+                Some(d) if !user.may(ns, Access::Write, &d) => Err(denied(&d)),
+                _ => Ok(()),
+            }
+        }
+    }
+}
