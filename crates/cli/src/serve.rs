@@ -132,6 +132,27 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES")]
     memory_high_watermark: Option<u64>,
 
+    /// Free bytes on the data directory's disk under which publishers are
+    /// held back (AMQP connection.blocked, SQS RequestThrottled) until it
+    /// is 10% above again [default: 52428800] (config key: disk-free-limit).
+    #[arg(long, value_name = "BYTES")]
+    disk_free_limit: Option<u64>,
+
+    /// Most AMQP connections at once; past it, new ones are closed at once
+    /// [default: 10000] (config key: max-connections).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+
+    /// Most AMQP connections one user may have; past it, connection.open is
+    /// refused (530) [default: no limit] (config key: max-connections-per-user).
+    #[arg(long, value_name = "N")]
+    max_connections_per_user: Option<usize>,
+
+    /// Most queues per namespace; declares past it are refused (AMQP 406,
+    /// SQS OverLimit) [default: 100000] (config key: max-queues).
+    #[arg(long, value_name = "N")]
+    max_queues: Option<usize>,
+
     /// Per-queue series at /metrics: true or false (false keeps only
     /// totals, for brokers with very many queues) [default: true]
     /// (config key: metrics-per-queue).
@@ -250,6 +271,10 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
             .memory_high_watermark
             .or(file.memory_high_watermark)
             .unwrap_or(defaults.memory_high_watermark),
+        disk_free_limit: args
+            .disk_free_limit
+            .or(file.disk_free_limit)
+            .unwrap_or(defaults.disk_free_limit),
         memory_budget: args
             .memory_budget
             .or(file.memory_budget)
@@ -260,8 +285,19 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
             .amqp_listen
             .or(file.amqp_listen)
             .unwrap_or(config::DEFAULT_AMQP_LISTEN),
+        max_queues: args
+            .max_queues
+            .or(file.max_queues)
+            .unwrap_or(defaults.max_queues),
         amqp: ferry_amqp::AmqpConfig {
             vhosts: file.vhosts.clone().unwrap_or_default(),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(defaults.amqp.max_connections),
+            max_connections_per_user: args
+                .max_connections_per_user
+                .or(file.max_connections_per_user),
             ..defaults.amqp
         },
         users: {
@@ -413,6 +449,10 @@ mod tests {
             repair: false,
             memory_budget: None,
             memory_high_watermark: None,
+            disk_free_limit: None,
+            max_connections: None,
+            max_connections_per_user: None,
+            max_queues: None,
             metrics_per_queue: None,
         }
     }

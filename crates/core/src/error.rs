@@ -27,6 +27,8 @@ pub enum CoreError {
     ExclusiveConsumer(String),
     #[error("queue '{0}' is full")]
     QueueFull(String),
+    #[error("namespace '{namespace}' has reached its limit of {limit} queues")]
+    TooManyQueues { namespace: String, limit: usize },
     #[error("the lease is unknown or stale (the message was received again, acked or removed)")]
     LeaseNotFound,
     #[error("consumer not found")]

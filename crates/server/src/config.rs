@@ -111,6 +111,10 @@ pub struct FileConfig {
     pub repair: Option<bool>,
     pub memory_budget: Option<u64>,
     pub memory_high_watermark: Option<u64>,
+    pub disk_free_limit: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_user: Option<usize>,
+    pub max_queues: Option<usize>,
     pub metrics_per_queue: Option<bool>,
     /// Vhosts besides `/`.
     pub vhosts: Option<Vec<String>>,
@@ -192,11 +196,18 @@ pub struct ServerConfig {
     pub memory_budget: u64,
     /// Resident memory past which publishers are held back.
     pub memory_high_watermark: u64,
+    /// Free disk space under which publishers are held back.
+    pub disk_free_limit: u64,
+    /// Most queues per namespace.
+    pub max_queues: usize,
     /// Per-queue series at /metrics (off: totals only, for many queues).
     pub metrics_per_queue: bool,
 }
 
 pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+/// Enough for any real application; a client declaring queues in a loop
+/// stops here instead of at the end of memory.
+pub const DEFAULT_MAX_QUEUES: usize = 100_000;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -215,6 +226,8 @@ impl Default for ServerConfig {
             journal: JournalConfig::default(),
             memory_budget: DEFAULT_MEMORY_BUDGET,
             memory_high_watermark: crate::memory::default_high_watermark(),
+            disk_free_limit: crate::disk::DEFAULT_FREE_LIMIT,
+            max_queues: DEFAULT_MAX_QUEUES,
             metrics_per_queue: true,
         }
     }

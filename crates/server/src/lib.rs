@@ -5,10 +5,12 @@
 //! broker recovers; `/api/health/ready` turns 200 once it has.
 
 pub mod admin;
+mod alarms;
 mod amqp;
 mod compaction;
 pub mod config;
 mod data_dir;
+pub mod disk;
 mod error;
 pub mod memory;
 pub mod metrics;
@@ -49,6 +51,7 @@ pub struct Server {
     timers: tokio::task::JoinHandle<()>,
     compaction: tokio::task::JoinHandle<()>,
     memory: tokio::task::JoinHandle<()>,
+    disk: tokio::task::JoinHandle<()>,
     upkeep: tokio::task::JoinHandle<()>,
     tls: Option<Arc<Tls>>,
     _data_dir: DataDir,
@@ -173,13 +176,17 @@ impl Server {
         .await
         .map_err(|_| ServerError::RecoveryAborted)??;
         tracing::info!(elapsed = ?started.elapsed(), "recovered");
+        broker.set_max_queues(config.max_queues);
         let timers = tokio::spawn(Arc::clone(&broker).run_timers());
         let compaction = compaction::spawn(Arc::clone(&broker), Arc::clone(&journal));
+        let alarms = Arc::new(alarms::Alarms::new(Arc::clone(&broker)));
         let memory = memory::spawn(
             Arc::clone(&broker),
+            Arc::clone(&alarms),
             memory_budget,
             config.memory_high_watermark,
         );
+        let disk = disk::spawn(alarms, data_dir.path().to_owned(), config.disk_free_limit);
         let sqs = ferry_sqs::router(ferry_sqs::Sqs::new(
             Arc::clone(&broker),
             sqs_config,
@@ -239,6 +246,7 @@ impl Server {
             timers,
             compaction,
             memory,
+            disk,
             upkeep,
             tls,
             _data_dir: data_dir,
@@ -279,6 +287,7 @@ impl Server {
         self.timers.abort();
         self.compaction.abort();
         self.memory.abort();
+        self.disk.abort();
         self.upkeep.abort();
         // Flush: the journal writes and syncs what is pending.
         let journal = self.journal;

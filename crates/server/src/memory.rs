@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use ferry_core::Broker;
 
+use crate::alarms::{Alarms, Resource};
+
 /// How often resident memory is checked against the budget.
 const CHECK_EVERY: Duration = Duration::from_millis(200);
 
@@ -61,32 +63,40 @@ fn kib_field(text: &str, key: &str) -> Option<u64> {
 /// Raises the broker's resource alarm while resident memory is above the
 /// high watermark (publishers are held back; consumers drain), and clears
 /// it once memory is back under 90% of it.
-fn check_watermark(broker: &Broker, high: u64, alarmed: &mut bool) {
+fn check_watermark(alarms: &Alarms, high: u64, alarmed: &mut bool) {
     let Some(rss) = resident() else {
         return;
     };
     let mib = |b: u64| b / (1024 * 1024);
     if !*alarmed && rss > high {
         *alarmed = true;
-        broker.set_alarm(Some(format!(
-            "memory: {} MiB resident, above the high watermark of {} MiB",
-            mib(rss),
-            mib(high)
-        )));
+        alarms.set(
+            Resource::Memory,
+            Some(format!(
+                "memory: {} MiB resident, above the high watermark of {} MiB",
+                mib(rss),
+                mib(high)
+            )),
+        );
     } else if *alarmed && (rss as f64) < high as f64 * CLEAR_BELOW {
         *alarmed = false;
-        broker.set_alarm(None);
+        alarms.set(Resource::Memory, None);
     }
 }
 
-pub fn spawn(broker: Arc<Broker>, budget: u64, high_watermark: u64) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    broker: Arc<Broker>,
+    alarms: Arc<Alarms>,
+    budget: u64,
+    high_watermark: u64,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut alarmed = false;
         loop {
             tick.tick().await;
-            check_watermark(&broker, high_watermark, &mut alarmed);
+            check_watermark(&alarms, high_watermark, &mut alarmed);
             let b = Arc::clone(&broker);
             let evicted = tokio::task::spawn_blocking(move || {
                 if b.resident_bytes() > budget {
@@ -118,11 +128,12 @@ mod tests {
         assert!(resident().is_some_and(|r| r > 0));
         assert!(default_high_watermark() > 0);
         let broker = Broker::in_memory();
+        let alarms = Alarms::new(Arc::clone(&broker));
         let alarm = broker.alarm();
         let mut alarmed = false;
-        check_watermark(&broker, 1, &mut alarmed);
+        check_watermark(&alarms, 1, &mut alarmed);
         assert!(alarmed && alarm.borrow().is_some(), "1 byte: always above");
-        check_watermark(&broker, u64::MAX, &mut alarmed);
+        check_watermark(&alarms, u64::MAX, &mut alarmed);
         assert!(!alarmed && alarm.borrow().is_none());
     }
 }

@@ -130,6 +130,8 @@ pub struct Broker {
     moves: MoveTasks,
     /// Why publishers are held back now (a resource alarm), if they are.
     alarm: tokio::sync::watch::Sender<Option<String>>,
+    /// Most queues a namespace may have (declares past it are refused).
+    max_queues: std::sync::atomic::AtomicUsize,
 }
 
 impl Broker {
@@ -161,6 +163,7 @@ impl Broker {
             timers: Timers::default(),
             moves: MoveTasks::default(),
             alarm: tokio::sync::watch::channel(None).0,
+            max_queues: std::sync::atomic::AtomicUsize::new(usize::MAX),
         });
         broker.recover(memory_budget)?;
         Ok(broker)
@@ -200,6 +203,12 @@ impl Broker {
             *now = reason;
             true
         });
+    }
+
+    /// Limits how many queues each namespace may have (a client that
+    /// declares queues in a loop must not exhaust the broker's memory).
+    pub fn set_max_queues(&self, limit: usize) {
+        self.max_queues.store(limit, Ordering::Relaxed);
     }
 
     /// The resource alarm, to watch.

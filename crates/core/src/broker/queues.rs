@@ -53,6 +53,13 @@ impl Broker {
             drop(map);
             return self.redeclare(&q, &config);
         }
+        let limit = self.max_queues.load(Ordering::Relaxed);
+        if map.len() >= limit {
+            return Err(CoreError::TooManyQueues {
+                namespace: namespace.to_owned(),
+                limit,
+            });
+        }
         let id = QueueId(self.next_queue_id.fetch_add(1, Ordering::Relaxed));
         let q = self.new_handle(namespace, name, id, config.clone());
         if config.durable && config.exclusive_owner.is_none() {

@@ -175,6 +175,12 @@ impl Failure {
                 PreconditionFailed,
                 format!("queue '{q}' in vhost '{vhost}' is full"),
             ),
+            CoreError::TooManyQueues { limit, .. } => Failure::channel(
+                PreconditionFailed,
+                format!(
+                    "cannot declare queue: queue limit in vhost '{vhost}' ({limit}) is reached"
+                ),
+            ),
             CoreError::LeaseNotFound => {
                 Failure::channel(PreconditionFailed, "unknown delivery tag")
             }

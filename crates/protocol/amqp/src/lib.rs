@@ -59,6 +59,10 @@ pub struct AmqpConfig {
     pub handshake_timeout: Duration,
     /// Vhosts besides `/` (each with the `amq.*` exchanges).
     pub vhosts: Vec<String>,
+    /// Most connections at once (past it, new ones are closed at once).
+    pub max_connections: usize,
+    /// Most connections one user may have open (None: no limit).
+    pub max_connections_per_user: Option<usize>,
 }
 
 impl Default for AmqpConfig {
@@ -70,6 +74,8 @@ impl Default for AmqpConfig {
             max_message_size: 16 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             vhosts: Vec::new(),
+            max_connections: 10_000,
+            max_connections_per_user: None,
         }
     }
 }
@@ -82,6 +88,8 @@ pub struct Amqp {
     replies: reply_to::Registry,
     next_connection: AtomicU64,
     connections: Arc<Registry>,
+    /// One permit per connection being served (handshakes included).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Amqp {
@@ -92,6 +100,9 @@ impl Amqp {
         config: AmqpConfig,
         users: Arc<Users>,
     ) -> CoreResult<Arc<Amqp>> {
+        let slots = config
+            .max_connections
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         let amqp = Amqp {
             broker,
             config,
@@ -99,6 +110,7 @@ impl Amqp {
             replies: reply_to::Registry::default(),
             next_connection: AtomicU64::new(1),
             connections: Arc::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(slots)),
         };
         amqp.add_vhost(DEFAULT_VHOST)?;
         for v in &amqp.config.vhosts {
@@ -145,6 +157,12 @@ impl Amqp {
     ) where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        // Past the limit the socket is closed unanswered: the handshake
+        // of a flood of connections is not worth its memory.
+        let Ok(_slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            tracing::warn!(%peer, limit = self.config.max_connections, "connection limit reached; closing a new connection");
+            return;
+        };
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         connection::run(self, id, stream, peer, certified, stop).await;
     }

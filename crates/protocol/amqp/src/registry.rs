@@ -167,6 +167,14 @@ impl Registry {
         self.len() == 0
     }
 
+    /// How many connections `user` has open.
+    pub fn count_user(&self, user: &str) -> usize {
+        guard(&self.open)
+            .values()
+            .filter(|c| c.user == user)
+            .count()
+    }
+
     /// Every open connection, oldest first.
     pub fn list(&self) -> Vec<ConnectionInfo> {
         let open: Vec<Arc<Connection>> = guard(&self.open).values().cloned().collect();

@@ -110,6 +110,9 @@ impl From<CoreError> for SqsError {
                 "The receipt handle is not valid for this queue (stale or unknown).",
             ),
             CoreError::QueueFull(q) => SqsError::over_limit(&format!("Queue {q} is full.")),
+            CoreError::TooManyQueues { limit, .. } => {
+                SqsError::over_limit(&format!("The limit of {limit} queues is reached."))
+            }
             CoreError::TaskNotFound(_) => {
                 SqsError::resource_not_found("The specified message move task does not exist.")
             }

@@ -196,6 +196,21 @@ where
             ),
         ));
     }
+    if let Some(limit) = config.max_connections_per_user
+        && amqp.connections.count_user(&user.name) >= limit
+    {
+        // Checked before registering: two handshakes at once may both pass.
+        return Err(refuse(
+            out,
+            Failure::connection(
+                ReplyCode::NotAllowed,
+                format!(
+                    "connection refused: user '{}' has reached its limit of {limit} connections",
+                    user.name
+                ),
+            ),
+        ));
+    }
     out.method(
         0,
         AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),

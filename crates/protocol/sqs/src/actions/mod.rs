@@ -25,6 +25,15 @@ pub async fn dispatch(
 ) -> Result<Value, SqsError> {
     let input = Input(&req.input);
     crate::access::authorize(sqs, who, req, &input)?;
+    // While memory or disk is short, senders wait (SDKs retry throttling
+    // with backoff); receiving and deleting go on and relieve the pressure.
+    if matches!(req.action.as_str(), "SendMessage" | "SendMessageBatch")
+        && let Some(reason) = sqs.alarm.borrow().clone()
+    {
+        return Err(SqsError::throttled(&format!(
+            "The broker is short of a resource; retry later ({reason})."
+        )));
+    }
     match req.action.as_str() {
         "CreateQueue" => queue::create(sqs, req, &input),
         "DeleteQueue" => queue::delete(sqs, req, &input),

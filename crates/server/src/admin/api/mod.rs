@@ -157,7 +157,8 @@ fn core_error(e: CoreError) -> ApiError {
         | CoreError::QueueInUse(_)
         | CoreError::QueueNotEmpty(_)
         | CoreError::ExclusiveConsumer(_)
-        | CoreError::QueueFull(_) => StatusCode::CONFLICT,
+        | CoreError::QueueFull(_)
+        | CoreError::TooManyQueues { .. } => StatusCode::CONFLICT,
         CoreError::ExclusiveQueue(_) => StatusCode::LOCKED,
         CoreError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
