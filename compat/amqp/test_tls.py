@@ -15,7 +15,7 @@ def tls(tmp_path_factory):
     d = tmp_path_factory.mktemp("tls")
     ca, flags = tls_flags(str(d))
     with ferry(
-        *flags, "--tls-client-ca", str(d / "ca.pem"),
+        *flags, "--tls-client-ca", str(d / "ca.pem"), "--amqp-sasl-external",
         listen=("amqps",),
     ) as addrs:
         host, port = addrs["amqps"].rsplit(":", 1)

@@ -94,3 +94,39 @@ def test_each_user_does_only_what_its_permissions_allow(endpoint):
 def test_unknown_keys_and_wrong_secrets_are_refused(endpoint):
     denied(lambda: client(endpoint, "AKIDNOBODY", "x").list_queues(), "InvalidClientTokenId")
     denied(lambda: client(endpoint, "AKIDADMIN", "wrong").list_queues(), "SignatureDoesNotMatch")
+
+
+def test_keys_made_through_the_api_and_removing_the_last_one(tmp_path):
+    """A key given through the admin API signs requests at once; deleting
+    its user does not open the broker to unsigned requests again."""
+    import base64
+    import json
+    import urllib.request
+
+    with ferry(listen=("aws", "admin"), data=str(tmp_path / "data")) as addrs:
+        def admin(method, path, body=None):
+            req = urllib.request.Request(
+                "http://" + addrs["admin"] + path, method=method,
+                data=None if body is None else json.dumps(body).encode(),
+                headers={
+                    "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
+                    "Content-Type": "application/json",
+                },
+            )
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status
+
+        endpoint = "http://" + addrs["aws"]
+        assert client(endpoint, "anything", "x").list_queues() is not None, "open at first"
+        assert admin("PUT", "/api/users/svc", {
+            "password": "pw", "access_keys": [{"id": "AKIDSVC", "secret": "svc-secret"}],
+        }) == 201
+        assert admin("PUT", "/api/permissions/%2F/svc",
+                     {"configure": ".*", "write": ".*", "read": ".*"}) == 201
+        client(endpoint, "AKIDSVC", "svc-secret").create_queue(QueueName="svc")
+        denied(lambda: client(endpoint, "anything", "x").list_queues(), "InvalidClientTokenId")
+        # A password change through the API keeps the keys.
+        assert admin("PUT", "/api/users/svc", {"password": "new"}) == 200
+        client(endpoint, "AKIDSVC", "svc-secret").list_queues()
+        assert admin("DELETE", "/api/users/svc") == 200
+        denied(lambda: client(endpoint, "anything", "x").list_queues(), "InvalidClientTokenId")

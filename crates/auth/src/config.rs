@@ -32,7 +32,7 @@ pub struct AuthConfig {
     pub permissions: Vec<PermissionConfig>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct UserConfig {
     pub name: String,
@@ -49,6 +49,19 @@ pub struct UserConfig {
     /// AWS access keys (SigV4 needs the secret itself, as AWS keeps it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access_keys: Vec<AccessKey>,
+}
+
+impl std::fmt::Debug for UserConfig {
+    /// The password never reaches a log (a hash is no secret to hide).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("password_hash", &self.password_hash)
+            .field("tags", &self.tags)
+            .field("loopback_only", &self.loopback_only)
+            .field("access_keys", &self.access_keys)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An AWS access key id and its secret.

@@ -116,7 +116,7 @@ impl Permission {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct User {
     pub name: String,
     secret: Secret,
@@ -128,6 +128,18 @@ pub struct User {
     permissions: HashMap<String, Permission>,
     /// AWS access keys: (id, secret).
     access_keys: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for User {
+    /// Neither the password nor key secrets ever reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("loopback_only", &self.loopback_only)
+            .field("tags", &self.tags)
+            .field("access_keys", &self.access_key_ids())
+            .finish_non_exhaustive()
+    }
 }
 
 impl User {

@@ -67,6 +67,17 @@ impl Users {
         self.managed().users.iter().any(|u| u.name == name)
     }
 
+    /// The access keys of a user made through the API (kept when the user
+    /// is replaced without naming keys).
+    pub fn access_keys_of(&self, name: &str) -> Vec<crate::AccessKey> {
+        self.managed()
+            .users
+            .iter()
+            .find(|u| u.name == name)
+            .map(|u| u.access_keys.clone())
+            .unwrap_or_default()
+    }
+
     fn managed(&self) -> MutexGuard<'_, AuthConfig> {
         self.managed.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -188,17 +199,32 @@ fn combine(config: &AuthConfig, managed: &AuthConfig) -> Result<UserStore, AuthE
 }
 
 /// Writes the managed users beside their file and renames it into place:
-/// a crash leaves the old file or the new, never half of one.
+/// a crash leaves the old file or the new, never half of one; the
+/// directory is synced too, so a revoked user does not come back after a
+/// power loss. Only the broker's user may read it (it holds key secrets).
 fn save(path: &std::path::Path, managed: &AuthConfig) -> Result<(), AuthError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let text = serde_json::to_string_pretty(managed).map_err(io)?;
     let tmp = path.with_extension("json.tmp");
     {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
         f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
     }
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -73,6 +73,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "none|optional|required")]
     tls_client_certs: Option<ClientCerts>,
 
+    /// Let AMQP clients with a verified client certificate log in with SASL
+    /// EXTERNAL as the user its common name names, without a password
+    /// (config key: amqp-sasl-external).
+    #[arg(long)]
+    amqp_sasl_external: bool,
+
     /// The region in queue ARNs [default: us-east-1] (config key: aws-region).
     #[arg(long, value_name = "REGION")]
     aws_region: Option<String>,
@@ -206,7 +212,7 @@ fn tls_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<Tl
             client_ca,
             client_certs,
         })),
-        (None, None) if client_ca.is_none() => Ok(None),
+        (None, None) if client_ca.is_none() && client_certs == ClientCerts::None => Ok(None),
         _ => anyhow::bail!("TLS needs both --tls-cert and --tls-key"),
     }
 }
@@ -298,6 +304,7 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
             max_connections_per_user: args
                 .max_connections_per_user
                 .or(file.max_connections_per_user),
+            sasl_external: args.amqp_sasl_external || file.amqp_sasl_external.unwrap_or(false),
             ..defaults.amqp
         },
         users: {
@@ -438,6 +445,7 @@ mod tests {
             tls_key: None,
             tls_client_ca: None,
             tls_client_certs: None,
+            amqp_sasl_external: false,
             aws_region: None,
             aws_account_id: None,
             aws_access_key_id: None,

@@ -281,8 +281,10 @@ async fn routers_bindings_connections_and_definitions() {
     .expect("call");
     assert_eq!(status, 200, "the new administrator logs in");
     let url = format!("amqp://ops:s3cret@{}/%2f", ferry.addr("amqp"));
-    let ops = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+    let connect = lapin::Connection::connect(&url, lapin::ConnectionProperties::default());
+    let ops = tokio::time::timeout(Duration::from_secs(10), connect)
         .await
+        .expect("in time")
         .expect("ops connects");
     let och = ops.create_channel().await.expect("channel");
     och.basic_get("orders".into(), BasicGetOptions::default())
@@ -416,15 +418,34 @@ async fn users_made_through_the_api_survive_a_restart_and_can_be_deleted() {
         assert_eq!(login(admin).await.expect("call"), 200);
         ferry.kill();
     }
-    let ferry = Ferry::start(&data, &["admin"], &[]);
+    let ferry = Ferry::start(&data, &["admin", "amqp"], &[]);
     let admin = ferry.addr("admin");
     assert_eq!(
         login(admin).await.expect("call"),
         200,
         "still there after a restart"
     );
+    let all = json!({ "configure": ".*", "write": ".*", "read": ".*" });
+    let (status, _) = api(admin, "PUT", "/api/permissions/%2F/ops", Some(all)).await;
+    assert_eq!(status, 201);
+    let url = format!("amqp://ops:pw@{}/%2f", ferry.addr("amqp"));
+    let connect = lapin::Connection::connect(&url, lapin::ConnectionProperties::default());
+    let ops = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .expect("in time")
+        .expect("ops connects");
     let (status, _) = api(admin, "DELETE", "/api/users/ops", None).await;
     assert_eq!(status, 200);
+    for _ in 0..200 {
+        if !ops.status().connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        !ops.status().connected(),
+        "a deleted user's connections are closed"
+    );
     assert_eq!(
         login(admin).await.expect("call"),
         401,

@@ -140,6 +140,7 @@ fn start(dir: &Path, ca: &Ca, client_certs: &str) -> Ferry {
             &client_ca,
             "--tls-client-certs",
             client_certs,
+            "--amqp-sasl-external",
         ],
     )
 }
@@ -156,7 +157,7 @@ async fn amqps_offers_external_to_a_certified_client() {
         .await
         .expect("tls");
     let start = amqp_start(&mut s).await.expect("connection.start");
-    assert!(start.contains("EXTERNAL PLAIN AMQPLAIN"), "{start:?}");
+    assert!(start.contains("PLAIN AMQPLAIN EXTERNAL"), "{start:?}");
 
     // Optional: no certificate is fine, but then there is no EXTERNAL.
     let mut s = connect(amqps, &connector(&ca, None)).await.expect("tls");
@@ -169,6 +170,14 @@ async fn amqps_offers_external_to_a_certified_client() {
     // A server certificate from another CA is not trusted by the client.
     let other = Ca::new("other CA");
     assert!(connect(amqps, &connector(&other, None)).await.is_err());
+    // Nor a client certificate from another CA by the server, even with
+    // certificates optional: it is refused, not taken as anonymous.
+    let rogue = other.sign("guest", &[]);
+    let refused = match connect(amqps, &connector(&ca, Some(&rogue))).await {
+        Err(_) => true,
+        Ok(mut s) => amqp_start(&mut s).await.is_err(),
+    };
+    assert!(refused, "a certificate the CA did not sign");
 }
 
 #[tokio::test]
@@ -252,7 +261,7 @@ async fn sighup_rotates_the_certificate_without_dropping_connections() {
 #[test]
 fn a_tls_listener_without_a_certificate_is_a_start_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["serve", "--data-dir"])
         .arg(dir.path().join("data"))
         .args([
@@ -264,9 +273,25 @@ fn a_tls_listener_without_a_certificate_is_a_start_error() {
             "off",
         ])
         .args(["--amqps-listen", "127.0.0.1:0"])
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Bounded: a regression that lets it start must fail, not hang.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ferry started without a certificate");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
     assert!(err.contains("tls-cert"), "{err}");
 }

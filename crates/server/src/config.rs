@@ -115,6 +115,7 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub max_connections_per_user: Option<usize>,
     pub max_queues: Option<usize>,
+    pub amqp_sasl_external: Option<bool>,
     pub metrics_per_queue: Option<bool>,
     /// Vhosts besides `/`.
     pub vhosts: Option<Vec<String>>,

@@ -74,6 +74,18 @@ impl Server {
                 "the {protocol} listener needs a certificate and key (tls-cert, tls-key)"
             ))),
         };
+        if config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_certs == tls::ClientCerts::Required)
+            && [config.admin_listen, config.aws_listen, config.amqp_listen]
+                .iter()
+                .any(|l| *l != Listen::Off)
+        {
+            tracing::warn!(
+                "client certificates are required on the TLS listeners, but plain listeners are on: turn them off (admin-listen, aws-listen, amqp-listen = \"off\") to require certificates everywhere"
+            );
+        }
         let admin_tls = tls_for("admin-tls", config.admin_tls_listen)?;
         let aws_tls = tls_for("aws-tls", config.aws_tls_listen)?;
         let amqps = tls_for("amqps", config.amqps_listen)?;

@@ -15,8 +15,9 @@ use crate::values::as_text;
 
 /// The mechanisms offered in connection.start, in order of preference.
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
-/// The same when the client presented a verified certificate.
-pub const MECHANISMS_WITH_CERTIFICATE: &str = "EXTERNAL PLAIN AMQPLAIN";
+/// The same when the client presented a verified certificate and EXTERNAL
+/// is on (last: a client that takes the first offered keeps its password).
+pub const MECHANISMS_WITH_CERTIFICATE: &str = "PLAIN AMQPLAIN EXTERNAL";
 
 /// Checks a start-ok response against the user store; returns the user.
 /// `certified`: the user name a verified client certificate carries.

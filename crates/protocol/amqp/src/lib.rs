@@ -63,6 +63,10 @@ pub struct AmqpConfig {
     pub max_connections: usize,
     /// Most connections one user may have open (None: no limit).
     pub max_connections_per_user: Option<usize>,
+    /// SASL EXTERNAL: a verified TLS client certificate logs in as the user
+    /// its common name names, without a password. Off unless asked for, as
+    /// RabbitMQ's rabbitmq_auth_mechanism_ssl.
+    pub sasl_external: bool,
 }
 
 impl Default for AmqpConfig {
@@ -76,6 +80,7 @@ impl Default for AmqpConfig {
             vhosts: Vec::new(),
             max_connections: 10_000,
             max_connections_per_user: None,
+            sasl_external: false,
         }
     }
 }
@@ -163,6 +168,7 @@ impl Amqp {
             tracing::warn!(%peer, limit = self.config.max_connections, "connection limit reached; closing a new connection");
             return;
         };
+        let certified = certified.filter(|_| self.config.sasl_external);
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         connection::run(self, id, stream, peer, certified, stop).await;
     }

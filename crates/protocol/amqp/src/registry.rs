@@ -183,6 +183,16 @@ impl Registry {
         list
     }
 
+    /// Asks every connection of `user` to close; returns how many.
+    pub fn close_user(&self, user: &str, reason: &str) -> usize {
+        let ids: Vec<u64> = guard(&self.open)
+            .values()
+            .filter(|c| c.user == user)
+            .map(|c| c.id)
+            .collect();
+        ids.iter().filter(|id| self.close(**id, reason)).count()
+    }
+
     /// Asks connection `id` to close with `reason`; false if it is not open.
     pub fn close(&self, id: u64, reason: &str) -> bool {
         let Some(c) = guard(&self.open).get(&id).cloned() else {

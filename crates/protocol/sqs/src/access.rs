@@ -5,10 +5,16 @@
 //! gets what the user's permissions on the queue allow, as an AMQP client
 //! would: writing is sending, reading is receiving and settling,
 //! configuring is creating, deleting and changing a queue. With no key
-//! configured anywhere, anyone may do anything (a development broker).
+//! configured anywhere, anyone may do anything (a development broker);
+//! once a key exists, requests must be signed for the life of the process,
+//! so removing the last key never opens the broker.
 
 use axum::http::{HeaderMap, Method};
 use ferry_auth::{Access, User};
+
+use std::sync::atomic::Ordering;
+
+use ferry_core::queue::DeadLetterTarget;
 
 use crate::Sqs;
 use crate::error::SqsError;
@@ -37,8 +43,11 @@ pub fn authenticate(
 ) -> Result<Principal, SqsError> {
     let users = sqs.users.current();
     let root = &sqs.config.credentials;
-    if root.is_empty() && !users.has_access_keys() {
-        return Ok(Principal::Anyone);
+    if !sqs.signed.load(Ordering::Acquire) {
+        if root.is_empty() && !users.has_access_keys() {
+            return Ok(Principal::Anyone);
+        }
+        sqs.signed.store(true, Ordering::Release);
     }
     let secret_of = |id: &str| {
         root.0
@@ -64,8 +73,27 @@ enum Needs {
     /// Nothing beyond being a user of the namespace.
     Entry,
     Queue(Access, String),
-    /// A move task: read its source, write its destination.
+    /// Any of configure, write and read (finding a queue's URL).
+    AnyOn(String),
+    /// Configure a queue; with a dead-letter target in its attributes,
+    /// also read it and write the target (what AMQP asks of a DLX).
+    Configure(String, Option<String>),
+    /// A move task: read its source, write where the messages go (the
+    /// destination, or each queue that dead-letters into the source).
     Move(String, Option<String>),
+}
+
+/// The queue a RedrivePolicy in the request's attributes names.
+fn dead_letter_target(input: &Input<'_>) -> Result<Option<String>, SqsError> {
+    let attrs = input.string_map("Attributes")?;
+    let Some((_, policy)) = attrs.iter().find(|(k, _)| *k == "RedrivePolicy") else {
+        return Ok(None);
+    };
+    let arn = serde_json::from_str::<serde_json::Value>(policy)
+        .ok()
+        .and_then(|v| v.get("deadLetterTargetArn")?.as_str().map(str::to_owned));
+    // A malformed policy is the action's own error to give.
+    Ok(arn.and_then(|a| names::name_from_arn(&a).ok().map(str::to_owned)))
 }
 
 fn needs(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Needs, SqsError> {
@@ -78,10 +106,16 @@ fn needs(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Needs, SqsError>
     };
     Ok(match req.action.as_str() {
         "ListQueues" => Needs::Entry,
-        "CreateQueue" => Needs::Queue(Access::Configure, input.str("QueueName")?.to_owned()),
-        "GetQueueUrl" => Needs::Queue(Access::Read, input.str("QueueName")?.to_owned()),
-        "DeleteQueue" | "SetQueueAttributes" | "TagQueue" | "UntagQueue" | "AddPermission"
-        | "RemovePermission" => Needs::Queue(Access::Configure, url_queue()?),
+        "CreateQueue" => Needs::Configure(
+            input.str("QueueName")?.to_owned(),
+            dead_letter_target(input)?,
+        ),
+        "SetQueueAttributes" => Needs::Configure(url_queue()?, dead_letter_target(input)?),
+        // A producer looks its queue up before sending to it.
+        "GetQueueUrl" => Needs::AnyOn(input.str("QueueName")?.to_owned()),
+        "DeleteQueue" | "TagQueue" | "UntagQueue" | "AddPermission" | "RemovePermission" => {
+            Needs::Queue(Access::Configure, url_queue()?)
+        }
         "SendMessage" | "SendMessageBatch" => Needs::Queue(Access::Write, url_queue()?),
         "StartMessageMoveTask" => match arn_queue("SourceArn")? {
             Some(source) => Needs::Move(source, arn_queue("DestinationArn")?),
@@ -101,7 +135,17 @@ fn needs(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Needs, SqsError>
             }
         }
         // Receiving, settling, purging, reading attributes and tags.
-        _ => Needs::Queue(Access::Read, url_queue()?),
+        "ReceiveMessage"
+        | "DeleteMessage"
+        | "DeleteMessageBatch"
+        | "ChangeMessageVisibility"
+        | "ChangeMessageVisibilityBatch"
+        | "PurgeQueue"
+        | "GetQueueAttributes"
+        | "ListQueueTags"
+        | "ListDeadLetterSourceQueues" => Needs::Queue(Access::Read, url_queue()?),
+        // Unknown actions: the action's own error (InvalidAction) follows.
+        _ => Needs::Entry,
     })
 }
 
@@ -131,14 +175,52 @@ pub fn authorize(
         Needs::Entry => Ok(()),
         Needs::Queue(access, queue) if user.may(ns, access, &queue) => Ok(()),
         Needs::Queue(_, queue) => Err(denied(&queue)),
+        Needs::AnyOn(queue) => {
+            let any = [Access::Configure, Access::Write, Access::Read]
+                .into_iter()
+                .any(|a| user.may(ns, a, &queue));
+            if any { Ok(()) } else { Err(denied(&queue)) }
+        }
+        Needs::Configure(queue, target) => {
+            if !user.may(ns, Access::Configure, &queue) {
+                return Err(denied(&queue));
+            }
+            match target {
+                Some(_) if !user.may(ns, Access::Read, &queue) => Err(denied(&queue)),
+                Some(t) if !user.may(ns, Access::Write, &t) => Err(denied(&t)),
+                _ => Ok(()),
+            }
+        }
         Needs::Move(source, destination) => {
             if !user.may(ns, Access::Read, &source) {
                 return Err(denied(&source));
             }
-            match destination {
-                Some(d) if !user.may(ns, Access::Write, &d) => Err(denied(&d)),
-                _ => Ok(()),
+            let targets = match destination {
+                Some(d) => vec![d],
+                None => dead_letter_sources(sqs, &source),
+            };
+            match targets.iter().find(|t| !user.may(ns, Access::Write, t)) {
+                Some(t) => Err(denied(t)),
+                None => Ok(()),
             }
         }
     }
+}
+
+/// The queues of the namespace whose dead letters go to `dlq` (where a move
+/// task without a destination sends the messages back to).
+fn dead_letter_sources(sqs: &Sqs, dlq: &str) -> Vec<String> {
+    let b = &sqs.broker;
+    let ns = &sqs.config.namespace;
+    b.queue_names(ns)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|name| {
+            b.queue(ns, name).is_ok_and(|q| {
+                q.config()
+                    .dead_letter
+                    .is_some_and(|p| matches!(&p.target, DeadLetterTarget::Queue(t) if t == dlq))
+            })
+        })
+        .collect()
 }

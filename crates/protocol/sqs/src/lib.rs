@@ -70,6 +70,8 @@ pub struct Sqs {
     users: Arc<ferry_auth::Users>,
     /// The broker's resource alarm (senders are throttled while it is up).
     alarm: tokio::sync::watch::Receiver<Option<String>>,
+    /// Requests must be signed: a key has existed since the start.
+    signed: std::sync::atomic::AtomicBool,
     request_ids: RandomIds,
     /// When each queue was last purged (SQS allows one purge a minute).
     purges: Mutex<HashMap<String, Timestamp>>,
@@ -88,6 +90,9 @@ impl Sqs {
             );
         }
         Arc::new(Sqs {
+            signed: std::sync::atomic::AtomicBool::new(
+                !config.credentials.is_empty() || users.current().has_access_keys(),
+            ),
             alarm: broker.alarm(),
             broker,
             config,

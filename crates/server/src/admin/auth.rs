@@ -30,9 +30,11 @@ pub async fn require_administrator(
             Some(admin) => Ok(admin),
             None => {
                 // Password hashing is deliberately slow: not on the async threads.
-                let users = s.users.current();
+                // The generation first: a change landing after it makes
+                // this check's result unremembered.
                 let logins = std::sync::Arc::clone(&s.logins);
                 let generation = logins.generation();
+                let users = s.users.current();
                 let who = name.clone();
                 let checked = tokio::task::spawn_blocking(move || {
                     let admin = users

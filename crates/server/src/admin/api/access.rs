@@ -73,7 +73,8 @@ pub(super) async fn permissions(State(s): State<AdminState>) -> ApiResult {
 }
 
 /// What PUT /api/users/{name} takes: a password (hashed here) or a hash.
-#[derive(Debug, Deserialize)]
+/// (No Debug: the password must not reach a log.)
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UserSpec {
     pub password: Option<String>,
@@ -83,15 +84,20 @@ pub(super) struct UserSpec {
     /// Default: false (a user made to log in from elsewhere).
     #[serde(default)]
     pub loopback_only: bool,
-    /// AWS access keys for the SQS API: `[{"id", "secret"}]`.
+    /// AWS access keys for the SQS API: `[{"id", "secret"}]`; absent: the
+    /// user's keys stay as they are (a password change keeps them).
     #[serde(default)]
-    pub access_keys: Vec<ferry_auth::AccessKey>,
+    pub access_keys: Option<Vec<ferry_auth::AccessKey>>,
 }
 
 impl UserSpec {
     /// The user as stored: a password becomes its argon2 hash (slow by
     /// design: call off the async threads).
-    pub(super) fn into_config(self, name: &str) -> Result<UserConfig, ApiError> {
+    pub(super) fn into_config(
+        self,
+        name: &str,
+        kept_keys: Vec<ferry_auth::AccessKey>,
+    ) -> Result<UserConfig, ApiError> {
         let hash = match (self.password, self.password_hash) {
             (Some(p), None) if !p.is_empty() => {
                 ferry_auth::hash_password(&p).map_err(|e| ApiError::bad_request(e.to_string()))?
@@ -109,7 +115,7 @@ impl UserSpec {
             password: None,
             tags: self.tags,
             loopback_only: Some(self.loopback_only),
-            access_keys: self.access_keys,
+            access_keys: self.access_keys.unwrap_or(kept_keys),
         })
     }
 }
@@ -126,7 +132,7 @@ pub(super) async fn put_user(
     let users = std::sync::Arc::clone(&s.users);
     let who = name.clone();
     let created = tokio::task::spawn_blocking(move || {
-        let user = spec.into_config(&who)?;
+        let user = spec.into_config(&who, users.access_keys_of(&who))?;
         users.put_user(user).map_err(auth_error)
     })
     .await
@@ -145,8 +151,24 @@ pub(super) async fn delete_user(
     State(s): State<AdminState>,
     Path(name): Path<String>,
 ) -> ApiResult {
-    s.users.delete_user(&name).map_err(auth_error)?;
+    let users = std::sync::Arc::clone(&s.users);
+    let who = name.clone();
+    // Saving syncs the users file: off the async threads.
+    tokio::task::spawn_blocking(move || users.delete_user(&who))
+        .await
+        .map_err(|_| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "deleting the user failed".into(),
+            )
+        })?
+        .map_err(auth_error)?;
     s.logins.forget_all();
+    // A deleted user keeps no open connection (and with it, its rights).
+    if let Some(amqp) = s.amqp.get() {
+        amqp.connections()
+            .close_user(&name, &format!("user '{name}' was deleted"));
+    }
     Ok(Json(json!({ "deleted": name })).into_response())
 }
 

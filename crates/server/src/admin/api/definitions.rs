@@ -63,6 +63,10 @@ struct UserDef {
     /// `config` or `api`: where the user was defined (ignored on import).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<String>,
+    /// The ids of the user's AWS access keys, for the record: secrets are
+    /// never exported, so keys are given to an imported user again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    access_keys: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -358,14 +362,21 @@ pub(super) async fn export(State(s): State<AdminState>) -> ApiResult {
         }
     }
     d.bindings = bindings;
+    // Every user and permission goes out, or the export fails loudly.
+    let shaped = |what: &str, e: serde_json::Error| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("exporting {what}: {e}"),
+        )
+    };
     d.users = users_json(&s, true)
         .into_iter()
-        .filter_map(|u| serde_json::from_value(u).ok())
-        .collect();
+        .map(|u| serde_json::from_value(u).map_err(|e| shaped("users", e)))
+        .collect::<Result<_, _>>()?;
     d.permissions = permissions_json(&s)
         .into_iter()
-        .filter_map(|p| serde_json::from_value(p).ok())
-        .collect();
+        .map(|p| serde_json::from_value(p).map_err(|e| shaped("permissions", e)))
+        .collect::<Result<_, _>>()?;
     Ok(Json(d).into_response())
 }
 
