@@ -43,8 +43,9 @@ pub fn serve(
                                             let certified = certified_user(tls_stream.get_ref().1);
                                             amqp.serve(tls_stream, peer, certified, stop).await;
                                         }
-                                        Ok(Err(e)) => tracing::info!(%peer, error = %e, "AMQPS handshake failed"),
-                                        Err(_) => tracing::info!(%peer, "AMQPS handshake timed out"),
+                                        // Debug: scanners would flood the log.
+                                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "AMQPS handshake failed"),
+                                        Err(_) => tracing::debug!(%peer, "AMQPS handshake timed out"),
                                     }
                                 });
                             }

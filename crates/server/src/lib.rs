@@ -96,6 +96,19 @@ impl Server {
 
         let admin_broker = Arc::new(std::sync::OnceLock::new());
         let admin_amqp = Arc::new(std::sync::OnceLock::new());
+        // A user's key id equal to the broker's own would be shadowed by it.
+        if let Some(k) = config
+            .users
+            .users
+            .iter()
+            .flat_map(|u| &u.access_keys)
+            .find(|k| config.sqs.credentials.0.contains_key(&k.id))
+        {
+            return Err(ServerError::Config {
+                path: "config".into(),
+                detail: format!("access key {} is both the broker's and a user's", k.id),
+            });
+        }
         // Users made through the admin API are kept beside the journal.
         let users = Arc::new(
             ferry_auth::Users::open(

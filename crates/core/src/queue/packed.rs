@@ -30,6 +30,7 @@ pub(super) struct MaybeLoc(u64);
 
 impl MaybeLoc {
     pub(super) fn new(l: Option<Location>) -> Self {
+        debug_assert!(l != Some(Location(u64::MAX)), "a location that means none");
         MaybeLoc(l.map_or(u64::MAX, |l| l.0))
     }
 

@@ -120,14 +120,21 @@ impl UserSpec {
     }
 }
 
+/// Printable, and without ':' (HTTP basic authentication splits on it).
+pub(super) fn valid_user_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c.is_control() || c == ':')
+}
+
 pub(super) async fn put_user(
     State(s): State<AdminState>,
     Path(name): Path<String>,
     bytes: Bytes,
 ) -> ApiResult {
     let spec: UserSpec = required_body(&bytes, "user")?;
-    if name.is_empty() || name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("a user name is printable text"));
+    if !valid_user_name(&name) {
+        return Err(ApiError::bad_request(
+            "a user name is printable text without ':'",
+        ));
     }
     let users = std::sync::Arc::clone(&s.users);
     let who = name.clone();

@@ -476,6 +476,16 @@ fn plan(b: &Broker, d: Definitions) -> Result<Plan, ApiError> {
 /// The document's users and permissions, checked as the store would check
 /// them (hashes, patterns) before anything changes.
 fn check_users(d: &Definitions) -> Result<(), ApiError> {
+    if let Some(u) = d
+        .users
+        .iter()
+        .find(|u| !super::access::valid_user_name(&u.name))
+    {
+        return Err(ApiError::bad_request(format!(
+            "user name {:?}: a user name is printable text without ':'",
+            u.name
+        )));
+    }
     // A user without a hash is reported, not made: only the others count.
     let made: Vec<&UserDef> = d
         .users
