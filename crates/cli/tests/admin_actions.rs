@@ -215,6 +215,13 @@ async fn routers_bindings_connections_and_definitions() {
     let id = c["id"].as_str().expect("id").to_owned();
     let (_, overview) = api(admin, "GET", "/api/overview", None).await;
     assert_eq!(overview["connections"], 1);
+    let (_, namespaces) = api(admin, "GET", "/api/namespaces", None).await;
+    assert!(
+        namespaces
+            .as_array()
+            .is_some_and(|n| n.iter().any(|x| x["name"] == "/" && x["queues"] == 1)),
+        "{namespaces}"
+    );
     // A cancelled consumer leaves the list; a closed channel takes its own.
     ch.basic_cancel("watcher".into(), Default::default())
         .await

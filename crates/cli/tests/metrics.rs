@@ -8,13 +8,28 @@ use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
+use prometheus_parse::{Scrape, Value};
 
-/// The value of the first series whose line starts with `prefix`.
-fn value(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+/// The exposition text, parsed as Prometheus parses it: a format error
+/// fails the test.
+fn scrape(text: &str) -> Scrape {
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text format")
+}
+
+/// The value of series `name` with `labels` (a histogram: its count).
+fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let sample = s
+        .samples
+        .iter()
+        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))?;
+    match &sample.value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(*v),
+        Value::Histogram(buckets) => buckets
+            .iter()
+            .find(|b| b.less_than.is_infinite())
+            .map(|b| b.count),
+        Value::Summary(_) => None,
+    }
 }
 
 #[tokio::test]
@@ -60,30 +75,25 @@ async fn metrics_show_queues_connections_and_the_journal() {
     })
     .await
     .expect("scrape");
-    let q = r#"{namespace="/",queue="jobs"}"#;
+    let s = scrape(&text);
+    let q = [("namespace", "/"), ("queue", "jobs")];
     assert_eq!(
-        value(&text, &format!("ferry_queue_messages_ready{q}")),
+        value(&s, "ferry_queue_messages_ready", &q),
         Some(4.0),
         "{text}"
     );
+    assert_eq!(value(&s, "ferry_queue_published_total", &q), Some(5.0));
+    assert_eq!(value(&s, "ferry_queue_delivered_total", &q), Some(1.0));
     assert_eq!(
-        value(&text, &format!("ferry_queue_published_total{q}")),
-        Some(5.0)
-    );
-    assert_eq!(
-        value(&text, &format!("ferry_queue_delivered_total{q}")),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(&text, r#"ferry_connections{protocol="amqp"}"#),
+        value(&s, "ferry_connections", &[("protocol", "amqp")]),
         Some(1.0)
     );
     assert!(
-        value(&text, "ferry_journal_fsync_seconds_count").is_some_and(|n| n >= 5.0),
+        value(&s, "ferry_journal_fsync_seconds", &[]).is_some_and(|n| n >= 5.0),
         "{text}"
     );
-    assert!(value(&text, "ferry_journal_bytes_written_total").is_some_and(|n| n > 0.0));
-    assert!(value(&text, "ferry_uptime_seconds").is_some());
-    assert!(value(&text, "ferry_memory_resident_bytes").is_some_and(|n| n > 0.0));
-    assert_eq!(value(&text, "ferry_memory_alarm"), Some(0.0));
+    assert!(value(&s, "ferry_journal_bytes_written_total", &[]).is_some_and(|n| n > 0.0));
+    assert!(value(&s, "ferry_uptime_seconds", &[]).is_some());
+    assert!(value(&s, "ferry_memory_resident_bytes", &[]).is_some_and(|n| n > 0.0));
+    assert_eq!(value(&s, "ferry_memory_alarm", &[]), Some(0.0));
 }

@@ -816,6 +816,8 @@ function connectionsPage(main) {
       { label: 'Consumers', num: true, value: (c) => c.consumers, format: fmtInt },
       { label: 'Received', num: true, value: (c) => c.recv_bytes, format: fmtBytes },
       { label: 'Sent', num: true, value: (c) => c.sent_bytes, format: fmtBytes },
+      { label: 'In/s', num: true, value: (c) => c.recv_rate, format: (n) => `${fmtBytes(n)}/s` },
+      { label: 'Out/s', num: true, value: (c) => c.sent_rate, format: (n) => `${fmtBytes(n)}/s` },
       { label: 'Action', sortable: false, value: () => '', cell: close },
     ],
   });

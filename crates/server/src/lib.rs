@@ -250,12 +250,17 @@ impl Server {
         let upkeep = {
             let exporter = Arc::clone(&exporter);
             let broker = Arc::clone(&broker);
+            let amqp = Arc::clone(&admin_amqp);
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
                 loop {
                     tick.tick().await;
                     exporter.upkeep();
-                    rates.sample(&broker);
+                    let connections = amqp
+                        .get()
+                        .map(|a| a.connections().list())
+                        .unwrap_or_default();
+                    rates.sample(&broker, &connections);
                 }
             })
         };

@@ -65,6 +65,10 @@ struct State {
     counts: HashMap<QueueId, Counts>,
     rates: HashMap<QueueId, RateSet>,
     total: RateSet,
+    /// Connection id -> bytes (received, sent) at the last sample, and
+    /// bytes per second since the one before.
+    bytes: HashMap<u64, (u64, u64)>,
+    byte_rates: HashMap<u64, (f64, f64)>,
 }
 
 /// The last sample of every queue's rates.
@@ -74,8 +78,9 @@ pub struct Rates {
 }
 
 impl Rates {
-    /// Takes a sample (called every few seconds).
-    pub fn sample(&self, broker: &Broker) {
+    /// Takes a sample (called every few seconds) of the queues and of the
+    /// open connections' byte counts.
+    pub fn sample(&self, broker: &Broker, connections: &[ferry_amqp::ConnectionInfo]) {
         let now = Instant::now();
         let mut counts = HashMap::new();
         for ns in broker.namespace_names() {
@@ -92,6 +97,11 @@ impl Rates {
             .filter(|s| *s > 0.0);
         let mut rates = HashMap::new();
         let mut total = RateSet::default();
+        let bytes: HashMap<u64, (u64, u64)> = connections
+            .iter()
+            .map(|c| (c.id, (c.recv_bytes, c.sent_bytes)))
+            .collect();
+        let mut byte_rates = HashMap::new();
         if let Some(secs) = secs {
             for (id, c) in &counts {
                 if let Some(before) = st.counts.get(id) {
@@ -100,12 +110,20 @@ impl Rates {
                     rates.insert(*id, r);
                 }
             }
+            for (id, (recv, sent)) in &bytes {
+                if let Some((r0, s0)) = st.bytes.get(id) {
+                    let per = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
+                    byte_rates.insert(*id, (per(*recv, *r0), per(*sent, *s0)));
+                }
+            }
         }
         *st = State {
             taken: Some(now),
             counts,
             rates,
             total,
+            bytes,
+            byte_rates,
         };
     }
 
@@ -113,6 +131,12 @@ impl Rates {
     pub fn queue(&self, id: QueueId) -> RateSet {
         let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         st.rates.get(&id).copied().unwrap_or_default()
+    }
+
+    /// A connection's bytes per second (received, sent); zero until sampled twice.
+    pub fn connection(&self, id: u64) -> (f64, f64) {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.byte_rates.get(&id).copied().unwrap_or_default()
     }
 
     /// The sum over every queue.

@@ -35,6 +35,8 @@ pub(super) async fn list(State(s): State<AdminState>) -> ApiResult {
                 "consumers": c.consumers.len(),
                 "recv_bytes": c.recv_bytes,
                 "sent_bytes": c.sent_bytes,
+                "recv_rate": s.rates.connection(c.id).0,
+                "sent_rate": s.rates.connection(c.id).1,
             })
         })
         .collect();
