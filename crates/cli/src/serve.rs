@@ -269,6 +269,8 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
             .or(file.admin_tls_listen)
             .unwrap_or(tls_default(config::DEFAULT_ADMIN_TLS_LISTEN)),
         tls,
+        // The binary sets it: it knows its allocator.
+        reclaim: None,
         metrics_per_queue: args
             .metrics_per_queue
             .or(file.metrics_per_queue)
@@ -349,12 +351,14 @@ fn init_logging(level: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// `reclaim`: gives the allocator's freed memory back to the OS.
+pub fn run(args: ServeArgs, reclaim: fn()) -> anyhow::Result<()> {
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let (config, log_level) = merge(&args, file)?;
+    let (mut config, log_level) = merge(&args, file)?;
+    config.reclaim = Some(reclaim);
     init_logging(log_level.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

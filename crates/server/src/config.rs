@@ -203,6 +203,9 @@ pub struct ServerConfig {
     pub max_queues: usize,
     /// Per-queue series at /metrics (off: totals only, for many queues).
     pub metrics_per_queue: bool,
+    /// Asks the process's allocator to give freed memory back to the OS
+    /// (the binary knows its allocator; called while memory is short).
+    pub reclaim: Option<fn()>,
 }
 
 pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
@@ -230,6 +233,7 @@ impl Default for ServerConfig {
             disk_free_limit: crate::disk::DEFAULT_FREE_LIMIT,
             max_queues: DEFAULT_MAX_QUEUES,
             metrics_per_queue: true,
+            reclaim: None,
         }
     }
 }

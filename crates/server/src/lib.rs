@@ -210,6 +210,7 @@ impl Server {
             Arc::clone(&alarms),
             memory_budget,
             config.memory_high_watermark,
+            config.reclaim,
         );
         let disk = disk::spawn(alarms, data_dir.path().to_owned(), config.disk_free_limit);
         let sqs = ferry_sqs::router(ferry_sqs::Sqs::new(

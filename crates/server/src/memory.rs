@@ -89,6 +89,7 @@ pub fn spawn(
     alarms: Arc<Alarms>,
     budget: u64,
     high_watermark: u64,
+    reclaim: Option<fn()>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CHECK_EVERY);
@@ -96,6 +97,12 @@ pub fn spawn(
         let mut alarmed = false;
         loop {
             tick.tick().await;
+            if alarmed && let Some(reclaim) = reclaim {
+                // An allocator frees lazily, on later calls by the thread
+                // that freed: after a purge or a queue deletion the threads
+                // may be idle, and the alarm would never see memory fall.
+                let _ = tokio::task::spawn_blocking(reclaim).await;
+            }
             check_watermark(&alarms, high_watermark, &mut alarmed);
             let b = Arc::clone(&broker);
             let evicted = tokio::task::spawn_blocking(move || {

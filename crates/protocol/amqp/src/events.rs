@@ -62,6 +62,7 @@ pub struct ConsumerSink {
 
 impl DeliverySink for ConsumerSink {
     fn deliver(&self, delivery: Delivery) -> Result<(), Delivery> {
+        let bytes = delivery.message.size() as usize;
         let event = Event::Deliver {
             to: self.to,
             consumer: self.consumer,
@@ -70,12 +71,12 @@ impl DeliverySink for ConsumerSink {
         };
         // Counted before it is sent: the connection may write it (and
         // count it off) before `send` returns.
-        self.flow.queued();
+        self.flow.queued(bytes);
         match self.events.send(event) {
             Ok(()) => Ok(()),
             Err(e) => match e.0 {
                 Event::Deliver { delivery, .. } => {
-                    self.flow.written(1);
+                    self.flow.written(1, bytes);
                     Err(delivery)
                 }
                 // Only a Deliver was sent.

@@ -15,6 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Deliveries a consumer may have queued for its connection, not yet written.
 pub const IN_FLIGHT_CAP: usize = 2048;
+/// Bytes of message bodies the same may hold: with large messages the
+/// count alone would let a consumer that never reads pin 2048 of them
+/// (128 MiB of 64 KiB messages) in the broker's memory.
+pub const IN_FLIGHT_BYTES: usize = 4 << 20;
 
 /// What a channel shares with its consumers' sinks.
 #[derive(Default)]
@@ -32,6 +36,7 @@ pub struct ChannelFlow {
 /// One consumer's side.
 pub struct ConsumerFlow {
     in_flight: AtomicUsize,
+    in_flight_bytes: AtomicUsize,
     starved: AtomicBool,
     channel: std::sync::Arc<ChannelFlow>,
 }
@@ -40,6 +45,7 @@ impl ConsumerFlow {
     pub fn new(channel: std::sync::Arc<ChannelFlow>) -> Self {
         ConsumerFlow {
             in_flight: AtomicUsize::new(0),
+            in_flight_bytes: AtomicUsize::new(0),
             starved: AtomicBool::new(false),
             channel,
         }
@@ -60,21 +66,25 @@ impl ConsumerFlow {
         let channel = &self.channel;
         let limit = channel.global_limit.load(Ordering::SeqCst);
         self.in_flight.load(Ordering::SeqCst) < IN_FLIGHT_CAP
+            && self.in_flight_bytes.load(Ordering::SeqCst) < IN_FLIGHT_BYTES
             && (limit == 0
                 || channel.unacked.load(Ordering::SeqCst) + channel.queued.load(Ordering::SeqCst)
                     < limit)
     }
 
-    /// A delivery was queued for the connection.
-    pub fn queued(&self) {
+    /// A delivery of `bytes` was queued for the connection.
+    pub fn queued(&self, bytes: usize) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.in_flight_bytes.fetch_add(bytes, Ordering::SeqCst);
         self.channel.queued.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// `n` queued deliveries were written (or given back). Counted off in
-    /// batches: the counters are shared with the queue's thread.
-    pub fn written(&self, n: usize) {
+    /// `n` queued deliveries of `bytes` in all were written (or given
+    /// back). Counted off in batches: the counters are shared with the
+    /// queue's thread.
+    pub fn written(&self, n: usize, bytes: usize) {
         self.in_flight.fetch_sub(n, Ordering::SeqCst);
+        self.in_flight_bytes.fetch_sub(bytes, Ordering::SeqCst);
         self.channel.queued.fetch_sub(n, Ordering::SeqCst);
     }
 
@@ -96,12 +106,26 @@ mod tests {
         let f = ConsumerFlow::new(Arc::clone(&ch));
         for _ in 0..IN_FLIGHT_CAP {
             assert!(f.ready());
-            f.queued();
+            f.queued(1);
         }
         assert!(!f.ready());
-        f.written(1);
+        f.written(1, 1);
         assert!(f.take_starved(), "refused once: the queue needs a kick");
         assert!(!f.take_starved());
+        assert!(f.ready());
+    }
+
+    #[test]
+    fn large_messages_are_capped_by_bytes() {
+        let f = ConsumerFlow::new(Arc::new(ChannelFlow::default()));
+        let big = 64 * 1024;
+        let mut taken = 0;
+        while f.ready() {
+            f.queued(big);
+            taken += 1;
+        }
+        assert_eq!(taken, IN_FLIGHT_BYTES / big);
+        f.written(1, big);
         assert!(f.ready());
     }
 

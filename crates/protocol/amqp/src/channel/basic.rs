@@ -171,6 +171,7 @@ impl Channel {
             id,
             flow,
             written: 0,
+            written_bytes: 0,
         });
         if !c.nowait {
             consume_ok(cx, self.to.id, &tag);
@@ -295,6 +296,7 @@ impl Channel {
             },
         };
         c.written += 1;
+        c.written_bytes += d.message.size() as usize;
         let q = Arc::clone(&c.queue);
         let delivery_tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
@@ -346,7 +348,7 @@ impl Channel {
         cx.entry.consumer_removed(self.to.id, &c.tag);
         // What was written for it this turn still counts off the channel's
         // flow counters.
-        c.flow.written(c.written);
+        c.flow.written(c.written, c.written_bytes);
         if cx.cancel_notify {
             cx.out.method(
                 self.to.id,

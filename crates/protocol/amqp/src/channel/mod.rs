@@ -38,8 +38,10 @@ struct Consumer {
     queue: Arc<QueueHandle>,
     id: ConsumerId,
     flow: Arc<ConsumerFlow>,
-    /// Deliveries written since the flow counters were last told.
+    /// Deliveries written since the flow counters were last told, and
+    /// their bytes.
     written: usize,
+    written_bytes: usize,
 }
 
 /// The channel's direct reply-to consumer.
@@ -248,7 +250,10 @@ impl Channel {
         for c in all {
             if c.written > 0 {
                 flushed = true;
-                c.flow.written(std::mem::take(&mut c.written));
+                c.flow.written(
+                    std::mem::take(&mut c.written),
+                    std::mem::take(&mut c.written_bytes),
+                );
                 if c.flow.take_starved() {
                     cx.amqp.broker.kick(&c.queue);
                 }
