@@ -295,3 +295,43 @@ fn a_tls_listener_without_a_certificate_is_a_start_error() {
         .expect("stderr");
     assert!(err.contains("tls-cert"), "{err}");
 }
+
+#[tokio::test]
+async fn the_cli_talks_to_the_https_admin_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("test CA");
+    let ferry = start(dir.path(), &ca, "none");
+    let url = format!("https://localhost:{}", ferry.addr("admin-tls").port());
+    let ca_file = write(dir.path(), "ca-for-cli.pem", &ca.pem);
+    let run = move |args: Vec<String>| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .env_remove("FERRY_ADMIN_CA")
+            .output()
+            .expect("run")
+    };
+    let with_ca = vec![
+        "status".into(),
+        "--admin-url".into(),
+        url.clone(),
+        "--ca".into(),
+        ca_file,
+    ];
+    let out = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(with_ca)
+    })
+    .await
+    .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let without = vec!["status".into(), "--admin-url".into(), url];
+    let out = tokio::task::spawn_blocking(move || run(without))
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ca"));
+}

@@ -54,6 +54,9 @@ pub struct Target {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// CA certificates (PEM) to verify an https:// admin URL against.
+    #[arg(long, global = true, env = "FERRY_ADMIN_CA", value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
 }
 
 impl Target {
@@ -137,12 +140,13 @@ pub(crate) fn call(
     path: &str,
     body: Option<String>,
 ) -> anyhow::Result<Value> {
-    let host = target
-        .admin_url
-        .strip_prefix("http://")
-        .with_context(|| format!("'{}': expected http://host:port", target.admin_url))?
-        .trim_end_matches('/')
-        .to_owned();
+    let url = target.admin_url.as_str();
+    let (tls, host) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(h), _) => (Some(connector(target)?), h),
+        (None, Some(h)) => (None, h),
+        _ => bail!("'{url}': expected http://host:port or https://host:port"),
+    };
+    let host = host.trim_end_matches('/').to_owned();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -156,8 +160,6 @@ pub(crate) fn call(
         let stream = tokio::net::TcpStream::connect(host.as_str())
             .await
             .with_context(|| format!("connecting to the admin API at {host}"))?;
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
         let req = hyper::Request::builder()
             .method(method.as_str())
             .uri(path)
@@ -165,10 +167,23 @@ pub(crate) fn call(
             .header("authorization", format!("Basic {token}"))
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let resp = send.send_request(req).await?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok::<_, anyhow::Error>((status, bytes))
+        match tls {
+            None => exchange(stream, req).await,
+            Some(tls) => {
+                let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+                let name = rustls::pki_types::ServerName::try_from(
+                    name.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_owned(),
+                )
+                .with_context(|| format!("'{name}' is not a host name"))?;
+                let stream = tls
+                    .connect(name, stream)
+                    .await
+                    .context("TLS handshake with the admin API")?;
+                exchange(stream, req).await
+            }
+        }
     };
     // A broker that accepts but never answers must not hang a script.
     let (status, bytes) = runtime
@@ -185,4 +200,45 @@ pub(crate) fn call(
         );
     }
     Ok(v)
+}
+
+/// One HTTP/1.1 request on `stream`: the status and the body.
+async fn exchange<S>(
+    stream: S,
+    req: hyper::Request<Full<Bytes>>,
+) -> anyhow::Result<(hyper::StatusCode, Bytes)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let resp = send.send_request(req).await?;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    Ok((status, bytes))
+}
+
+/// TLS for an https:// admin URL, trusting the CA file given (ring, as
+/// the server).
+fn connector(target: &Target) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let ca = target.ca.as_ref().context(
+        "an https:// admin URL needs --ca (or FERRY_ADMIN_CA): the CA certificates to trust",
+    )?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))?
+    {
+        roots.add(cert.with_context(|| format!("reading {}", ca.display()))?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
 }
