@@ -317,12 +317,9 @@ async fn the_cli_talks_to_the_https_admin_listener() {
         "--ca".into(),
         ca_file,
     ];
-    let out = tokio::task::spawn_blocking({
-        let run = run.clone();
-        move || run(with_ca)
-    })
-    .await
-    .expect("run");
+    let out = tokio::task::spawn_blocking(move || run(with_ca))
+        .await
+        .expect("run");
     assert!(
         out.status.success(),
         "{}",
