@@ -90,6 +90,11 @@ def test_each_user_does_only_what_its_permissions_allow(endpoint):
     denied(lambda: consumer.set_queue_attributes(
         QueueUrl=url, Attributes={"VisibilityTimeout": "5"}))
 
+    # Listings show each user the queues it has a permission on.
+    listed = consumer.list_queues().get("QueueUrls", [])
+    assert [u.rsplit("/", 1)[1] for u in listed] == ["orders"], listed
+    assert len(admin.list_queues()["QueueUrls"]) == 2
+
 
 def test_unknown_keys_and_wrong_secrets_are_refused(endpoint):
     denied(lambda: client(endpoint, "AKIDNOBODY", "x").list_queues(), "InvalidClientTokenId")

@@ -32,6 +32,19 @@ pub enum Principal {
     User(User),
 }
 
+impl Principal {
+    /// Whether a listing shows queue `name` to them: a user sees the
+    /// queues it may do anything with.
+    pub fn sees(&self, namespace: &str, name: &str) -> bool {
+        match self {
+            Principal::Anyone | Principal::Root => true,
+            Principal::User(u) => [Access::Configure, Access::Write, Access::Read]
+                .into_iter()
+                .any(|a| u.may(namespace, a, name)),
+        }
+    }
+}
+
 /// Checks the signature (when keys are configured) and says whose key it is.
 pub fn authenticate(
     sqs: &Sqs,

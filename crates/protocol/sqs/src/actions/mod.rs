@@ -38,7 +38,7 @@ pub async fn dispatch(
         "CreateQueue" => queue::create(sqs, req, &input),
         "DeleteQueue" => queue::delete(sqs, req, &input),
         "GetQueueUrl" => queue::get_url(sqs, req, &input),
-        "ListQueues" => queue::list(sqs, req, &input),
+        "ListQueues" => queue::list(sqs, who, req, &input),
         "GetQueueAttributes" => queue::get_attributes(sqs, req, &input),
         "SetQueueAttributes" => queue::set_attributes(sqs, req, &input),
         "PurgeQueue" => queue::purge(sqs, req, &input),

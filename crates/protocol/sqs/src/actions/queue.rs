@@ -142,7 +142,13 @@ pub fn get_url(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, Sqs
     Ok(json!({ "QueueUrl": sqs.url(req, name) }))
 }
 
-pub fn list(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+/// The queues `who` may see (a user: those it has any permission on).
+pub fn list(
+    sqs: &Sqs,
+    who: &crate::access::Principal,
+    req: &Request,
+    input: &Input<'_>,
+) -> Result<Value, SqsError> {
     let prefix = input.opt_str("QueueNamePrefix")?.unwrap_or("");
     let max = input.opt_int("MaxResults", 1, 1000)?;
     let after = match input.opt_str("NextToken")? {
@@ -161,6 +167,7 @@ pub fn list(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsErr
         .into_iter()
         .filter(|n| n.starts_with(prefix))
         .filter(|n| after.as_ref().is_none_or(|a| n > a))
+        .filter(|n| who.sees(&sqs.config.namespace, n))
         .collect();
     let limit = max.map_or(1000, |m| m as usize);
     let mut out = Map::new();
