@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod encryption;
 mod serve;
 
 use std::process::ExitCode;
@@ -88,6 +89,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::PermissionsCommand,
     },
+    /// Encryption at rest: make a master key, or rotate to a new one.
+    Encryption {
+        #[command(subcommand)]
+        command: encryption::EncryptionCommand,
+    },
     /// Print an argon2id hash of a password, for `password-hash` in the
     /// config file's [[users]] (the password is read from stdin if not given).
     HashPassword { password: Option<String> },
@@ -124,6 +130,7 @@ fn main() -> ExitCode {
         Command::Dlq { target, command } => admin::dlq(target, command),
         Command::Definitions { target, command } => admin::definitions(target, command),
         Command::Users { target, command } => admin::users(target, command),
+        Command::Encryption { command } => encryption::run(command),
         Command::Permissions { target, command } => admin::permissions(target, command),
     };
     match result {

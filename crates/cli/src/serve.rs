@@ -79,6 +79,13 @@ pub struct ServeArgs {
     #[arg(long)]
     amqp_sasl_external: bool,
 
+    /// Encrypt message bodies and headers at rest (AES-256-GCM) under the
+    /// master key in this file (32 bytes: 64 hex digits, base64 or raw;
+    /// `ferry encryption new-key` makes one). FERRY_ENCRYPTION_KEY may hold
+    /// the key itself instead (config key: encryption-key-file).
+    #[arg(long, value_name = "FILE")]
+    encryption_key_file: Option<PathBuf>,
+
     /// The region in queue ARNs [default: us-east-1] (config key: aws-region).
     #[arg(long, value_name = "REGION")]
     aws_region: Option<String>,
@@ -187,6 +194,22 @@ fn credentials(
     Ok(c)
 }
 
+/// The master key for encryption at rest: from a file, or from
+/// FERRY_ENCRYPTION_KEY (64 hex digits or base64); none: not encrypted.
+fn encryption_key(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::sync::Arc<ferry_storage::MasterKey>>> {
+    let text = match (file, std::env::var("FERRY_ENCRYPTION_KEY")) {
+        (Some(path), _) => {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        (None, Ok(v)) => v.into_bytes(),
+        (None, Err(_)) => return Ok(None),
+    };
+    let key = ferry_storage::MasterKey::parse(&text).context("the encryption key")?;
+    Ok(Some(std::sync::Arc::new(key)))
+}
+
 /// The TLS settings, if a certificate is configured.
 fn tls_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<TlsSettings>> {
     let cert = args.tls_cert.clone().or(file.tls_cert.clone());
@@ -233,6 +256,11 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
                 .unwrap_or(config::DEFAULT_FSYNC_INTERVAL_MS),
         ),
         repair: args.repair || file.repair.unwrap_or(false),
+        encryption: encryption_key(
+            args.encryption_key_file
+                .as_deref()
+                .or(file.encryption_key_file.as_deref()),
+        )?,
     };
     let sqs = ferry_sqs::SqsConfig {
         region: args
@@ -450,6 +478,7 @@ mod tests {
             tls_client_ca: None,
             tls_client_certs: None,
             amqp_sasl_external: false,
+            encryption_key_file: None,
             aws_region: None,
             aws_account_id: None,
             aws_access_key_id: None,

@@ -116,6 +116,7 @@ pub struct FileConfig {
     pub max_connections_per_user: Option<usize>,
     pub max_queues: Option<usize>,
     pub amqp_sasl_external: Option<bool>,
+    pub encryption_key_file: Option<PathBuf>,
     pub metrics_per_queue: Option<bool>,
     /// Vhosts besides `/`.
     pub vhosts: Option<Vec<String>>,

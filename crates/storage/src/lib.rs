@@ -6,10 +6,13 @@
 //! - [`codec`]: records to bytes and back (format version 1).
 //! - [`segment`]: segment files and their headers.
 //! - [`journal`]: the journal itself.
+//! - [`seal`]: encryption at rest of message records (envelope keys).
 
 pub mod codec;
 pub mod frame;
 pub mod journal;
+pub mod seal;
 pub mod segment;
 
 pub use journal::{FsyncPolicy, Journal, JournalConfig, JournalStats, segment_of};
+pub use seal::{Keyring, MasterKey, SealError};

@@ -27,6 +27,7 @@ use tokio::sync::watch;
 
 use crate::codec;
 use crate::frame;
+use crate::seal::{Keyring, MasterKey, SEALED, SealError};
 use crate::segment;
 
 use account::Accounts;
@@ -54,6 +55,9 @@ pub struct JournalConfig {
     /// On recovery, skip corrupt records (logging what was lost) instead of
     /// refusing to start.
     pub repair: bool,
+    /// Seal message records with this master key's data keys (see
+    /// [`crate::seal`]); an encrypted journal cannot be opened without it.
+    pub encryption: Option<Arc<MasterKey>>,
 }
 
 impl Default for JournalConfig {
@@ -62,6 +66,7 @@ impl Default for JournalConfig {
             segment_size: 64 * 1024 * 1024,
             fsync: FsyncPolicy::Always,
             repair: false,
+            encryption: None,
         }
     }
 }
@@ -125,6 +130,8 @@ struct Shared {
     written: Mutex<(u64, u64)>,
     stats: Mutex<JournalStats>,
     config: JournalConfig,
+    /// The data keys, when the journal is encrypted.
+    keyring: Option<Keyring>,
     state: Mutex<State>,
     /// Wakes the writer.
     work: Condvar,
@@ -153,6 +160,18 @@ impl Journal {
             )));
         }
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let keyring = match &config.encryption {
+            Some(master) => {
+                Some(Keyring::open(dir, master).map_err(|e| StoreError::Io(e.to_string()))?)
+            }
+            None if Keyring::exists(dir) => {
+                return Err(StoreError::Io(format!(
+                    "the journal in {} is encrypted: it opens only with its encryption key",
+                    dir.display()
+                )));
+            }
+            None => None,
+        };
         let state = State {
             recovered: false,
             closed: false,
@@ -170,6 +189,7 @@ impl Journal {
                 written: Mutex::new((0, 0)),
                 stats: Mutex::new(JournalStats::default()),
                 config,
+                keyring,
                 state: Mutex::new(state),
                 work: Condvar::new(),
                 progress: watch::Sender::new(Progress::default()),
@@ -255,7 +275,8 @@ impl State {
         &mut self.chunks[last]
     }
 
-    /// Starts a new head segment, beginning with a topology checkpoint.
+    /// Starts a new head segment, beginning with a topology checkpoint
+    /// (topology is never sealed: no data key is needed for it).
     fn roll(&mut self) {
         self.head += 1;
         self.head_len = segment::HEADER;
@@ -267,17 +288,37 @@ impl State {
             last_commit: 0,
         });
         for r in self.accounts.topology_records() {
-            self.put(&r);
+            let n = frame::put(&mut self.head_chunk().bytes, |out| codec::encode(&r, out));
+            self.head_len += n as u64;
         }
     }
 
-    /// Frames one record at the end of the head; returns its location.
-    fn put(&mut self, r: &Record) -> Location {
+    /// Frames one record at the end of the head (a message record sealed
+    /// when the journal is encrypted); returns its location.
+    fn put(&mut self, r: &Record, keyring: Option<&Keyring>) -> Result<Location, StoreError> {
         let loc = location(self.head, self.head_len);
+        let segment = self.head;
+        let sealed = match keyring {
+            Some(k) if matches!(r, Record::Enqueued { .. }) => {
+                let seal_error = |e: SealError| StoreError::Io(format!("sealing a record: {e}"));
+                k.ensure(segment).map_err(seal_error)?;
+                let mut plain = Vec::new();
+                let kind = codec::encode(r, &mut plain);
+                Some((kind, k.seal(segment, &plain).map_err(seal_error)?))
+            }
+            _ => None,
+        };
         let chunk = self.head_chunk();
-        let n = frame::put(&mut chunk.bytes, |out| codec::encode(r, out));
+        let n = frame::put(&mut chunk.bytes, |out| match &sealed {
+            Some((kind, bytes)) => {
+                out.push(*kind);
+                out.extend_from_slice(bytes);
+                SEALED
+            }
+            None => codec::encode(r, out),
+        });
         self.head_len += n as u64;
-        loc
+        Ok(loc)
     }
 }
 
@@ -315,7 +356,7 @@ impl Store for Journal {
                 st.roll();
             }
             let r = account::resolve_locations(r, &batch);
-            let loc = st.put(&r);
+            let loc = st.put(&r, self.shared.keyring.as_ref())?;
             if let Record::Enqueued { queue, seq, .. } = &r {
                 locations.push(loc);
                 if resolve {
@@ -361,7 +402,7 @@ impl Store for Journal {
         file.read_exact_at(&mut buf, offset)
             .map_err(|e| io_error(&path, e))?;
         let f = frame::read(&buf).map_err(|e| corrupt(e.to_string()))?;
-        match codec::decode(f.kind, f.payload) {
+        match decode_frame(self.shared.keyring.as_ref(), seg, f.kind, f.payload) {
             Ok(Record::Enqueued { message, .. }) => Ok(message),
             Ok(_) => Err(corrupt("not a message record".into())),
             Err(e) => Err(corrupt(e.to_string())),
@@ -411,3 +452,23 @@ impl Store for Journal {
 
 #[cfg(test)]
 mod tests;
+
+/// A framed record back: opened first if it is sealed.
+pub(crate) fn decode_frame(
+    keyring: Option<&Keyring>,
+    segment: u64,
+    kind: u8,
+    payload: &[u8],
+) -> Result<Record, String> {
+    if kind != SEALED {
+        return codec::decode(kind, payload).map_err(|e| e.to_string());
+    }
+    let Some(k) = keyring else {
+        return Err("a sealed record, and no encryption key".into());
+    };
+    let (&inner, sealed) = payload
+        .split_first()
+        .ok_or_else(|| "an empty sealed record".to_owned())?;
+    let plain = k.open_record(segment, sealed).map_err(|e| e.to_string())?;
+    codec::decode(inner, &plain).map_err(|e| e.to_string())
+}

@@ -52,7 +52,7 @@ pub(super) fn replay(
             match frame::read(&data[pos..end]) {
                 Ok(f) => {
                     let at = location(id, pos as u64);
-                    match codec::decode(f.kind, f.payload) {
+                    match super::decode_frame(shared.keyring.as_ref(), id, f.kind, f.payload) {
                         Ok(r) => {
                             st.accounts.apply(&r, at);
                             let loc = matches!(r, Record::Enqueued { .. }).then_some(at);
