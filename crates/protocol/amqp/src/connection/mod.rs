@@ -32,6 +32,8 @@ const OUTPUT_HIGH_WATER: usize = 1 << 20;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the last frames (a connection.close) may take to go out.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a closed connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_secs(1);
 
 pub async fn run<S>(
     amqp: Arc<Amqp>,
@@ -94,6 +96,8 @@ pub async fn run<S>(
     let mut ticker = tokio::time::interval(tick_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_read = Instant::now();
+    // The client closed the socket (no need to wait for it at the end).
+    let mut peer_closed = false;
     let mut alarm = amqp.broker.alarm();
     let mut alarm_live = true;
     session.on_alarm(alarm.borrow_and_update().clone());
@@ -127,7 +131,10 @@ pub async fn run<S>(
                 }
             },
             r = reader.read_buf(&mut inbuf), if reading => match r {
-                Ok(0) | Err(_) => break,
+                Ok(0) | Err(_) => {
+                    peer_closed = true;
+                    break;
+                }
                 Ok(n) => {
                     entry.received(n);
                     last_read = Instant::now();
@@ -204,6 +211,16 @@ pub async fn run<S>(
     }
     flush(&mut writer, &mut session.cx.out).await;
     let _ = writer.shutdown().await;
+    if !peer_closed {
+        // Our side is closed (FIN sent); frames the client wrote before it
+        // read our close-ok (its last acks) are read and dropped until it
+        // closes too, so its writes do not fail with a broken pipe.
+        let _ = tokio::time::timeout(LINGER, async {
+            let mut sink = [0u8; 4096];
+            while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
     session.release();
     session.drain_orphans();
     drop(registered);
