@@ -10,6 +10,7 @@ mod amqp;
 mod compaction;
 pub mod config;
 mod data_dir;
+mod deadline;
 pub mod disk;
 mod error;
 pub mod memory;
@@ -126,7 +127,7 @@ impl Server {
             config.memory_budget,
             config.memory_high_watermark,
         ));
-        let app = admin::router(admin::AdminState {
+        let app = deadline::bounded(admin::router(admin::AdminState {
             ready: Arc::clone(&ready),
             metrics: Arc::clone(&exporter),
             broker: Arc::clone(&admin_broker),
@@ -135,7 +136,7 @@ impl Server {
             started: std::time::Instant::now(),
             amqp: Arc::clone(&admin_amqp),
             rates: Arc::clone(&rates),
-        });
+        }));
         if let Listen::At(addr) = config.admin_listen {
             let listener = bind("admin", addr).await?;
             listening.push(("admin", local_addr("admin", &listener, addr)?));
@@ -213,11 +214,11 @@ impl Server {
             config.reclaim,
         );
         let disk = disk::spawn(alarms, data_dir.path().to_owned(), config.disk_free_limit);
-        let sqs = ferry_sqs::router(ferry_sqs::Sqs::new(
+        let sqs = deadline::bounded(ferry_sqs::router(ferry_sqs::Sqs::new(
             Arc::clone(&broker),
             sqs_config,
             Arc::clone(&users),
-        ));
+        )));
         if let Some(listener) = aws_listener {
             serve_http(&mut tasks, "aws", listener, sqs.clone(), stopped.clone());
         }

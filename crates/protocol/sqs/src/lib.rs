@@ -30,7 +30,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use ferry_core::Broker;
 use ferry_core::broker::QueueHandle;
 use ferry_core::clock::Timestamp;
@@ -114,30 +114,12 @@ impl Sqs {
 /// The largest request body: a batch's 1 MiB, URL-encoded by the query
 /// protocol (up to three bytes for one).
 const BODY_MAX: usize = 4 << 20;
-/// How long one request may take, its body's arrival included: long
-/// polling waits at most 20 s, so a request past this is a stalled client.
-const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// The HTTP routes of the SQS API: every path, GET and POST.
 pub fn router(sqs: Arc<Sqs>) -> Router {
     Router::new()
         .fallback(handle)
         .with_state(sqs)
-        .layer(axum::middleware::from_fn(bounded_in_time))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX))
-}
-
-/// A client that sends its request too slowly (a byte at a time) is cut
-/// off instead of holding a task and a buffer for ever.
-async fn bounded_in_time(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => (
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            "the request took too long",
-        )
-            .into_response(),
-    }
 }
 
 async fn handle(
