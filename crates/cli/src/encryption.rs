@@ -39,6 +39,10 @@ pub fn run(command: EncryptionCommand) -> anyhow::Result<()> {
             key_file,
             new_key_file,
         } => {
+            // Held while rotating: a running broker would write the keys
+            // back under the old key, or lose a segment's new data key.
+            let _lock =
+                ferry_server::DataDir::open(&data_dir).context("rotate with the broker stopped")?;
             let journal = data_dir.join("journal");
             anyhow::ensure!(
                 Keyring::exists(&journal),

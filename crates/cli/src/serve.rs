@@ -199,12 +199,16 @@ fn credentials(
 fn encryption_key(
     file: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<std::sync::Arc<ferry_storage::MasterKey>>> {
-    let text = match (file, std::env::var("FERRY_ENCRYPTION_KEY")) {
+    let text = match (file, std::env::var_os("FERRY_ENCRYPTION_KEY")) {
         (Some(path), _) => {
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
         }
-        (None, Ok(v)) => v.into_bytes(),
-        (None, Err(_)) => return Ok(None),
+        // Set but unreadable is an error, never "not encrypted".
+        (None, Some(v)) => v
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("FERRY_ENCRYPTION_KEY is not text"))?
+            .into_bytes(),
+        (None, None) => return Ok(None),
     };
     let key = ferry_storage::MasterKey::parse(&text).context("the encryption key")?;
     Ok(Some(std::sync::Arc::new(key)))

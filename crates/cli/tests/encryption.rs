@@ -99,6 +99,20 @@ fn message_bodies_are_encrypted_at_rest() {
             Some(&body),
         );
         assert_eq!(status, 201, "{text}");
+        // Not while the broker runs: it would undo the rotation.
+        let other = dir.path().join("early");
+        new_key(&other);
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["encryption", "rotate", "--data-dir"])
+            .arg(&data)
+            .arg("--key-file")
+            .arg(&key)
+            .arg("--new-key-file")
+            .arg(&other)
+            .output()
+            .expect("rotate");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
         ferry.kill();
     }
     assert!(

@@ -19,6 +19,7 @@ mod tls;
 mod tls_listener;
 
 pub use config::{FileConfig, Listen, ServerConfig};
+pub use data_dir::DataDir;
 pub use error::ServerError;
 pub use tls::{ClientCerts, TlsSettings};
 
@@ -35,7 +36,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 
-use data_dir::DataDir;
 use tls::Tls;
 use tls_listener::TlsListener;
 
@@ -187,7 +187,12 @@ impl Server {
         let amqp_config = config.amqp.clone();
         let memory_budget = config.memory_budget;
         let journal_dir = data_dir.path().join("journal");
-        tracing::info!(dir = %journal_dir.display(), fsync = ?config.journal.fsync, "recovering");
+        tracing::info!(
+            dir = %journal_dir.display(),
+            fsync = ?config.journal.fsync,
+            encrypted = config.journal.encryption.is_some(),
+            "recovering"
+        );
         let started = std::time::Instant::now();
         let (broker, journal) = tokio::task::spawn_blocking(move || {
             let journal = Arc::new(Journal::open(&journal_dir, config.journal)?);

@@ -5,9 +5,14 @@
 //! that file and touches no segment. Topology records stay readable.
 //!
 //! A sealed record is framed with kind [`SEALED`]: the inner record's kind,
-//! a random 96-bit nonce, then the ciphertext with its tag. The segment id
-//! is the associated data, so a record copied into another segment does
-//! not open there.
+//! a random 96-bit nonce, then the ciphertext with its tag. Its location
+//! (segment and offset) and inner kind are the associated data: a record
+//! copied elsewhere, or relabelled, does not open.
+//!
+//! A new segment's data key is made in memory when its first message is
+//! sealed; the journal's writer saves `keys.json` before it writes any
+//! record ([`Keyring::persist`]), so no file I/O happens on the append path
+//! and a key is on disk before a record sealed with it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -56,7 +61,11 @@ impl MasterKey {
                 "an encryption key is 32 bytes: 64 hex digits, base64, or the raw bytes".into(),
             )
         };
-        if let Ok(raw) = <[u8; 32]>::try_from(text) {
+        // Raw bytes only if they do not read as text: a 32-character
+        // passphrase is not a key.
+        if let Ok(raw) = <[u8; 32]>::try_from(text)
+            && !raw.iter().all(|b| b.is_ascii_graphic() || *b == b' ')
+        {
             return Ok(MasterKey(raw));
         }
         let s = std::str::from_utf8(text).map_err(|_| bad())?.trim();
@@ -135,7 +144,23 @@ struct KeysFile {
 pub struct Keyring {
     path: PathBuf,
     master: LessSafeKey,
-    keys: Mutex<(KeysFile, HashMap<u64, LessSafeKey>)>,
+    keys: Mutex<Keys>,
+}
+
+struct Keys {
+    file: KeysFile,
+    open: HashMap<u64, LessSafeKey>,
+    /// Changed since last saved.
+    dirty: bool,
+}
+
+/// The associated data of a sealed record.
+fn record_aad(segment: u64, offset: u64, kind: u8) -> [u8; 17] {
+    let mut aad = [0u8; 17];
+    aad[..8].copy_from_slice(&segment.to_le_bytes());
+    aad[8..16].copy_from_slice(&offset.to_le_bytes());
+    aad[16] = kind;
+    aad
 }
 
 impl Keyring {
@@ -192,15 +217,23 @@ impl Keyring {
         Ok(Keyring {
             path,
             master: aead_master,
-            keys: Mutex::new((file, keys)),
+            keys: Mutex::new(Keys {
+                file,
+                open: keys,
+                dirty: false,
+            }),
         })
     }
 
-    /// Makes sure segment `id` has a data key (a new random one, saved
-    /// before any record is sealed with it).
+    fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes sure segment `id` has a data key: a new random one, in memory
+    /// until [`Keyring::persist`].
     pub fn ensure(&self, id: u64) -> Result<(), SealError> {
-        let mut k = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        if k.1.contains_key(&id) {
+        let mut k = self.keys();
+        if k.open.contains_key(&id) {
             return Ok(());
         }
         let mut raw = [0u8; 32];
@@ -208,38 +241,83 @@ impl Keyring {
             .fill(&mut raw)
             .map_err(|_| SealError::Key("no randomness".into()))?;
         let wrapped = seal_with(&self.master, &id.to_le_bytes(), &raw)?;
-        k.0.segments.insert(id, STANDARD.encode(wrapped));
-        save(&self.path, &k.0).map_err(|detail| SealError::File {
-            path: self.path.clone(),
-            detail,
-        })?;
-        k.1.insert(id, aead(&raw));
+        k.file.segments.insert(id, STANDARD.encode(wrapped));
+        k.open.insert(id, aead(&raw));
+        k.dirty = true;
         Ok(())
     }
 
-    pub fn seal(&self, segment: u64, plain: &[u8]) -> Result<Vec<u8>, SealError> {
-        let k = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = k.1.get(&segment).ok_or(SealError::NoDataKey(segment))?;
-        seal_with(key, &segment.to_le_bytes(), plain)
+    /// Whether segment `id` has a data key (its message records are sealed).
+    pub fn has(&self, id: u64) -> bool {
+        self.keys().open.contains_key(&id)
     }
 
-    pub fn open_record(&self, segment: u64, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-        let k = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = k.1.get(&segment).ok_or(SealError::NoDataKey(segment))?;
-        open_with(key, &segment.to_le_bytes(), sealed)
+    /// Forgets the keys of deleted segments (what they sealed is gone with
+    /// them, and cannot be opened from an old copy of this file's future).
+    pub fn forget(&self, ids: &[u64]) {
+        let mut k = self.keys();
+        for id in ids {
+            if k.file.segments.remove(id).is_some() {
+                k.open.remove(id);
+                k.dirty = true;
+            }
+        }
+    }
+
+    /// Saves `keys.json` if it changed (the writer calls this before it
+    /// writes records).
+    pub fn persist(&self) -> Result<(), SealError> {
+        let mut k = self.keys();
+        if !k.dirty {
+            return Ok(());
+        }
+        save(&self.path, &k.file).map_err(|detail| SealError::File {
+            path: self.path.clone(),
+            detail,
+        })?;
+        k.dirty = false;
+        Ok(())
+    }
+
+    /// Seals a record of `kind` to be written at (`segment`, `offset`).
+    pub fn seal(
+        &self,
+        segment: u64,
+        offset: u64,
+        kind: u8,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        let k = self.keys();
+        let key = k.open.get(&segment).ok_or(SealError::NoDataKey(segment))?;
+        seal_with(key, &record_aad(segment, offset, kind), plain)
+    }
+
+    pub fn open_record(
+        &self,
+        segment: u64,
+        offset: u64,
+        kind: u8,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        let k = self.keys();
+        let key = k.open.get(&segment).ok_or(SealError::NoDataKey(segment))?;
+        open_with(key, &record_aad(segment, offset, kind), sealed)
     }
 
     /// Wraps every data key with `new` instead; segments are not touched.
     pub fn rotate(dir: &Path, old: &MasterKey, new: &MasterKey) -> Result<usize, SealError> {
         let ring = Keyring::open(dir, old)?;
         let new_master = aead(&new.0);
-        let k = ring.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let k = ring.keys();
         let mut file = KeysFile {
             check: STANDARD.encode(seal_with(&new_master, b"check", CHECK)?),
             segments: HashMap::new(),
         };
-        for (seg, wrapped) in &k.0.segments {
-            let wrapped = STANDARD.decode(wrapped).map_err(|_| SealError::Open)?;
+        for (seg, wrapped) in &k.file.segments {
+            let wrapped = STANDARD.decode(wrapped).map_err(|e| SealError::File {
+                path: ring.path.clone(),
+                detail: format!("segment {seg}: {e}"),
+            })?;
             let raw = open_with(&ring.master, &seg.to_le_bytes(), &wrapped)?;
             let rewrapped = seal_with(&new_master, &seg.to_le_bytes(), &raw)?;
             file.segments.insert(*seg, STANDARD.encode(rewrapped));
@@ -283,23 +361,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sealed_records_open_only_with_their_segments_key() {
+    fn sealed_records_open_only_where_and_as_what_they_were_sealed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let master = MasterKey::generate().expect("key");
         let ring = Keyring::open(dir.path(), &master).expect("open");
         ring.ensure(1).expect("key 1");
         ring.ensure(2).expect("key 2");
-        let sealed = ring.seal(1, b"secret body").expect("seal");
+        ring.persist().expect("saved");
+        let sealed = ring.seal(1, 32, 3, b"secret body").expect("seal");
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        assert_eq!(ring.open_record(1, &sealed).expect("open"), b"secret body");
-        assert!(
-            ring.open_record(2, &sealed).is_err(),
-            "not in another segment"
-        );
+        let open = |r: &Keyring, seg, off, kind| r.open_record(seg, off, kind, &sealed);
+        assert_eq!(open(&ring, 1, 32, 3).expect("open"), b"secret body");
+        assert!(open(&ring, 2, 32, 3).is_err(), "not in another segment");
+        assert!(open(&ring, 1, 64, 3).is_err(), "nor at another offset");
+        assert!(open(&ring, 1, 32, 4).is_err(), "nor as another kind");
 
         // Reopened from the file: the same data keys.
         let again = Keyring::open(dir.path(), &master).expect("reopen");
-        assert_eq!(again.open_record(1, &sealed).expect("open"), b"secret body");
+        assert_eq!(open(&again, 1, 32, 3).expect("open"), b"secret body");
 
         // Another master key is refused, clearly.
         let other = MasterKey::generate().expect("key");
@@ -314,11 +393,13 @@ mod tests {
             2
         );
         let rotated = Keyring::open(dir.path(), &other).expect("new key");
-        assert_eq!(
-            rotated.open_record(1, &sealed).expect("open"),
-            b"secret body"
-        );
+        assert_eq!(open(&rotated, 1, 32, 3).expect("open"), b"secret body");
         assert!(Keyring::open(dir.path(), &master).is_err());
+
+        // Deleted segments' keys go.
+        rotated.forget(&[1]);
+        rotated.persist().expect("saved");
+        assert!(!Keyring::open(dir.path(), &other).expect("open").has(1));
     }
 
     #[test]
@@ -328,7 +409,10 @@ mod tests {
         assert_eq!(MasterKey::parse(hex.as_bytes()).expect("hex").0, k.0);
         let b64 = STANDARD.encode(k.0);
         assert_eq!(MasterKey::parse(b64.as_bytes()).expect("b64").0, k.0);
-        assert_eq!(MasterKey::parse(&k.0).expect("raw").0, k.0);
+        let mut raw = k.0;
+        raw[0] = 0; // not text
+        assert_eq!(MasterKey::parse(&raw).expect("raw").0, raw);
         assert!(MasterKey::parse(b"short").is_err());
+        assert!(MasterKey::parse(b"a passphrase of thirty-two chars").is_err());
     }
 }

@@ -297,14 +297,19 @@ impl State {
     /// when the journal is encrypted); returns its location.
     fn put(&mut self, r: &Record, keyring: Option<&Keyring>) -> Result<Location, StoreError> {
         let loc = location(self.head, self.head_len);
-        let segment = self.head;
+        let (segment, offset) = (self.head, self.head_len);
         let sealed = match keyring {
             Some(k) if matches!(r, Record::Enqueued { .. }) => {
+                // In memory only (the writer saves the key before the
+                // record): this fails only without randomness.
                 let seal_error = |e: SealError| StoreError::Io(format!("sealing a record: {e}"));
                 k.ensure(segment).map_err(seal_error)?;
                 let mut plain = Vec::new();
                 let kind = codec::encode(r, &mut plain);
-                Some((kind, k.seal(segment, &plain).map_err(seal_error)?))
+                Some((
+                    kind,
+                    k.seal(segment, offset, kind, &plain).map_err(seal_error)?,
+                ))
             }
             _ => None,
         };
@@ -402,7 +407,7 @@ impl Store for Journal {
         file.read_exact_at(&mut buf, offset)
             .map_err(|e| io_error(&path, e))?;
         let f = frame::read(&buf).map_err(|e| corrupt(e.to_string()))?;
-        match decode_frame(self.shared.keyring.as_ref(), seg, f.kind, f.payload) {
+        match decode_frame(self.shared.keyring.as_ref(), seg, offset, f.kind, f.payload) {
             Ok(Record::Enqueued { message, .. }) => Ok(message),
             Ok(_) => Err(corrupt("not a message record".into())),
             Err(e) => Err(corrupt(e.to_string())),
@@ -453,22 +458,57 @@ impl Store for Journal {
 #[cfg(test)]
 mod tests;
 
-/// A framed record back: opened first if it is sealed.
+/// Why a framed record did not come back.
+#[derive(Debug)]
+pub(crate) enum Unreadable {
+    /// Damaged bytes (or a record forged without the key).
+    Damaged(String),
+    /// Sealed, and the key to open it is missing: not damage to skip.
+    NoKey(String),
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unreadable::Damaged(d) | Unreadable::NoKey(d) => f.write_str(d),
+        }
+    }
+}
+
+/// The record framed at (`segment`, `offset`), opened first if sealed.
 pub(crate) fn decode_frame(
     keyring: Option<&Keyring>,
     segment: u64,
+    offset: u64,
     kind: u8,
     payload: &[u8],
-) -> Result<Record, String> {
+) -> Result<Record, Unreadable> {
     if kind != SEALED {
-        return codec::decode(kind, payload).map_err(|e| e.to_string());
+        let r = codec::decode(kind, payload).map_err(|e| Unreadable::Damaged(e.to_string()))?;
+        // In a segment whose messages are sealed, a message in the clear
+        // was not written by this broker.
+        if matches!(r, Record::Enqueued { .. }) && keyring.is_some_and(|k| k.has(segment)) {
+            return Err(Unreadable::Damaged(
+                "a message in the clear in an encrypted segment".into(),
+            ));
+        }
+        return Ok(r);
     }
     let Some(k) = keyring else {
-        return Err("a sealed record, and no encryption key".into());
+        return Err(Unreadable::NoKey(
+            "a sealed record, and no encryption key".into(),
+        ));
     };
+    if !k.has(segment) {
+        return Err(Unreadable::NoKey(format!(
+            "segment {segment} has no data key in keys.json (restored without it?)"
+        )));
+    }
     let (&inner, sealed) = payload
         .split_first()
-        .ok_or_else(|| "an empty sealed record".to_owned())?;
-    let plain = k.open_record(segment, sealed).map_err(|e| e.to_string())?;
-    codec::decode(inner, &plain).map_err(|e| e.to_string())
+        .ok_or_else(|| Unreadable::Damaged("an empty sealed record".into()))?;
+    let plain = k
+        .open_record(segment, offset, inner, sealed)
+        .map_err(|e| Unreadable::Damaged(e.to_string()))?;
+    codec::decode(inner, &plain).map_err(|e| Unreadable::Damaged(e.to_string()))
 }

@@ -52,11 +52,26 @@ pub(super) fn replay(
             match frame::read(&data[pos..end]) {
                 Ok(f) => {
                     let at = location(id, pos as u64);
-                    match super::decode_frame(shared.keyring.as_ref(), id, f.kind, f.payload) {
+                    match super::decode_frame(
+                        shared.keyring.as_ref(),
+                        id,
+                        pos as u64,
+                        f.kind,
+                        f.payload,
+                    ) {
                         Ok(r) => {
                             st.accounts.apply(&r, at);
                             let loc = matches!(r, Record::Enqueued { .. }).then_some(at);
                             visit(r, loc);
+                        }
+                        // A missing key is not damage: skipping would lose
+                        // every sealed message of the segment for good.
+                        Err(e @ super::Unreadable::NoKey(_)) => {
+                            return Err(StoreError::Corrupt {
+                                file: name,
+                                offset: pos as u64,
+                                detail: format!("cannot open a sealed record: {e}"),
+                            });
                         }
                         Err(e) if repair => {
                             tracing::error!(file = %name, offset = pos, error = %e, "repair: skipping a record that does not decode");

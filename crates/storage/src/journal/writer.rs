@@ -137,6 +137,12 @@ fn write_chunks(
     head: &mut Option<Head>,
     chunks: &[Chunk],
 ) -> Result<(), StoreError> {
+    // Data keys made since the last write go to disk before any record
+    // sealed with them.
+    if let Some(k) = &shared.keyring {
+        k.persist()
+            .map_err(|e| StoreError::Io(format!("saving the encryption keys: {e}")))?;
+    }
     for chunk in chunks {
         if chunk.create {
             // The segment being left must be on disk before commits in it
@@ -249,10 +255,14 @@ fn delete_dead(shared: &Shared, head: &Option<Head>, unsynced: &mut bool) {
         }
         *unsynced = false;
     }
+    let mut deleted = Vec::with_capacity(dead.len());
     for id in &dead {
         let p = segment::path(&shared.dir, *id);
         match std::fs::remove_file(&p) {
-            Ok(()) => tracing::debug!(segment = id, "deleted journal segment with nothing live"),
+            Ok(()) => {
+                deleted.push(*id);
+                tracing::debug!(segment = id, "deleted journal segment with nothing live");
+            }
             Err(e) => {
                 // Stop here: deleting a newer segment while an older one
                 // stays would break the oldest-first rule replay relies on.
@@ -264,5 +274,13 @@ fn delete_dead(shared: &Shared, head: &Option<Head>, unsynced: &mut bool) {
     }
     if let Err(e) = segment::sync_dir(&shared.dir) {
         tracing::warn!(error = %e, "could not sync the journal directory");
+    }
+    if let Some(k) = &shared.keyring {
+        // Once the segments are gone, so are their keys (saved at the next
+        // write or here).
+        k.forget(&deleted);
+        if let Err(e) = k.persist() {
+            tracing::warn!(error = %e, "could not save the encryption keys");
+        }
     }
 }

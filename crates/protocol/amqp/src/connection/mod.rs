@@ -211,6 +211,11 @@ pub async fn run<S>(
     }
     flush(&mut writer, &mut session.cx.out).await;
     let _ = writer.shutdown().await;
+    // Unacked messages go back and the connection stops counting against
+    // the limits now, not after the linger below.
+    session.release();
+    session.drain_orphans();
+    drop(registered);
     if !peer_closed {
         // Our side is closed (FIN sent); frames the client wrote before it
         // read our close-ok (its last acks) are read and dropped until it
@@ -221,9 +226,6 @@ pub async fn run<S>(
         })
         .await;
     }
-    session.release();
-    session.drain_orphans();
-    drop(registered);
     connections.decrement(1.0);
     tracing::info!(%peer, "AMQP connection closed");
 }
