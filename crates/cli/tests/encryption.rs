@@ -60,6 +60,19 @@ fn refused(data: &Path, extra: &[&str]) -> String {
     err
 }
 
+/// `ferry encryption rotate` from key file `from` to `to`.
+fn rotate(data: &Path, from: &Path, to: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["encryption", "rotate", "--data-dir"])
+        .arg(data)
+        .arg("--key-file")
+        .arg(from)
+        .arg("--new-key-file")
+        .arg(to)
+        .output()
+        .expect("rotate")
+}
+
 fn grep(dir: &Path, needle: &[u8]) -> bool {
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -102,15 +115,7 @@ fn message_bodies_are_encrypted_at_rest() {
         // Not while the broker runs: it would undo the rotation.
         let other = dir.path().join("early");
         new_key(&other);
-        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["encryption", "rotate", "--data-dir"])
-            .arg(&data)
-            .arg("--key-file")
-            .arg(&key)
-            .arg("--new-key-file")
-            .arg(&other)
-            .output()
-            .expect("rotate");
+        let out = rotate(&data, &key, &other);
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
         ferry.kill();
@@ -132,15 +137,7 @@ fn message_bodies_are_encrypted_at_rest() {
     assert!(err.contains("does not open"), "{err}");
 
     // Rotation, offline: the new key opens the data, the old one no longer.
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["encryption", "rotate", "--data-dir"])
-        .arg(&data)
-        .arg("--key-file")
-        .arg(&key)
-        .arg("--new-key-file")
-        .arg(&other)
-        .output()
-        .expect("rotate");
+    let out = rotate(&data, &key, &other);
     assert!(
         out.status.success(),
         "{}",
