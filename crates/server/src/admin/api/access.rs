@@ -138,17 +138,12 @@ pub(super) async fn put_user(
     }
     let users = std::sync::Arc::clone(&s.users);
     let who = name.clone();
-    let created = tokio::task::spawn_blocking(move || {
+    // Hashing the password and syncing the users file: off the async threads.
+    let created = super::blocking("saving the user", move || {
         let user = spec.into_config(&who, users.access_keys_of(&who))?;
         users.put_user(user).map_err(auth_error)
     })
-    .await
-    .map_err(|_| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "saving the user failed".into(),
-        )
-    })??;
+    .await??;
     // A changed password must not keep working from the login cache.
     s.logins.forget_all();
     Ok((created_or_ok(created), Json(json!({ "user": name }))).into_response())
@@ -161,14 +156,8 @@ pub(super) async fn delete_user(
     let users = std::sync::Arc::clone(&s.users);
     let who = name.clone();
     // Saving syncs the users file: off the async threads.
-    tokio::task::spawn_blocking(move || users.delete_user(&who))
-        .await
-        .map_err(|_| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "deleting the user failed".into(),
-            )
-        })?
+    super::blocking("deleting the user", move || users.delete_user(&who))
+        .await?
         .map_err(auth_error)?;
     s.logins.forget_all();
     // A deleted user keeps no open connection (and with it, its rights).

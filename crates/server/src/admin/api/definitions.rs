@@ -528,8 +528,9 @@ pub(super) async fn import(State(s): State<AdminState>, bytes: Bytes) -> ApiResu
     let permissions = std::mem::take(&mut d.permissions);
     let live = std::sync::Arc::clone(&s.users);
     // Thousands of declares, each journaled: off the async threads.
-    let (created, not_imported) =
-        tokio::task::spawn_blocking(move || -> Result<([u64; 6], Vec<String>), ApiError> {
+    let (created, not_imported) = super::blocking(
+        "import",
+        move || -> Result<([u64; 6], Vec<String>), ApiError> {
             let plan = plan(&b, d)?;
             let mut created = [0u64; 6];
             for ns in &plan.namespaces {
@@ -588,9 +589,9 @@ pub(super) async fn import(State(s): State<AdminState>, bytes: Bytes) -> ApiResu
                 }
             }
             Ok((created, not_imported))
-        })
-        .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "import failed".into()))??;
+        },
+    )
+    .await??;
     if created[4] > 0 {
         s.logins.forget_all();
     }

@@ -46,9 +46,7 @@ pub(super) async fn peek(
     let limit = limit(query.as_deref())?;
     let b = std::sync::Arc::clone(b);
     // Evicted messages are read back from the journal: not on the async threads.
-    let peeked = tokio::task::spawn_blocking(move || b.peek(&q, limit))
-        .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "peek failed".into()))?;
+    let peeked = super::blocking("peek", move || b.peek(&q, limit)).await?;
     let list: Vec<Value> = peeked.iter().map(peeked_json).collect();
     Ok(Json(Value::Array(list)).into_response())
 }
@@ -99,7 +97,7 @@ pub(super) async fn get(
     let g: Get = body(&bytes, "get")?;
     let count = g.count.unwrap_or(1).clamp(1, PEEK_MAX);
     let b = std::sync::Arc::clone(b);
-    let taken = tokio::task::spawn_blocking(move || {
+    let taken = super::blocking("get", move || {
         let deliveries = b.receive(&q, count, ReceiveMode::Hold);
         let mut out = Vec::with_capacity(deliveries.len());
         for d in deliveries {
@@ -118,8 +116,7 @@ pub(super) async fn get(
         }
         out
     })
-    .await
-    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "get failed".into()))?;
+    .await?;
     let list: Vec<Value> = taken.iter().map(peeked_json).collect();
     Ok(Json(Value::Array(list)).into_response())
 }

@@ -175,6 +175,17 @@ fn created_or_ok(created: bool) -> StatusCode {
     }
 }
 
+/// Runs `f` off the async threads (work that reads the journal, syncs a
+/// file or walks a deep queue); `what` names it if the task dies.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{what} failed")))
+}
+
 /// A JSON request body; an empty body is `T::default()`. Bad JSON and
 /// unknown fields are a 400 that says what is wrong.
 fn body<T: DeserializeOwned + Default>(bytes: &Bytes, what: &str) -> Result<T, ApiError> {

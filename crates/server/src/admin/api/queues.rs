@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use ferry_core::Broker;
 use ferry_core::broker::QueueHandle;
@@ -163,9 +162,8 @@ pub(super) async fn delete(
     // Deleting or purging a deep queue touches every message: not on the
     // async threads.
     let queue = name.clone();
-    let n = tokio::task::spawn_blocking(move || b.delete_queue(&ns, &queue, false, false))
-        .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "delete failed".into()))?
+    let n = super::blocking("delete", move || b.delete_queue(&ns, &queue, false, false))
+        .await?
         .map_err(core_error)?;
     Ok(Json(json!({ "deleted": name, "messages": n })).into_response())
 }
@@ -176,9 +174,7 @@ pub(super) async fn purge(
 ) -> ApiResult {
     let b = Arc::clone(broker(&s)?);
     let q = b.queue(&ns, &name).map_err(core_error)?;
-    let n = tokio::task::spawn_blocking(move || b.purge(&q, false))
-        .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "purge failed".into()))?;
+    let n = super::blocking("purge", move || b.purge(&q, false)).await?;
     Ok(Json(json!({ "purged": n })).into_response())
 }
 

@@ -169,15 +169,20 @@ fn check_bindable(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The binding a bind or unbind request names, from router `name`.
+fn requested_binding(name: &str, bytes: &Bytes) -> Result<Binding, ApiError> {
+    check_bindable(name)?;
+    let spec: BindingSpec = required_body(bytes, "binding")?;
+    spec.binding(name)
+}
+
 pub(super) async fn bind(
     State(s): State<AdminState>,
     Path((ns, name)): Path<(String, String)>,
     bytes: Bytes,
 ) -> ApiResult {
     let b = broker(&s)?;
-    check_bindable(&name)?;
-    let spec: BindingSpec = required_body(&bytes, "binding")?;
-    let binding = spec.binding(&name)?;
+    let binding = requested_binding(&name, &bytes)?;
     let added = b.bind(&ns, binding.clone()).map_err(core_error)?;
     let status = super::created_or_ok(added);
     Ok((status, Json(binding_json(&binding))).into_response())
@@ -189,9 +194,7 @@ pub(super) async fn unbind(
     bytes: Bytes,
 ) -> ApiResult {
     let b = broker(&s)?;
-    check_bindable(&name)?;
-    let spec: BindingSpec = required_body(&bytes, "binding")?;
-    let binding = spec.binding(&name)?;
+    let binding = requested_binding(&name, &bytes)?;
     if !b.unbind(&ns, binding).map_err(core_error)? {
         return Err(ApiError::not_found(format!(
             "router '{name}' has no such binding"
