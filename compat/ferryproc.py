@@ -40,6 +40,29 @@ def ferry(*extra, listen=("aws",), data=None):
         assert proc.wait(timeout=30) == 0, "ferry exits cleanly on SIGTERM"
 
 
+def sqs_client(addrs):
+    """A boto3 SQS client for a ferry's AWS listener (any key: unsigned mode)."""
+    import boto3  # only the SQS suites have it
+
+    return boto3.client(
+        "sqs",
+        endpoint_url="http://" + addrs["aws"],
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def found_in(directory, needle):
+    """Whether any file under `directory` holds the bytes `needle`."""
+    for root, _, files in os.walk(directory):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                if needle in fh.read():
+                    return True
+    return False
+
+
 def tls_flags(directory):
     """A CA (trustme) and a server certificate for localhost signed by it,
     written under `directory` (the CA as ca.pem); returns (the CA, ferry's

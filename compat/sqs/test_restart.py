@@ -2,24 +2,13 @@
 
 import tempfile
 
-import boto3
-from ferryproc import ferry
-
-
-def client(addrs):
-    return boto3.client(
-        "sqs",
-        endpoint_url="http://" + addrs["aws"],
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+from ferryproc import ferry, sqs_client
 
 
 def test_fifo_sequence_numbers_keep_growing_across_a_restart():
     data = tempfile.mkdtemp(prefix="ferry-restart-")
     with ferry(data=data) as addrs:
-        sqs = client(addrs)
+        sqs = sqs_client(addrs)
         url = sqs.create_queue(
             QueueName="seq.fifo",
             Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
@@ -31,7 +20,7 @@ def test_fifo_sequence_numbers_keep_growing_across_a_restart():
     # The queue restarts empty: its own counter starts over, the sequence
     # numbers SQS clients see must not.
     with ferry(data=data) as addrs:
-        sqs = client(addrs)
+        sqs = sqs_client(addrs)
         url = sqs.get_queue_url(QueueName="seq.fifo")["QueueUrl"]
         after = sqs.send_message(QueueUrl=url, MessageBody="b", MessageGroupId="g")["SequenceNumber"]
         assert int(after) > int(before), (before, after)

@@ -21,6 +21,10 @@ pub enum EncryptionCommand {
         /// The key to use from now on.
         #[arg(long, value_name = "FILE")]
         new_key_file: PathBuf,
+        /// Rotate this queue key (`--encryption-queue-key NAME=FILE`)
+        /// instead of the journal's key.
+        #[arg(long, value_name = "NAME")]
+        queue_key: Option<String>,
     },
 }
 
@@ -38,6 +42,7 @@ pub fn run(command: EncryptionCommand) -> anyhow::Result<()> {
             data_dir,
             key_file,
             new_key_file,
+            queue_key,
         } => {
             // Held while rotating: a running broker would write the keys
             // back under the old key, or lose a segment's new data key.
@@ -49,7 +54,12 @@ pub fn run(command: EncryptionCommand) -> anyhow::Result<()> {
                 "{} is not encrypted",
                 journal.display()
             );
-            let n = Keyring::rotate(&journal, &read_key(&key_file)?, &read_key(&new_key_file)?)?;
+            let n = Keyring::rotate(
+                &journal,
+                queue_key.as_deref(),
+                &read_key(&key_file)?,
+                &read_key(&new_key_file)?,
+            )?;
             println!("{n} data keys re-wrapped; start the broker with the new key");
         }
     }

@@ -86,6 +86,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     encryption_key_file: Option<PathBuf>,
 
+    /// A key a queue may name to seal its messages with instead of the
+    /// journal's key (SQS KmsMasterKeyId `alias/NAME`, AMQP argument
+    /// `x-encryption-key`), as NAME=FILE; repeatable. While any message it
+    /// sealed is on disk the key must be given (config table:
+    /// encryption-queue-keys).
+    #[arg(long = "encryption-queue-key", value_name = "NAME=FILE")]
+    encryption_queue_keys: Vec<String>,
+
     /// The region in queue ARNs [default: us-east-1] (config key: aws-region).
     #[arg(long, value_name = "REGION")]
     aws_region: Option<String>,
@@ -214,6 +222,34 @@ fn encryption_key(
     Ok(Some(std::sync::Arc::new(key)))
 }
 
+/// The queue keys, by name: flags (NAME=FILE) over the config's table.
+fn queue_keys(
+    args: &[String],
+    file: Option<&std::collections::BTreeMap<String, PathBuf>>,
+) -> anyhow::Result<std::collections::BTreeMap<String, std::sync::Arc<ferry_storage::MasterKey>>> {
+    let mut paths = file.cloned().unwrap_or_default();
+    for a in args {
+        let (name, path) = a
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--encryption-queue-key takes NAME=FILE, not '{a}'"))?;
+        paths.insert(name.to_owned(), PathBuf::from(path));
+    }
+    paths
+        .into_iter()
+        .map(|(name, path)| {
+            anyhow::ensure!(
+                ferry_storage::valid_key_name(&name),
+                "'{name}' cannot name a key: use 1 to 64 letters, digits and -_./"
+            );
+            let text =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let key = ferry_storage::MasterKey::parse(&text)
+                .with_context(|| format!("the key '{name}' in {}", path.display()))?;
+            Ok((name, std::sync::Arc::new(key)))
+        })
+        .collect()
+}
+
 /// The TLS settings, if a certificate is configured.
 fn tls_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<TlsSettings>> {
     let cert = args.tls_cert.clone().or(file.tls_cert.clone());
@@ -264,6 +300,10 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
             args.encryption_key_file
                 .as_deref()
                 .or(file.encryption_key_file.as_deref()),
+        )?,
+        queue_keys: queue_keys(
+            &args.encryption_queue_keys,
+            file.encryption_queue_keys.as_ref(),
         )?,
     };
     let sqs = ferry_sqs::SqsConfig {
@@ -483,6 +523,7 @@ mod tests {
             tls_client_certs: None,
             amqp_sasl_external: false,
             encryption_key_file: None,
+            encryption_queue_keys: Vec::new(),
             aws_region: None,
             aws_account_id: None,
             aws_access_key_id: None,

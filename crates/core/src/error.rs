@@ -37,6 +37,8 @@ pub enum CoreError {
     TaskNotFound(String),
     #[error("a move task is already running on queue '{0}'")]
     TaskRunning(String),
+    #[error("no encryption key named '{0}' is configured")]
+    UnknownKey(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("storage failure: {0}")]

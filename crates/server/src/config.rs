@@ -117,6 +117,8 @@ pub struct FileConfig {
     pub max_queues: Option<usize>,
     pub amqp_sasl_external: Option<bool>,
     pub encryption_key_file: Option<PathBuf>,
+    /// Keys queues may name to seal their messages with: name = key file.
+    pub encryption_queue_keys: Option<std::collections::BTreeMap<String, PathBuf>>,
     pub metrics_per_queue: Option<bool>,
     /// Vhosts besides `/`.
     pub vhosts: Option<Vec<String>>,
@@ -286,5 +288,12 @@ mod tests {
         assert_eq!(c.data_dir, Some(PathBuf::from("/tmp/x")));
         assert!(toml::from_str::<FileConfig>("unknown-key = 1").is_err());
         assert!(toml::from_str::<FileConfig>("admin-listen = \"bad\"").is_err());
+        let keys: FileConfig =
+            toml::from_str("[encryption-queue-keys]\norders = \"/keys/orders\"\n").expect("parse");
+        assert_eq!(
+            keys.encryption_queue_keys
+                .and_then(|k| k.get("orders").cloned()),
+            Some(PathBuf::from("/keys/orders"))
+        );
     }
 }

@@ -15,4 +15,4 @@ pub mod seal;
 pub mod segment;
 
 pub use journal::{FsyncPolicy, Journal, JournalConfig, JournalStats, segment_of};
-pub use seal::{Keyring, MasterKey, SealError};
+pub use seal::{Keyring, MasterKey, SealError, valid_key_name};

@@ -9,14 +9,20 @@
 //! (segment and offset) and inner kind are the associated data: a record
 //! copied elsewhere, or relabelled, does not open.
 //!
+//! A queue may name its own master key ([`SEALED_NAMED`] records, data keys
+//! per segment and key): its messages then open only with that key, and
+//! destroying the key once the queue is gone shreds whatever copies of its
+//! messages remain. A key that no longer wraps any data key may be left out
+//! at the next start and is forgotten.
+//!
 //! A new segment's data key is made in memory when its first message is
 //! sealed; the journal's writer saves `keys.json` before it writes any
 //! record ([`Keyring::persist`]), so no file I/O happens on the append path
 //! and a key is on disk before a record sealed with it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -24,8 +30,12 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
-/// The frame kind of a sealed record.
+/// The frame kind of a record sealed under the journal's key: the inner
+/// kind, then nonce, ciphertext and tag.
 pub const SEALED: u8 = 0x7f;
+/// The frame kind of a record sealed under a queue's own key: the inner
+/// kind, the key's name (a length byte, then the name), then as [`SEALED`].
+pub const SEALED_NAMED: u8 = 0x7e;
 
 const KEYS_FILE: &str = "keys.json";
 /// Sealed with the master key: opening it proves the key is the one the
@@ -42,6 +52,17 @@ pub enum SealError {
     Open,
     #[error("segment {0} has no data key in keys.json")]
     NoDataKey(u64),
+    #[error("no key named '{0}' was given")]
+    NoMasterKey(String),
+}
+
+/// Whether `name` may name a queue's key: 1 to 64 of letters, digits and
+/// `-_./` (it is written in each record it seals).
+pub fn valid_key_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
 }
 
 /// The master key: 32 bytes, given as 64 hex digits or base64 (or, in a
@@ -133,135 +154,321 @@ fn open_with(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Se
     Ok(plain.to_vec())
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct KeysFile {
+/// The data keys one master key wraps, as `keys.json` holds them.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct Wrapped {
+    /// [`CHECK`] sealed with the master key (base64).
     check: String,
     /// Segment id -> its data key, wrapped by the master key (base64).
     segments: HashMap<u64, String>,
 }
 
+/// `keys.json`. The journal's own key is at the top level (as files made
+/// before queue keys existed have it); queue keys are under `named`.
+#[derive(Default, Serialize, Deserialize)]
+struct KeysFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    check: Option<String>,
+    #[serde(default)]
+    segments: HashMap<u64, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    named: BTreeMap<String, Wrapped>,
+}
+
+impl KeysFile {
+    /// By name, the journal's key as "" (key names are never empty).
+    fn into_map(self) -> BTreeMap<String, Wrapped> {
+        let mut map = self.named;
+        if let Some(check) = self.check {
+            map.insert(
+                String::new(),
+                Wrapped {
+                    check,
+                    segments: self.segments,
+                },
+            );
+        }
+        map
+    }
+
+    fn from_map(map: BTreeMap<String, Wrapped>) -> KeysFile {
+        let mut file = KeysFile::default();
+        for (name, w) in map {
+            if name.is_empty() {
+                file.check = Some(w.check);
+                file.segments = w.segments;
+            } else {
+                file.named.insert(name, w);
+            }
+        }
+        file
+    }
+}
+
+/// One master key, with the data keys it wraps.
+struct Master {
+    key: LessSafeKey,
+    wrapped: Wrapped,
+    /// Unwrapped, by segment.
+    data: HashMap<u64, LessSafeKey>,
+}
+
 /// The data keys of a journal, unwrapped in memory.
 pub struct Keyring {
     path: PathBuf,
-    master: LessSafeKey,
     keys: Mutex<Keys>,
 }
 
 struct Keys {
-    file: KeysFile,
-    open: HashMap<u64, LessSafeKey>,
+    /// By name; the journal's own key is "".
+    masters: BTreeMap<String, Master>,
     /// Changed since last saved.
     dirty: bool,
 }
 
+impl Keys {
+    fn data_key(&self, name: &str, segment: u64) -> Result<&LessSafeKey, SealError> {
+        self.masters
+            .get(name)
+            .and_then(|m| m.data.get(&segment))
+            .ok_or(SealError::NoDataKey(segment))
+    }
+}
+
+fn slot(name: Option<&str>) -> &str {
+    name.unwrap_or("")
+}
+
+/// What a key's name reads as in messages.
+fn describe(name: &str) -> String {
+    if name.is_empty() {
+        "the journal's encryption key".into()
+    } else {
+        format!("the queue key '{name}'")
+    }
+}
+
+/// The associated data of a data key wrapped for `segment` (the journal's
+/// key: the segment alone, as before queue keys).
+fn wrap_aad(segment: u64, name: &str) -> Vec<u8> {
+    [&segment.to_le_bytes()[..], name.as_bytes()].concat()
+}
+
+fn check_aad(name: &str) -> Vec<u8> {
+    [&b"check"[..], name.as_bytes()].concat()
+}
+
 /// The associated data of a sealed record.
-fn record_aad(segment: u64, offset: u64, kind: u8) -> [u8; 17] {
-    let mut aad = [0u8; 17];
-    aad[..8].copy_from_slice(&segment.to_le_bytes());
-    aad[8..16].copy_from_slice(&offset.to_le_bytes());
-    aad[16] = kind;
+fn record_aad(segment: u64, offset: u64, kind: u8, name: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(17 + name.len());
+    aad.extend_from_slice(&segment.to_le_bytes());
+    aad.extend_from_slice(&offset.to_le_bytes());
+    aad.push(kind);
+    aad.extend_from_slice(name.as_bytes());
     aad
 }
 
+fn decode_b64(text: &str) -> Result<Vec<u8>, String> {
+    STANDARD.decode(text).map_err(|e| e.to_string())
+}
+
+impl Master {
+    /// Opens `wrapped` with `key`: its check first, so a wrong key is told
+    /// apart from a damaged file.
+    fn open(name: &str, key: &MasterKey, wrapped: Wrapped) -> Result<Master, String> {
+        let aead_key = aead(&key.0);
+        let check = decode_b64(&wrapped.check)?;
+        if open_with(&aead_key, &check_aad(name), &check)
+            .ok()
+            .as_deref()
+            != Some(CHECK)
+        {
+            return Err(format!(
+                "{} does not open it (a different key was used)",
+                describe(name)
+            ));
+        }
+        let mut data = HashMap::new();
+        for (seg, w) in &wrapped.segments {
+            let raw = open_with(&aead_key, &wrap_aad(*seg, name), &decode_b64(w)?)
+                .map_err(|_| format!("the data key of segment {seg} does not open"))?;
+            let raw = <[u8; 32]>::try_from(raw.as_slice())
+                .map_err(|_| format!("the data key of segment {seg} is not 32 bytes"))?;
+            data.insert(*seg, aead(&raw));
+        }
+        Ok(Master {
+            key: aead_key,
+            wrapped,
+            data,
+        })
+    }
+
+    /// A master key that wraps nothing yet.
+    fn new(name: &str, key: &MasterKey) -> Result<Master, SealError> {
+        let aead_key = aead(&key.0);
+        let check = seal_with(&aead_key, &check_aad(name), CHECK)?;
+        Ok(Master {
+            key: aead_key,
+            wrapped: Wrapped {
+                check: STANDARD.encode(check),
+                segments: HashMap::new(),
+            },
+            data: HashMap::new(),
+        })
+    }
+}
+
 impl Keyring {
-    /// Whether the journal in `dir` has been encrypted.
+    /// Whether the journal in `dir` has ever been encrypted.
     pub fn exists(dir: &Path) -> bool {
         dir.join(KEYS_FILE).exists()
     }
 
-    /// Opens the journal's keys with `master` (made on first use). A key
-    /// that did not wrap them is an error that says so.
-    pub fn open(dir: &Path, master: &MasterKey) -> Result<Keyring, SealError> {
+    /// Opens the journal's keys with the journal's master key and the
+    /// queues' keys by name (each made on first use); none given and no
+    /// keys on disk: `None`, the journal is not encrypted. A key that did
+    /// not wrap its data keys, or one missing that still wraps some, is an
+    /// error that says so. The journal's own key, once used, is always
+    /// needed: leaving it out by mistake must not turn encryption off.
+    pub fn open(
+        dir: &Path,
+        journal: Option<&MasterKey>,
+        queue_keys: &BTreeMap<String, Arc<MasterKey>>,
+    ) -> Result<Option<Keyring>, SealError> {
         let path = dir.join(KEYS_FILE);
-        let aead_master = aead(&master.0);
         let file_err = |detail: String| SealError::File {
             path: path.clone(),
             detail,
         };
-        let (file, keys) = if path.exists() {
+        if let Some(bad) = queue_keys.keys().find(|n| !valid_key_name(n)) {
+            return Err(SealError::Key(format!(
+                "'{bad}' cannot name a key: use 1 to 64 letters, digits and -_./"
+            )));
+        }
+        let on_disk = if path.exists() {
             let text = std::fs::read_to_string(&path).map_err(|e| file_err(e.to_string()))?;
             let file: KeysFile =
                 serde_json::from_str(&text).map_err(|e| file_err(e.to_string()))?;
-            let check = STANDARD
-                .decode(&file.check)
-                .map_err(|e| file_err(e.to_string()))?;
-            if open_with(&aead_master, b"check", &check).ok().as_deref() != Some(CHECK) {
-                return Err(SealError::Key(format!(
-                    "the encryption key does not open {} (a different key was used)",
-                    path.display()
-                )));
-            }
-            let mut keys = HashMap::new();
-            for (seg, wrapped) in &file.segments {
-                let wrapped = STANDARD
-                    .decode(wrapped)
-                    .map_err(|e| file_err(e.to_string()))?;
-                let raw = open_with(&aead_master, &seg.to_le_bytes(), &wrapped).map_err(|_| {
-                    file_err(format!("the data key of segment {seg} does not open"))
-                })?;
-                let raw = <[u8; 32]>::try_from(raw.as_slice()).map_err(|_| {
-                    file_err(format!("the data key of segment {seg} is not 32 bytes"))
-                })?;
-                keys.insert(*seg, aead(&raw));
-            }
-            (file, keys)
+            file.into_map()
         } else {
-            let check = seal_with(&aead_master, b"check", CHECK)?;
-            let file = KeysFile {
-                check: STANDARD.encode(check),
-                segments: HashMap::new(),
-            };
-            save(&path, &file).map_err(file_err)?;
-            (file, HashMap::new())
+            BTreeMap::new()
         };
-        Ok(Keyring {
+        let given = |name: &str| -> Option<&MasterKey> {
+            if name.is_empty() {
+                journal
+            } else {
+                queue_keys.get(name).map(|k| k.as_ref())
+            }
+        };
+        let mut dirty = !path.exists();
+        let mut masters = BTreeMap::new();
+        for (name, wrapped) in on_disk {
+            match given(&name) {
+                Some(key) => {
+                    let m = Master::open(&name, key, wrapped).map_err(file_err)?;
+                    masters.insert(name, m);
+                }
+                None if name.is_empty() => {
+                    return Err(SealError::Key(format!(
+                        "the journal in {} is encrypted: it opens only with its encryption key",
+                        dir.display()
+                    )));
+                }
+                None if wrapped.segments.is_empty() => {
+                    tracing::info!(key = %name, "a queue key that seals nothing any more was not given: forgotten");
+                    dirty = true;
+                }
+                None => {
+                    let mut segs: Vec<_> = wrapped.segments.keys().copied().collect();
+                    segs.sort_unstable();
+                    return Err(SealError::Key(format!(
+                        "segments {segs:?} of {} hold messages sealed with the queue key '{name}', which was not given",
+                        dir.display()
+                    )));
+                }
+            }
+        }
+        let wanted = journal
+            .map(|k| (String::new(), k))
+            .into_iter()
+            .chain(queue_keys.iter().map(|(n, k)| (n.clone(), k.as_ref())));
+        for (name, key) in wanted {
+            if let std::collections::btree_map::Entry::Vacant(slot) = masters.entry(name) {
+                let m = Master::new(slot.key(), key)?;
+                slot.insert(m);
+                dirty = true;
+            }
+        }
+        if masters.is_empty() && !path.exists() {
+            return Ok(None);
+        }
+        let ring = Keyring {
             path,
-            master: aead_master,
-            keys: Mutex::new(Keys {
-                file,
-                open: keys,
-                dirty: false,
-            }),
-        })
+            keys: Mutex::new(Keys { masters, dirty }),
+        };
+        ring.persist()?;
+        Ok(Some(ring))
     }
 
     fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
         self.keys.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes sure segment `id` has a data key: a new random one, in memory
-    /// until [`Keyring::persist`].
-    pub fn ensure(&self, id: u64) -> Result<(), SealError> {
+    /// Whether a master key of this name (`None`: the journal's) was given.
+    pub fn has_key(&self, name: Option<&str>) -> bool {
+        self.keys().masters.contains_key(slot(name))
+    }
+
+    /// Makes sure segment `id` has a data key under key `name`: a new
+    /// random one, in memory until [`Keyring::persist`].
+    pub fn ensure(&self, name: Option<&str>, id: u64) -> Result<(), SealError> {
+        let name = slot(name);
         let mut k = self.keys();
-        if k.open.contains_key(&id) {
+        let m = k
+            .masters
+            .get_mut(name)
+            .ok_or_else(|| SealError::NoMasterKey(name.to_owned()))?;
+        if m.data.contains_key(&id) {
             return Ok(());
         }
         let mut raw = [0u8; 32];
         SystemRandom::new()
             .fill(&mut raw)
             .map_err(|_| SealError::Key("no randomness".into()))?;
-        let wrapped = seal_with(&self.master, &id.to_le_bytes(), &raw)?;
-        k.file.segments.insert(id, STANDARD.encode(wrapped));
-        k.open.insert(id, aead(&raw));
+        let wrapped = seal_with(&m.key, &wrap_aad(id, name), &raw)?;
+        m.wrapped.segments.insert(id, STANDARD.encode(wrapped));
+        m.data.insert(id, aead(&raw));
         k.dirty = true;
         Ok(())
     }
 
-    /// Whether segment `id` has a data key (its message records are sealed).
+    /// Whether segment `id` has a data key under the journal's own key (its
+    /// messages are sealed unless their queue names a key).
     pub fn has(&self, id: u64) -> bool {
-        self.keys().open.contains_key(&id)
+        self.has_data_key(None, id)
     }
 
-    /// Forgets the keys of deleted segments (what they sealed is gone with
-    /// them, and cannot be opened from an old copy of this file's future).
+    pub fn has_data_key(&self, name: Option<&str>, id: u64) -> bool {
+        self.keys()
+            .masters
+            .get(slot(name))
+            .is_some_and(|m| m.data.contains_key(&id))
+    }
+
+    /// Forgets the data keys of deleted segments (what they sealed is gone
+    /// with them, and cannot be opened from an old copy of this file's future).
     pub fn forget(&self, ids: &[u64]) {
         let mut k = self.keys();
-        for id in ids {
-            if k.file.segments.remove(id).is_some() {
-                k.open.remove(id);
-                k.dirty = true;
+        let mut changed = false;
+        for m in k.masters.values_mut() {
+            for id in ids {
+                if m.wrapped.segments.remove(id).is_some() {
+                    m.data.remove(id);
+                    changed = true;
+                }
             }
         }
+        k.dirty |= changed;
     }
 
     /// Saves `keys.json` if it changed (the writer calls this before it
@@ -271,7 +478,13 @@ impl Keyring {
         if !k.dirty {
             return Ok(());
         }
-        save(&self.path, &k.file).map_err(|detail| SealError::File {
+        let file = KeysFile::from_map(
+            k.masters
+                .iter()
+                .map(|(name, m)| (name.clone(), m.wrapped.clone()))
+                .collect(),
+        );
+        save(&self.path, &file).map_err(|detail| SealError::File {
             path: self.path.clone(),
             detail,
         })?;
@@ -279,54 +492,82 @@ impl Keyring {
         Ok(())
     }
 
-    /// Seals a record of `kind` to be written at (`segment`, `offset`).
+    /// Seals a record of `kind` to be written at (`segment`, `offset`) under
+    /// key `name`'s data key of that segment.
     pub fn seal(
         &self,
+        name: Option<&str>,
         segment: u64,
         offset: u64,
         kind: u8,
         plain: &[u8],
     ) -> Result<Vec<u8>, SealError> {
+        let name = slot(name);
         let k = self.keys();
-        let key = k.open.get(&segment).ok_or(SealError::NoDataKey(segment))?;
-        seal_with(key, &record_aad(segment, offset, kind), plain)
+        seal_with(
+            k.data_key(name, segment)?,
+            &record_aad(segment, offset, kind, name),
+            plain,
+        )
     }
 
     pub fn open_record(
         &self,
+        name: Option<&str>,
         segment: u64,
         offset: u64,
         kind: u8,
         sealed: &[u8],
     ) -> Result<Vec<u8>, SealError> {
+        let name = slot(name);
         let k = self.keys();
-        let key = k.open.get(&segment).ok_or(SealError::NoDataKey(segment))?;
-        open_with(key, &record_aad(segment, offset, kind), sealed)
+        open_with(
+            k.data_key(name, segment)?,
+            &record_aad(segment, offset, kind, name),
+            sealed,
+        )
     }
 
-    /// Wraps every data key with `new` instead; segments are not touched.
-    pub fn rotate(dir: &Path, old: &MasterKey, new: &MasterKey) -> Result<usize, SealError> {
-        let ring = Keyring::open(dir, old)?;
-        let new_master = aead(&new.0);
-        let k = ring.keys();
-        let mut file = KeysFile {
-            check: STANDARD.encode(seal_with(&new_master, b"check", CHECK)?),
-            segments: HashMap::new(),
-        };
-        for (seg, wrapped) in &k.file.segments {
-            let wrapped = STANDARD.decode(wrapped).map_err(|e| SealError::File {
-                path: ring.path.clone(),
-                detail: format!("segment {seg}: {e}"),
-            })?;
-            let raw = open_with(&ring.master, &seg.to_le_bytes(), &wrapped)?;
-            let rewrapped = seal_with(&new_master, &seg.to_le_bytes(), &raw)?;
-            file.segments.insert(*seg, STANDARD.encode(rewrapped));
-        }
-        save(&ring.path, &file).map_err(|detail| SealError::File {
-            path: ring.path.clone(),
+    /// Wraps the data keys of key `name` (`None`: the journal's) with `new`
+    /// instead; no segment is touched, nor any other key.
+    pub fn rotate(
+        dir: &Path,
+        name: Option<&str>,
+        old: &MasterKey,
+        new: &MasterKey,
+    ) -> Result<usize, SealError> {
+        let name = slot(name);
+        let path = dir.join(KEYS_FILE);
+        let file_err = |detail: String| SealError::File {
+            path: path.clone(),
             detail,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| file_err(e.to_string()))?;
+        let file: KeysFile = serde_json::from_str(&text).map_err(|e| file_err(e.to_string()))?;
+        let mut map = file.into_map();
+        let wrapped = map.remove(name).ok_or_else(|| {
+            SealError::Key(format!("{} is not in {}", describe(name), path.display()))
         })?;
-        Ok(file.segments.len())
+        let m = Master::open(name, old, wrapped).map_err(file_err)?;
+        let mut rotated = Master::new(name, new)?;
+        for (seg, w) in &m.wrapped.segments {
+            let raw = open_with(
+                &m.key,
+                &wrap_aad(*seg, name),
+                &decode_b64(w).map_err(file_err)?,
+            )?;
+            let rewrapped = seal_with(&rotated.key, &wrap_aad(*seg, name), &raw)?;
+            rotated
+                .wrapped
+                .segments
+                .insert(*seg, STANDARD.encode(rewrapped));
+        }
+        let n = rotated.wrapped.segments.len();
+        // The other keys' entries go back as they were.
+        map.insert(name.to_owned(), rotated.wrapped);
+        let out = KeysFile::from_map(map);
+        save(&path, &out).map_err(file_err)?;
+        Ok(n)
     }
 }
 
@@ -360,46 +601,136 @@ fn save(path: &Path, file: &KeysFile) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn no_queue_keys() -> BTreeMap<String, Arc<MasterKey>> {
+        BTreeMap::new()
+    }
+
+    fn open_ring(
+        dir: &Path,
+        journal: Option<&MasterKey>,
+        named: &[(&str, &Arc<MasterKey>)],
+    ) -> Result<Keyring, SealError> {
+        let named = named
+            .iter()
+            .map(|(n, k)| ((*n).to_owned(), Arc::clone(k)))
+            .collect();
+        Keyring::open(dir, journal, &named).map(|r| r.expect("a keyring"))
+    }
+
     #[test]
     fn sealed_records_open_only_where_and_as_what_they_were_sealed() {
         let dir = tempfile::tempdir().expect("tempdir");
+        assert!(
+            Keyring::open(dir.path(), None, &no_queue_keys())
+                .expect("no keys")
+                .is_none(),
+            "no key, no file: not encrypted"
+        );
         let master = MasterKey::generate().expect("key");
-        let ring = Keyring::open(dir.path(), &master).expect("open");
-        ring.ensure(1).expect("key 1");
-        ring.ensure(2).expect("key 2");
+        let ring = open_ring(dir.path(), Some(&master), &[]).expect("open");
+        ring.ensure(None, 1).expect("key 1");
+        ring.ensure(None, 2).expect("key 2");
         ring.persist().expect("saved");
-        let sealed = ring.seal(1, 32, 3, b"secret body").expect("seal");
+        let sealed = ring.seal(None, 1, 32, 3, b"secret body").expect("seal");
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        let open = |r: &Keyring, seg, off, kind| r.open_record(seg, off, kind, &sealed);
+        let open = |r: &Keyring, seg, off, kind| r.open_record(None, seg, off, kind, &sealed);
         assert_eq!(open(&ring, 1, 32, 3).expect("open"), b"secret body");
         assert!(open(&ring, 2, 32, 3).is_err(), "not in another segment");
         assert!(open(&ring, 1, 64, 3).is_err(), "nor at another offset");
         assert!(open(&ring, 1, 32, 4).is_err(), "nor as another kind");
 
         // Reopened from the file: the same data keys.
-        let again = Keyring::open(dir.path(), &master).expect("reopen");
+        let again = open_ring(dir.path(), Some(&master), &[]).expect("reopen");
         assert_eq!(open(&again, 1, 32, 3).expect("open"), b"secret body");
 
-        // Another master key is refused, clearly.
+        // Another master key is refused, clearly; so is none.
         let other = MasterKey::generate().expect("key");
-        let err = Keyring::open(dir.path(), &other)
-            .err()
-            .map(|e| e.to_string());
-        assert!(err.is_some_and(|e| e.contains("does not open")));
+        let err = |r: Result<Keyring, SealError>| r.err().map(|e| e.to_string());
+        assert!(
+            err(open_ring(dir.path(), Some(&other), &[]))
+                .is_some_and(|e| e.contains("does not open"))
+        );
+        assert!(
+            err(Keyring::open(dir.path(), None, &no_queue_keys()).map(|r| r.expect("ring")))
+                .is_some_and(|e| e.contains("opens only with its encryption key"))
+        );
 
         // Rotation: the new key opens the same segments, the old does not.
         assert_eq!(
-            Keyring::rotate(dir.path(), &master, &other).expect("rotate"),
+            Keyring::rotate(dir.path(), None, &master, &other).expect("rotate"),
             2
         );
-        let rotated = Keyring::open(dir.path(), &other).expect("new key");
+        let rotated = open_ring(dir.path(), Some(&other), &[]).expect("new key");
         assert_eq!(open(&rotated, 1, 32, 3).expect("open"), b"secret body");
-        assert!(Keyring::open(dir.path(), &master).is_err());
+        assert!(open_ring(dir.path(), Some(&master), &[]).is_err());
 
         // Deleted segments' keys go.
         rotated.forget(&[1]);
         rotated.persist().expect("saved");
-        assert!(!Keyring::open(dir.path(), &other).expect("open").has(1));
+        assert!(
+            !open_ring(dir.path(), Some(&other), &[])
+                .expect("open")
+                .has(1)
+        );
+    }
+
+    #[test]
+    fn a_queue_key_seals_apart_and_is_needed_while_it_wraps_anything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = MasterKey::generate().expect("key");
+        let orders = Arc::new(MasterKey::generate().expect("key"));
+        let r = open_ring(dir.path(), Some(&journal), &[("orders", &orders)]).expect("open");
+        assert!(r.has_key(Some("orders")) && r.has_key(None) && !r.has_key(Some("x")));
+        r.ensure(Some("orders"), 1).expect("data key");
+        r.ensure(None, 1).expect("data key");
+        assert!(r.has_data_key(Some("orders"), 1) && r.has(1));
+        r.persist().expect("saved");
+        let sealed = r
+            .seal(Some("orders"), 1, 40, 3, b"card 4111")
+            .expect("seal");
+        assert_eq!(
+            r.open_record(Some("orders"), 1, 40, 3, &sealed)
+                .expect("opens"),
+            b"card 4111"
+        );
+        assert!(
+            r.open_record(None, 1, 40, 3, &sealed).is_err(),
+            "not under the journal's key"
+        );
+        drop(r);
+
+        // Without the queue key, while it wraps a data key: refused, by name.
+        let e = open_ring(dir.path(), Some(&journal), &[])
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("'orders'") && e.contains("[1]")));
+        // With a different key under that name: refused.
+        let wrong = Arc::new(MasterKey::generate().expect("key"));
+        assert!(open_ring(dir.path(), Some(&journal), &[("orders", &wrong)]).is_err());
+
+        // Rotating the queue key leaves the journal's alone.
+        let orders2 = Arc::new(MasterKey::generate().expect("key"));
+        assert_eq!(
+            Keyring::rotate(dir.path(), Some("orders"), &orders, &orders2).expect("rotate"),
+            1
+        );
+        let r = open_ring(dir.path(), Some(&journal), &[("orders", &orders2)]).expect("rotated");
+        assert_eq!(
+            r.open_record(Some("orders"), 1, 40, 3, &sealed)
+                .expect("opens"),
+            b"card 4111"
+        );
+
+        // Once its segments are gone the key may be left out: forgotten.
+        r.forget(&[1]);
+        r.persist().expect("saved");
+        drop(r);
+        let r = open_ring(dir.path(), Some(&journal), &[]).expect("opens without it");
+        assert!(!r.has_key(Some("orders")));
+        drop(r);
+        let text = std::fs::read_to_string(dir.path().join(KEYS_FILE)).expect("keys");
+        assert!(!text.contains("orders"), "{text}");
+        assert!(!valid_key_name("") && !valid_key_name("a b") && valid_key_name("alias/orders-1"));
     }
 
     #[test]

@@ -43,6 +43,7 @@ impl Broker {
         config: QueueConfig,
     ) -> CoreResult<DeclaredQueue> {
         let ns = self.namespace(namespace)?;
+        self.check_key(&config)?;
         // Bound first, so the map's read guard is gone before the queue's lock.
         let existing = read(&ns.queues).get(name).cloned();
         if let Some(q) = existing {
@@ -77,6 +78,20 @@ impl Broker {
             queue: q,
             created: true,
         })
+    }
+
+    /// Whether queues may name this key ([`QueueConfig::encryption_key`]).
+    pub fn has_encryption_key(&self, name: &str) -> bool {
+        self.store.has_key(name)
+    }
+
+    /// A queue may name only a key its store holds: sealing with a missing
+    /// key would fail every send, or a typo would quietly leave it in the clear.
+    fn check_key(&self, config: &QueueConfig) -> CoreResult<()> {
+        match &config.encryption_key {
+            Some(name) if !self.store.has_key(name) => Err(CoreError::UnknownKey(name.clone())),
+            _ => Ok(()),
+        }
     }
 
     pub(super) fn new_handle(
@@ -178,6 +193,7 @@ impl Broker {
 
     /// Changes a live queue's settings (see [`QueueCore::reconfigure`]).
     pub fn reconfigure_queue(&self, q: &Arc<QueueHandle>, config: QueueConfig) -> CoreResult<()> {
+        self.check_key(&config)?;
         let (r, _) = self.op(q, |core, _, fx| {
             if q.is_deleted() {
                 return Err(CoreError::QueueNotFound(q.name.clone()));
@@ -570,7 +586,7 @@ impl Broker {
 
 /// Names the first setting that differs, for the error message.
 fn describe_difference(a: &QueueConfig, b: &QueueConfig) -> String {
-    let fields: [(&str, bool); 13] = [
+    let fields: [(&str, bool); 14] = [
         ("durable", a.durable != b.durable),
         ("fifo", a.fifo != b.fifo),
         ("deduplication", a.dedup != b.dedup),
@@ -586,6 +602,7 @@ fn describe_difference(a: &QueueConfig, b: &QueueConfig) -> String {
         ("max priority", a.max_priority != b.max_priority),
         ("dead letter", a.dead_letter != b.dead_letter),
         ("auto delete", a.auto_delete != b.auto_delete),
+        ("encryption key", a.encryption_key != b.encryption_key),
         ("attributes", a.attributes != b.attributes),
     ];
     fields

@@ -126,6 +126,9 @@ pub struct QueueConfig {
     pub single_active_consumer: bool,
     /// Owned by one connection; others may not use it.
     pub exclusive_owner: Option<u64>,
+    /// The name of the master key that seals this queue's messages at rest,
+    /// instead of the journal's own key (see [`crate::store::Store::has_key`]).
+    pub encryption_key: Option<String>,
     /// Settings a protocol keeps with the queue that the core does not act
     /// on (SQS's Policy, tags, KMS settings, creation time), journaled with it.
     pub attributes: BTreeMap<String, String>,
@@ -149,6 +152,7 @@ impl Default for QueueConfig {
             expires: None,
             single_active_consumer: false,
             exclusive_owner: None,
+            encryption_key: None,
             attributes: BTreeMap::new(),
         }
     }

@@ -81,6 +81,13 @@ pub trait Store: Send + Sync + 'static {
     fn barrier(&self) -> Commit {
         Commit::done()
     }
+
+    /// Whether this store holds a master key of this name to seal a
+    /// queue's messages with ([`crate::queue::QueueConfig::encryption_key`]).
+    /// A queue may name only such a key.
+    fn has_key(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// How far a store's writer has come. Commit sequence numbers are the

@@ -89,6 +89,13 @@ pub fn queue_config(
             _ => return Err(bad("x-single-active-consumer", "must be a boolean")),
         };
     }
+    // ferry's own: seal this queue's messages at rest with the named key
+    // (`ferry serve --encryption-queue-key NAME=FILE`) instead of the
+    // journal's. The broker refuses a name it holds no key for.
+    if let Some(v) = get("x-encryption-key") {
+        c.encryption_key =
+            Some(as_text(v).ok_or_else(|| bad("x-encryption-key", "must be a string"))?);
+    }
     let dlx = match get("x-dead-letter-exchange") {
         None => None,
         Some(v) => {

@@ -191,6 +191,7 @@ impl Failure {
                 format!("a move task is already running on queue '{q}'"),
             ),
             CoreError::InvalidArgument(m) => Failure::channel(PreconditionFailed, m),
+            e @ CoreError::UnknownKey(_) => Failure::channel(PreconditionFailed, e.to_string()),
             CoreError::Storage(e) => Failure::channel(InternalError, format!("storage: {e}")),
         }
     }

@@ -74,6 +74,25 @@ fn fifo_only_named(c: &QueueConfig, name: &str) -> Result<(), SqsError> {
     }
 }
 
+/// The ferry key (`ferry serve --encryption-queue-key NAME=FILE`) that a
+/// KmsMasterKeyId names: an alias (`alias/NAME`, or its ARN) or a key id
+/// (or its ARN) is the name. `alias/aws/sqs`, the AWS-managed key, is the
+/// journal's own key: `None`.
+pub fn kms_key_name(id: &str) -> Option<String> {
+    let id = id.trim();
+    let tail = if id.starts_with("arn:") {
+        // arn:aws:kms:REGION:ACCOUNT:alias/NAME or ...:key/ID
+        id.splitn(6, ':').nth(5).unwrap_or(id)
+    } else {
+        id
+    };
+    let name = tail
+        .strip_prefix("alias/")
+        .or_else(|| tail.strip_prefix("key/").filter(|_| tail != id))
+        .unwrap_or(tail);
+    (name != "aws/sqs").then(|| name.to_owned())
+}
+
 /// A new queue's settings with SQS's defaults.
 pub fn defaults(fifo: bool, now_secs: u64) -> QueueConfig {
     let mut c = QueueConfig {
@@ -193,9 +212,12 @@ pub fn set(
         "KmsMasterKeyId" => {
             if value.is_empty() {
                 c.attributes.remove(keys::KMS_KEY);
+                c.encryption_key = None;
             } else {
                 c.attributes.insert(keys::KMS_KEY.into(), value.to_owned());
                 c.attributes.insert(keys::SSE.into(), "false".into());
+                // The broker refuses a name it holds no key for.
+                c.encryption_key = kms_key_name(value);
             }
         }
         "KmsDataKeyReusePeriodSeconds" => {
@@ -425,4 +447,26 @@ pub fn wait_time(c: &QueueConfig) -> u64 {
         .get(keys::WAIT_TIME)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kms_key_name;
+
+    #[test]
+    fn kms_key_ids_name_ferry_keys() {
+        let name = |id| kms_key_name(id);
+        assert_eq!(name("alias/aws/sqs"), None, "the AWS-managed key");
+        assert_eq!(name("alias/orders").as_deref(), Some("orders"));
+        assert_eq!(name("orders").as_deref(), Some("orders"));
+        assert_eq!(
+            name("arn:aws:kms:us-east-1:000000000000:alias/orders").as_deref(),
+            Some("orders")
+        );
+        assert_eq!(
+            name("arn:aws:kms:us-east-1:000000000000:key/1234abcd").as_deref(),
+            Some("1234abcd")
+        );
+        assert_eq!(name("arn:aws:kms:eu-west-1:1:alias/aws/sqs"), None);
+    }
 }

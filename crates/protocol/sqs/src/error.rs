@@ -120,6 +120,9 @@ impl From<CoreError> for SqsError {
                 "There is already a message move task running on this source queue.",
             ),
             CoreError::InvalidArgument(m) => SqsError::invalid_parameter(&m),
+            CoreError::UnknownKey(k) => SqsError::invalid_attribute_value(&format!(
+                "Invalid value for the parameter KmsMasterKeyId. Reason: no key named '{k}' is configured on this broker."
+            )),
             CoreError::Storage(e) => {
                 SqsError::internal(&format!("The message could not be stored durably: {e}"))
             }

@@ -34,6 +34,7 @@ const AUTO_DELETE: u8 = 12;
 const EXPIRES: u8 = 13;
 const SINGLE_ACTIVE: u8 = 14;
 const ATTRIBUTES: u8 = 15;
+const ENCRYPTION_KEY: u8 = 16;
 
 /// Exclusive queues are never journaled, so `exclusive_owner` is not stored.
 pub fn put_queue_config(e: &mut Enc<'_>, c: &QueueConfig) {
@@ -102,6 +103,9 @@ pub fn put_queue_config(e: &mut Enc<'_>, c: &QueueConfig) {
         e.field(EXPIRES, |e| e.var(millis(t)));
     }
     e.field(SINGLE_ACTIVE, |e| e.bool(c.single_active_consumer));
+    if let Some(k) = &c.encryption_key {
+        e.field(ENCRYPTION_KEY, |e| e.str(k));
+    }
     if !c.attributes.is_empty() {
         e.field(ATTRIBUTES, |e| {
             e.var(c.attributes.len() as u64);
@@ -186,6 +190,7 @@ pub fn get_queue_config(d: &mut Dec<'_>) -> DecodeResult<QueueConfig> {
             AUTO_DELETE => c.auto_delete = d.bool()?,
             EXPIRES => c.expires = Some(ms(d)?),
             SINGLE_ACTIVE => c.single_active_consumer = d.bool()?,
+            ENCRYPTION_KEY => c.encryption_key = Some(d.str()?),
             ATTRIBUTES => {
                 let n = d.len()?;
                 for _ in 0..n {

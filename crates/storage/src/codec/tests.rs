@@ -79,6 +79,7 @@ fn every_record_kind_round_trips() {
         max_priority: 9,
         expires: Some(Duration::from_secs(3600)),
         single_active_consumer: true,
+        encryption_key: Some("orders".into()),
         attributes: [
             ("Policy".to_owned(), "{}".to_owned()),
             ("tag:env".into(), "prod".into()),

@@ -164,6 +164,24 @@ impl Accounts {
         }
     }
 
+    /// The key queue `queue`'s messages are sealed with, if it names one.
+    pub(super) fn key_of(&self, queue: QueueId) -> Option<&str> {
+        self.topology
+            .queues
+            .get(&queue)
+            .and_then(|q| q.config.encryption_key.as_deref())
+    }
+
+    /// Queues (namespace, name) naming a key, with the key.
+    pub(super) fn queue_keys(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.topology.queues.values().filter_map(|q| {
+            q.config
+                .encryption_key
+                .as_deref()
+                .map(|k| (q.namespace.as_str(), q.name.as_str(), k))
+        })
+    }
+
     pub(super) fn topology_records(&self) -> Vec<Record> {
         self.topology.to_records()
     }

@@ -17,6 +17,7 @@ mod account;
 mod recover;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -27,7 +28,7 @@ use tokio::sync::watch;
 
 use crate::codec;
 use crate::frame;
-use crate::seal::{Keyring, MasterKey, SEALED, SealError};
+use crate::seal::{Keyring, MasterKey, SEALED, SEALED_NAMED, SealError};
 use crate::segment;
 
 use account::Accounts;
@@ -58,6 +59,9 @@ pub struct JournalConfig {
     /// Seal message records with this master key's data keys (see
     /// [`crate::seal`]); an encrypted journal cannot be opened without it.
     pub encryption: Option<Arc<MasterKey>>,
+    /// Master keys queues may name to seal their messages with instead
+    /// ([`ferry_core::queue::QueueConfig::encryption_key`]), by name.
+    pub queue_keys: BTreeMap<String, Arc<MasterKey>>,
 }
 
 impl Default for JournalConfig {
@@ -67,6 +71,7 @@ impl Default for JournalConfig {
             fsync: FsyncPolicy::Always,
             repair: false,
             encryption: None,
+            queue_keys: BTreeMap::new(),
         }
     }
 }
@@ -160,18 +165,8 @@ impl Journal {
             )));
         }
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-        let keyring = match &config.encryption {
-            Some(master) => {
-                Some(Keyring::open(dir, master).map_err(|e| StoreError::Io(e.to_string()))?)
-            }
-            None if Keyring::exists(dir) => {
-                return Err(StoreError::Io(format!(
-                    "the journal in {} is encrypted: it opens only with its encryption key",
-                    dir.display()
-                )));
-            }
-            None => None,
-        };
+        let keyring = Keyring::open(dir, config.encryption.as_deref(), &config.queue_keys)
+            .map_err(|e| StoreError::Io(e.to_string()))?;
         let state = State {
             recovered: false,
             closed: false,
@@ -294,31 +289,46 @@ impl State {
     }
 
     /// Frames one record at the end of the head (a message record sealed
-    /// when the journal is encrypted); returns its location.
+    /// when the journal is encrypted or its queue names a key); returns its
+    /// location.
     fn put(&mut self, r: &Record, keyring: Option<&Keyring>) -> Result<Location, StoreError> {
         let loc = location(self.head, self.head_len);
         let (segment, offset) = (self.head, self.head_len);
-        let sealed = match keyring {
-            Some(k) if matches!(r, Record::Enqueued { .. }) => {
+        // The frame's kind and payload, when sealed.
+        let mut sealed: Option<(u8, Vec<u8>)> = None;
+        if let (Some(k), Record::Enqueued { queue, .. }) = (keyring, r) {
+            let name = self.accounts.key_of(*queue);
+            if name.is_some() || k.has_key(None) {
                 // In memory only (the writer saves the key before the
-                // record): this fails only without randomness.
+                // record): this fails only without randomness, or if a
+                // queue names a key that was never given (the core checks).
                 let seal_error = |e: SealError| StoreError::Io(format!("sealing a record: {e}"));
-                k.ensure(segment).map_err(seal_error)?;
+                k.ensure(name, segment).map_err(seal_error)?;
                 let mut plain = Vec::new();
                 let kind = codec::encode(r, &mut plain);
-                Some((
-                    kind,
-                    k.seal(segment, offset, kind, &plain).map_err(seal_error)?,
-                ))
+                let ciphertext = k
+                    .seal(name, segment, offset, kind, &plain)
+                    .map_err(seal_error)?;
+                let mut payload = Vec::with_capacity(66 + ciphertext.len());
+                payload.push(kind);
+                let frame_kind = match name {
+                    Some(n) => {
+                        // Names are at most 64 bytes (checked when given).
+                        payload.push(n.len() as u8);
+                        payload.extend_from_slice(n.as_bytes());
+                        SEALED_NAMED
+                    }
+                    None => SEALED,
+                };
+                payload.extend_from_slice(&ciphertext);
+                sealed = Some((frame_kind, payload));
             }
-            _ => None,
-        };
+        }
         let chunk = self.head_chunk();
         let n = frame::put(&mut chunk.bytes, |out| match &sealed {
-            Some((kind, bytes)) => {
-                out.push(*kind);
-                out.extend_from_slice(bytes);
-                SEALED
+            Some((kind, payload)) => {
+                out.extend_from_slice(payload);
+                *kind
             }
             None => codec::encode(r, out),
         });
@@ -428,6 +438,13 @@ impl Store for Journal {
         self.shared.lock().accounts.set_live(live);
     }
 
+    fn has_key(&self, name: &str) -> bool {
+        self.shared
+            .keyring
+            .as_ref()
+            .is_some_and(|k| k.has_key(Some(name)))
+    }
+
     fn barrier(&self) -> Commit {
         let last = self.shared.lock().last_commit;
         if last == 0 {
@@ -443,6 +460,16 @@ impl Store for Journal {
             return Err(StoreError::Io("journal recovered twice".into()));
         }
         let head_file = recover::replay(&self.shared, &mut st, visit)?;
+        // A queue naming a key that was not given could not take a message.
+        if let Some((ns, q, key)) = st
+            .accounts
+            .queue_keys()
+            .find(|(_, _, key)| !self.has_key(key))
+        {
+            return Err(StoreError::Io(format!(
+                "queue '{q}' (namespace '{ns}') seals its messages with the key '{key}', which was not given"
+            )));
+        }
         st.recovered = true;
         drop(st);
         let shared = Arc::clone(&self.shared);
@@ -483,32 +510,49 @@ pub(crate) fn decode_frame(
     kind: u8,
     payload: &[u8],
 ) -> Result<Record, Unreadable> {
-    if kind != SEALED {
+    let damaged = |what: &str| Unreadable::Damaged(what.to_owned());
+    if kind != SEALED && kind != SEALED_NAMED {
         let r = codec::decode(kind, payload).map_err(|e| Unreadable::Damaged(e.to_string()))?;
         // In a segment whose messages are sealed, a message in the clear
         // was not written by this broker.
         if matches!(r, Record::Enqueued { .. }) && keyring.is_some_and(|k| k.has(segment)) {
-            return Err(Unreadable::Damaged(
-                "a message in the clear in an encrypted segment".into(),
-            ));
+            return Err(damaged("a message in the clear in an encrypted segment"));
         }
         return Ok(r);
     }
-    let Some(k) = keyring else {
-        return Err(Unreadable::NoKey(
-            "a sealed record, and no encryption key".into(),
-        ));
+    let (&inner, rest) = payload
+        .split_first()
+        .ok_or_else(|| damaged("an empty sealed record"))?;
+    let (name, sealed) = if kind == SEALED_NAMED {
+        let (&len, rest) = rest
+            .split_first()
+            .ok_or_else(|| damaged("a sealed record without its key's name"))?;
+        let (name, sealed) = rest
+            .split_at_checked(usize::from(len))
+            .ok_or_else(|| damaged("a sealed record without its key's name"))?;
+        let name = std::str::from_utf8(name).map_err(|_| damaged("a key name that is not text"))?;
+        (Some(name), sealed)
+    } else {
+        (None, rest)
     };
-    if !k.has(segment) {
+    let which = || match name {
+        Some(n) => format!("the queue key '{n}'"),
+        None => "the journal's key".to_owned(),
+    };
+    let Some(k) = keyring else {
         return Err(Unreadable::NoKey(format!(
-            "segment {segment} has no data key in keys.json (restored without it?)"
+            "a record sealed with {}, and no encryption key",
+            which()
+        )));
+    };
+    if !k.has_data_key(name, segment) {
+        return Err(Unreadable::NoKey(format!(
+            "segment {segment} has no data key of {} in keys.json (restored without it?)",
+            which()
         )));
     }
-    let (&inner, sealed) = payload
-        .split_first()
-        .ok_or_else(|| Unreadable::Damaged("an empty sealed record".into()))?;
     let plain = k
-        .open_record(segment, offset, inner, sealed)
+        .open_record(name, segment, offset, inner, sealed)
         .map_err(|e| Unreadable::Damaged(e.to_string()))?;
     codec::decode(inner, &plain).map_err(|e| Unreadable::Damaged(e.to_string()))
 }

@@ -486,3 +486,29 @@ fn a_segment_torn_at_creation_is_dropped_and_the_topology_kept() {
     assert_eq!(bodies(&s), ["kept"]);
     assert_eq!(s.queues[&Q].name, "q", "the topology is there");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, failure_persistence: None, ..Default::default() })]
+
+    /// Sealed frames of any bytes (both kinds, with and without the keys)
+    /// come back as an error, never a panic or a record.
+    #[test]
+    fn damaged_sealed_frames_are_refused(
+        named in proptest::prelude::any::<bool>(),
+        payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        segment in 0u64..3,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = [("k".to_owned(), Arc::new(MasterKey::generate().expect("key")))]
+            .into_iter()
+            .collect();
+        let ring = Keyring::open(dir.path(), Some(&MasterKey::generate().expect("key")), &keys)
+            .expect("keys")
+            .expect("a keyring");
+        ring.ensure(None, 1).expect("data key");
+        ring.ensure(Some("k"), 1).expect("data key");
+        let kind = if named { SEALED_NAMED } else { SEALED };
+        proptest::prop_assert!(decode_frame(Some(&ring), segment, 64, kind, &payload).is_err());
+        proptest::prop_assert!(decode_frame(None, segment, 64, kind, &payload).is_err());
+    }
+}

@@ -122,6 +122,9 @@ struct QueueDef {
     expires_ms: Option<u64>,
     #[serde(default)]
     single_active_consumer: bool,
+    /// The key its messages are sealed with at rest, if not the journal's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encryption_key: Option<String>,
     #[serde(default)]
     attributes: BTreeMap<String, String>,
 }
@@ -239,6 +242,7 @@ impl QueueDef {
             auto_delete: c.auto_delete,
             expires_ms: c.expires.map(ms),
             single_active_consumer: c.single_active_consumer,
+            encryption_key: c.encryption_key.clone(),
             attributes: c.attributes.clone(),
         }
     }
@@ -305,6 +309,7 @@ impl QueueDef {
         c.auto_delete = self.auto_delete;
         c.expires = self.expires_ms.map(Duration::from_millis);
         c.single_active_consumer = self.single_active_consumer;
+        c.encryption_key = self.encryption_key.clone();
         c.attributes = self.attributes.clone();
         Ok(c)
     }
@@ -398,6 +403,14 @@ fn plan(b: &Broker, d: Definitions) -> Result<Plan, ApiError> {
     let mut queues = Vec::new();
     for q in &d.queues {
         let config = q.config()?;
+        if let Some(k) = &config.encryption_key
+            && !b.has_encryption_key(k)
+        {
+            return Err(ApiError::bad_request(format!(
+                "queue '{}': no encryption key named '{k}' is configured",
+                q.name
+            )));
+        }
         if !ns_known(&q.namespace) {
             return Err(ApiError::bad_request(format!(
                 "queue '{}': namespace '{}' is neither in the document nor in the broker",

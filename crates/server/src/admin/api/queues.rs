@@ -33,6 +33,7 @@ pub(super) fn queue_json(q: &QueueHandle, rates: &Rates) -> Value {
         "fifo": c.fifo,
         "exclusive": c.exclusive_owner.is_some(),
         "auto_delete": c.auto_delete,
+        "encryption_key": c.encryption_key,
         "messages": {
             "ready": s.ready,
             "unacked": s.leased,
@@ -133,6 +134,8 @@ pub(super) async fn one(
 struct Declare {
     durable: Option<bool>,
     fifo: Option<bool>,
+    /// Seal its messages with this key (`--encryption-queue-key`).
+    encryption_key: Option<String>,
 }
 
 pub(super) async fn declare(
@@ -149,6 +152,7 @@ pub(super) async fn declare(
         QueueConfig::default()
     };
     config.durable = spec.durable.unwrap_or(true);
+    config.encryption_key = spec.encryption_key;
     let d = b.declare_queue(&ns, &name, config).map_err(core_error)?;
     let status = super::created_or_ok(d.created);
     Ok((status, Json(queue_json(&d.queue, &s.rates))).into_response())
