@@ -61,14 +61,14 @@ errors! {
     missing_action_message => "MissingAction", "MissingAction", 400;
     unknown_operation => "UnknownOperationException", "UnknownOperationException", 404;
     serialization => "SerializationException", "SerializationException", 400;
-    access_denied => "AccessDenied", "AccessDenied", 403;
-    invalid_client_token_id => "InvalidClientTokenId", "InvalidClientTokenId", 403;
-    signature_does_not_match => "SignatureDoesNotMatch", "SignatureDoesNotMatch", 403;
-    incomplete_signature => "IncompleteSignature", "IncompleteSignature", 400;
-    missing_authentication_token => "MissingAuthenticationToken", "MissingAuthenticationToken", 403;
+    access_denied => "com.amazon.coral.service#AccessDeniedException", "AccessDenied", 403;
+    invalid_client_token_id => "com.amazon.coral.service#UnrecognizedClientException", "InvalidClientTokenId", 403;
+    signature_does_not_match => "com.amazon.coral.service#InvalidSignatureException", "SignatureDoesNotMatch", 403;
+    incomplete_signature => "com.amazon.coral.service#IncompleteSignatureException", "IncompleteSignature", 400;
+    missing_authentication_token => "com.amazon.coral.service#MissingAuthenticationTokenException", "MissingAuthenticationToken", 403;
     request_expired => "RequestExpired", "RequestExpired", 400;
     throttled => "RequestThrottled", "RequestThrottled", 403;
-    internal => "InternalFailure", "InternalFailure", 500;
+    internal => "com.amazon.coral.service#InternalFailure", "InternalFailure", 500;
     service_unavailable => "ServiceUnavailable", "ServiceUnavailable", 503;
 }
 
