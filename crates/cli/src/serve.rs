@@ -174,6 +174,29 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     max_queues: Option<usize>,
 
+    /// Most messages any one queue may hold, in every state, whatever its
+    /// own settings; past it, sends to it are refused (AMQP nack or 406,
+    /// SQS OverLimit) [default: no cap; the memory budget and the disk
+    /// alarm bound what queues cost] (config key: max-queue-length).
+    #[arg(long, value_name = "N")]
+    max_queue_length: Option<u64>,
+
+    /// Largest AMQP frame offered in connection.tune, 4096 or more
+    /// [default: 131072] (config key: amqp-frame-max).
+    #[arg(long, value_name = "BYTES")]
+    amqp_frame_max: Option<u32>,
+
+    /// Most channels per AMQP connection offered in connection.tune, 1 to
+    /// 65535 [default: 2047] (config key: amqp-channel-max).
+    #[arg(long, value_name = "N")]
+    amqp_channel_max: Option<u16>,
+
+    /// Largest AMQP message body accepted; larger ones are refused with 406
+    /// PRECONDITION_FAILED [default: 16777216, up to 536870912] (config
+    /// key: amqp-max-message-size).
+    #[arg(long, value_name = "BYTES")]
+    amqp_max_message_size: Option<u64>,
+
     /// Per-queue series at /metrics: true or false (false keeps only
     /// totals, for brokers with very many queues) [default: true]
     /// (config key: metrics-per-queue).
@@ -248,6 +271,28 @@ fn queue_keys(
             Ok((name, std::sync::Arc::new(key)))
         })
         .collect()
+}
+
+/// Limits a client could not work with, or that would not limit anything.
+fn check_limits(c: &ServerConfig) -> anyhow::Result<()> {
+    // AMQP 0-9-1: peers must accept frames of at least 4096 bytes.
+    anyhow::ensure!(
+        c.amqp.frame_max >= 4096,
+        "amqp-frame-max must be at least 4096"
+    );
+    anyhow::ensure!(
+        c.amqp.channel_max >= 1,
+        "amqp-channel-max must be at least 1"
+    );
+    anyhow::ensure!(
+        (1..=512 * 1024 * 1024).contains(&c.amqp.max_message_size),
+        "amqp-max-message-size must be from 1 byte to 512 MiB"
+    );
+    anyhow::ensure!(
+        c.max_queue_length != Some(0),
+        "max-queue-length must be at least 1"
+    );
+    Ok(())
 }
 
 /// The TLS settings, if a certificate is configured.
@@ -369,7 +414,20 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
             .max_queues
             .or(file.max_queues)
             .unwrap_or(defaults.max_queues),
+        max_queue_length: args.max_queue_length.or(file.max_queue_length),
         amqp: ferry_amqp::AmqpConfig {
+            frame_max: args
+                .amqp_frame_max
+                .or(file.amqp_frame_max)
+                .unwrap_or(defaults.amqp.frame_max),
+            channel_max: args
+                .amqp_channel_max
+                .or(file.amqp_channel_max)
+                .unwrap_or(defaults.amqp.channel_max),
+            max_message_size: args
+                .amqp_max_message_size
+                .or(file.amqp_max_message_size)
+                .unwrap_or(defaults.amqp.max_message_size),
             vhosts: file.vhosts.clone().unwrap_or_default(),
             max_connections: args
                 .max_connections
@@ -404,6 +462,7 @@ fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Op
             .or(file.admin_listen)
             .unwrap_or(config::DEFAULT_ADMIN_LISTEN),
     };
+    check_limits(&config)?;
     let log_level = args.log_level.clone().or(file.log_level);
     Ok((config, log_level))
 }
@@ -539,6 +598,10 @@ mod tests {
             max_connections: None,
             max_connections_per_user: None,
             max_queues: None,
+            max_queue_length: None,
+            amqp_frame_max: None,
+            amqp_channel_max: None,
+            amqp_max_message_size: None,
             metrics_per_queue: None,
         }
     }

@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use common::{Ferry, http, http_get};
 use ferry_amqp::codec::{Incoming, Output, decode};
 use lapin::BasicProperties;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::BasicPublishOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -181,17 +181,7 @@ async fn a_consumer_that_never_reads_cannot_grow_the_broker_past_its_watermark()
     );
     let (admin, amqp) = (ferry.addr("admin"), ferry.addr("amqp"));
     let conn = ferry.amqp_guest().await;
-    let ch = conn.create_channel().await.expect("channel");
-    ch.queue_declare(
-        "flood".into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
+    let ch = common::confirmed_channel(&conn, "flood", false).await;
     let _stalled = stalled_consumer(amqp, "flood").await;
 
     // Publish 64 KiB transient messages, up to 1 GiB, until the broker

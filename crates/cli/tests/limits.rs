@@ -1,5 +1,6 @@
 //! Limits on a real ferry: queues per namespace, connections in all and
-//! per user, and the disk free-space alarm. Each refusal is the protocol's
+//! per user, AMQP frame size, channels and message size, the messages a
+//! queue may hold, and the disk free-space alarm. Each refusal is the protocol's
 //! own, and the broker goes on serving.
 
 mod common;
@@ -7,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Ferry, http};
-use lapin::options::QueueDeclareOptions;
+use lapin::BasicProperties;
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use serde_json::Value;
 
@@ -131,4 +133,70 @@ async fn too_little_disk_raises_the_alarm() {
         alarm.as_str().is_some_and(|a| a.starts_with("disk")),
         "{alarm}"
     );
+}
+
+#[tokio::test]
+async fn amqp_sizes_and_queue_length_are_configurable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = Ferry::start(
+        &dir.path().join("data"),
+        &["amqp"],
+        &[
+            "--amqp-frame-max",
+            "8192",
+            "--amqp-channel-max",
+            "4",
+            "--amqp-max-message-size",
+            "1000",
+            "--max-queue-length",
+            "3",
+        ],
+    );
+    let conn = connect(&ferry).await.expect("connect");
+    // What connection.tune offered is what the client settled on.
+    assert_eq!(conn.configuration().frame_max(), 8192);
+    assert_eq!(conn.configuration().channel_max(), 4);
+
+    let ch = common::confirmed_channel(&conn, "capped", true).await;
+    let mut acked = Vec::new();
+    for i in 0..5u8 {
+        acked.push(common::publish_persistent(&ch, "capped", &[i]).await);
+    }
+    assert_eq!(
+        acked,
+        [true, true, true, false, false],
+        "past the cap, publishes are nacked"
+    );
+
+    // A body over the size limit closes the channel with 406.
+    let err = ch
+        .basic_publish(
+            "".into(),
+            "other".into(),
+            BasicPublishOptions::default(),
+            &[0u8; 1001],
+            BasicProperties::default(),
+        )
+        .await
+        .expect("sent")
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains("PRECONDITION_FAILED") || err.to_string().contains("406"),
+        "{err}"
+    );
+    // The connection lives on.
+    let ch = conn.create_channel().await.expect("another channel");
+    let q = ch
+        .queue_declare(
+            "capped".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive");
+    assert_eq!(q.message_count(), 3);
 }

@@ -3,11 +3,7 @@
 mod common;
 
 use common::{Ferry, http_get};
-use lapin::BasicProperties;
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::BasicGetOptions;
 use prometheus_parse::{Scrape, Value};
 
 /// The exposition text, parsed as Prometheus parses it: a format error
@@ -37,29 +33,9 @@ async fn metrics_show_queues_connections_and_the_journal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ferry = Ferry::start(&dir.path().join("data"), &["admin", "amqp"], &[]);
     let conn = ferry.amqp_guest().await;
-    let ch = conn.create_channel().await.expect("channel");
-    ch.queue_declare(
-        "jobs".into(),
-        QueueDeclareOptions::durable(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
+    let ch = common::confirmed_channel(&conn, "jobs", true).await;
     for i in 0..5u8 {
-        ch.basic_publish(
-            "".into(),
-            "jobs".into(),
-            BasicPublishOptions::default(),
-            &[i],
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
+        assert!(common::publish_persistent(&ch, "jobs", &[i]).await);
     }
     let m = ch
         .basic_get("jobs".into(), BasicGetOptions { no_ack: true })

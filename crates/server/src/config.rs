@@ -115,6 +115,10 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub max_connections_per_user: Option<usize>,
     pub max_queues: Option<usize>,
+    pub max_queue_length: Option<u64>,
+    pub amqp_frame_max: Option<u32>,
+    pub amqp_channel_max: Option<u16>,
+    pub amqp_max_message_size: Option<u64>,
     pub amqp_sasl_external: Option<bool>,
     pub encryption_key_file: Option<PathBuf>,
     /// Keys queues may name to seal their messages with: name = key file.
@@ -204,6 +208,8 @@ pub struct ServerConfig {
     pub disk_free_limit: u64,
     /// Most queues per namespace.
     pub max_queues: usize,
+    /// Most messages any queue may hold (None: no cap beyond the queue's own).
+    pub max_queue_length: Option<u64>,
     /// Per-queue series at /metrics (off: totals only, for many queues).
     pub metrics_per_queue: bool,
     /// Asks the process's allocator to give freed memory back to the OS
@@ -235,6 +241,7 @@ impl Default for ServerConfig {
             memory_high_watermark: crate::memory::default_high_watermark(),
             disk_free_limit: crate::disk::DEFAULT_FREE_LIMIT,
             max_queues: DEFAULT_MAX_QUEUES,
+            max_queue_length: None,
             metrics_per_queue: true,
             reclaim: None,
         }

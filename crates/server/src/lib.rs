@@ -208,6 +208,7 @@ impl Server {
         .map_err(|_| ServerError::RecoveryAborted)??;
         tracing::info!(elapsed = ?started.elapsed(), "recovered");
         broker.set_max_queues(config.max_queues);
+        broker.set_max_queue_length(config.max_queue_length);
         let timers = tokio::spawn(Arc::clone(&broker).run_timers());
         let compaction = compaction::spawn(Arc::clone(&broker), Arc::clone(&journal));
         let alarms = Arc::new(alarms::Alarms::new(Arc::clone(&broker)));

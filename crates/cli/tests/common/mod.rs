@@ -100,6 +100,47 @@ impl Drop for Ferry {
 }
 
 /// One GET over a fresh connection: (status, body).
+/// A channel of `conn` in confirm mode, with queue `name` declared on it
+/// (durable or not).
+#[allow(dead_code)] // not every test binary publishes
+pub async fn confirmed_channel(
+    conn: &lapin::Connection,
+    name: &str,
+    durable: bool,
+) -> lapin::Channel {
+    use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions};
+    let ch = conn.create_channel().await.expect("channel");
+    let options = QueueDeclareOptions {
+        durable,
+        ..QueueDeclareOptions::default()
+    };
+    ch.queue_declare(name.into(), options, lapin::types::FieldTable::default())
+        .await
+        .expect("declare");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    ch
+}
+
+/// Publishes a persistent message to `queue` and waits for its confirm:
+/// true for an ack, false for a nack.
+#[allow(dead_code)] // not every test binary publishes
+pub async fn publish_persistent(ch: &lapin::Channel, queue: &str, body: &[u8]) -> bool {
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        lapin::options::BasicPublishOptions::default(),
+        body,
+        lapin::BasicProperties::default().with_delivery_mode(2),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("confirm")
+    .is_ack()
+}
+
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5)))

@@ -132,6 +132,8 @@ pub struct Broker {
     alarm: tokio::sync::watch::Sender<Option<String>>,
     /// Most queues a namespace may have (declares past it are refused).
     max_queues: std::sync::atomic::AtomicUsize,
+    /// Most messages any queue may hold (`u64::MAX`: no cap).
+    max_queue_length: AtomicU64,
 }
 
 impl Broker {
@@ -164,6 +166,7 @@ impl Broker {
             moves: MoveTasks::default(),
             alarm: tokio::sync::watch::channel(None).0,
             max_queues: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            max_queue_length: AtomicU64::new(u64::MAX),
         });
         broker.recover(memory_budget)?;
         Ok(broker)
@@ -209,6 +212,18 @@ impl Broker {
     /// declares queues in a loop must not exhaust the broker's memory).
     pub fn set_max_queues(&self, limit: usize) {
         self.max_queues.store(limit, Ordering::Relaxed);
+    }
+
+    /// Caps the messages every queue may hold, whatever its own settings
+    /// (`None`: no cap): past it, sends to that queue are refused
+    /// ([`CoreError::QueueFull`]), so one queue nobody drains cannot fill
+    /// the disk. Messages already held over it stay.
+    pub fn set_max_queue_length(&self, limit: Option<u64>) {
+        let limit = limit.unwrap_or(u64::MAX);
+        self.max_queue_length.store(limit, Ordering::Relaxed);
+        for q in self.all_queues() {
+            lock(&q.core).set_length_ceiling(limit);
+        }
     }
 
     /// The resource alarm, to watch.

@@ -117,7 +117,11 @@ impl Broker {
             scheduled: AtomicU64::new(u64::MAX),
             deleted: AtomicBool::new(false),
         });
-        lock(&handle.core).set_store(Arc::clone(&self.store));
+        {
+            let mut core = lock(&handle.core);
+            core.set_store(Arc::clone(&self.store));
+            core.set_length_ceiling(self.max_queue_length.load(Ordering::Relaxed));
+        }
         handle
     }
 
@@ -129,7 +133,7 @@ impl Broker {
             .sum()
     }
 
-    fn all_queues(&self) -> Vec<Arc<QueueHandle>> {
+    pub(super) fn all_queues(&self) -> Vec<Arc<QueueHandle>> {
         let namespaces: Vec<Arc<Namespace>> = read(&self.namespaces).values().cloned().collect();
         namespaces
             .iter()

@@ -654,6 +654,30 @@ fn batches_share_one_lock_and_report_per_message() {
 }
 
 #[test]
+fn the_broker_caps_every_queue_whatever_its_own_overflow() {
+    let env = Env::new();
+    let b = &env.broker;
+    let before = env.queue("before", QueueConfig::default());
+    b.set_max_queue_length(Some(2));
+    let after = env.queue("after", QueueConfig::default());
+    for q in [&before, &after] {
+        b.send(q, Message::new("1")).expect("first");
+        let leased = b.receive(q, 1, ReceiveMode::Lease(secs(30)));
+        assert_eq!(leased.len(), 1);
+        b.send(q, Message::new("2")).expect("second");
+        // A leased message is held too: drop-head would make room by
+        // dropping the ready one; the cap refuses instead.
+        assert!(matches!(
+            b.send(q, Message::new("3")),
+            Err(CoreError::QueueFull(_))
+        ));
+        assert_eq!(q.stats().ready + q.stats().leased, 2);
+    }
+    b.set_max_queue_length(None);
+    b.send(&after, Message::new("3")).expect("no cap");
+}
+
+#[test]
 fn namespaces_isolate_and_delete_with_their_contents() {
     let env = Env::new();
     let b = &env.broker;

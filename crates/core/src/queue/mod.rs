@@ -238,6 +238,9 @@ pub struct QueueCore {
     store: Option<Arc<dyn crate::store::Store>>,
     /// What an evicted entry holds instead of its message.
     stand_in: Arc<Message>,
+    /// The broker's cap on messages held, in any state: past it sends are
+    /// refused, whatever the queue's own overflow policy says.
+    length_ceiling: u64,
 }
 
 impl QueueCore {
@@ -267,7 +270,14 @@ impl QueueCore {
             scratch: Vec::new(),
             store: None,
             stand_in: Arc::new(Message::new(bytes::Bytes::new()).persistent()),
+            length_ceiling: u64::MAX,
         }
+    }
+
+    /// Sets the broker's cap on the messages this queue holds (`u64::MAX`:
+    /// none). Messages over it already held stay; new ones are refused.
+    pub fn set_length_ceiling(&mut self, ceiling: u64) {
+        self.length_ceiling = ceiling;
     }
 
     /// The store evicted messages are read back from.
@@ -560,6 +570,10 @@ impl QueueCore {
     /// Applies the overflow policy before `msg` is added. Returns false if
     /// the message itself cannot fit and must be dropped.
     fn make_room(&mut self, msg: &Message, now: Timestamp, fx: &mut Effects) -> CoreResult<bool> {
+        let held = self.stats.ready + self.stats.delayed + self.stats.leased;
+        if held >= self.length_ceiling {
+            return Err(CoreError::QueueFull(self.name.clone()));
+        }
         let size = msg.size();
         let over = |s: &QueueStats, c: &QueueConfig| {
             c.max_length.is_some_and(|m| s.ready + 1 > m)
