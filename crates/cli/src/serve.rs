@@ -181,7 +181,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     max_queue_length: Option<u64>,
 
-    /// Largest AMQP frame offered in connection.tune, 4096 or more
+    /// Largest AMQP frame offered in connection.tune, from 4096 to 4194304
     /// [default: 131072] (config key: amqp-frame-max).
     #[arg(long, value_name = "BYTES")]
     amqp_frame_max: Option<u32>,
@@ -276,9 +276,11 @@ fn queue_keys(
 /// Limits a client could not work with, or that would not limit anything.
 fn check_limits(c: &ServerConfig) -> anyhow::Result<()> {
     // AMQP 0-9-1: peers must accept frames of at least 4096 bytes.
+    // A connection buffers a whole frame: a huge frame-max would let each
+    // client make the broker hold that much.
     anyhow::ensure!(
-        c.amqp.frame_max >= 4096,
-        "amqp-frame-max must be at least 4096"
+        (4096..=4 * 1024 * 1024).contains(&c.amqp.frame_max),
+        "amqp-frame-max must be from 4096 to 4194304 bytes"
     );
     anyhow::ensure!(
         c.amqp.channel_max >= 1,

@@ -330,10 +330,14 @@ impl Keyring {
     /// not wrap its data keys, or one missing that still wraps some, is an
     /// error that says so. The journal's own key, once used, is always
     /// needed: leaving it out by mistake must not turn encryption off.
+    /// `on_disk`: the segments that exist; data keys of any other are
+    /// dropped first (segment ids are never reused), so a crash between
+    /// deleting a segment and saving this file leaves no key needed.
     pub fn open(
         dir: &Path,
         journal: Option<&MasterKey>,
         queue_keys: &BTreeMap<String, Arc<MasterKey>>,
+        on_disk: &[u64],
     ) -> Result<Option<Keyring>, SealError> {
         let path = dir.join(KEYS_FILE);
         let file_err = |detail: String| SealError::File {
@@ -345,7 +349,7 @@ impl Keyring {
                 "'{bad}' cannot name a key: use 1 to 64 letters, digits and -_./"
             )));
         }
-        let on_disk = if path.exists() {
+        let keys_on_disk = if path.exists() {
             let text = std::fs::read_to_string(&path).map_err(|e| file_err(e.to_string()))?;
             let file: KeysFile =
                 serde_json::from_str(&text).map_err(|e| file_err(e.to_string()))?;
@@ -362,7 +366,10 @@ impl Keyring {
         };
         let mut dirty = !path.exists();
         let mut masters = BTreeMap::new();
-        for (name, wrapped) in on_disk {
+        for (name, mut wrapped) in keys_on_disk {
+            let before = wrapped.segments.len();
+            wrapped.segments.retain(|id, _| on_disk.contains(id));
+            dirty |= wrapped.segments.len() != before;
             match given(&name) {
                 Some(key) => {
                     let m = Master::open(&name, key, wrapped).map_err(file_err)?;
@@ -614,14 +621,14 @@ mod tests {
             .iter()
             .map(|(n, k)| ((*n).to_owned(), Arc::clone(k)))
             .collect();
-        Keyring::open(dir, journal, &named).map(|r| r.expect("a keyring"))
+        Keyring::open(dir, journal, &named, &[1, 2]).map(|r| r.expect("a keyring"))
     }
 
     #[test]
     fn sealed_records_open_only_where_and_as_what_they_were_sealed() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(
-            Keyring::open(dir.path(), None, &no_queue_keys())
+            Keyring::open(dir.path(), None, &no_queue_keys(), &[1, 2])
                 .expect("no keys")
                 .is_none(),
             "no key, no file: not encrypted"
@@ -651,8 +658,9 @@ mod tests {
                 .is_some_and(|e| e.contains("does not open"))
         );
         assert!(
-            err(Keyring::open(dir.path(), None, &no_queue_keys()).map(|r| r.expect("ring")))
-                .is_some_and(|e| e.contains("opens only with its encryption key"))
+            err(Keyring::open(dir.path(), None, &no_queue_keys(), &[1, 2])
+                .map(|r| r.expect("ring")))
+            .is_some_and(|e| e.contains("opens only with its encryption key"))
         );
 
         // Rotation: the new key opens the same segments, the old does not.
@@ -730,6 +738,23 @@ mod tests {
         drop(r);
         let text = std::fs::read_to_string(dir.path().join(KEYS_FILE)).expect("keys");
         assert!(!text.contains("orders"), "{text}");
+
+        // A segment gone without this file knowing (a crash between the
+        // deletion and the save) needs no key either.
+        let other = tempfile::tempdir().expect("tempdir");
+        let r = open_ring(other.path(), Some(&journal), &[("orders", &orders)]).expect("open");
+        r.ensure(Some("orders"), 1).expect("data key");
+        r.persist().expect("saved");
+        drop(r);
+        let none = BTreeMap::new();
+        assert!(
+            Keyring::open(other.path(), Some(&journal), &none, &[1]).is_err(),
+            "needed while segment 1 exists"
+        );
+        assert!(
+            Keyring::open(other.path(), Some(&journal), &none, &[]).is_ok(),
+            "not once it is gone"
+        );
         assert!(!valid_key_name("") && !valid_key_name("a b") && valid_key_name("alias/orders-1"));
     }
 

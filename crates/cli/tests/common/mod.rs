@@ -99,7 +99,6 @@ impl Drop for Ferry {
     }
 }
 
-/// One GET over a fresh connection: (status, body).
 /// A channel of `conn` in confirm mode, with queue `name` declared on it
 /// (durable or not).
 #[allow(dead_code)] // not every test binary publishes
@@ -141,6 +140,7 @@ pub async fn publish_persistent(ch: &lapin::Channel, queue: &str, body: &[u8]) -
     .is_ack()
 }
 
+/// One GET over a fresh connection: (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5)))

@@ -675,6 +675,28 @@ fn the_broker_caps_every_queue_whatever_its_own_overflow() {
     }
     b.set_max_queue_length(None);
     b.send(&after, Message::new("3")).expect("no cap");
+
+    // A dead letter moves a message the broker holds already: a full
+    // dead-letter queue still takes it (dropping it would lose it).
+    b.set_max_queue_length(Some(1));
+    let dlq = env.queue("dlq", QueueConfig::default());
+    let src = env.queue(
+        "src",
+        QueueConfig {
+            dead_letter: Some(DeadLetterPolicy::after_deliveries(
+                DeadLetterTarget::Queue("dlq".into()),
+                1,
+            )),
+            ..QueueConfig::default()
+        },
+    );
+    b.send(&dlq, Message::new("already dead"))
+        .expect("fills the dlq");
+    b.send(&src, Message::new("poison")).expect("send");
+    let d = b.receive(&src, 1, ReceiveMode::Lease(secs(10)));
+    b.nack(&src, d[0].lease, true).expect("nack");
+    assert_eq!(dlq.stats().ready, 2, "the dead letter is kept");
+    assert_eq!(src.stats().ready + src.stats().leased, 0);
 }
 
 #[test]

@@ -392,8 +392,11 @@ impl QueueCore {
         self.dedup.as_ref().map_or(0, DedupWindow::len)
     }
 
+    /// Exclusive queues end with their connection, and with the process:
+    /// their messages are never worth a write (nor stored unsealed when the
+    /// queue names a key the journal never learns of).
     fn journaled(&self, msg: &Message) -> bool {
-        self.config.durable && msg.persistent
+        self.config.durable && msg.persistent && self.config.exclusive_owner.is_none()
     }
 
     /// The lease's entry, if the lease is current.
@@ -420,7 +423,9 @@ impl QueueCore {
 
     /// Enqueues a message that comes from another queue (a dead letter, a
     /// redrive): it was deduplicated when first sent, and a second check
-    /// here would silently drop it.
+    /// here would silently drop it. Nor does the broker's length ceiling
+    /// refuse it: it moves a message the broker holds already, and its
+    /// source has let go of it (or is about to).
     pub fn enqueue_forwarded(
         &mut self,
         msg: Arc<Message>,
@@ -435,10 +440,14 @@ impl QueueCore {
         msg: Arc<Message>,
         now: Timestamp,
         fx: &mut Effects,
-        dedup: bool,
+        fresh: bool,
     ) -> CoreResult<Enqueued> {
         self.advance(now, fx);
-        let window = self.dedup.as_mut().filter(|_| dedup);
+        if fresh && self.stats.ready + self.stats.delayed + self.stats.leased >= self.length_ceiling
+        {
+            return Err(CoreError::QueueFull(self.name.clone()));
+        }
+        let window = self.dedup.as_mut().filter(|_| fresh);
         let dedup_key = match window.map(|d| d.check(&msg, now)) {
             Some(Check::Duplicate(original)) => return Ok(Enqueued::Duplicate(original)),
             Some(Check::New(key)) => key,
@@ -570,10 +579,6 @@ impl QueueCore {
     /// Applies the overflow policy before `msg` is added. Returns false if
     /// the message itself cannot fit and must be dropped.
     fn make_room(&mut self, msg: &Message, now: Timestamp, fx: &mut Effects) -> CoreResult<bool> {
-        let held = self.stats.ready + self.stats.delayed + self.stats.leased;
-        if held >= self.length_ceiling {
-            return Err(CoreError::QueueFull(self.name.clone()));
-        }
         let size = msg.size();
         let over = |s: &QueueStats, c: &QueueConfig| {
             c.max_length.is_some_and(|m| s.ready + 1 > m)

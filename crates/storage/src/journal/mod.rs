@@ -165,8 +165,14 @@ impl Journal {
             )));
         }
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-        let keyring = Keyring::open(dir, config.encryption.as_deref(), &config.queue_keys)
-            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let on_disk = segment::list(dir).map_err(|e| io_error(dir, e))?;
+        let keyring = Keyring::open(
+            dir,
+            config.encryption.as_deref(),
+            &config.queue_keys,
+            &on_disk,
+        )
+        .map_err(|e| StoreError::Io(e.to_string()))?;
         let state = State {
             recovered: false,
             closed: false,
@@ -439,10 +445,7 @@ impl Store for Journal {
     }
 
     fn has_key(&self, name: &str) -> bool {
-        self.shared
-            .keyring
-            .as_ref()
-            .is_some_and(|k| k.has_key(Some(name)))
+        holds_key(&self.shared, name)
     }
 
     fn barrier(&self) -> Commit {
@@ -460,16 +463,6 @@ impl Store for Journal {
             return Err(StoreError::Io("journal recovered twice".into()));
         }
         let head_file = recover::replay(&self.shared, &mut st, visit)?;
-        // A queue naming a key that was not given could not take a message.
-        if let Some((ns, q, key)) = st
-            .accounts
-            .queue_keys()
-            .find(|(_, _, key)| !self.has_key(key))
-        {
-            return Err(StoreError::Io(format!(
-                "queue '{q}' (namespace '{ns}') seals its messages with the key '{key}', which was not given"
-            )));
-        }
         st.recovered = true;
         drop(st);
         let shared = Arc::clone(&self.shared);
@@ -484,6 +477,16 @@ impl Store for Journal {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether queues may name key `name`: a valid name of a key given (never
+/// the journal's own, whose slot is the empty name).
+fn holds_key(shared: &Shared, name: &str) -> bool {
+    crate::seal::valid_key_name(name)
+        && shared
+            .keyring
+            .as_ref()
+            .is_some_and(|k| k.has_key(Some(name)))
+}
 
 /// Why a framed record did not come back.
 #[derive(Debug)]
@@ -530,7 +533,10 @@ pub(crate) fn decode_frame(
         let (name, sealed) = rest
             .split_at_checked(usize::from(len))
             .ok_or_else(|| damaged("a sealed record without its key's name"))?;
-        let name = std::str::from_utf8(name).map_err(|_| damaged("a key name that is not text"))?;
+        let name = std::str::from_utf8(name)
+            .ok()
+            .filter(|n| crate::seal::valid_key_name(n))
+            .ok_or_else(|| damaged("a sealed record naming no valid key"))?;
         (Some(name), sealed)
     } else {
         (None, rest)

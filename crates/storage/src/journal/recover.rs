@@ -31,12 +31,14 @@ pub(super) fn replay(
                 // after it) reached the disk: it holds nothing.
                 tracing::warn!(file = %name, reason = %why, "newest segment was torn at creation; removing it");
                 std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+                forget_keys(shared, id);
                 continue;
             }
             if repair {
                 tracing::error!(file = %name, reason = %why, "repair: skipping an unreadable segment (moved aside as .corrupt)");
                 let aside = path.with_extension("seg.corrupt");
                 std::fs::rename(&path, &aside).map_err(|e| io_error(&path, e))?;
+                forget_keys(shared, id);
                 continue;
             }
             return Err(StoreError::Corrupt {
@@ -108,6 +110,17 @@ pub(super) fn replay(
             }
         }
     }
+    // A queue naming a key that was not given could take no message: refused
+    // before anything is written.
+    if let Some((ns, q, key)) = st
+        .accounts
+        .queue_keys()
+        .find(|(_, _, key)| !super::holds_key(shared, key))
+    {
+        return Err(StoreError::Io(format!(
+            "queue '{q}' (namespace '{ns}') seals its messages with the key '{key}', which was not given"
+        )));
+    }
     // Appends always go to a new segment that starts with a checkpoint of
     // the recovered topology: the newest old one may lack its own (a crash
     // right after it was created), and older segments must stay deletable.
@@ -126,6 +139,14 @@ pub(super) fn replay(
         file,
         len,
     }))
+}
+
+/// A segment gone at recovery takes its data keys with it (saved before the
+/// next write), so no key stays needed for it.
+fn forget_keys(shared: &Shared, id: u64) {
+    if let Some(k) = &shared.keyring {
+        k.forget(&[id]);
+    }
 }
 
 /// The first offset at or after `from` where a whole, valid frame starts.

@@ -502,7 +502,7 @@ proptest::proptest! {
         let keys = [("k".to_owned(), Arc::new(MasterKey::generate().expect("key")))]
             .into_iter()
             .collect();
-        let ring = Keyring::open(dir.path(), Some(&MasterKey::generate().expect("key")), &keys)
+        let ring = Keyring::open(dir.path(), Some(&MasterKey::generate().expect("key")), &keys, &[1])
             .expect("keys")
             .expect("a keyring");
         ring.ensure(None, 1).expect("data key");
