@@ -4,12 +4,15 @@
 //! `cargo bench -p ferry-storage --bench durable_publish`
 //! Environment: FERRY_BENCH_SECS (default 5) per scenario, FERRY_BENCH_DIR
 //! (default: the system temp dir; use a directory on the disk you care about),
-//! FERRY_BENCH_ONLY (e.g. `256x16`: only that publishers x body scenario).
+//! FERRY_BENCH_ONLY (e.g. `256x16`: only that publishers x body scenario),
+//! FERRY_BENCH_WINDOW (default 1: messages each publisher keeps in flight).
 //!
 //! - broker: P tasks each send a persistent message to a durable queue and
-//!   wait for its commit (fsync `always`), then send the next.
+//!   wait for its commit (fsync `always`), then send the next; with a
+//!   window W, each keeps W sent and unconfirmed (as an AMQP publisher
+//!   with a confirm window, or a Kafka producer's in-flight requests).
 //! - raw: the best any broker could do on this disk for P publishers: one
-//!   write of P records' bytes, one `fdatasync`, repeated.
+//!   write of P x W records' bytes, one `fdatasync`, repeated.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -31,6 +34,14 @@ fn bench_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
         .join(format!("ferry-bench-{}", std::process::id()))
+}
+
+fn window() -> usize {
+    std::env::var("FERRY_BENCH_WINDOW")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|w| *w >= 1)
+        .unwrap_or(1)
 }
 
 fn secs() -> Duration {
@@ -83,7 +94,7 @@ fn raw(dir: &Path, publishers: usize, body: usize, run: Duration) -> f64 {
     rate
 }
 
-fn broker(dir: &Path, publishers: usize, body: usize, run: Duration) -> (f64, u64) {
+fn broker(dir: &Path, publishers: usize, window: usize, body: usize, run: Duration) -> (f64, u64) {
     let jdir = dir.join(format!("journal-{publishers}-{body}"));
     let journal = Arc::new(Journal::open(&jdir, JournalConfig::default()).expect("journal"));
     let b = Broker::open(
@@ -117,11 +128,21 @@ fn broker(dir: &Path, publishers: usize, body: usize, run: Duration) -> (f64, u6
                     payload.clone(),
                 );
                 tokio::spawn(async move {
+                    let mut in_flight = std::collections::VecDeque::with_capacity(window);
                     while !stop.load(Ordering::Relaxed) {
                         let (_, commit) = b
                             .send(&q, Message::new(payload.clone()).persistent())
                             .expect("send");
-                        commit.wait().await.expect("durable");
+                        in_flight.push_back(commit);
+                        if in_flight.len() == window
+                            && let Some(oldest) = in_flight.pop_front()
+                        {
+                            oldest.wait().await.expect("durable");
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    for c in in_flight {
+                        c.wait().await.expect("durable");
                         sent.fetch_add(1, Ordering::Relaxed);
                     }
                 })
@@ -150,10 +171,11 @@ fn main() {
     let dir = bench_dir();
     std::fs::create_dir_all(&dir).expect("bench dir");
     let run = secs();
+    let window = window();
     println!(
-        "| publishers | body | raw write+fdatasync msg/s | ferry durable msg/s | ferry / raw | ferry fsyncs/s |"
+        "| publishers | window | body | raw write+fdatasync msg/s | ferry durable msg/s | ferry / raw | ferry fsyncs/s |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let only = std::env::var("FERRY_BENCH_ONLY").ok();
     for body in [16usize, 1024] {
         for publishers in [1usize, 16, 256] {
@@ -163,10 +185,10 @@ fn main() {
             {
                 continue;
             }
-            let raw_rate = raw(&dir, publishers, body, run);
-            let (rate, syncs) = broker(&dir, publishers, body, run);
+            let raw_rate = raw(&dir, publishers * window, body, run);
+            let (rate, syncs) = broker(&dir, publishers, window, body, run);
             println!(
-                "| {publishers} | {body} B | {raw_rate:.0} | {rate:.0} | {:.0}% | {:.0} |",
+                "| {publishers} | {window} | {body} B | {raw_rate:.0} | {rate:.0} | {:.0}% | {:.0} |",
                 100.0 * rate / raw_rate,
                 syncs as f64 / run.as_secs_f64()
             );

@@ -114,6 +114,31 @@ struct State {
     /// one commit when idle, for a batch's worth when gathering, for none
     /// while writing): a futex wake per append would cost more than the append.
     wake_at: u64,
+    /// Buffers of written chunks, emptied, for new chunks: a fresh buffer
+    /// would be regrown (and copied) on every batch.
+    free_buffers: Vec<Vec<u8>>,
+}
+
+/// Free chunk buffers kept, and the largest kept (a burst of big messages
+/// must not pin its buffers for good).
+const FREE_BUFFERS: usize = 4;
+const FREE_BUFFER_MAX: usize = 4 << 20;
+
+impl State {
+    fn buffer(&mut self) -> Vec<u8> {
+        self.free_buffers.pop().unwrap_or_default()
+    }
+
+    /// Takes back the buffers of chunks the writer is done with.
+    fn recycle(&mut self, chunks: Vec<Chunk>) {
+        for c in chunks {
+            if self.free_buffers.len() < FREE_BUFFERS && c.bytes.capacity() <= FREE_BUFFER_MAX {
+                let mut b = c.bytes;
+                b.clear();
+                self.free_buffers.push(b);
+            }
+        }
+    }
 }
 
 /// Counters of the writer, for metrics and tests.
@@ -183,6 +208,7 @@ impl Journal {
             accounts: Accounts::default(),
             roll_next: false,
             wake_at: 1,
+            free_buffers: Vec::new(),
         };
         Ok(Journal {
             shared: Arc::new(Shared {
@@ -265,10 +291,11 @@ impl State {
     fn head_chunk(&mut self) -> &mut Chunk {
         let needs_new = self.chunks.last().is_none_or(|c| c.segment != self.head);
         if needs_new {
+            let bytes = self.buffer();
             self.chunks.push(Chunk {
                 segment: self.head,
                 create: false,
-                bytes: Vec::new(),
+                bytes,
                 last_commit: 0,
             });
         }
@@ -282,10 +309,11 @@ impl State {
         self.head += 1;
         self.head_len = segment::HEADER;
         self.accounts.add_segment(self.head);
+        let bytes = self.buffer();
         self.chunks.push(Chunk {
             segment: self.head,
             create: true,
-            bytes: Vec::new(),
+            bytes,
             last_commit: 0,
         });
         for r in self.accounts.topology_records() {

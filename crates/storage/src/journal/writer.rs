@@ -105,7 +105,11 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
                     }
                     // On disk (or in the OS, which `delete_dead` syncs before
                     // deleting anything): counted before the commits complete.
-                    shared.lock().accounts.written(last);
+                    {
+                        let mut st = shared.lock();
+                        st.accounts.written(last);
+                        st.recycle(chunks);
+                    }
                     shared.progress.send_modify(|p| p.done = p.done.max(last));
                     settled = last;
                 }
