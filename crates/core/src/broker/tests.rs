@@ -850,7 +850,7 @@ fn a_router_reached_twice_still_routes_and_no_alternate_fires() {
 /// A store whose writer is the test: appends are durable when it says so.
 struct ManualStore {
     last: std::sync::Mutex<u64>,
-    progress: tokio::sync::watch::Sender<crate::store::Progress>,
+    progress: Arc<crate::store::Tracker>,
 }
 
 impl crate::store::Store for ManualStore {
@@ -868,7 +868,7 @@ impl crate::store::Store for ManualStore {
         *last += 1;
         Ok(crate::store::Commit::pending(
             *last,
-            self.progress.subscribe(),
+            Arc::clone(&self.progress),
         ))
     }
 
@@ -881,7 +881,7 @@ impl crate::store::Store for ManualStore {
 
     fn barrier(&self) -> crate::store::Commit {
         let last = *self.last.lock().expect("lock");
-        crate::store::Commit::pending(last, self.progress.subscribe())
+        crate::store::Commit::pending(last, Arc::clone(&self.progress))
     }
 }
 
@@ -889,7 +889,7 @@ impl crate::store::Store for ManualStore {
 async fn a_duplicate_is_confirmed_only_once_its_original_is_durable() {
     let store = Arc::new(ManualStore {
         last: std::sync::Mutex::new(0),
-        progress: tokio::sync::watch::Sender::new(crate::store::Progress::default()),
+        progress: crate::store::Tracker::new(),
     });
     let broker = Broker::open(
         Arc::new(FakeClock::default()),
@@ -918,7 +918,7 @@ async fn a_duplicate_is_confirmed_only_once_its_original_is_durable() {
         "not confirmed while the original is pending"
     );
     let last = *store.last.lock().expect("lock");
-    store.progress.send_modify(|p| p.done = last);
+    store.progress.update(|p| p.done = last);
     assert_eq!(waiter.await.expect("join"), Ok(()));
     assert_eq!(original.wait().await, Ok(()));
 }

@@ -2,16 +2,17 @@
 //! engine implements. The core never touches files; the durable journal
 //! lives in its own crate and implements [`Store`].
 
+mod commit;
 mod memory;
 mod record;
 mod state;
 
+pub use commit::{Commit, Tracker};
 pub use memory::MemoryStore;
 pub use record::{Location, QueueId, Record};
 pub use state::{DurableQueue, DurableState, StoredMessage};
 
 use thiserror::Error;
-use tokio::sync::watch;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -157,93 +158,6 @@ impl Progress {
     }
 }
 
-/// Completes when appended records are durable. Awaiting it costs no
-/// allocation: it watches the writer's progress for a sequence number.
-#[derive(Debug)]
-pub struct Commit {
-    state: CommitState,
-}
-
-#[derive(Debug)]
-enum CommitState {
-    Done,
-    /// Commits `first..=last` (one, or several joined by `and`).
-    Pending(u64, u64, watch::Receiver<Progress>),
-    Failed(StoreError),
-}
-
-impl Commit {
-    /// Already durable (or nothing needed to be).
-    pub fn done() -> Self {
-        Commit {
-            state: CommitState::Done,
-        }
-    }
-
-    /// Durable once the writer's progress reaches `seq`.
-    pub fn pending(seq: u64, progress: watch::Receiver<Progress>) -> Self {
-        Commit {
-            state: CommitState::Pending(seq, seq, progress),
-        }
-    }
-
-    /// Will never be durable.
-    pub fn failed(err: StoreError) -> Self {
-        Commit {
-            state: CommitState::Failed(err),
-        }
-    }
-
-    pub fn is_done(&self) -> bool {
-        matches!(self.state, CommitState::Done)
-    }
-
-    /// The outcome if it is known now (what [`Commit::wait`] would return
-    /// at once), or `None` if the writer has not got this far yet.
-    pub fn outcome(&self) -> Option<Result<(), StoreError>> {
-        match &self.state {
-            CommitState::Done => Some(Ok(())),
-            CommitState::Failed(e) => Some(Err(e.clone())),
-            CommitState::Pending(first, last, rx) => rx.borrow().outcome_of_range(*first, *last),
-        }
-    }
-
-    /// Whether [`Commit::wait`] would return at once.
-    pub fn is_settled(&self) -> bool {
-        self.outcome().is_some()
-    }
-
-    /// A commit that completes when both have and fails if either does
-    /// (of the same store: it covers every commit from the earlier to the
-    /// later, so another's failure in between fails it too; never a false
-    /// success).
-    pub fn and(self, other: Commit) -> Commit {
-        use CommitState::*;
-        let state = match (self.state, other.state) {
-            (Failed(e), _) | (_, Failed(e)) => Failed(e),
-            (Done, s) | (s, Done) => s,
-            (Pending(a1, a2, ra), Pending(b1, b2, _)) => Pending(a1.min(b1), a2.max(b2), ra),
-        };
-        Commit { state }
-    }
-
-    pub async fn wait(self) -> Result<(), StoreError> {
-        let (first, last, mut rx) = match self.state {
-            CommitState::Done => return Ok(()),
-            CommitState::Failed(e) => return Err(e),
-            CommitState::Pending(first, last, rx) => (first, last, rx),
-        };
-        loop {
-            if let Some(outcome) = rx.borrow_and_update().outcome_of_range(first, last) {
-                return outcome;
-            }
-            if rx.changed().await.is_err() {
-                return Err(StoreError::Closed);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,31 +184,5 @@ mod tests {
             "below a forgotten failure nothing can be told apart: no confirm"
         );
         assert_eq!(p.outcome(200), None);
-    }
-
-    #[tokio::test]
-    async fn joined_commits_fail_if_either_failed() {
-        let (tx, rx) = watch::channel(Progress::default());
-        let joined = Commit::pending(1, rx.clone()).and(Commit::pending(2, rx));
-        tx.send_modify(|p| {
-            p.fail(1, 1, StoreError::Full);
-            p.done = 2;
-        });
-        assert_eq!(joined.wait().await, Err(StoreError::Full));
-    }
-
-    #[tokio::test]
-    async fn commits_wait_for_progress() {
-        let (tx, rx) = watch::channel(Progress::default());
-        let c = Commit::pending(2, rx.clone());
-        let waiter = tokio::spawn(c.wait());
-        tx.send_modify(|p| p.done = 1);
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
-        tx.send_modify(|p| p.done = 2);
-        assert_eq!(waiter.await.expect("join"), Ok(()));
-        let failed = Commit::pending(3, rx);
-        tx.send_modify(|p| p.fail(3, 3, StoreError::Full));
-        assert_eq!(failed.wait().await, Err(StoreError::Full));
     }
 }

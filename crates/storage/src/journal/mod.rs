@@ -23,8 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ferry_core::store::{Commit, Location, Progress, QueueId, Record, Store, StoreError};
-use tokio::sync::watch;
+use ferry_core::store::{Commit, Location, QueueId, Record, Store, StoreError, Tracker};
 
 use crate::codec;
 use crate::frame;
@@ -165,7 +164,8 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the writer.
     work: Condvar,
-    progress: watch::Sender<Progress>,
+    /// Settles commits as the writer gets through them.
+    progress: Arc<Tracker>,
 }
 
 impl Shared {
@@ -219,7 +219,7 @@ impl Journal {
                 keyring,
                 state: Mutex::new(state),
                 work: Condvar::new(),
-                progress: watch::Sender::new(Progress::default()),
+                progress: Tracker::new(),
             }),
             writer: Mutex::new(None),
         })
@@ -240,6 +240,8 @@ impl Journal {
         {
             tracing::error!("journal writer panicked");
         }
+        // What the writer settled is settled; nothing else will be.
+        self.shared.progress.close();
     }
 
     /// The oldest segment, if compacting it is worth it: it still holds live
@@ -427,7 +429,7 @@ impl Store for Journal {
         if wake {
             self.shared.work.notify_one();
         }
-        Ok(Commit::pending(commit, self.shared.progress.subscribe()))
+        Ok(Commit::pending(commit, Arc::clone(&self.shared.progress)))
     }
 
     fn load(&self, loc: Location) -> Result<Arc<ferry_core::message::Message>, StoreError> {
@@ -481,7 +483,7 @@ impl Store for Journal {
         if last == 0 {
             Commit::done()
         } else {
-            Commit::pending(last, self.shared.progress.subscribe())
+            Commit::pending(last, Arc::clone(&self.shared.progress))
         }
     }
 

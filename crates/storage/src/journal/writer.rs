@@ -110,7 +110,7 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
                         st.accounts.written(last);
                         st.recycle(chunks);
                     }
-                    shared.progress.send_modify(|p| p.done = p.done.max(last));
+                    shared.progress.update(|p| p.done = p.done.max(last));
                     settled = last;
                 }
                 Err(e) => {
@@ -239,7 +239,7 @@ fn fail(shared: &Shared, head: &mut Option<Head>, settled: u64, last: u64, e: St
     *head = None;
     shared
         .progress
-        .send_modify(|p| p.fail(settled + 1, through, e.clone()));
+        .update(|p| p.fail(settled + 1, through, e.clone()));
     through
 }
 

@@ -1,0 +1,311 @@
+//! Commits and what completes them. A store's writer publishes its
+//! [`Progress`] to a [`Tracker`]; a waiting [`Commit`] is woken once, when
+//! the progress covers it. Not on every sync: with many publishers, those
+//! whose commits are in the batch being written sleep through the sync
+//! before it, and a publisher with several messages in flight sleeps until
+//! the one it waits for is durable (a broadcast woke every waiter on every
+//! sync, and most went back to sleep).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use slab::Slab;
+
+use super::{Progress, StoreError};
+
+/// A store's progress, and the commits waiting on it.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    progress: Progress,
+    /// The store is gone: waiting commits will not settle.
+    closed: bool,
+    waiters: Slab<Waiter>,
+    /// (commit, waiter key, registration), soonest commit first. Entries of
+    /// waiters gone since stay until their commit settles, then are skipped.
+    queue: BinaryHeap<Reverse<(u64, usize, u64)>>,
+    /// Numbers registrations, so a reused slab key is never mistaken for
+    /// the waiter that had it before.
+    registrations: u64,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    registration: u64,
+    waker: Waker,
+}
+
+impl Tracker {
+    pub fn new() -> Arc<Tracker> {
+        Arc::new(Tracker::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the progress with `f` and wakes the commits it settles
+    /// (after the lock is released).
+    pub fn update(&self, f: impl FnOnce(&mut Progress)) {
+        let mut woken = Vec::new();
+        {
+            let mut g = self.lock();
+            f(&mut g.progress);
+            let done = g.progress.done;
+            while let Some(&Reverse((seq, key, registration))) = g.queue.peek() {
+                if seq > done {
+                    break;
+                }
+                g.queue.pop();
+                if g.waiters
+                    .get(key)
+                    .is_some_and(|w| w.registration == registration)
+                {
+                    woken.push(g.waiters.remove(key).waker);
+                }
+            }
+        }
+        for w in woken {
+            w.wake();
+        }
+    }
+
+    /// The store will settle nothing more: every waiting commit ends with
+    /// [`StoreError::Closed`] (unless its outcome is known).
+    pub fn close(&self) {
+        let woken: Vec<Waker> = {
+            let mut g = self.lock();
+            g.closed = true;
+            g.queue.clear();
+            g.waiters.drain().map(|w| w.waker).collect()
+        };
+        for w in woken {
+            w.wake();
+        }
+    }
+
+    /// The progress now.
+    pub fn progress(&self) -> Progress {
+        self.lock().progress.clone()
+    }
+}
+
+/// Completes when appended records are durable.
+#[derive(Debug)]
+pub struct Commit {
+    state: CommitState,
+}
+
+#[derive(Debug)]
+enum CommitState {
+    Done,
+    /// Commits `first..=last` (one, or several joined by `and`).
+    Pending(u64, u64, Arc<Tracker>),
+    Failed(StoreError),
+}
+
+impl Commit {
+    /// Already durable (or nothing needed to be).
+    pub fn done() -> Self {
+        Commit {
+            state: CommitState::Done,
+        }
+    }
+
+    /// Durable once the tracker's progress reaches `seq`.
+    pub fn pending(seq: u64, tracker: Arc<Tracker>) -> Self {
+        Commit {
+            state: CommitState::Pending(seq, seq, tracker),
+        }
+    }
+
+    /// Will never be durable.
+    pub fn failed(err: StoreError) -> Self {
+        Commit {
+            state: CommitState::Failed(err),
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, CommitState::Done)
+    }
+
+    /// The outcome if it is known now (what [`Commit::wait`] would return
+    /// at once), or `None` if the writer has not got this far yet.
+    pub fn outcome(&self) -> Option<Result<(), StoreError>> {
+        match &self.state {
+            CommitState::Done => Some(Ok(())),
+            CommitState::Failed(e) => Some(Err(e.clone())),
+            CommitState::Pending(first, last, t) => {
+                t.lock().progress.outcome_of_range(*first, *last)
+            }
+        }
+    }
+
+    /// Whether [`Commit::wait`] would return at once.
+    pub fn is_settled(&self) -> bool {
+        self.outcome().is_some()
+    }
+
+    /// A commit that completes when both have and fails if either does
+    /// (of the same store: it covers every commit from the earlier to the
+    /// later, so another's failure in between fails it too; never a false
+    /// success).
+    pub fn and(self, other: Commit) -> Commit {
+        use CommitState::*;
+        let state = match (self.state, other.state) {
+            (Failed(e), _) | (_, Failed(e)) => Failed(e),
+            (Done, s) | (s, Done) => s,
+            (Pending(a1, a2, t), Pending(b1, b2, _)) => Pending(a1.min(b1), a2.max(b2), t),
+        };
+        Commit { state }
+    }
+
+    pub async fn wait(self) -> Result<(), StoreError> {
+        match self.state {
+            CommitState::Done => Ok(()),
+            CommitState::Failed(e) => Err(e),
+            CommitState::Pending(first, last, tracker) => {
+                Wait {
+                    first,
+                    last,
+                    tracker,
+                    registered: None,
+                }
+                .await
+            }
+        }
+    }
+}
+
+/// Waiting for commits `first..=last`.
+struct Wait {
+    first: u64,
+    last: u64,
+    tracker: Arc<Tracker>,
+    /// (slab key, registration) while a waker is registered.
+    registered: Option<(usize, u64)>,
+}
+
+impl Future for Wait {
+    type Output = Result<(), StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let mut g = this.tracker.lock();
+        if let Some(outcome) = g.progress.outcome_of_range(this.first, this.last) {
+            forget(&mut g, this.registered.take());
+            return Poll::Ready(outcome);
+        }
+        if g.closed {
+            return Poll::Ready(Err(StoreError::Closed));
+        }
+        let current = this
+            .registered
+            .and_then(|(key, reg)| g.waiters.get_mut(key).filter(|w| w.registration == reg));
+        match current {
+            Some(w) => {
+                if !w.waker.will_wake(cx.waker()) {
+                    w.waker = cx.waker().clone();
+                }
+            }
+            None => {
+                g.registrations += 1;
+                let registration = g.registrations;
+                let key = g.waiters.insert(Waiter {
+                    registration,
+                    waker: cx.waker().clone(),
+                });
+                g.queue.push(Reverse((this.last, key, registration)));
+                this.registered = Some((key, registration));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        if self.registered.is_some() {
+            let mut g = self.tracker.lock();
+            forget(&mut g, self.registered.take());
+        }
+    }
+}
+
+/// Removes a waiter that no longer waits (its queue entry is skipped later).
+fn forget(g: &mut Inner, registered: Option<(usize, u64)>) {
+    if let Some((key, reg)) = registered
+        && g.waiters.get(key).is_some_and(|w| w.registration == reg)
+    {
+        g.waiters.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn joined_commits_fail_if_either_failed() {
+        let t = Tracker::new();
+        let joined = Commit::pending(1, Arc::clone(&t)).and(Commit::pending(2, Arc::clone(&t)));
+        t.update(|p| {
+            p.fail(1, 1, StoreError::Full);
+            p.done = 2;
+        });
+        assert_eq!(joined.wait().await, Err(StoreError::Full));
+    }
+
+    #[tokio::test]
+    async fn commits_wait_for_progress() {
+        let t = Tracker::new();
+        let c = Commit::pending(2, Arc::clone(&t));
+        let waiter = tokio::spawn(c.wait());
+        t.update(|p| p.done = 1);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        t.update(|p| p.done = 2);
+        assert_eq!(waiter.await.expect("join"), Ok(()));
+        let failed = Commit::pending(3, Arc::clone(&t));
+        t.update(|p| p.fail(3, 3, StoreError::Full));
+        assert_eq!(failed.wait().await, Err(StoreError::Full));
+        let after_close = tokio::spawn(Commit::pending(4, Arc::clone(&t)).wait());
+        tokio::task::yield_now().await;
+        t.close();
+        assert_eq!(after_close.await.expect("join"), Err(StoreError::Closed));
+    }
+
+    #[tokio::test]
+    async fn only_the_settled_commits_are_woken_and_gone_waiters_leave_nothing() {
+        let t = Tracker::new();
+        // Many waiters on commits 1..=10; progress to 5 wakes half.
+        let waiters: Vec<_> = (1..=10u64)
+            .map(|seq| tokio::spawn(Commit::pending(seq, Arc::clone(&t)).wait()))
+            .collect();
+        tokio::task::yield_now().await;
+        assert_eq!(t.lock().waiters.len(), 10);
+        t.update(|p| p.done = 5);
+        tokio::task::yield_now().await;
+        assert_eq!(t.lock().waiters.len(), 5, "the rest sleep on");
+        // A waiter dropped before its commit leaves no waker behind.
+        let dropped = tokio::spawn(Commit::pending(20, Arc::clone(&t)).wait());
+        tokio::task::yield_now().await;
+        dropped.abort();
+        let _ = dropped.await;
+        assert_eq!(t.lock().waiters.len(), 5);
+        t.update(|p| p.done = 20);
+        for w in waiters {
+            assert_eq!(w.await.expect("join"), Ok(()));
+        }
+        assert!(t.lock().waiters.is_empty() && t.lock().queue.is_empty());
+    }
+}
