@@ -487,3 +487,69 @@ async fn evicted_fifo_messages_keep_their_groups_and_order() {
         "group and order survive the restart"
     );
 }
+
+/// SQS FIFO deduplication holds across a restart: a message acked before
+/// it is still refused as a duplicate within its window (its segment is
+/// kept for that long), and not once the window is over.
+#[tokio::test]
+async fn deduplication_outlives_a_restart_for_its_window() {
+    use ferry_core::clock::{Clock, SystemClock};
+    use ferry_core::queue::Enqueued;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The journal keeps segments by the wall clock: start there.
+    let clock = FakeClock::new(SystemClock::new().now());
+    let payment = |n: u32| {
+        Message::new(format!("pay {n}"))
+            .with_group("g")
+            .with_dedup_id(format!("order-{n}"))
+            .persistent()
+    };
+    let original = {
+        let (b, j) = open(dir.path(), &clock, 4096);
+        b.create_namespace(NS);
+        let q = b
+            .declare_queue(NS, "pay.fifo", QueueConfig::fifo())
+            .expect("declare")
+            .queue;
+        let (sent, c) = b.send(&q, payment(1)).expect("send");
+        c.wait().await.expect("durable");
+        // Consumed and acked, then enough traffic to roll well past its
+        // segment: nothing there is live any more.
+        let got = b.receive(&q, 1, LEASE);
+        b.ack(&q, got[0].lease).expect("ack");
+        for n in 2..200 {
+            let (_, c) = b.send(&q, payment(n)).expect("send");
+            c.wait().await.expect("durable");
+            let got = b.receive(&q, 1, LEASE);
+            b.ack(&q, got[0].lease).expect("ack");
+        }
+        b.barrier().wait().await.expect("acks durable");
+        assert!(j.segments().len() > 3, "rolled: {:?}", j.segments());
+        assert_eq!(
+            j.segments().first().map(|(id, live)| (*id, *live)),
+            Some((1, 0)),
+            "dead, but kept for the deduplication window"
+        );
+        drop(b);
+        j.close();
+        sent.id
+    };
+    let again = |expect_duplicate: bool| {
+        let (b, j) = open(dir.path(), &clock, 4096);
+        let q = b.queue(NS, "pay.fifo").expect("queue");
+        let (sent, _) = b.send(&q, payment(1)).expect("send");
+        match sent.outcome {
+            Enqueued::Duplicate(o) => {
+                assert!(expect_duplicate, "remembered past its window");
+                assert_eq!(o.id, original, "the original's id, as SQS answers");
+            }
+            _ => assert!(!expect_duplicate, "a duplicate enqueued after a restart"),
+        }
+        assert_eq!(q.stats().ready, u64::from(!expect_duplicate));
+        drop(b);
+        j.close();
+    };
+    again(true);
+    clock.advance(Duration::from_secs(5 * 60 + 1));
+    again(false);
+}

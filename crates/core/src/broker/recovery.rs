@@ -64,6 +64,9 @@ struct Replay<'a> {
     resident: u64,
     budget: u64,
     stand_in: Arc<Message>,
+    /// When recovery began: deduplication windows over by then are not
+    /// rebuilt.
+    now: Timestamp,
 }
 
 impl Replay<'_> {
@@ -148,6 +151,10 @@ impl Replay<'_> {
         message: Arc<Message>,
         loc: Option<Location>,
     ) {
+        // Before any eviction: a content-based key needs the body.
+        if let Some(q) = self.queues.get(&queue) {
+            lock(&q.handle.core).restore_dedup(&message, seq, at, self.now);
+        }
         let size = message.size();
         // Only durable queues journal messages: one with a location is
         // on a durable queue even when its declaration has not come yet.
@@ -248,6 +255,7 @@ impl Broker {
             resident: 0,
             budget: memory_budget,
             stand_in: Arc::new(Message::new(bytes::Bytes::new()).persistent()),
+            now: self.clock.now(),
         };
         self.store.recover(&mut |r, loc| replay.apply(r, loc))?;
         let Replay {

@@ -91,6 +91,32 @@ impl DedupWindow {
         self.seen.insert(key.0, (until, original));
     }
 
+    /// Remembers a message read back on recovery, as sent at `at`, unless
+    /// its window is over or its key is known already (a compaction copy).
+    pub(super) fn restore(
+        &mut self,
+        msg: &Message,
+        original: Original,
+        at: Timestamp,
+        now: Timestamp,
+    ) {
+        let until = at.plus(self.config.window);
+        if until <= now {
+            return;
+        }
+        let Some(key) = self.key_of(msg) else {
+            return;
+        };
+        if self.seen.contains_key(&key) {
+            return;
+        }
+        // Replay is in journal order, which compaction copies break: keep
+        // `order` sorted by expiry, as `expire` needs.
+        let at = self.order.partition_point(|(u, _)| *u <= until);
+        self.order.insert(at, (until, key.clone()));
+        self.seen.insert(key, (until, original));
+    }
+
     fn expire(&mut self, now: Timestamp) {
         while let Some((until, _)) = self.order.front() {
             if *until > now {

@@ -21,9 +21,27 @@ impl QueueCore {
     /// yet, so the indexes can be built anew for them).
     pub fn restore_config(&mut self, config: QueueConfig) {
         self.ready = ReadyIndex::new(config.fifo, config.max_priority);
-        self.dedup = config.dedup.clone().map(DedupWindow::new);
+        // Each segment's checkpoint declares the queue again: what replay
+        // has remembered so far stays while the window's settings do.
+        if config.dedup != self.config.dedup || self.dedup.is_none() {
+            self.dedup = config.dedup.clone().map(DedupWindow::new);
+        }
         self.consumers.single_active = config.single_active_consumer;
         self.config = config;
+    }
+
+    /// Remembers a recovered message's deduplication key, as sent at `at`,
+    /// unless its window is over by `now`: a send of its duplicate after a
+    /// restart is refused as it would have been before (acked or not).
+    pub fn restore_dedup(&mut self, msg: &Message, seq: u64, at: Timestamp, now: Timestamp) {
+        if let Some(d) = self.dedup.as_mut() {
+            let original = super::dedup::Original {
+                id: msg.id,
+                seq,
+                published_at: msg.published_at,
+            };
+            d.restore(msg, original, at, now);
+        }
     }
 
     /// Parks a recovered message; returns its slot. With `evicted_size`,

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use ferry_core::clock::Timestamp;
 use ferry_core::store::{DurableState, Location, QueueId, Record};
 
 use super::segment_of;
@@ -15,6 +16,10 @@ struct Segment {
     /// Messages ever written here (live or not), to tell a sparse segment.
     enqueued: u64,
     by_queue: HashMap<QueueId, u64>,
+    /// Messages of deduplicating queues were enqueued here: kept, even
+    /// with nothing live, until the last of their windows is over, so a
+    /// restart within it still refuses their duplicates.
+    dedup_until: Timestamp,
 }
 
 #[derive(Debug, Default)]
@@ -111,9 +116,21 @@ impl Accounts {
     fn count(&mut self, r: &Record, at: Location, pending: Option<u64>) {
         match r {
             Record::Enqueued {
-                queue, replaces, ..
+                queue,
+                replaces,
+                at: sent,
+                ..
             } => {
+                let window = self
+                    .topology
+                    .queues
+                    .get(queue)
+                    .and_then(|q| q.config.dedup.as_ref())
+                    .map(|d| d.window);
                 let seg = self.segments.entry(segment_of(at)).or_default();
+                if let Some(w) = window {
+                    seg.dedup_until = seg.dedup_until.max(sent.plus(w));
+                }
                 seg.live += 1;
                 seg.enqueued += 1;
                 *seg.by_queue.entry(*queue).or_default() += 1;
@@ -199,12 +216,13 @@ impl Accounts {
         (id != head && seg.live > 0 && seg.live * 2 <= seg.enqueued).then_some(id)
     }
 
-    /// Takes the oldest segments below `below` that hold nothing live,
-    /// stopping at the first that does.
-    pub(super) fn take_dead_prefix(&mut self, below: u64) -> Vec<u64> {
+    /// Takes the oldest segments below `below` that hold nothing live nor
+    /// a deduplication window still open at `now`, stopping at the first
+    /// that does.
+    pub(super) fn take_dead_prefix(&mut self, below: u64, now: Timestamp) -> Vec<u64> {
         let mut dead = Vec::new();
         while let Some((&id, seg)) = self.segments.first_key_value() {
-            if id >= below || seg.live > 0 {
+            if id >= below || seg.live > 0 || seg.dedup_until > now {
                 break;
             }
             self.segments.remove(&id);

@@ -249,7 +249,11 @@ fn delete_dead(shared: &Shared, head: &Option<Head>, unsynced: &mut bool) {
     let Some(current) = head.as_ref().map(|h| h.segment) else {
         return;
     };
-    let dead = shared.lock().accounts.take_dead_prefix(current);
+    let now = {
+        use ferry_core::clock::Clock;
+        ferry_core::clock::SystemClock::new().now()
+    };
+    let dead = shared.lock().accounts.take_dead_prefix(current, now);
     if dead.is_empty() {
         return;
     }
