@@ -66,6 +66,7 @@ fn record_size(body: usize) -> usize {
                 deliveries: 0,
                 message: Arc::new(m),
                 replaces: None,
+                forwarded: false,
             },
             out,
         )

@@ -553,3 +553,65 @@ async fn deduplication_outlives_a_restart_for_its_window() {
     clock.advance(Duration::from_secs(5 * 60 + 1));
     again(false);
 }
+
+/// A dead letter is moved, not sent: after a restart, its id opens no
+/// deduplication window in the dead-letter queue (a send there with that
+/// id is a new message, as it was before the restart).
+#[tokio::test]
+async fn a_dead_letter_opens_no_window_on_recovery() {
+    use ferry_core::clock::{Clock, SystemClock};
+    use ferry_core::queue::Enqueued;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::new(SystemClock::new().now());
+    let msg = || {
+        Message::new("poison")
+            .with_group("g")
+            .with_dedup_id("order-9")
+            .persistent()
+    };
+    {
+        let (b, j) = open(dir.path(), &clock, 64 << 20);
+        b.create_namespace(NS);
+        b.declare_queue(NS, "dlq.fifo", QueueConfig::fifo())
+            .expect("dlq");
+        let src = b
+            .declare_queue(
+                NS,
+                "src.fifo",
+                QueueConfig {
+                    dead_letter: Some(DeadLetterPolicy::after_deliveries(
+                        DeadLetterTarget::Queue("dlq.fifo".into()),
+                        1,
+                    )),
+                    ..QueueConfig::fifo()
+                },
+            )
+            .expect("src")
+            .queue;
+        let (_, c) = b.send(&src, msg()).expect("send");
+        c.wait().await.expect("durable");
+        let got = b.receive(&src, 1, LEASE);
+        b.nack(&src, got[0].lease, true)
+            .expect("nack: dead-lettered");
+        b.barrier().wait().await.expect("durable");
+        assert_eq!(b.queue(NS, "dlq.fifo").expect("dlq").stats().ready, 1);
+        drop(b);
+        j.close();
+    }
+    let (b, j) = open(dir.path(), &clock, 64 << 20);
+    let dlq = b.queue(NS, "dlq.fifo").expect("dlq");
+    let (sent, _) = b.send(&dlq, msg()).expect("send");
+    assert!(
+        matches!(sent.outcome, Enqueued::Accepted { .. }),
+        "a new message"
+    );
+    // The send itself is remembered, of course.
+    let src = b.queue(NS, "src.fifo").expect("src");
+    let (again, _) = b.send(&src, msg()).expect("send");
+    assert!(
+        matches!(again.outcome, Enqueued::Duplicate(_)),
+        "the original send's window is still open"
+    );
+    drop(b);
+    j.close();
+}

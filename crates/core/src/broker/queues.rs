@@ -43,7 +43,7 @@ impl Broker {
         config: QueueConfig,
     ) -> CoreResult<DeclaredQueue> {
         let ns = self.namespace(namespace)?;
-        self.check_key(&config)?;
+        self.check_config(&config)?;
         // Bound first, so the map's read guard is gone before the queue's lock.
         let existing = read(&ns.queues).get(name).cloned();
         if let Some(q) = existing {
@@ -86,12 +86,25 @@ impl Broker {
     }
 
     /// A queue may name only a key its store holds: sealing with a missing
-    /// key would fail every send, or a typo would quietly leave it in the clear.
-    fn check_key(&self, config: &QueueConfig) -> CoreResult<()> {
-        match &config.encryption_key {
-            Some(name) if !self.store.has_key(name) => Err(CoreError::UnknownKey(name.clone())),
-            _ => Ok(()),
+    /// key would fail every send, or a typo would quietly leave it in the
+    /// clear. Its deduplication window is bounded: the journal keeps every
+    /// segment for as long (recovery rebuilds the window from them).
+    fn check_config(&self, config: &QueueConfig) -> CoreResult<()> {
+        if let Some(name) = &config.encryption_key
+            && !self.store.has_key(name)
+        {
+            return Err(CoreError::UnknownKey(name.clone()));
         }
+        if config
+            .dedup
+            .as_ref()
+            .is_some_and(|d| d.window > crate::queue::MAX_DEDUP_WINDOW)
+        {
+            return Err(CoreError::InvalidArgument(
+                "a deduplication window is at most one hour".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub(super) fn new_handle(
@@ -197,7 +210,7 @@ impl Broker {
 
     /// Changes a live queue's settings (see [`QueueCore::reconfigure`]).
     pub fn reconfigure_queue(&self, q: &Arc<QueueHandle>, config: QueueConfig) -> CoreResult<()> {
-        self.check_key(&config)?;
+        self.check_config(&config)?;
         let (r, _) = self.op(q, |core, _, fx| {
             if q.is_deleted() {
                 return Err(CoreError::QueueNotFound(q.name.clone()));

@@ -78,8 +78,17 @@ impl Replay<'_> {
                 at,
                 deliveries,
                 message,
-                ..
-            } => self.enqueued(queue, seq, at, deliveries, message, loc),
+                replaces,
+                forwarded,
+            } => {
+                // A send opens a deduplication window; a message moved in
+                // from another queue does not, and a compaction copy's
+                // original (kept while its window is open) has opened it.
+                if !forwarded && replaces.is_none() {
+                    self.sent(queue, seq, at, &message);
+                }
+                self.enqueued(queue, seq, at, deliveries, message, loc)
+            }
             Record::Delivered { queue, seq, count } => {
                 if let Some(q) = self.queues.get(&queue) {
                     if let Some(slot) = q.slots.get(seq) {
@@ -142,6 +151,14 @@ impl Replay<'_> {
         }
     }
 
+    /// Remembers a sent message's deduplication key in its queue's window
+    /// (before any eviction: a content-based key needs the body).
+    fn sent(&mut self, queue: QueueId, seq: u64, at: Timestamp, message: &Message) {
+        if let Some(q) = self.queues.get(&queue) {
+            lock(&q.handle.core).restore_dedup(message, seq, at, self.now);
+        }
+    }
+
     fn enqueued(
         &mut self,
         queue: QueueId,
@@ -151,10 +168,6 @@ impl Replay<'_> {
         message: Arc<Message>,
         loc: Option<Location>,
     ) {
-        // Before any eviction: a content-based key needs the body.
-        if let Some(q) = self.queues.get(&queue) {
-            lock(&q.handle.core).restore_dedup(&message, seq, at, self.now);
-        }
         let size = message.size();
         // Only durable queues journal messages: one with a location is
         // on a durable queue even when its declaration has not come yet.

@@ -1096,6 +1096,7 @@ fn recovery_puts_messages_back_in_sequence_order_whatever_the_record_order() {
             m
         }),
         replaces: None,
+        forwarded: false,
     };
     let mut records = vec![
         Record::NamespaceCreated { name: NS.into() },
@@ -1157,6 +1158,7 @@ fn recovery_drops_what_later_records_delete() {
         deliveries: 0,
         message: Arc::new(Message::new(format!("q{q}m{seq}")).persistent()),
         replaces: None,
+        forwarded: false,
     };
     let declare = |id: u64, ns: &str, name: &str| Record::QueueDeclared {
         id: QueueId(id),

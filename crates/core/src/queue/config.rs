@@ -77,6 +77,10 @@ pub enum DedupScope {
     Group,
 }
 
+/// The longest deduplication window a queue may have: the journal keeps
+/// its segments that long after a send (SQS's window is 5 minutes).
+pub const MAX_DEDUP_WINDOW: Duration = Duration::from_secs(3600);
+
 /// Deduplication of sends within a time window.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DedupConfig {

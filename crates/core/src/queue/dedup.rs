@@ -92,7 +92,8 @@ impl DedupWindow {
     }
 
     /// Remembers a message read back on recovery, as sent at `at`, unless
-    /// its window is over or its key is known already (a compaction copy).
+    /// its window is over. Replay visits sends in the order they were made:
+    /// a key seen again after its first window closed is the later send's.
     pub(super) fn restore(
         &mut self,
         msg: &Message,
@@ -107,7 +108,11 @@ impl DedupWindow {
         let Some(key) = self.key_of(msg) else {
             return;
         };
-        if self.seen.contains_key(&key) {
+        if self
+            .seen
+            .get(&key)
+            .is_some_and(|(open_until, _)| *open_until > at)
+        {
             return;
         }
         // Replay is in journal order, which compaction copies break: keep
@@ -122,7 +127,11 @@ impl DedupWindow {
             if *until > now {
                 break;
             }
-            if let Some((_, key)) = self.order.pop_front() {
+            // An entry replaced on recovery leaves its old expiry behind:
+            // only the entry's own expiry removes it.
+            if let Some((until, key)) = self.order.pop_front()
+                && self.seen.get(&key).is_some_and(|(u, _)| *u == until)
+            {
                 self.seen.remove(&key);
             }
         }

@@ -21,7 +21,8 @@ mod restore;
 mod time;
 
 pub use config::{
-    DeadLetterPolicy, DeadLetterTarget, DedupConfig, DedupScope, Overflow, QueueConfig,
+    DeadLetterPolicy, DeadLetterTarget, DedupConfig, DedupScope, MAX_DEDUP_WINDOW, Overflow,
+    QueueConfig,
 };
 pub use consumers::{ConsumerId, ConsumerSpec, DeliverySink};
 pub use dedup::Original;
@@ -469,6 +470,7 @@ impl QueueCore {
                 deliveries: 0,
                 message: Arc::clone(&msg),
                 replaces: None,
+                forwarded: !fresh,
             });
         }
         let (id, published_at) = (msg.id, msg.published_at);
@@ -1171,6 +1173,7 @@ impl QueueCore {
                 deliveries,
                 message,
                 replaces: Some(loc),
+                forwarded: false,
             });
             fx.journaled.push((seq, key));
         }

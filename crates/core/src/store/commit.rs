@@ -284,28 +284,59 @@ mod tests {
         assert_eq!(after_close.await.expect("join"), Err(StoreError::Closed));
     }
 
-    #[tokio::test]
-    async fn only_the_settled_commits_are_woken_and_gone_waiters_leave_nothing() {
-        let t = Tracker::new();
-        // Many waiters on commits 1..=10; progress to 5 wakes half.
-        let waiters: Vec<_> = (1..=10u64)
-            .map(|seq| tokio::spawn(Commit::pending(seq, Arc::clone(&t)).wait()))
-            .collect();
-        tokio::task::yield_now().await;
-        assert_eq!(t.lock().waiters.len(), 10);
-        t.update(|p| p.done = 5);
-        tokio::task::yield_now().await;
-        assert_eq!(t.lock().waiters.len(), 5, "the rest sleep on");
-        // A waiter dropped before its commit leaves no waker behind.
-        let dropped = tokio::spawn(Commit::pending(20, Arc::clone(&t)).wait());
-        tokio::task::yield_now().await;
-        dropped.abort();
-        let _ = dropped.await;
-        assert_eq!(t.lock().waiters.len(), 5);
-        t.update(|p| p.done = 20);
-        for w in waiters {
-            assert_eq!(w.await.expect("join"), Ok(()));
+    /// Counts its wakes.
+    struct Counter(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    fn wakes(c: &Arc<Counter>) -> usize {
+        c.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn only_the_settled_commits_are_woken_and_gone_waiters_leave_nothing() {
+        let t = Tracker::new();
+        // Waiters on commits 1..=10, each polled once with its own waker.
+        let mut waiting: Vec<_> = (1..=10u64)
+            .map(|seq| {
+                let counter = Arc::new(Counter(Default::default()));
+                let waker = Waker::from(Arc::clone(&counter));
+                let mut fut = Box::pin(Commit::pending(seq, Arc::clone(&t)).wait());
+                let pending = fut
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending();
+                assert!(pending);
+                (fut, counter, waker)
+            })
+            .collect();
+        t.update(|p| p.done = 5);
+        let counts: Vec<usize> = waiting.iter().map(|(_, c, _)| wakes(c)).collect();
+        assert_eq!(counts, [1, 1, 1, 1, 1, 0, 0, 0, 0, 0], "the rest sleep on");
+        t.update(|p| p.done = 6);
+        assert_eq!(wakes(&waiting[5].1), 1);
+        assert_eq!(wakes(&waiting[6].1), 0);
+        // Woken ones are done; a second poll of a sleeping one does not
+        // register it twice.
+        for (fut, _, waker) in waiting.iter_mut().take(6) {
+            let ready = fut.as_mut().poll(&mut Context::from_waker(waker));
+            assert_eq!(ready, Poll::Ready(Ok(())));
+        }
+        let (fut, _, waker) = &mut waiting[9];
+        assert!(
+            fut.as_mut()
+                .poll(&mut Context::from_waker(waker))
+                .is_pending()
+        );
+        assert_eq!(t.lock().waiters.len(), 4);
+        // A waiter dropped before its commit leaves no waker behind.
+        waiting.truncate(8);
+        assert_eq!(t.lock().waiters.len(), 2);
+        t.update(|p| p.done = 10);
         assert!(t.lock().waiters.is_empty() && t.lock().queue.is_empty());
     }
 }

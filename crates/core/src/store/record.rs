@@ -47,6 +47,9 @@ pub enum Record {
         deliveries: u32,
         message: Arc<Message>,
         replaces: Option<Location>,
+        /// Moved here from another queue (a dead letter, a redrive), not
+        /// sent: recovery opens no deduplication window for it.
+        forwarded: bool,
     },
     /// The message's delivery count became `count`.
     Delivered {

@@ -201,6 +201,7 @@ impl DurableState {
                     deliveries: m.deliveries,
                     message: Arc::clone(&m.message),
                     replaces: None,
+                    forwarded: false,
                 });
             }
         }
@@ -232,6 +233,7 @@ mod tests {
             deliveries: 0,
             message: Arc::new(Message::new("m")),
             replaces: None,
+            forwarded: false,
         }
     }
 

@@ -85,12 +85,18 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
             deliveries,
             message,
             replaces,
+            forwarded,
         } => {
             e.var(queue.0);
             e.var(*seq);
             e.var(at.as_millis());
             e.var(u64::from(*deliveries));
-            put_loc(&mut e, *replaces);
+            // The byte that says whether a location follows (0 or 1, as
+            // `put_loc` writes it) also carries the forwarded flag.
+            e.u8(u8::from(replaces.is_some()) | (u8::from(*forwarded) << 1));
+            if let Some(l) = replaces {
+                e.var(l.0);
+            }
             put_message(&mut e, message);
             ENQUEUED
         }
@@ -158,14 +164,27 @@ pub fn decode(kind: u8, payload: &[u8]) -> Result<Record, DecodeError> {
         QUEUE_DELETED => Record::QueueDeleted {
             id: QueueId(d.var()?),
         },
-        ENQUEUED => Record::Enqueued {
-            queue: QueueId(d.var()?),
-            seq: d.var()?,
-            at: Timestamp(d.var()?),
-            deliveries: d.var_u32()?,
-            replaces: get_loc(&mut d)?,
-            message: Arc::new(get_message(&mut d)?),
-        },
+        ENQUEUED => {
+            let queue = QueueId(d.var()?);
+            let seq = d.var()?;
+            let at = Timestamp(d.var()?);
+            let deliveries = d.var_u32()?;
+            let flags = d.u8()?;
+            let replaces = if flags & 1 != 0 {
+                Some(Location(d.var()?))
+            } else {
+                None
+            };
+            Record::Enqueued {
+                queue,
+                seq,
+                at,
+                deliveries,
+                replaces,
+                forwarded: flags & 2 != 0,
+                message: Arc::new(get_message(&mut d)?),
+            }
+        }
         DELIVERED => Record::Delivered {
             queue: QueueId(d.var()?),
             seq: d.var()?,

@@ -131,6 +131,7 @@ fn every_record_kind_round_trips() {
             deliveries: 3,
             message: Arc::new(rich_message()),
             replaces: Some(Location(77)),
+            forwarded: true,
         },
         Record::Delivered {
             queue: QueueId(7),
@@ -199,6 +200,7 @@ fn deep_nesting_is_refused_not_overflowed() {
             deliveries: 0,
             message: Arc::new(m),
             replaces: None,
+            forwarded: false,
         },
         &mut buf,
     );
@@ -224,6 +226,7 @@ proptest! {
             deliveries: 0,
             message: Arc::new(rich_message()),
             replaces: None,
+            forwarded: false,
         };
         let mut buf = Vec::new();
         let kind = encode(&r, &mut buf);

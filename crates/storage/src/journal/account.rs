@@ -119,13 +119,22 @@ impl Accounts {
                 queue,
                 replaces,
                 at: sent,
+                forwarded,
+                message,
                 ..
             } => {
+                // Only a send with a deduplication key opens a window
+                // (recovery rebuilds it from this record).
                 let window = self
                     .topology
                     .queues
                     .get(queue)
                     .and_then(|q| q.config.dedup.as_ref())
+                    .filter(|d| {
+                        !forwarded
+                            && replaces.is_none()
+                            && (message.dedup_id.is_some() || d.content_based)
+                    })
                     .map(|d| d.window);
                 let seg = self.segments.entry(segment_of(at)).or_default();
                 if let Some(w) = window {

@@ -128,15 +128,20 @@ impl State {
         self.free_buffers.pop().unwrap_or_default()
     }
 
-    /// Takes back the buffers of chunks the writer is done with.
-    fn recycle(&mut self, chunks: Vec<Chunk>) {
+    /// Takes back the buffers of chunks the writer is done with; returns
+    /// those it does not keep, to be freed outside the lock.
+    fn recycle(&mut self, chunks: Vec<Chunk>) -> Vec<Chunk> {
+        let mut rest = Vec::new();
         for c in chunks {
             if self.free_buffers.len() < FREE_BUFFERS && c.bytes.capacity() <= FREE_BUFFER_MAX {
                 let mut b = c.bytes;
                 b.clear();
                 self.free_buffers.push(b);
+            } else {
+                rest.push(c);
             }
         }
+        rest
     }
 }
 

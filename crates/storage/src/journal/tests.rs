@@ -49,6 +49,7 @@ fn enqueued(seq: u64, body: &str) -> Record {
         deliveries: 0,
         message: Arc::new(Message::new(body.to_owned()).persistent()),
         replaces: None,
+        forwarded: false,
     }
 }
 

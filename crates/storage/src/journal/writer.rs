@@ -105,11 +105,12 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
                     }
                     // On disk (or in the OS, which `delete_dead` syncs before
                     // deleting anything): counted before the commits complete.
-                    {
+                    let unkept = {
                         let mut st = shared.lock();
                         st.accounts.written(last);
-                        st.recycle(chunks);
-                    }
+                        st.recycle(chunks)
+                    };
+                    drop(unkept);
                     shared.progress.update(|p| p.done = p.done.max(last));
                     settled = last;
                 }
