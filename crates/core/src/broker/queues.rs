@@ -80,16 +80,13 @@ impl Broker {
         })
     }
 
-    /// Whether queues may name this key ([`QueueConfig::encryption_key`]).
-    pub fn has_encryption_key(&self, name: &str) -> bool {
-        self.store.has_key(name)
-    }
-
-    /// A queue may name only a key its store holds: sealing with a missing
-    /// key would fail every send, or a typo would quietly leave it in the
-    /// clear. Its deduplication window is bounded: the journal keeps every
-    /// segment for as long (recovery rebuilds the window from them).
-    fn check_config(&self, config: &QueueConfig) -> CoreResult<()> {
+    /// Whether a queue may have these settings (declare and reconfigure
+    /// check; a definitions import checks every queue first). A queue may
+    /// name only a key its store holds: sealing with a missing key would
+    /// fail every send, or a typo would quietly leave it in the clear. Its
+    /// deduplication window is bounded: the journal keeps every segment for
+    /// as long (recovery rebuilds the window from them).
+    pub fn check_config(&self, config: &QueueConfig) -> CoreResult<()> {
         if let Some(name) = &config.encryption_key
             && !self.store.has_key(name)
         {

@@ -91,11 +91,6 @@ impl Tracker {
             w.wake();
         }
     }
-
-    /// The progress now.
-    pub fn progress(&self) -> Progress {
-        self.lock().progress.clone()
-    }
 }
 
 /// Completes when appended records are durable.

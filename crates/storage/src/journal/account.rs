@@ -125,16 +125,12 @@ impl Accounts {
             } => {
                 // Only a send with a deduplication key opens a window
                 // (recovery rebuilds it from this record).
-                let window = self
-                    .topology
-                    .queues
-                    .get(queue)
+                let sent_here = !forwarded && replaces.is_none();
+                let window = sent_here
+                    .then(|| self.topology.queues.get(queue))
+                    .flatten()
                     .and_then(|q| q.config.dedup.as_ref())
-                    .filter(|d| {
-                        !forwarded
-                            && replaces.is_none()
-                            && (message.dedup_id.is_some() || d.content_based)
-                    })
+                    .filter(|d| message.dedup_id.is_some() || d.content_based)
                     .map(|d| d.window);
                 let seg = self.segments.entry(segment_of(at)).or_default();
                 if let Some(w) = window {

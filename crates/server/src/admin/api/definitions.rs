@@ -403,24 +403,8 @@ fn plan(b: &Broker, d: Definitions) -> Result<Plan, ApiError> {
     let mut queues = Vec::new();
     for q in &d.queues {
         let config = q.config()?;
-        if config
-            .dedup
-            .as_ref()
-            .is_some_and(|d| d.window > ferry_core::queue::MAX_DEDUP_WINDOW)
-        {
-            return Err(ApiError::bad_request(format!(
-                "queue '{}': a deduplication window is at most one hour",
-                q.name
-            )));
-        }
-        if let Some(k) = &config.encryption_key
-            && !b.has_encryption_key(k)
-        {
-            return Err(ApiError::bad_request(format!(
-                "queue '{}': no encryption key named '{k}' is configured",
-                q.name
-            )));
-        }
+        b.check_config(&config)
+            .map_err(|e| ApiError::bad_request(format!("queue '{}': {e}", q.name)))?;
         if !ns_known(&q.namespace) {
             return Err(ApiError::bad_request(format!(
                 "queue '{}': namespace '{}' is neither in the document nor in the broker",
