@@ -673,6 +673,14 @@ fn the_broker_caps_every_queue_whatever_its_own_overflow() {
         ));
         assert_eq!(q.stats().ready + q.stats().leased, 2);
     }
+    // A duplicate adds nothing: it is answered as one, full queue or not.
+    let fifo = env.queue("f.fifo", QueueConfig::fifo());
+    let m = || Message::new("x").with_group("g").with_dedup_id("d");
+    b.send(&fifo, m()).expect("first");
+    b.send(&fifo, Message::new("y").with_group("g").with_dedup_id("e"))
+        .expect("second: full now");
+    let (dup, _) = b.send(&fifo, m()).expect("a duplicate of the first");
+    assert!(matches!(dup.outcome, Enqueued::Duplicate(_)));
     b.set_max_queue_length(None);
     b.send(&after, Message::new("3")).expect("no cap");
 

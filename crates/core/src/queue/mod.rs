@@ -444,16 +444,17 @@ impl QueueCore {
         fresh: bool,
     ) -> CoreResult<Enqueued> {
         self.advance(now, fx);
-        if fresh && self.stats.ready + self.stats.delayed + self.stats.leased >= self.length_ceiling
-        {
-            return Err(CoreError::QueueFull(self.name.clone()));
-        }
         let window = self.dedup.as_mut().filter(|_| fresh);
         let dedup_key = match window.map(|d| d.check(&msg, now)) {
             Some(Check::Duplicate(original)) => return Ok(Enqueued::Duplicate(original)),
             Some(Check::New(key)) => key,
             None => None,
         };
+        // After the duplicate check: a duplicate adds nothing to refuse.
+        if fresh && self.stats.ready + self.stats.delayed + self.stats.leased >= self.length_ceiling
+        {
+            return Err(CoreError::QueueFull(self.name.clone()));
+        }
         if !self.make_room(&msg, now, fx)? {
             self.stats.published += 1;
             self.discard(msg, DeathReason::MaxLength, None, now, fx);
