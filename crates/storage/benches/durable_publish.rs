@@ -29,6 +29,11 @@ use ferry_core::queue::QueueConfig;
 use ferry_core::store::Store;
 use ferry_storage::{Journal, JournalConfig, frame};
 
+/// The allocator `ferry` itself uses, built as it builds it: its cost per
+/// message is part of the broker's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench_dir() -> PathBuf {
     std::env::var_os("FERRY_BENCH_DIR")
         .map(PathBuf::from)
