@@ -260,10 +260,7 @@ fn queue_keys(
     paths
         .into_iter()
         .map(|(name, path)| {
-            anyhow::ensure!(
-                ferry_storage::valid_key_name(&name),
-                "'{name}' cannot name a key: use 1 to 64 letters, digits and -_./"
-            );
+            // The name is checked with the keys (ferry_storage::Keyring::open).
             let text =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let key = ferry_storage::MasterKey::parse(&text)

@@ -191,6 +191,7 @@ impl Server {
             dir = %journal_dir.display(),
             fsync = ?config.journal.fsync,
             encrypted = config.journal.encryption.is_some(),
+            queue_keys = config.journal.queue_keys.len(),
             "recovering"
         );
         let started = std::time::Instant::now();

@@ -216,14 +216,21 @@ struct Master {
 /// The data keys of a journal, unwrapped in memory.
 pub struct Keyring {
     path: PathBuf,
+    /// The master keys' names, fixed once open ("" for the journal's own):
+    /// asked on every append, so not behind the lock.
+    names: std::collections::BTreeSet<String>,
     keys: Mutex<Keys>,
+    /// Serialises saves of `keys.json` (taken without `keys`, which appends
+    /// need while a save syncs the file).
+    saving: Mutex<()>,
 }
 
 struct Keys {
     /// By name; the journal's own key is "".
     masters: BTreeMap<String, Master>,
-    /// Changed since last saved.
-    dirty: bool,
+    /// Bumped on every change; `saved` is the one on disk.
+    generation: u64,
+    saved: u64,
 }
 
 impl Keys {
@@ -233,10 +240,36 @@ impl Keys {
             .and_then(|m| m.data.get(&segment))
             .ok_or(SealError::NoDataKey(segment))
     }
+
+    /// Makes sure segment `id` has a data key under key `name`: a new
+    /// random one, in memory until saved.
+    fn ensure(&mut self, name: &str, id: u64) -> Result<&LessSafeKey, SealError> {
+        let m = self
+            .masters
+            .get_mut(name)
+            .ok_or_else(|| SealError::NoMasterKey(name.to_owned()))?;
+        if !m.data.contains_key(&id) {
+            let mut raw = [0u8; 32];
+            SystemRandom::new()
+                .fill(&mut raw)
+                .map_err(|_| SealError::Key("no randomness".into()))?;
+            let wrapped = seal_with(&m.key, &wrap_aad(id, name), &raw)?;
+            m.wrapped.segments.insert(id, STANDARD.encode(wrapped));
+            m.data.insert(id, aead(&raw));
+            self.generation += 1;
+        }
+        self.data_key(name, id)
+    }
 }
 
-fn slot(name: Option<&str>) -> &str {
-    name.unwrap_or("")
+/// The journal's key for `None`; a queue key's name is never empty (an
+/// empty one names nothing, not the journal's key).
+fn slot(name: Option<&str>) -> Option<&str> {
+    match name {
+        None => Some(""),
+        Some("") => None,
+        Some(n) => Some(n),
+    }
 }
 
 /// What a key's name reads as in messages.
@@ -258,14 +291,25 @@ fn check_aad(name: &str) -> Vec<u8> {
     [&b"check"[..], name.as_bytes()].concat()
 }
 
-/// The associated data of a sealed record.
-fn record_aad(segment: u64, offset: u64, kind: u8, name: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(17 + name.len());
-    aad.extend_from_slice(&segment.to_le_bytes());
-    aad.extend_from_slice(&offset.to_le_bytes());
-    aad.push(kind);
-    aad.extend_from_slice(name.as_bytes());
-    aad
+/// The longest associated data of a record: location, kind, a key's name.
+const MAX_AAD: usize = 17 + 64;
+
+/// The associated data of a sealed record, in `buf` (no allocation per
+/// record). Names are at most 64 bytes; a longer one is cut, and then
+/// opens nothing sealed under its full name.
+fn record_aad<'a>(
+    buf: &'a mut [u8; MAX_AAD],
+    segment: u64,
+    offset: u64,
+    kind: u8,
+    name: &str,
+) -> &'a [u8] {
+    buf[..8].copy_from_slice(&segment.to_le_bytes());
+    buf[8..16].copy_from_slice(&offset.to_le_bytes());
+    buf[16] = kind;
+    let n = name.len().min(64);
+    buf[17..17 + n].copy_from_slice(&name.as_bytes()[..n]);
+    &buf[..17 + n]
 }
 
 fn decode_b64(text: &str) -> Result<Vec<u8>, String> {
@@ -330,9 +374,11 @@ impl Keyring {
     /// not wrap its data keys, or one missing that still wraps some, is an
     /// error that says so. The journal's own key, once used, is always
     /// needed: leaving it out by mistake must not turn encryption off.
-    /// `on_disk`: the segments that exist; data keys of any other are
-    /// dropped first (segment ids are never reused), so a crash between
-    /// deleting a segment and saving this file leaves no key needed.
+    /// `on_disk`: the segments that exist (set-aside ones included); data
+    /// keys of segments older than all of them are dropped first. Segments
+    /// are deleted oldest first and ids never reused, so those are deleted
+    /// ones whose keys a crash kept in this file; a segment missing from
+    /// the middle (restored later, or moved away by hand) keeps its keys.
     pub fn open(
         dir: &Path,
         journal: Option<&MasterKey>,
@@ -368,7 +414,8 @@ impl Keyring {
         let mut masters = BTreeMap::new();
         for (name, mut wrapped) in keys_on_disk {
             let before = wrapped.segments.len();
-            wrapped.segments.retain(|id, _| on_disk.contains(id));
+            let oldest = on_disk.iter().min().copied().unwrap_or(u64::MAX);
+            wrapped.segments.retain(|id, _| *id >= oldest);
             dirty |= wrapped.segments.len() != before;
             match given(&name) {
                 Some(key) => {
@@ -406,15 +453,23 @@ impl Keyring {
                 dirty = true;
             }
         }
-        if masters.is_empty() && !path.exists() {
+        let nothing = masters.is_empty();
+        if nothing && !path.exists() {
             return Ok(None);
         }
         let ring = Keyring {
             path,
-            keys: Mutex::new(Keys { masters, dirty }),
+            names: masters.keys().cloned().collect(),
+            keys: Mutex::new(Keys {
+                masters,
+                generation: u64::from(dirty),
+                saved: 0,
+            }),
+            saving: Mutex::new(()),
         };
         ring.persist()?;
-        Ok(Some(ring))
+        // Every key forgotten and none given: nothing is sealed any more.
+        Ok((!nothing).then_some(ring))
     }
 
     fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
@@ -423,30 +478,15 @@ impl Keyring {
 
     /// Whether a master key of this name (`None`: the journal's) was given.
     pub fn has_key(&self, name: Option<&str>) -> bool {
-        self.keys().masters.contains_key(slot(name))
+        slot(name).is_some_and(|n| self.names.contains(n))
     }
 
     /// Makes sure segment `id` has a data key under key `name`: a new
-    /// random one, in memory until [`Keyring::persist`].
+    /// random one, in memory until [`Keyring::persist`]. ([`Keyring::seal`]
+    /// does this itself.)
     pub fn ensure(&self, name: Option<&str>, id: u64) -> Result<(), SealError> {
-        let name = slot(name);
-        let mut k = self.keys();
-        let m = k
-            .masters
-            .get_mut(name)
-            .ok_or_else(|| SealError::NoMasterKey(name.to_owned()))?;
-        if m.data.contains_key(&id) {
-            return Ok(());
-        }
-        let mut raw = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut raw)
-            .map_err(|_| SealError::Key("no randomness".into()))?;
-        let wrapped = seal_with(&m.key, &wrap_aad(id, name), &raw)?;
-        m.wrapped.segments.insert(id, STANDARD.encode(wrapped));
-        m.data.insert(id, aead(&raw));
-        k.dirty = true;
-        Ok(())
+        let name = slot(name).ok_or_else(|| SealError::NoMasterKey(String::new()))?;
+        self.keys().ensure(name, id).map(|_| ())
     }
 
     /// Whether segment `id` has a data key under the journal's own key (its
@@ -456,10 +496,7 @@ impl Keyring {
     }
 
     pub fn has_data_key(&self, name: Option<&str>, id: u64) -> bool {
-        self.keys()
-            .masters
-            .get(slot(name))
-            .is_some_and(|m| m.data.contains_key(&id))
+        slot(name).is_some_and(|n| self.keys().data_key(n, id).is_ok())
     }
 
     /// Forgets the data keys of deleted segments (what they sealed is gone
@@ -475,32 +512,40 @@ impl Keyring {
                 }
             }
         }
-        k.dirty |= changed;
+        if changed {
+            k.generation += 1;
+        }
     }
 
     /// Saves `keys.json` if it changed (the writer calls this before it
-    /// writes records).
+    /// writes records). The file is written and synced without holding the
+    /// keys, which appends need; a key made meanwhile is saved next time.
     pub fn persist(&self) -> Result<(), SealError> {
-        let mut k = self.keys();
-        if !k.dirty {
-            return Ok(());
-        }
-        let file = KeysFile::from_map(
-            k.masters
-                .iter()
-                .map(|(name, m)| (name.clone(), m.wrapped.clone()))
-                .collect(),
-        );
+        let _one_at_a_time = self.saving.lock().unwrap_or_else(PoisonError::into_inner);
+        let (generation, file) = {
+            let k = self.keys();
+            if k.generation == k.saved {
+                return Ok(());
+            }
+            let file = KeysFile::from_map(
+                k.masters
+                    .iter()
+                    .map(|(name, m)| (name.clone(), m.wrapped.clone()))
+                    .collect(),
+            );
+            (k.generation, file)
+        };
         save(&self.path, &file).map_err(|detail| SealError::File {
             path: self.path.clone(),
             detail,
         })?;
-        k.dirty = false;
+        let mut k = self.keys();
+        k.saved = k.saved.max(generation);
         Ok(())
     }
 
     /// Seals a record of `kind` to be written at (`segment`, `offset`) under
-    /// key `name`'s data key of that segment.
+    /// key `name`'s data key of that segment (made now if it has none).
     pub fn seal(
         &self,
         name: Option<&str>,
@@ -509,13 +554,10 @@ impl Keyring {
         kind: u8,
         plain: &[u8],
     ) -> Result<Vec<u8>, SealError> {
-        let name = slot(name);
-        let k = self.keys();
-        seal_with(
-            k.data_key(name, segment)?,
-            &record_aad(segment, offset, kind, name),
-            plain,
-        )
+        let name = slot(name).ok_or_else(|| SealError::NoMasterKey(String::new()))?;
+        let mut aad = [0u8; MAX_AAD];
+        let aad = record_aad(&mut aad, segment, offset, kind, name);
+        seal_with(self.keys().ensure(name, segment)?, aad, plain)
     }
 
     pub fn open_record(
@@ -526,13 +568,10 @@ impl Keyring {
         kind: u8,
         sealed: &[u8],
     ) -> Result<Vec<u8>, SealError> {
-        let name = slot(name);
-        let k = self.keys();
-        open_with(
-            k.data_key(name, segment)?,
-            &record_aad(segment, offset, kind, name),
-            sealed,
-        )
+        let name = slot(name).ok_or(SealError::NoDataKey(segment))?;
+        let mut aad = [0u8; MAX_AAD];
+        let aad = record_aad(&mut aad, segment, offset, kind, name);
+        open_with(self.keys().data_key(name, segment)?, aad, sealed)
     }
 
     /// Wraps the data keys of key `name` (`None`: the journal's) with `new`
@@ -543,7 +582,7 @@ impl Keyring {
         old: &MasterKey,
         new: &MasterKey,
     ) -> Result<usize, SealError> {
-        let name = slot(name);
+        let name = slot(name).ok_or_else(|| SealError::Key("a key name is not empty".into()))?;
         let path = dir.join(KEYS_FILE);
         let file_err = |detail: String| SealError::File {
             path: path.clone(),

@@ -8,8 +8,12 @@ use std::path::{Path, PathBuf};
 pub const HEADER: u64 = 32;
 const MAGIC: &[u8; 8] = b"FERRYJNL";
 /// Bumped when the layout of frames or records changes incompatibly;
-/// readers refuse versions they do not know.
-pub const FORMAT_VERSION: u32 = 1;
+/// readers refuse versions they do not know. Version 2 added records
+/// sealed under a queue's key and the forwarded flag of an Enqueued
+/// record: a version-1 reader would misread them, so it must refuse.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this build reads (version 1 is a subset of 2).
+const OLDEST_READABLE: u32 = 1;
 
 pub fn path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.seg"))
@@ -33,6 +37,22 @@ pub fn list(dir: &Path) -> io::Result<Vec<u64>> {
         }
     }
     ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Ids of segments `--repair` set aside (`<id>.seg.corrupt`).
+pub fn list_set_aside(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".corrupt"))
+            .and_then(parse_name)
+        {
+            ids.push(id);
+        }
+    }
     Ok(ids)
 }
 
@@ -60,9 +80,9 @@ pub fn check_header(data: &[u8], id: u64) -> Result<(), String> {
         return Err("header checksum mismatch".into());
     }
     let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "format version {version}; this build reads version {FORMAT_VERSION}"
+            "format version {version}; this build reads versions {OLDEST_READABLE} to {FORMAT_VERSION}"
         ));
     }
     let mut idb = [0u8; 8];
@@ -117,5 +137,15 @@ mod tests {
         bad[9] ^= 1;
         assert!(check_header(&bad, 9).is_err());
         assert!(check_header(&h[..10], 9).is_err());
+        // Version 1 segments still read; a version from the future does not.
+        let with_version = |v: u32| {
+            let mut h = header(9);
+            h[8..12].copy_from_slice(&v.to_le_bytes());
+            let crc = crc32c::crc32c(&h[..28]);
+            h[28..32].copy_from_slice(&crc.to_le_bytes());
+            h
+        };
+        assert!(check_header(&with_version(1), 9).is_ok());
+        assert!(check_header(&with_version(FORMAT_VERSION + 1), 9).is_err());
     }
 }

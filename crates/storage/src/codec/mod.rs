@@ -170,6 +170,12 @@ pub fn decode(kind: u8, payload: &[u8]) -> Result<Record, DecodeError> {
             let at = Timestamp(d.var()?);
             let deliveries = d.var_u32()?;
             let flags = d.u8()?;
+            if flags & !3 != 0 {
+                return Err(DecodeError::Tag {
+                    what: "enqueued record flags",
+                    tag: flags,
+                });
+            }
             let replaces = if flags & 1 != 0 {
                 Some(Location(d.var()?))
             } else {

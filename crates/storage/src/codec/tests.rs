@@ -235,3 +235,40 @@ proptest! {
         let _ = decode(kind, &buf);
     }
 }
+
+/// Journals written before the forwarded flag read the same: the byte
+/// after the counts was 0 or 1 (a location follows), and still means that.
+#[test]
+fn an_enqueued_record_keeps_the_version_1_layout_unless_forwarded() {
+    let record = |replaces, forwarded| Record::Enqueued {
+        queue: QueueId(7),
+        seq: 9,
+        at: Timestamp(5),
+        deliveries: 0,
+        message: Arc::new(Message::new("m")),
+        replaces,
+        forwarded,
+    };
+    let bytes = |r: &Record| {
+        let mut out = Vec::new();
+        encode(r, &mut out);
+        out
+    };
+    // queue, seq, at, deliveries: one byte each; then the flags byte.
+    assert_eq!(bytes(&record(None, false))[4], 0);
+    assert_eq!(bytes(&record(Some(Location(77)), false))[4..6], [1, 77]);
+    assert_eq!(bytes(&record(None, true))[4], 2);
+    // A version-1 record, byte for byte, decodes as not forwarded.
+    let old = bytes(&record(Some(Location(77)), false));
+    match decode(ENQUEUED, &old) {
+        Ok(Record::Enqueued {
+            replaces,
+            forwarded,
+            ..
+        }) => assert_eq!((replaces, forwarded), (Some(Location(77)), false)),
+        other => panic!("{other:?}"),
+    }
+    let mut unknown = bytes(&record(None, false));
+    unknown[4] = 4;
+    assert!(decode(ENQUEUED, &unknown).is_err(), "unknown flags");
+}

@@ -31,6 +31,9 @@ pub(super) struct Accounts {
     replaced: Vec<(u64, QueueId, Location)>,
     /// Fed only topology records: namespaces, queues, routers, bindings.
     topology: DurableState,
+    /// Deduplicating queues: their window, and whether content alone keys
+    /// a message (so a send needs no look-up in the topology when none is).
+    deduplicating: HashMap<QueueId, (std::time::Duration, bool)>,
 }
 
 /// Fills in the locations of removals whose message was enqueued by the
@@ -126,12 +129,11 @@ impl Accounts {
                 // Only a send with a deduplication key opens a window
                 // (recovery rebuilds it from this record).
                 let sent_here = !forwarded && replaces.is_none();
-                let window = sent_here
-                    .then(|| self.topology.queues.get(queue))
+                let window = (sent_here && !self.deduplicating.is_empty())
+                    .then(|| self.deduplicating.get(queue))
                     .flatten()
-                    .and_then(|q| q.config.dedup.as_ref())
-                    .filter(|d| message.dedup_id.is_some() || d.content_based)
-                    .map(|d| d.window);
+                    .filter(|(_, by_content)| message.dedup_id.is_some() || *by_content)
+                    .map(|(w, _)| *w);
                 let seg = self.segments.entry(segment_of(at)).or_default();
                 if let Some(w) = window {
                     seg.dedup_until = seg.dedup_until.max(sent.plus(w));
@@ -155,6 +157,7 @@ impl Accounts {
             }
             Record::Delivered { .. } => {}
             Record::QueueDeleted { id } => {
+                self.deduplicating.remove(id);
                 for seg in self.segments.values_mut() {
                     if let Some(n) = seg.by_queue.remove(id) {
                         seg.live -= n;
@@ -162,9 +165,15 @@ impl Accounts {
                 }
                 self.topology.apply(r.clone(), None);
             }
+            Record::QueueDeclared { id, config, .. } => {
+                match &config.dedup {
+                    Some(d) => self.deduplicating.insert(*id, (d.window, d.content_based)),
+                    None => self.deduplicating.remove(id),
+                };
+                self.topology.apply(r.clone(), None);
+            }
             Record::NamespaceCreated { .. }
             | Record::NamespaceDeleted { .. }
-            | Record::QueueDeclared { .. }
             | Record::RouterDeclared { .. }
             | Record::RouterDeleted { .. }
             | Record::Bound { .. }

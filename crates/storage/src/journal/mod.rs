@@ -195,7 +195,8 @@ impl Journal {
             )));
         }
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-        let on_disk = segment::list(dir).map_err(|e| io_error(dir, e))?;
+        let mut on_disk = segment::list(dir).map_err(|e| io_error(dir, e))?;
+        on_disk.extend(segment::list_set_aside(dir).map_err(|e| io_error(dir, e))?);
         let keyring = Keyring::open(
             dir,
             config.encryption.as_deref(),
@@ -335,47 +336,66 @@ impl State {
     fn put(&mut self, r: &Record, keyring: Option<&Keyring>) -> Result<Location, StoreError> {
         let loc = location(self.head, self.head_len);
         let (segment, offset) = (self.head, self.head_len);
-        // The frame's kind and payload, when sealed.
-        let mut sealed: Option<(u8, Vec<u8>)> = None;
+        let mut sealed: Option<Sealed> = None;
         if let (Some(k), Record::Enqueued { queue, .. }) = (keyring, r) {
             let name = self.accounts.key_of(*queue);
             if name.is_some() || k.has_key(None) {
-                // In memory only (the writer saves the key before the
-                // record): this fails only without randomness, or if a
-                // queue names a key that was never given (the core checks).
+                // The data key is made in memory if new (the writer saves it
+                // before the record): this fails only without randomness, or
+                // if a queue names a key that was never given (the core checks).
                 let seal_error = |e: SealError| StoreError::Io(format!("sealing a record: {e}"));
-                k.ensure(name, segment).map_err(seal_error)?;
                 let mut plain = Vec::new();
                 let kind = codec::encode(r, &mut plain);
                 let ciphertext = k
                     .seal(name, segment, offset, kind, &plain)
                     .map_err(seal_error)?;
-                let mut payload = Vec::with_capacity(66 + ciphertext.len());
-                payload.push(kind);
-                let frame_kind = match name {
-                    Some(n) => {
-                        // Names are at most 64 bytes (checked when given).
-                        payload.push(n.len() as u8);
-                        payload.extend_from_slice(n.as_bytes());
-                        SEALED_NAMED
-                    }
-                    None => SEALED,
-                };
-                payload.extend_from_slice(&ciphertext);
-                sealed = Some((frame_kind, payload));
+                // Names are at most 64 bytes (checked when given).
+                let named = name.map(|n| {
+                    let len = n.len().min(64);
+                    let mut buf = [0u8; 64];
+                    buf[..len].copy_from_slice(&n.as_bytes()[..len]);
+                    (buf, len)
+                });
+                sealed = Some(Sealed {
+                    kind,
+                    named,
+                    ciphertext,
+                });
             }
         }
         let chunk = self.head_chunk();
         let n = frame::put(&mut chunk.bytes, |out| match &sealed {
-            Some((kind, payload)) => {
-                out.extend_from_slice(payload);
-                *kind
+            Some(Sealed {
+                kind,
+                named,
+                ciphertext,
+            }) => {
+                out.push(*kind);
+                let frame_kind = match named {
+                    Some((name, len)) => {
+                        out.push(*len as u8);
+                        out.extend_from_slice(&name[..*len]);
+                        SEALED_NAMED
+                    }
+                    None => SEALED,
+                };
+                out.extend_from_slice(ciphertext);
+                frame_kind
             }
             None => codec::encode(r, out),
         });
         self.head_len += n as u64;
         Ok(loc)
     }
+}
+
+/// A message record sealed for its frame: the inner record's kind, the
+/// key's name if a queue's (copied to the stack: the accounts it is
+/// borrowed from are borrowed again for the chunk), and the ciphertext.
+struct Sealed {
+    kind: u8,
+    named: Option<([u8; 64], usize)>,
+    ciphertext: Vec<u8>,
 }
 
 impl Store for Journal {

@@ -38,7 +38,7 @@ pub(super) fn replay(
                 tracing::error!(file = %name, reason = %why, "repair: skipping an unreadable segment (moved aside as .corrupt)");
                 let aside = path.with_extension("seg.corrupt");
                 std::fs::rename(&path, &aside).map_err(|e| io_error(&path, e))?;
-                forget_keys(shared, id);
+                // Its data keys stay: what was set aside may yet be salvaged.
                 continue;
             }
             return Err(StoreError::Corrupt {
