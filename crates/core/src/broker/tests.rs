@@ -688,16 +688,7 @@ fn the_broker_caps_every_queue_whatever_its_own_overflow() {
     // dead-letter queue still takes it (dropping it would lose it).
     b.set_max_queue_length(Some(1));
     let dlq = env.queue("dlq", QueueConfig::default());
-    let src = env.queue(
-        "src",
-        QueueConfig {
-            dead_letter: Some(DeadLetterPolicy::after_deliveries(
-                DeadLetterTarget::Queue("dlq".into()),
-                1,
-            )),
-            ..QueueConfig::default()
-        },
-    );
+    let src = env.queue("src", dlq_policy("dlq", 1));
     b.send(&dlq, Message::new("already dead"))
         .expect("fills the dlq");
     b.send(&src, Message::new("poison")).expect("send");
