@@ -5,85 +5,73 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use ferry_server::config::{self, Fsync};
-use ferry_server::{ClientCerts, FileConfig, Listen, Server, ServerConfig, TlsSettings};
-use ferry_storage::JournalConfig;
+use ferry_face::FaceSpec;
+use ferry_server::config::{self, Fsync, Table};
+use ferry_server::{ClientCerts, Listen, Server, ServerConfig, Settings, faces};
+use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
-#[derive(Args, Debug)]
+/// Every flag but the listeners', which are made from the faces' specs
+/// ([`ListenArgs`]). As a layer of settings ([`ServeArgs::layer`]) a
+/// flag's name is its config key; a flag not given (nor its environment
+/// variable) is left out, so the layers under it show through.
+#[derive(Args, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct ServeArgs {
     /// Directory of the embedded storage [default: ./ferry-data]
     /// (config key: data-dir).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FERRY_DATA_DIR")]
     data_dir: Option<PathBuf>,
 
     /// TOML config file; its keys are these flags' names (data-dir,
-    /// admin-listen, log-level). Flags win over the file.
-    #[arg(long, value_name = "FILE")]
+    /// amqp-frame-max), or a face's keys in its section (`[amqp]`
+    /// frame-max). The environment (FERRY_DATA_DIR, ...) wins over the
+    /// file, and flags over both.
+    #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
+    #[serde(skip)]
     config: Option<PathBuf>,
 
-    /// Admin HTTP API (health, management) [default: 127.0.0.1:15672];
-    /// port 0 picks a free port, `off` disables it (config key: admin-listen).
-    #[arg(long, value_name = "HOST:PORT|off")]
-    admin_listen: Option<Listen>,
-
-    /// The AWS APIs (SQS) over HTTP [default: 127.0.0.1:9324]; port 0 picks a
-    /// free port, `off` disables them (config key: aws-listen).
-    #[arg(long, value_name = "HOST:PORT|off")]
-    aws_listen: Option<Listen>,
-
-    /// AMQP 0-9-1 (RabbitMQ clients) [default: 127.0.0.1:5672]; port 0 picks
-    /// a free port, `off` disables it (config key: amqp-listen).
-    #[arg(long, value_name = "HOST:PORT|off")]
-    amqp_listen: Option<Listen>,
-
-    /// AMQP over TLS (AMQPS) [default: 127.0.0.1:5671 once --tls-cert is
-    /// given, else off] (config key: amqps-listen).
-    #[arg(long, value_name = "HOST:PORT|off")]
-    amqps_listen: Option<Listen>,
-
-    /// The AWS APIs over HTTPS [default: 127.0.0.1:9325 once --tls-cert is
-    /// given, else off] (config key: aws-tls-listen).
-    #[arg(long, value_name = "HOST:PORT|off")]
-    aws_tls_listen: Option<Listen>,
-
-    /// The admin API and console over HTTPS [default: 127.0.0.1:15671 once
-    /// --tls-cert is given, else off] (config key: admin-tls-listen).
-    #[arg(long, value_name = "HOST:PORT|off")]
-    admin_tls_listen: Option<Listen>,
+    #[command(flatten)]
+    #[serde(skip)]
+    listeners: ListenArgs,
 
     /// The server's TLS certificate chain, PEM, leaf first; read again on
     /// SIGHUP (config key: tls-cert).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "FERRY_TLS_CERT")]
     tls_cert: Option<PathBuf>,
 
     /// The private key of --tls-cert, PEM (config key: tls-key).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "FERRY_TLS_KEY")]
     tls_key: Option<PathBuf>,
 
     /// CA certificates (PEM) that client certificates must chain to; turns
     /// on mutual TLS (config key: tls-client-ca).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "FERRY_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
 
     /// Client certificates: `none`, `optional` (verified if shown; AMQP
     /// clients may then log in with SASL EXTERNAL as the certificate's
     /// common name) or `required` [default: optional with --tls-client-ca,
     /// else none] (config key: tls-client-certs).
-    #[arg(long, value_name = "none|optional|required")]
+    #[arg(
+        long,
+        value_name = "none|optional|required",
+        env = "FERRY_TLS_CLIENT_CERTS"
+    )]
     tls_client_certs: Option<ClientCerts>,
 
     /// Let AMQP clients with a verified client certificate log in with SASL
     /// EXTERNAL as the user its common name names, without a password
     /// (config key: amqp-sasl-external).
-    #[arg(long)]
+    #[arg(long, env = "FERRY_AMQP_SASL_EXTERNAL")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     amqp_sasl_external: bool,
 
     /// Encrypt message bodies and headers at rest (AES-256-GCM) under the
     /// master key in this file (32 bytes: 64 hex digits, base64 or raw;
     /// `ferry encryption new-key` makes one). FERRY_ENCRYPTION_KEY may hold
     /// the key itself instead (config key: encryption-key-file).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "FERRY_ENCRYPTION_KEY_FILE")]
     encryption_key_file: Option<PathBuf>,
 
     /// A key a queue may name to seal its messages with instead of the
@@ -91,16 +79,22 @@ pub struct ServeArgs {
     /// `x-encryption-key`), as NAME=FILE; repeatable. While any message it
     /// sealed is on disk the key must be given (config table:
     /// encryption-queue-keys).
-    #[arg(long = "encryption-queue-key", value_name = "NAME=FILE")]
+    #[serde(skip)]
+    #[arg(
+        long = "encryption-queue-key",
+        value_name = "NAME=FILE",
+        env = "FERRY_ENCRYPTION_QUEUE_KEYS",
+        value_delimiter = ','
+    )]
     encryption_queue_keys: Vec<String>,
 
     /// The region in queue ARNs [default: us-east-1] (config key: aws-region).
-    #[arg(long, value_name = "REGION")]
+    #[arg(long, value_name = "REGION", env = "FERRY_AWS_REGION")]
     aws_region: Option<String>,
 
     /// The account id in queue URLs and ARNs [default: 000000000000]
     /// (config key: aws-account-id).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", env = "FERRY_AWS_ACCOUNT_ID")]
     aws_account_id: Option<String>,
 
     /// An access key id for the AWS APIs; with it (and its secret), every
@@ -122,348 +116,206 @@ pub struct ServeArgs {
     /// confirmed message survives power loss), `interval` (confirm once
     /// written; sync every --fsync-interval-ms: a power loss may lose that
     /// much), `never` (the OS decides) [default: always] (config key: fsync).
-    #[arg(long, value_name = "always|interval|never")]
+    #[arg(long, value_name = "always|interval|never", env = "FERRY_FSYNC")]
     fsync: Option<Fsync>,
 
     /// Milliseconds between syncs with `--fsync interval` [default: 100]
     /// (config key: fsync-interval-ms).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", env = "FERRY_FSYNC_INTERVAL_MS")]
     fsync_interval_ms: Option<u64>,
 
     /// Journal segment size in bytes; a new segment begins past it
     /// [default: 67108864] (config key: segment-size).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", env = "FERRY_SEGMENT_SIZE")]
     segment_size: Option<u64>,
 
     /// Start even if the journal has damaged records: skip them and log what
     /// was lost. Without it, damage stops the start with the file and offset
     /// (config key: repair).
-    #[arg(long)]
+    #[arg(long, env = "FERRY_REPAIR")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     repair: bool,
 
     /// Bytes of message bodies kept in memory; persistent messages of
     /// durable queues beyond it live only in the journal until delivered
     /// [default: 1073741824] (config key: memory-budget).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", env = "FERRY_MEMORY_BUDGET")]
     memory_budget: Option<u64>,
 
     /// Resident memory in bytes past which publishers are held back (AMQP
     /// connection.blocked) until it falls under 90% of it [default: 40% of
     /// the machine's memory] (config key: memory-high-watermark).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", env = "FERRY_MEMORY_HIGH_WATERMARK")]
     memory_high_watermark: Option<u64>,
 
     /// Free bytes on the data directory's disk under which publishers are
     /// held back (AMQP connection.blocked, SQS RequestThrottled) until it
     /// is 10% above again [default: 52428800] (config key: disk-free-limit).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", env = "FERRY_DISK_FREE_LIMIT")]
     disk_free_limit: Option<u64>,
 
-    /// Most AMQP connections at once; past it, new ones are closed at once
-    /// [default: 10000] (config key: max-connections).
-    #[arg(long, value_name = "N")]
+    /// Most connections at once, every face together; past it, new ones are
+    /// closed at once [default: 10000] (config key: max-connections).
+    #[arg(long, value_name = "N", env = "FERRY_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
 
-    /// Most AMQP connections one user may have; past it, connection.open is
-    /// refused (530) [default: no limit] (config key: max-connections-per-user).
-    #[arg(long, value_name = "N")]
+    /// Most connections one user may have, every face together; past it the
+    /// login is refused in the protocol's words (AMQP: 530) [default: no
+    /// limit] (config key: max-connections-per-user).
+    #[arg(long, value_name = "N", env = "FERRY_MAX_CONNECTIONS_PER_USER")]
     max_connections_per_user: Option<usize>,
 
     /// Most queues per namespace; declares past it are refused (AMQP 406,
     /// SQS OverLimit) [default: 100000] (config key: max-queues).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "FERRY_MAX_QUEUES")]
     max_queues: Option<usize>,
 
     /// Most messages any one queue may hold, in every state, whatever its
     /// own settings; past it, sends to it are refused (AMQP nack or 406,
     /// SQS OverLimit) [default: no cap; the memory budget and the disk
     /// alarm bound what queues cost] (config key: max-queue-length).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "FERRY_MAX_QUEUE_LENGTH")]
     max_queue_length: Option<u64>,
 
     /// Largest AMQP frame offered in connection.tune, from 4096 to 4194304
     /// [default: 131072] (config key: amqp-frame-max).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", env = "FERRY_AMQP_FRAME_MAX")]
     amqp_frame_max: Option<u32>,
 
     /// Most channels per AMQP connection offered in connection.tune, 1 to
     /// 65535 [default: 2047] (config key: amqp-channel-max).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "FERRY_AMQP_CHANNEL_MAX")]
     amqp_channel_max: Option<u16>,
 
     /// Largest AMQP message body accepted; larger ones are refused with 406
     /// PRECONDITION_FAILED [default: 16777216, up to 536870912] (config
     /// key: amqp-max-message-size).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", env = "FERRY_AMQP_MAX_MESSAGE_SIZE")]
     amqp_max_message_size: Option<u64>,
 
     /// Per-queue series at /metrics: true or false (false keeps only
     /// totals, for brokers with very many queues) [default: true]
     /// (config key: metrics-per-queue).
-    #[arg(long, value_name = "true|false")]
+    #[arg(long, value_name = "true|false", env = "FERRY_METRICS_PER_QUEUE")]
     metrics_per_queue: Option<bool>,
 
     /// Log level or filter (error, warn, info, debug, trace, or a tracing
     /// filter such as `ferry_core=debug`); RUST_LOG is used when unset
     /// [default: info] (config key: log-level).
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, value_name = "LEVEL", env = "FERRY_LOG_LEVEL")]
     log_level: Option<String>,
 }
 
-fn credentials(
-    id: Option<String>,
-    secret: Option<String>,
-) -> anyhow::Result<ferry_sqs::sigv4::Credentials> {
-    let mut c = ferry_sqs::sigv4::Credentials::default();
-    match (id, secret) {
-        (Some(id), Some(secret)) => {
-            c.0.insert(id, secret);
-        }
-        (None, None) => {}
-        _ => anyhow::bail!("--aws-access-key-id and --aws-secret-access-key go together"),
-    }
-    Ok(c)
+/// `--NAME-listen` and `--NAME-tls-listen` for every face, made from its
+/// spec the same way for each (with FERRY_NAME_LISTEN and
+/// FERRY_NAME_TLS_LISTEN, and the TLS listener's own name as an alias:
+/// `--amqps-listen`). What was given, as a layer of settings.
+#[derive(Debug, Default)]
+pub struct ListenArgs(Table);
+
+/// The flag of a face's listener, and its key in the face's section.
+fn listen_flags(face: &FaceSpec) -> [(String, &'static str, bool); 2] {
+    [
+        (format!("{}-listen", face.name), "listen", false),
+        (format!("{}-tls-listen", face.name), "tls-listen", true),
+    ]
 }
 
-/// The master key for encryption at rest: from a file, or from
-/// FERRY_ENCRYPTION_KEY (64 hex digits or base64); none: not encrypted.
-fn encryption_key(
-    file: Option<&std::path::Path>,
-) -> anyhow::Result<Option<std::sync::Arc<ferry_storage::MasterKey>>> {
-    let text = match (file, std::env::var_os("FERRY_ENCRYPTION_KEY")) {
-        (Some(path), _) => {
-            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
-        }
-        // Set but unreadable is an error, never "not encrypted".
-        (None, Some(v)) => v
-            .into_string()
-            .map_err(|_| anyhow::anyhow!("FERRY_ENCRYPTION_KEY is not text"))?
-            .into_bytes(),
-        (None, None) => return Ok(None),
-    };
-    let key = ferry_storage::MasterKey::parse(&text).context("the encryption key")?;
-    Ok(Some(std::sync::Arc::new(key)))
-}
-
-/// The queue keys, by name: flags (NAME=FILE) over the config's table.
-fn queue_keys(
-    args: &[String],
-    file: Option<&std::collections::BTreeMap<String, PathBuf>>,
-) -> anyhow::Result<std::collections::BTreeMap<String, std::sync::Arc<ferry_storage::MasterKey>>> {
-    let mut paths = file.cloned().unwrap_or_default();
-    for a in args {
-        let (name, path) = a
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--encryption-queue-key takes NAME=FILE, not '{a}'"))?;
-        paths.insert(name.to_owned(), PathBuf::from(path));
-    }
-    paths
-        .into_iter()
-        .map(|(name, path)| {
-            // The name is checked with the keys (ferry_storage::Keyring::open).
-            let text =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let key = ferry_storage::MasterKey::parse(&text)
-                .with_context(|| format!("the key '{name}' in {}", path.display()))?;
-            Ok((name, std::sync::Arc::new(key)))
-        })
-        .collect()
-}
-
-/// Limits a client could not work with, or that would not limit anything.
-fn check_limits(c: &ServerConfig) -> anyhow::Result<()> {
-    // AMQP 0-9-1: peers must accept frames of at least 4096 bytes.
-    // A connection buffers a whole frame: a huge frame-max would let each
-    // client make the broker hold that much.
-    anyhow::ensure!(
-        (4096..=4 * 1024 * 1024).contains(&c.amqp.frame_max),
-        "amqp-frame-max must be from 4096 to 4194304 bytes"
-    );
-    anyhow::ensure!(
-        c.amqp.channel_max >= 1,
-        "amqp-channel-max must be at least 1"
-    );
-    anyhow::ensure!(
-        (1..=512 * 1024 * 1024).contains(&c.amqp.max_message_size),
-        "amqp-max-message-size must be from 1 byte to 512 MiB"
-    );
-    anyhow::ensure!(
-        c.max_queue_length != Some(0),
-        "max-queue-length must be at least 1"
-    );
-    Ok(())
-}
-
-/// The TLS settings, if a certificate is configured.
-fn tls_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<TlsSettings>> {
-    let cert = args.tls_cert.clone().or(file.tls_cert.clone());
-    let key = args.tls_key.clone().or(file.tls_key.clone());
-    let client_ca = args.tls_client_ca.clone().or(file.tls_client_ca.clone());
-    let client_certs = match (args.tls_client_certs, &file.tls_client_certs) {
-        (Some(c), _) => Some(c),
-        (None, Some(text)) => Some(
-            text.parse()
-                .map_err(|e: String| anyhow::anyhow!("tls-client-certs: {e}"))?,
-        ),
-        (None, None) => None,
-    };
-    let client_certs = client_certs.unwrap_or(if client_ca.is_some() {
-        ClientCerts::Optional
+fn listen_arg(face: &FaceSpec, flag: String, tls: bool) -> clap::Arg {
+    let help = if tls {
+        format!(
+            "{} over TLS [default: 127.0.0.1:{} once --tls-cert is given, else off] (config key: {flag})",
+            face.about, face.tls_port
+        )
     } else {
-        ClientCerts::None
-    });
-    match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Some(TlsSettings {
-            cert,
-            key,
-            client_ca,
-            client_certs,
-        })),
-        (None, None) if client_ca.is_none() && client_certs == ClientCerts::None => Ok(None),
-        _ => anyhow::bail!("TLS needs both --tls-cert and --tls-key"),
+        format!(
+            "{} [default: 127.0.0.1:{}]; port 0 picks a free port, `off` disables it (config key: {flag})",
+            face.about, face.port
+        )
+    };
+    let env = format!("FERRY_{}", flag.to_uppercase().replace('-', "_"));
+    let arg = clap::Arg::new(flag.clone())
+        .long(flag)
+        .value_name("HOST:PORT|off")
+        .value_parser(clap::value_parser!(Listen))
+        .env(env)
+        .help(help);
+    match face.tls_name {
+        Some(name) if tls => arg.visible_alias(format!("{name}-listen")),
+        _ => arg,
     }
 }
 
-/// Flags over file over defaults.
-fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<(ServerConfig, Option<String>)> {
-    let defaults = ServerConfig::default();
-    let tls = tls_settings(args, &file)?;
-    let journal = JournalConfig {
-        segment_size: args
-            .segment_size
-            .or(file.segment_size)
-            .unwrap_or(defaults.journal.segment_size),
-        fsync: config::fsync_policy(
-            args.fsync.or(file.fsync).unwrap_or(Fsync::Always),
-            args.fsync_interval_ms
-                .or(file.fsync_interval_ms)
-                .unwrap_or(config::DEFAULT_FSYNC_INTERVAL_MS),
-        ),
-        repair: args.repair || file.repair.unwrap_or(false),
-        encryption: encryption_key(
-            args.encryption_key_file
-                .as_deref()
-                .or(file.encryption_key_file.as_deref()),
-        )?,
-        queue_keys: queue_keys(
-            &args.encryption_queue_keys,
-            file.encryption_queue_keys.as_ref(),
-        )?,
-    };
-    let sqs = ferry_sqs::SqsConfig {
-        region: args
-            .aws_region
-            .clone()
-            .or(file.aws_region)
-            .unwrap_or(defaults.sqs.region),
-        account_id: args
-            .aws_account_id
-            .clone()
-            .or(file.aws_account_id)
-            .unwrap_or(defaults.sqs.account_id),
-        namespace: defaults.sqs.namespace,
-        credentials: credentials(
-            args.aws_access_key_id.clone().or(file.aws_access_key_id),
-            args.aws_secret_access_key
-                .clone()
-                .or(file.aws_secret_access_key),
-        )?,
-    };
-    // With a certificate, the TLS listeners are on unless turned off.
-    let tls_default = |on: Listen| if tls.is_some() { on } else { Listen::Off };
-    let config = ServerConfig {
-        amqps_listen: args
-            .amqps_listen
-            .or(file.amqps_listen)
-            .unwrap_or(tls_default(config::DEFAULT_AMQPS_LISTEN)),
-        aws_tls_listen: args
-            .aws_tls_listen
-            .or(file.aws_tls_listen)
-            .unwrap_or(tls_default(config::DEFAULT_AWS_TLS_LISTEN)),
-        admin_tls_listen: args
-            .admin_tls_listen
-            .or(file.admin_tls_listen)
-            .unwrap_or(tls_default(config::DEFAULT_ADMIN_TLS_LISTEN)),
-        tls,
-        // The binary sets it: it knows its allocator.
-        reclaim: None,
-        metrics_per_queue: args
-            .metrics_per_queue
-            .or(file.metrics_per_queue)
-            .unwrap_or(defaults.metrics_per_queue),
-        memory_high_watermark: args
-            .memory_high_watermark
-            .or(file.memory_high_watermark)
-            .unwrap_or(defaults.memory_high_watermark),
-        disk_free_limit: args
-            .disk_free_limit
-            .or(file.disk_free_limit)
-            .unwrap_or(defaults.disk_free_limit),
-        memory_budget: args
-            .memory_budget
-            .or(file.memory_budget)
-            .unwrap_or(config::DEFAULT_MEMORY_BUDGET),
-        journal,
-        sqs,
-        amqp_listen: args
-            .amqp_listen
-            .or(file.amqp_listen)
-            .unwrap_or(config::DEFAULT_AMQP_LISTEN),
-        max_queues: args
-            .max_queues
-            .or(file.max_queues)
-            .unwrap_or(defaults.max_queues),
-        max_queue_length: args.max_queue_length.or(file.max_queue_length),
-        amqp: ferry_amqp::AmqpConfig {
-            frame_max: args
-                .amqp_frame_max
-                .or(file.amqp_frame_max)
-                .unwrap_or(defaults.amqp.frame_max),
-            channel_max: args
-                .amqp_channel_max
-                .or(file.amqp_channel_max)
-                .unwrap_or(defaults.amqp.channel_max),
-            max_message_size: args
-                .amqp_max_message_size
-                .or(file.amqp_max_message_size)
-                .unwrap_or(defaults.amqp.max_message_size),
-            vhosts: file.vhosts.clone().unwrap_or_default(),
-            max_connections: args
-                .max_connections
-                .or(file.max_connections)
-                .unwrap_or(defaults.amqp.max_connections),
-            max_connections_per_user: args
-                .max_connections_per_user
-                .or(file.max_connections_per_user),
-            sasl_external: args.amqp_sasl_external || file.amqp_sasl_external.unwrap_or(false),
-            ..defaults.amqp
-        },
-        users: {
-            let auth = ferry_auth::AuthConfig {
-                users: file.users.clone(),
-                permissions: file.permissions.clone(),
-            };
-            // Checked now: a bad hash or pattern is a start-up error.
-            auth.build().context("the config file's users")?;
-            auth
-        },
-        aws_listen: args
-            .aws_listen
-            .or(file.aws_listen)
-            .unwrap_or(config::DEFAULT_AWS_LISTEN),
-        data_dir: args
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or(defaults.data_dir),
-        admin_listen: args
-            .admin_listen
-            .or(file.admin_listen)
-            .unwrap_or(config::DEFAULT_ADMIN_LISTEN),
-    };
-    check_limits(&config)?;
-    let log_level = args.log_level.clone().or(file.log_level);
-    Ok((config, log_level))
+impl clap::FromArgMatches for ListenArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = ListenArgs::default();
+        args.update_from_arg_matches(m)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for face in faces::FACES {
+            for (flag, key, _) in listen_flags(face) {
+                if let Some(listen) = m.get_one::<Listen>(&flag) {
+                    let section = self
+                        .0
+                        .entry(face.name)
+                        .or_insert_with(|| toml::Value::Table(Table::new()));
+                    if let Some(section) = section.as_table_mut() {
+                        section.insert(key.to_owned(), toml::Value::String(listen.to_string()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl clap::Args for ListenArgs {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for face in faces::FACES {
+            for (flag, _, tls) in listen_flags(face) {
+                cmd = cmd.arg(listen_arg(face, flag, tls));
+            }
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl ServeArgs {
+    /// The flags and the environment as a layer of settings.
+    fn layer(&self) -> anyhow::Result<Table> {
+        let mut table = config::normalize(Table::try_from(self).context("the flags as settings")?)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        config::merge(&mut table, self.listeners.0.clone());
+        if !self.encryption_queue_keys.is_empty() {
+            let mut keys = Table::new();
+            for a in &self.encryption_queue_keys {
+                let (name, path) = a.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!("--encryption-queue-key takes NAME=FILE, not '{a}'")
+                })?;
+                keys.insert(name.to_owned(), toml::Value::String(path.to_owned()));
+            }
+            let mut layer = Table::new();
+            layer.insert("encryption-queue-keys".into(), toml::Value::Table(keys));
+            config::merge(&mut table, layer);
+        }
+        Ok(table)
+    }
+}
+
+/// Defaults < config file < environment < flags.
+fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
+    let mut table = Table::new();
+    if let Some(path) = &args.config {
+        config::merge(&mut table, config::from_file(path)?);
+    }
+    config::merge(&mut table, args.layer()?);
+    Ok(Settings::from_table(table)?)
 }
 
 fn init_logging(level: Option<&str>) -> anyhow::Result<()> {
@@ -483,11 +335,9 @@ fn init_logging(level: Option<&str>) -> anyhow::Result<()> {
 
 /// `reclaim`: gives the allocator's freed memory back to the OS.
 pub fn run(args: ServeArgs, reclaim: fn()) -> anyhow::Result<()> {
-    let file = match &args.config {
-        Some(path) => FileConfig::load(path)?,
-        None => FileConfig::default(),
-    };
-    let (mut config, log_level) = merge(&args, file)?;
+    let settings = settings(&args)?;
+    let log_level = settings.log_level.clone();
+    let mut config = settings.resolve()?;
     config.reclaim = Some(reclaim);
     init_logging(log_level.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -505,8 +355,8 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     {
         // One line per listener: tests and scripts read these to find ports.
         let mut out = std::io::stdout().lock();
-        for (protocol, addr) in server.listening() {
-            writeln!(out, "listening {protocol} {addr}")?;
+        for (name, addr) in server.listening() {
+            writeln!(out, "listening {name} {addr}")?;
         }
         out.flush()?;
     }
@@ -564,137 +414,83 @@ impl Signals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn args(admin: Option<&str>) -> ServeArgs {
-        ServeArgs {
-            data_dir: None,
-            config: None,
-            admin_listen: admin.map(|a| a.parse().expect("listen")),
-            aws_listen: None,
-            amqp_listen: None,
-            amqps_listen: None,
-            aws_tls_listen: None,
-            admin_tls_listen: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_client_ca: None,
-            tls_client_certs: None,
-            amqp_sasl_external: false,
-            encryption_key_file: None,
-            encryption_queue_keys: Vec::new(),
-            aws_region: None,
-            aws_account_id: None,
-            aws_access_key_id: None,
-            aws_secret_access_key: None,
-            log_level: None,
-            fsync: None,
-            fsync_interval_ms: None,
-            segment_size: None,
-            repair: false,
-            memory_budget: None,
-            memory_high_watermark: None,
-            disk_free_limit: None,
-            max_connections: None,
-            max_connections_per_user: None,
-            max_queues: None,
-            max_queue_length: None,
-            amqp_frame_max: None,
-            amqp_channel_max: None,
-            amqp_max_message_size: None,
-            metrics_per_queue: None,
-        }
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn resolve(args: &[&str]) -> anyhow::Result<ServerConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("ferry").chain(args.iter().copied()))?;
+        Ok(settings(&cli.serve)?.resolve()?)
     }
 
     #[test]
-    fn tls_listeners_turn_on_with_a_certificate() {
-        let (plain, _) = merge(&args(None), FileConfig::default()).expect("merge");
-        assert_eq!(plain.amqps_listen, Listen::Off);
-        assert!(plain.tls.is_none());
-        let file = FileConfig {
-            tls_cert: Some("/c.pem".into()),
-            tls_key: Some("/k.pem".into()),
-            aws_tls_listen: Some(Listen::Off),
-            ..FileConfig::default()
-        };
-        let (c, _) = merge(&args(None), file).expect("merge");
-        assert_eq!(c.amqps_listen, config::DEFAULT_AMQPS_LISTEN);
-        assert_eq!(c.admin_tls_listen, config::DEFAULT_ADMIN_TLS_LISTEN);
-        assert_eq!(c.aws_tls_listen, Listen::Off, "unless turned off");
-        let tls = c.tls.expect("tls");
-        assert_eq!(tls.client_certs, ClientCerts::None);
-        let half = FileConfig {
-            tls_cert: Some("/c.pem".into()),
-            ..FileConfig::default()
-        };
-        assert!(
-            merge(&args(None), half).is_err(),
-            "a certificate needs its key"
+    fn every_face_gets_its_listener_flags() {
+        let c = resolve(&[
+            "--amqp-listen",
+            "off",
+            "--aws-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "/c.pem",
+            "--tls-key",
+            "/k.pem",
+            // The TLS listener's own name is an alias.
+            "--amqps-listen",
+            "127.0.0.1:7",
+            "--admin-tls-listen",
+            "off",
+        ])
+        .expect("resolve");
+        let amqp = c.listeners.of(&ferry_amqp::SPEC);
+        assert_eq!(amqp.plain, Listen::Off);
+        assert_eq!(amqp.tls, "127.0.0.1:7".parse().expect("listen"));
+        assert_eq!(
+            c.listeners.of(&faces::AWS).plain,
+            "127.0.0.1:0".parse().expect("listen")
         );
-        let mutual = FileConfig {
-            tls_cert: Some("/c.pem".into()),
-            tls_key: Some("/k.pem".into()),
-            tls_client_ca: Some("/ca.pem".into()),
-            ..FileConfig::default()
-        };
-        let (c, _) = merge(&args(None), mutual).expect("merge");
-        assert_eq!(c.tls.map(|t| t.client_certs), Some(ClientCerts::Optional));
+        assert_eq!(
+            c.listeners.of(&faces::AWS).tls,
+            Listen::loopback(faces::AWS.tls_port),
+            "on with a certificate"
+        );
+        assert_eq!(c.listeners.of(&faces::ADMIN).tls, Listen::Off);
+        assert!(resolve(&["--amqp-listen", "nowhere"]).is_err());
     }
 
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
-        let file = FileConfig {
-            data_dir: Some("/from/file".into()),
-            log_level: Some("debug".into()),
-            admin_listen: Some(Listen::Off),
-            aws_listen: Some(Listen::Off),
-            amqp_listen: Some(Listen::Off),
-            aws_region: Some("eu-west-1".into()),
-            aws_account_id: Some("123456789012".into()),
-            aws_access_key_id: Some("AKID".into()),
-            aws_secret_access_key: Some("secret".into()),
-            fsync: Some(Fsync::Interval),
-            fsync_interval_ms: Some(7),
-            segment_size: Some(1 << 20),
-            repair: Some(true),
-            memory_budget: Some(4096),
-            memory_high_watermark: Some(1 << 30),
-            metrics_per_queue: Some(false),
-            vhosts: Some(vec!["staging".into()]),
-            ..FileConfig::default()
-        };
-        let (c, level) = merge(&args(Some("127.0.0.1:0")), file).expect("merge");
-        assert_eq!(
-            c.sqs.credentials.0.get("AKID").map(String::as_str),
-            Some("secret")
-        );
-        assert_eq!(c.admin_listen, "127.0.0.1:0".parse().expect("listen"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("ferry.toml");
+        std::fs::write(
+            &file,
+            "data-dir = \"/from/file\"\nrepair = true\nmemory-budget = 4096\n\
+             amqp-frame-max = 8192\n[aws]\nregion = \"eu-west-1\"\n",
+        )
+        .expect("write");
+        let config = file.to_str().expect("path");
+        let c = resolve(&["--config", config, "--amqp-frame-max", "16384"]).expect("resolve");
+        assert_eq!(c.amqp.frame_max, 16384, "the flag wins");
         assert_eq!(c.data_dir, PathBuf::from("/from/file"));
-        assert_eq!(level.as_deref(), Some("debug"));
-        assert_eq!(
-            c.journal.fsync,
-            ferry_storage::FsyncPolicy::Interval(std::time::Duration::from_millis(7))
-        );
-        assert_eq!(c.journal.segment_size, 1 << 20);
-        assert_eq!(c.aws_listen, Listen::Off);
-        assert_eq!(c.amqp_listen, Listen::Off);
-        assert_eq!(c.sqs.region, "eu-west-1");
-        assert_eq!(c.sqs.account_id, "123456789012");
-        assert!(c.journal.repair);
+        assert!(c.journal.repair, "a flag not given leaves the file's value");
         assert_eq!(c.memory_budget, 4096);
-        assert_eq!(c.memory_high_watermark, 1 << 30);
-        assert!(!c.metrics_per_queue);
-        assert_eq!(c.amqp.vhosts, vec!["staging".to_owned()]);
-        let (d, _) = merge(&args(None), FileConfig::default()).expect("merge");
-        assert!(d.sqs.credentials.is_empty());
-        let half = FileConfig {
-            aws_access_key_id: Some("AKID".into()),
-            ..FileConfig::default()
-        };
-        assert!(merge(&args(None), half).is_err());
-        let defaults = ServerConfig::default();
-        assert_eq!(d.data_dir, defaults.data_dir);
-        assert_eq!(d.admin_listen, defaults.admin_listen);
-        assert_eq!(d.journal.fsync, ferry_storage::FsyncPolicy::Always);
+        assert_eq!(c.sqs.region, "eu-west-1");
+        assert_eq!(
+            c.amqp.channel_max,
+            ferry_amqp::AmqpConfig::default().channel_max
+        );
+        let d = resolve(&[]).expect("defaults");
+        assert_eq!(d.data_dir, ServerConfig::default().data_dir);
+        assert_eq!(d.listeners, ServerConfig::default().listeners);
         assert!(!d.journal.repair);
+        assert!(
+            resolve(&["--aws-access-key-id", "AKID"]).is_err(),
+            "a key needs its secret"
+        );
+        let keys = resolve(&["--encryption-queue-key", "orders"]);
+        assert!(keys.is_err(), "NAME=FILE");
     }
 }

@@ -9,7 +9,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Ferry, http};
-use lapin::options::{BasicConsumeOptions, BasicGetOptions, BasicRejectOptions};
+use lapin::BasicProperties;
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicRejectOptions,
+};
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
 
@@ -213,6 +216,20 @@ async fn routers_bindings_connections_and_definitions() {
     );
     assert!(c["recv_bytes"].as_u64() > Some(0));
     let id = c["id"].as_str().expect("id").to_owned();
+    // The connection counts the messages it publishes and is delivered.
+    ch.basic_publish(
+        "".into(),
+        "orders".into(),
+        BasicPublishOptions::default(),
+        b"counted",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+    until(admin, "/api/connections", |c| {
+        c[0]["recv_messages"] == 1 && c[0]["sent_messages"].as_u64() >= Some(1)
+    })
+    .await;
     let (_, overview) = api(admin, "GET", "/api/overview", None).await;
     assert_eq!(overview["connections"], 1);
     let (_, namespaces) = api(admin, "GET", "/api/namespaces", None).await;

@@ -792,7 +792,7 @@ function connectionsPage(main) {
   const close = (c) => actionButton('Close', async () => {
     const ok = await confirmAction({
       title: `Close connection ${c.id}?`,
-      text: `The client at ${c.peer} (user ${c.user}) is disconnected (AMQP: connection.close 320 CONNECTION_FORCED).`,
+      text: `The ${c.protocol} client at ${c.peer} (user ${c.user}) is told in its protocol and disconnected (AMQP: connection.close 320 CONNECTION_FORCED).`,
       action: 'Close connection',
     });
     if (!ok) return;
@@ -818,11 +818,13 @@ function connectionsPage(main) {
       { label: 'Sent', num: true, value: (c) => c.sent_bytes, format: fmtBytes },
       { label: 'In/s', num: true, value: (c) => c.recv_rate, format: (n) => `${fmtBytes(n)}/s` },
       { label: 'Out/s', num: true, value: (c) => c.sent_rate, format: (n) => `${fmtBytes(n)}/s` },
+      { label: 'Msgs in/s', num: true, value: (c) => c.recv_message_rate, format: fmtRate },
+      { label: 'Msgs out/s', num: true, value: (c) => c.sent_message_rate, format: fmtRate },
       { label: 'Action', sortable: false, value: () => '', cell: close },
     ],
   });
   main.append(h('h1', {}, 'Connections'),
-    h('p', { class: 'muted' }, 'Open AMQP connections. SQS and the other HTTP protocols are connectionless.'),
+    h('p', { class: 'muted' }, 'Open connections of every face. SQS and the other HTTP protocols are connectionless.'),
     table.el);
   return {
     async refresh() { table.show(await api('GET', apiPath('connections'))); },

@@ -7,6 +7,9 @@ use thiserror::Error;
 pub enum ServerError {
     #[error("config file {path}: {detail}")]
     Config { path: PathBuf, detail: String },
+    /// A setting is wrong, whichever layer gave it.
+    #[error("{0}")]
+    Settings(String),
     #[error("data directory {path}: {detail}")]
     DataDir { path: PathBuf, detail: String },
     #[error("cannot listen for {protocol} on {addr}: {source}")]

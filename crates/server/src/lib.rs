@@ -6,19 +6,20 @@
 
 pub mod admin;
 mod alarms;
-mod amqp;
 mod compaction;
 pub mod config;
 mod data_dir;
 mod deadline;
 pub mod disk;
 mod error;
+pub mod faces;
+mod listeners;
 pub mod memory;
 pub mod metrics;
 mod tls;
 mod tls_listener;
 
-pub use config::{FileConfig, Listen, ServerConfig};
+pub use config::{Listen, ServerConfig, Settings};
 pub use data_dir::DataDir;
 pub use error::ServerError;
 pub use tls::{ClientCerts, TlsSettings};
@@ -31,13 +32,10 @@ use ferry_core::Broker;
 use ferry_core::clock::SystemClock;
 use ferry_core::ids::RandomIds;
 use ferry_storage::Journal;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_rustls::server::TlsStream;
 
 use tls::Tls;
-use tls_listener::TlsListener;
 
 /// How long shutdown waits for in-flight work before closing connections.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -46,7 +44,7 @@ pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3
 pub struct Server {
     broker: Arc<Broker>,
     journal: Arc<Journal>,
-    listening: Vec<(&'static str, SocketAddr)>,
+    listening: Vec<(String, SocketAddr)>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     timers: tokio::task::JoinHandle<()>,
@@ -67,36 +65,26 @@ impl Server {
             Some(settings) => Some(Arc::new(Tls::load(settings.clone())?)),
             None => None,
         };
-        // A TLS listener with no certificate is a mistake to report, not to skip.
-        let tls_for = |protocol: &'static str, listen: Listen| match (listen, &tls) {
-            (Listen::Off, _) => Ok(None),
-            (Listen::At(addr), Some(t)) => Ok(Some((addr, Arc::clone(t)))),
-            (Listen::At(_), None) => Err(ServerError::Tls(format!(
-                "the {protocol} listener needs a certificate and key (tls-cert, tls-key)"
-            ))),
-        };
         if config
             .tls
             .as_ref()
             .is_some_and(|t| t.client_certs == tls::ClientCerts::Required)
-            && [config.admin_listen, config.aws_listen, config.amqp_listen]
-                .iter()
-                .any(|l| *l != Listen::Off)
+            && config.listeners.any_plain()
         {
             tracing::warn!(
                 "client certificates are required on the TLS listeners, but plain listeners are on: turn them off (admin-listen, aws-listen, amqp-listen = \"off\") to require certificates everywhere"
             );
         }
-        let admin_tls = tls_for("admin-tls", config.admin_tls_listen)?;
-        let aws_tls = tls_for("aws-tls", config.aws_tls_listen)?;
-        let amqps = tls_for("amqps", config.amqps_listen)?;
+        // Every listener binds now (a taken port fails the start at once);
+        // the admin API serves at once, the others after recovery.
+        let mut bound = listeners::bind_all(&faces::FACES, &config.listeners, tls.as_ref()).await?;
+        let listening = bound.iter().map(|b| (b.name.clone(), b.addr)).collect();
         let ready = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let mut listening = Vec::new();
+        let connections = Arc::new(ferry_face::Registry::new(config.limits));
 
         let admin_broker = Arc::new(std::sync::OnceLock::new());
-        let admin_amqp = Arc::new(std::sync::OnceLock::new());
         // A user's key id equal to the broker's own would be shadowed by it.
         if let Some(k) = config
             .users
@@ -134,55 +122,13 @@ impl Server {
             users: Arc::clone(&users),
             logins: Arc::default(),
             started: std::time::Instant::now(),
-            amqp: Arc::clone(&admin_amqp),
+            connections: Arc::clone(&connections),
             rates: Arc::clone(&rates),
         }));
-        if let Listen::At(addr) = config.admin_listen {
-            let listener = bind("admin", addr).await?;
-            listening.push(("admin", local_addr("admin", &listener, addr)?));
-            serve_http(&mut tasks, "admin", listener, app.clone(), stopped.clone());
-        }
-        if let Some((addr, tls)) = admin_tls {
-            let listener = bind("admin-tls", addr).await?;
-            listening.push(("admin-tls", local_addr("admin-tls", &listener, addr)?));
-            let listener = tls_listener(listener, tls, addr)?;
-            serve_http(&mut tasks, "admin-tls", listener, app, stopped.clone());
+        for b in listeners::take(&mut bound, &faces::ADMIN) {
+            listeners::http::serve(&mut tasks, b, app.clone(), stopped.clone())?;
         }
 
-        // The AWS listener binds now (a taken port fails the start at
-        // once) but serves only after recovery.
-        let aws_listener = match config.aws_listen {
-            Listen::At(addr) => {
-                let l = bind("aws", addr).await?;
-                listening.push(("aws", local_addr("aws", &l, addr)?));
-                Some(l)
-            }
-            Listen::Off => None,
-        };
-        let aws_tls_listener = match aws_tls {
-            Some((addr, tls)) => {
-                let l = bind("aws-tls", addr).await?;
-                listening.push(("aws-tls", local_addr("aws-tls", &l, addr)?));
-                Some((l, tls, addr))
-            }
-            None => None,
-        };
-        let amqp_listener = match config.amqp_listen {
-            Listen::At(addr) => {
-                let l = bind("amqp", addr).await?;
-                listening.push(("amqp", local_addr("amqp", &l, addr)?));
-                Some(l)
-            }
-            Listen::Off => None,
-        };
-        let amqps_listener = match amqps {
-            Some((addr, tls)) => {
-                let l = bind("amqps", addr).await?;
-                listening.push(("amqps", local_addr("amqps", &l, addr)?));
-                Some((l, tls))
-            }
-            None => None,
-        };
         let sqs_config = config.sqs.clone();
         let amqp_config = config.amqp.clone();
         let memory_budget = config.memory_budget;
@@ -221,55 +167,48 @@ impl Server {
             config.reclaim,
         );
         let disk = disk::spawn(alarms, data_dir.path().to_owned(), config.disk_free_limit);
+
+        // The faces, each on its listeners.
         let sqs = deadline::bounded(ferry_sqs::router(ferry_sqs::Sqs::new(
             Arc::clone(&broker),
             sqs_config,
             Arc::clone(&users),
         )));
-        if let Some(listener) = aws_listener {
-            serve_http(&mut tasks, "aws", listener, sqs.clone(), stopped.clone());
+        for b in listeners::take(&mut bound, &faces::AWS) {
+            listeners::http::serve(&mut tasks, b, sqs.clone(), stopped.clone())?;
         }
-        if let Some((listener, tls, addr)) = aws_tls_listener {
-            let listener = tls_listener(listener, tls, addr)?;
-            serve_http(&mut tasks, "aws-tls", listener, sqs, stopped.clone());
+        // AMQP sets up its vhosts' exchanges whether it listens or not (the
+        // admin API declares queues and binds to them).
+        let amqp = ferry_amqp::Amqp::new(
+            Arc::clone(&broker),
+            amqp_config,
+            users,
+            Arc::clone(&connections),
+        )?;
+        for b in listeners::take(&mut bound, &ferry_amqp::SPEC) {
+            listeners::stream::serve(
+                &mut tasks,
+                b,
+                Arc::clone(&amqp),
+                Arc::clone(&connections),
+                stopped.clone(),
+            );
         }
-        if amqp_listener.is_some() || amqps_listener.is_some() {
-            let protocol = ferry_amqp::Amqp::new(Arc::clone(&broker), amqp_config, users)?;
-            let _ = admin_amqp.set(Arc::clone(&protocol));
-            if let Some(listener) = amqp_listener {
-                amqp::serve(
-                    &mut tasks,
-                    listener,
-                    Arc::clone(&protocol),
-                    None,
-                    stopped.clone(),
-                );
-            }
-            if let Some((listener, tls)) = amqps_listener {
-                amqp::serve(&mut tasks, listener, protocol, Some(tls), stopped.clone());
-            }
-        }
-        // The default namespace and the configured vhosts exist whichever
-        // listeners are on (the admin API declares queues in them).
-        broker.create_namespace(ferry_amqp::DEFAULT_VHOST);
-        for v in &config.amqp.vhosts {
-            broker.create_namespace(v);
-        }
+        debug_assert!(
+            bound.is_empty(),
+            "a face in FACES that start() does not serve"
+        );
+
         exporter.set_broker(Arc::clone(&broker));
         let upkeep = {
             let exporter = Arc::clone(&exporter);
             let broker = Arc::clone(&broker);
-            let amqp = Arc::clone(&admin_amqp);
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
                 loop {
                     tick.tick().await;
                     exporter.upkeep();
-                    let connections = amqp
-                        .get()
-                        .map(|a| a.connections().list())
-                        .unwrap_or_default();
-                    rates.sample(&broker, &connections);
+                    rates.sample(&broker, &connections.list());
                 }
             })
         };
@@ -302,7 +241,7 @@ impl Server {
     }
 
     /// The listeners that are up: (protocol, address), in start order.
-    pub fn listening(&self) -> &[(&'static str, SocketAddr)] {
+    pub fn listening(&self) -> &[(String, SocketAddr)] {
         &self.listening
     }
 
@@ -333,76 +272,4 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || journal.close()).await;
         tracing::info!("stopped");
     }
-}
-
-/// Serves `app` on `listener` until `stopped` turns true, then lets
-/// in-flight requests finish (graceful shutdown).
-fn serve_http<L>(
-    tasks: &mut JoinSet<()>,
-    protocol: &'static str,
-    listener: L,
-    app: axum::Router,
-    mut stopped: watch::Receiver<bool>,
-) where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-    for<'a> SocketAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
-{
-    tasks.spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        // The peer address reaches handlers (loopback-only users).
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, protocol, "listener failed");
-        }
-    });
-}
-
-/// A TLS listener whose connections are tapped to turn Nagle off, as on
-/// the plain listeners; tapping also gives handlers the client's address
-/// (axum provides ConnectInfo for tapped listeners of any kind).
-type TappedTls = axum::serve::TapIo<TlsListener, fn(&mut TlsStream<TcpStream>)>;
-
-fn no_delay(tls: &mut TlsStream<TcpStream>) {
-    let _ = tls.get_ref().0.set_nodelay(true);
-}
-
-fn tls_listener(
-    listener: TcpListener,
-    tls: Arc<Tls>,
-    addr: SocketAddr,
-) -> Result<TappedTls, ServerError> {
-    use axum::serve::ListenerExt;
-    let listener = TlsListener::new(listener, tls).map_err(|source| ServerError::Bind {
-        protocol: "tls",
-        addr,
-        source,
-    })?;
-    Ok(listener.tap_io(no_delay as fn(&mut TlsStream<TcpStream>)))
-}
-
-async fn bind(protocol: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            protocol,
-            addr,
-            source,
-        })
-}
-
-fn local_addr(
-    protocol: &'static str,
-    l: &TcpListener,
-    addr: SocketAddr,
-) -> Result<SocketAddr, ServerError> {
-    l.local_addr().map_err(|source| ServerError::Bind {
-        protocol,
-        addr,
-        source,
-    })
 }

@@ -40,6 +40,29 @@ impl std::str::FromStr for ClientCerts {
     }
 }
 
+impl std::fmt::Display for ClientCerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientCerts::None => "none",
+            ClientCerts::Optional => "optional",
+            ClientCerts::Required => "required",
+        })
+    }
+}
+
+impl serde::Serialize for ClientCerts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ClientCerts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Where the certificates are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsSettings {
@@ -56,14 +79,15 @@ pub struct TlsSettings {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Flavour {
     Http,
-    Amqp,
+    /// Byte-stream faces (AMQP): no ALPN name in use.
+    Stream,
 }
 
 /// The live TLS settings of every listener.
 pub struct Tls {
     settings: TlsSettings,
     http: RwLock<Arc<rustls::ServerConfig>>,
-    amqp: RwLock<Arc<rustls::ServerConfig>>,
+    stream: RwLock<Arc<rustls::ServerConfig>>,
 }
 
 fn tls_error(what: &str, path: &std::path::Path, detail: impl std::fmt::Display) -> ServerError {
@@ -73,19 +97,19 @@ fn tls_error(what: &str, path: &std::path::Path, detail: impl std::fmt::Display)
 impl Tls {
     /// Reads the files; any problem is a start-up error that names the file.
     pub fn load(settings: TlsSettings) -> Result<Tls, ServerError> {
-        let (http, amqp) = build(&settings)?;
+        let (http, stream) = build(&settings)?;
         Ok(Tls {
             settings,
             http: RwLock::new(http),
-            amqp: RwLock::new(amqp),
+            stream: RwLock::new(stream),
         })
     }
 
     /// Reads the files again. On failure the old certificate stays in use.
     pub fn reload(&self) -> Result<(), ServerError> {
-        let (http, amqp) = build(&self.settings)?;
+        let (http, stream) = build(&self.settings)?;
         *self.http.write().unwrap_or_else(PoisonError::into_inner) = http;
-        *self.amqp.write().unwrap_or_else(PoisonError::into_inner) = amqp;
+        *self.stream.write().unwrap_or_else(PoisonError::into_inner) = stream;
         Ok(())
     }
 
@@ -93,7 +117,7 @@ impl Tls {
     pub fn acceptor(&self, flavour: Flavour) -> TlsAcceptor {
         let lock = match flavour {
             Flavour::Http => &self.http,
-            Flavour::Amqp => &self.amqp,
+            Flavour::Stream => &self.stream,
         };
         TlsAcceptor::from(Arc::clone(
             &lock.read().unwrap_or_else(PoisonError::into_inner),

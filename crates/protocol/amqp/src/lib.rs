@@ -24,22 +24,18 @@ mod events;
 mod fastpath;
 mod flow;
 mod properties;
-mod registry;
 mod reply_to;
 mod values;
 
 pub use ferry_auth::{AuthConfig, User, UserStore, Users};
-pub use registry::{ConnectionInfo, ConsumerInfo, Registry};
+pub use ferry_face::{ConnectionInfo, ConsumerInfo, Registry};
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ferry_core::router::{RouterConfig, RouterKind};
 use ferry_core::{Broker, CoreResult};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
+use ferry_face::{Accepted, FaceSpec, Stream, StreamFace, Transport};
 
 /// The vhost every broker has.
 pub const DEFAULT_VHOST: &str = "/";
@@ -59,10 +55,6 @@ pub struct AmqpConfig {
     pub handshake_timeout: Duration,
     /// Vhosts besides `/` (each with the `amq.*` exchanges).
     pub vhosts: Vec<String>,
-    /// Most connections at once (past it, new ones are closed at once).
-    pub max_connections: usize,
-    /// Most connections one user may have open (None: no limit).
-    pub max_connections_per_user: Option<usize>,
     /// SASL EXTERNAL: a verified TLS client certificate logs in as the user
     /// its common name names, without a password. Off unless asked for, as
     /// RabbitMQ's rabbitmq_auth_mechanism_ssl.
@@ -78,8 +70,6 @@ impl Default for AmqpConfig {
             max_message_size: 16 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             vhosts: Vec::new(),
-            max_connections: 10_000,
-            max_connections_per_user: None,
             sasl_external: false,
         }
     }
@@ -91,31 +81,37 @@ pub struct Amqp {
     config: AmqpConfig,
     users: Arc<Users>,
     replies: reply_to::Registry,
-    next_connection: AtomicU64,
+    /// Every face's connections (this one registers its own in it).
     connections: Arc<Registry>,
-    /// One permit per connection being served (handshakes included).
-    slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// AMQP 0-9-1 as a face: RabbitMQ's ports.
+pub static SPEC: FaceSpec = FaceSpec {
+    name: "amqp",
+    about: "AMQP 0-9-1 (RabbitMQ clients)",
+    transport: Transport::Stream,
+    port: 5672,
+    tls_port: 5671,
+    tls_name: Some("amqps"),
+    holds_back: "connection.blocked to clients that take it, then stops reading from a connection once it publishes",
+};
 
 impl Amqp {
     /// Sets up the default vhost (with the `amq.*` exchanges) and returns
-    /// the protocol, ready to serve connections.
+    /// the protocol, ready to serve connections. `connections` is the
+    /// registry every face shares (it keeps the connection limits).
     pub fn new(
         broker: Arc<Broker>,
         config: AmqpConfig,
         users: Arc<Users>,
+        connections: Arc<Registry>,
     ) -> CoreResult<Arc<Amqp>> {
-        let slots = config
-            .max_connections
-            .min(tokio::sync::Semaphore::MAX_PERMITS);
         let amqp = Amqp {
             broker,
             config,
             users,
             replies: reply_to::Registry::default(),
-            next_connection: AtomicU64::new(1),
-            connections: Arc::default(),
-            slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+            connections,
         };
         amqp.add_vhost(DEFAULT_VHOST)?;
         for v in &amqp.config.vhosts {
@@ -144,33 +140,25 @@ impl Amqp {
         &self.broker
     }
 
-    /// The open connections (listed and closed by the admin API).
+    /// The open connections of every face (the admin API lists them).
     pub fn connections(&self) -> &Arc<Registry> {
         &self.connections
+    }
+}
+
+impl StreamFace for Amqp {
+    fn spec(&self) -> &'static FaceSpec {
+        &SPEC
     }
 
     /// Serves one client connection until it closes, fails, or `stop`
     /// turns true (then the client is told the broker is shutting down).
-    /// `certified`: the user a verified TLS client certificate names (the
-    /// client may then log in with SASL EXTERNAL).
-    pub async fn serve<S>(
-        self: Arc<Self>,
-        stream: S,
-        peer: SocketAddr,
-        certified: Option<String>,
-        stop: watch::Receiver<bool>,
-    ) where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
-        // Past the limit the socket is closed unanswered: the handshake
-        // of a flood of connections is not worth its memory.
-        let Ok(_slot) = Arc::clone(&self.slots).try_acquire_owned() else {
-            tracing::warn!(%peer, limit = self.config.max_connections, "connection limit reached; closing a new connection");
-            return;
-        };
-        let certified = certified.filter(|_| self.config.sasl_external);
-        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        connection::run(self, id, stream, peer, certified, stop).await;
+    /// A client with a verified TLS client certificate may log in with
+    /// SASL EXTERNAL, if the broker allows it.
+    async fn serve<S: Stream>(self: Arc<Self>, conn: Accepted<S>) {
+        let mut conn = conn;
+        conn.certified = conn.certified.filter(|_| self.config.sasl_external);
+        connection::run(self, conn).await;
     }
 }
 

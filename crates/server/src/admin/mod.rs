@@ -35,8 +35,8 @@ pub struct AdminState {
     /// Logins checked within the last minute (password checks are slow).
     pub logins: Arc<logins::Logins>,
     pub started: std::time::Instant,
-    /// The AMQP protocol, once serving (its connections are listed).
-    pub amqp: Arc<std::sync::OnceLock<Arc<ferry_amqp::Amqp>>>,
+    /// Every face's open connections (listed, and closed on request).
+    pub connections: Arc<ferry_face::Registry>,
     pub rates: Arc<rates::Rates>,
 }
 

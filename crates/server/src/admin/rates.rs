@@ -59,16 +59,46 @@ impl Counts {
     }
 }
 
+/// A connection's traffic: bytes and messages, each way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Traffic<T> {
+    pub recv_bytes: T,
+    pub sent_bytes: T,
+    pub recv_messages: T,
+    pub sent_messages: T,
+}
+
+impl Traffic<u64> {
+    fn of(c: &ferry_face::ConnectionInfo) -> Self {
+        Traffic {
+            recv_bytes: c.recv_bytes,
+            sent_bytes: c.sent_bytes,
+            recv_messages: c.recv_messages,
+            sent_messages: c.sent_messages,
+        }
+    }
+
+    fn since(&self, then: &Traffic<u64>, secs: f64) -> Traffic<f64> {
+        let per = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
+        Traffic {
+            recv_bytes: per(self.recv_bytes, then.recv_bytes),
+            sent_bytes: per(self.sent_bytes, then.sent_bytes),
+            recv_messages: per(self.recv_messages, then.recv_messages),
+            sent_messages: per(self.sent_messages, then.sent_messages),
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     taken: Option<Instant>,
     counts: HashMap<QueueId, Counts>,
     rates: HashMap<QueueId, RateSet>,
     total: RateSet,
-    /// Connection id -> bytes (received, sent) at the last sample, and
-    /// bytes per second since the one before.
-    bytes: HashMap<u64, (u64, u64)>,
-    byte_rates: HashMap<u64, (f64, f64)>,
+    /// Connection id -> its counters at the last sample, and their rates
+    /// per second since the one before.
+    traffic: HashMap<u64, Traffic<u64>>,
+    traffic_rates: HashMap<u64, Traffic<f64>>,
 }
 
 /// The last sample of every queue's rates.
@@ -80,7 +110,7 @@ pub struct Rates {
 impl Rates {
     /// Takes a sample (called every few seconds) of the queues and of the
     /// open connections' byte counts.
-    pub fn sample(&self, broker: &Broker, connections: &[ferry_amqp::ConnectionInfo]) {
+    pub fn sample(&self, broker: &Broker, connections: &[ferry_face::ConnectionInfo]) {
         let now = Instant::now();
         let mut counts = HashMap::new();
         for ns in broker.namespace_names() {
@@ -97,11 +127,9 @@ impl Rates {
             .filter(|s| *s > 0.0);
         let mut rates = HashMap::new();
         let mut total = RateSet::default();
-        let bytes: HashMap<u64, (u64, u64)> = connections
-            .iter()
-            .map(|c| (c.id, (c.recv_bytes, c.sent_bytes)))
-            .collect();
-        let mut byte_rates = HashMap::new();
+        let traffic: HashMap<u64, Traffic<u64>> =
+            connections.iter().map(|c| (c.id, Traffic::of(c))).collect();
+        let mut traffic_rates = HashMap::new();
         if let Some(secs) = secs {
             for (id, c) in &counts {
                 if let Some(before) = st.counts.get(id) {
@@ -110,10 +138,9 @@ impl Rates {
                     rates.insert(*id, r);
                 }
             }
-            for (id, (recv, sent)) in &bytes {
-                if let Some((r0, s0)) = st.bytes.get(id) {
-                    let per = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
-                    byte_rates.insert(*id, (per(*recv, *r0), per(*sent, *s0)));
+            for (id, now) in &traffic {
+                if let Some(then) = st.traffic.get(id) {
+                    traffic_rates.insert(*id, now.since(then, secs));
                 }
             }
         }
@@ -122,8 +149,8 @@ impl Rates {
             counts,
             rates,
             total,
-            bytes,
-            byte_rates,
+            traffic,
+            traffic_rates,
         };
     }
 
@@ -133,10 +160,10 @@ impl Rates {
         st.rates.get(&id).copied().unwrap_or_default()
     }
 
-    /// A connection's bytes per second (received, sent); zero until sampled twice.
-    pub fn connection(&self, id: u64) -> (f64, f64) {
+    /// A connection's bytes and messages per second; zero until sampled twice.
+    pub fn connection(&self, id: u64) -> Traffic<f64> {
         let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        st.byte_rates.get(&id).copied().unwrap_or_default()
+        st.traffic_rates.get(&id).copied().unwrap_or_default()
     }
 
     /// The sum over every queue.

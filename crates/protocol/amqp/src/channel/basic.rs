@@ -157,7 +157,7 @@ impl Channel {
             .broker
             .consume(&q, spec)
             .map_err(|e| Failure::from_core(e, &cx.vhost))?;
-        cx.entry.consumer_added(crate::registry::ConsumerInfo {
+        cx.entry.consumer_added(ferry_face::ConsumerInfo {
             channel: self.to.id,
             tag: tag.clone(),
             queue: q.name().to_owned(),
@@ -261,6 +261,7 @@ impl Channel {
             message_count: u32::try_from(remaining).unwrap_or(u32::MAX),
         });
         send_message(cx, self.to.id, ok, &d.message);
+        cx.entry.delivered(1);
         if !g.no_ack {
             self.unacked.push_back(Unacked {
                 tag,
@@ -311,6 +312,7 @@ impl Channel {
         );
         cx.out
             .content(self.to.id, properties_of(m), &m.body, cx.frame_max);
+        cx.entry.delivered(1);
         if !d.auto_acked {
             self.unacked.push_back(Unacked {
                 tag: delivery_tag,
@@ -336,6 +338,7 @@ impl Channel {
             routing_key: short(&m.routing_key),
         });
         send_message(cx, self.to.id, deliver, m);
+        cx.entry.delivered(1);
     }
 
     /// The queue ended the consumer (it was deleted): tell the client if

@@ -182,6 +182,7 @@ impl Channel {
         mandatory: bool,
         msg: Message,
     ) -> Outcome<(Commit, bool)> {
+        cx.entry.published(1);
         if exchange.is_empty() && msg.routing_key.starts_with(reply_to::PREFIX) {
             let returned = mandatory.then(|| msg.clone());
             let key = msg.routing_key.clone();

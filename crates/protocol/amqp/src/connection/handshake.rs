@@ -2,12 +2,12 @@
 //! tune/tune-ok, open/open-ok.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use amq_protocol::protocol::{AMQPClass, connection};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use bytes::{Buf, BytesMut};
+use ferry_face::{Admission, Registered};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::next_frame;
@@ -54,17 +54,18 @@ impl fmt::Display for End {
 
 pub async fn handshake<R, W>(
     amqp: &Amqp,
-    peer: SocketAddr,
+    admission: Admission,
     certified: Option<&str>,
     reader: &mut R,
     writer: &mut W,
     inbuf: &mut BytesMut,
     out: &mut Output,
-) -> Result<Tuned, End>
+) -> Result<(Tuned, Registered), End>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let peer = admission.peer();
     while inbuf.len() < PROTOCOL_HEADER.len() {
         match reader.read_buf(inbuf).await {
             Ok(0) | Err(_) => return Err(End::Gone),
@@ -196,27 +197,25 @@ where
             ),
         ));
     }
-    if let Some(limit) = config.max_connections_per_user
-        && amqp.connections.count_user(&user.name) >= limit
-    {
-        // Checked before registering: two handshakes at once may both pass.
-        return Err(refuse(
-            out,
-            Failure::connection(
-                ReplyCode::NotAllowed,
-                format!(
-                    "connection refused: user '{}' has reached its limit of {limit} connections",
-                    user.name
+    // The user's limit is checked and the connection registered at once.
+    let registered = match admission.register(&user.name, &vhost, amqp.broker.now().as_millis()) {
+        Ok(r) => r,
+        Err(refused) => {
+            return Err(refuse(
+                out,
+                Failure::connection(
+                    ReplyCode::NotAllowed,
+                    format!("connection refused: {refused}"),
                 ),
-            ),
-        ));
-    }
+            ));
+        }
+    };
     out.method(
         0,
         AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
     );
     send(writer, out).await?;
-    Ok(Tuned {
+    let tuned = Tuned {
         user,
         vhost,
         frame_max,
@@ -224,7 +223,8 @@ where
         heartbeat,
         cancel_notify,
         blocked_notify,
-    })
+    };
+    Ok((tuned, registered))
 }
 
 /// The next frame, which must be a connection method on channel 0.

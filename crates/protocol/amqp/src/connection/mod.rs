@@ -9,13 +9,12 @@
 mod handshake;
 mod session;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use ferry_face::{Accepted, Stream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
 
 use crate::Amqp;
 use crate::codec::{self, Output};
@@ -35,16 +34,15 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a closed connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(1);
 
-pub async fn run<S>(
-    amqp: Arc<Amqp>,
-    id: u64,
-    stream: S,
-    peer: SocketAddr,
-    certified: Option<String>,
-    mut stop: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
+pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
+    let Accepted {
+        stream,
+        peer,
+        certified,
+        admission,
+        mut stop,
+    } = conn;
+    let id = admission.id();
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut inbuf = BytesMut::with_capacity(64 * 1024);
     let mut out = Output::default();
@@ -53,7 +51,7 @@ pub async fn run<S>(
         timeout,
         handshake::handshake(
             &amqp,
-            peer,
+            admission,
             certified.as_deref(),
             &mut reader,
             &mut writer,
@@ -62,8 +60,8 @@ pub async fn run<S>(
         ),
     )
     .await;
-    let tuned = match opened {
-        Ok(Ok(tuned)) => tuned,
+    let (tuned, registered) = match opened {
+        Ok(Ok(opened)) => opened,
         Ok(Err(end)) => {
             tracing::debug!(%peer, reason = %end, "connection ended during the handshake");
             flush(&mut writer, &mut out).await;
@@ -76,17 +74,8 @@ pub async fn run<S>(
     };
     tracing::info!(%peer, user = %tuned.user.name, vhost = %tuned.vhost, "AMQP connection open");
     let heartbeat = tuned.heartbeat;
-    let registered = amqp.connections.register(
-        id,
-        peer,
-        &tuned.user.name,
-        &tuned.vhost,
-        amqp.broker.now().as_millis(),
-    );
-    let entry = Arc::clone(&registered.entry);
+    let entry = Arc::clone(&registered);
     let mut session = Session::new(Arc::clone(&amqp), id, tuned, out, Arc::clone(&entry));
-    let connections = metrics::gauge!("ferry_connections", "protocol" => "amqp");
-    connections.increment(1.0);
 
     let tick_every = if heartbeat.is_zero() {
         Duration::from_secs(1)
@@ -226,7 +215,6 @@ pub async fn run<S>(
         })
         .await;
     }
-    connections.decrement(1.0);
     tracing::info!(%peer, "AMQP connection closed");
 }
 

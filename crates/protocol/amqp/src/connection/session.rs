@@ -48,7 +48,7 @@ pub struct Ctx {
     /// is held back until the alarm clears.
     pub published: bool,
     /// The connection's entry in the registry operators see.
-    pub entry: Arc<crate::registry::Connection>,
+    pub entry: Arc<ferry_face::Entry>,
 }
 
 impl Ctx {
@@ -81,7 +81,7 @@ impl Session {
         conn_id: u64,
         tuned: Tuned,
         out: Output,
-        entry: Arc<crate::registry::Connection>,
+        entry: Arc<ferry_face::Entry>,
     ) -> Self {
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
         Session {

@@ -161,10 +161,8 @@ pub(super) async fn delete_user(
         .map_err(auth_error)?;
     s.logins.forget_all();
     // A deleted user keeps no open connection (and with it, its rights).
-    if let Some(amqp) = s.amqp.get() {
-        amqp.connections()
-            .close_user(&name, &format!("user '{name}' was deleted"));
-    }
+    s.connections
+        .close_user(&name, &format!("user '{name}' was deleted"));
     Ok(Json(json!({ "deleted": name })).into_response())
 }
 

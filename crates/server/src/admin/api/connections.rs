@@ -1,42 +1,45 @@
-//! Client connections (AMQP: the HTTP protocols are connectionless) and
-//! their consumers.
+//! Client connections of every connection-oriented face (the HTTP
+//! protocols are connectionless), and their consumers.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
-use ferry_amqp::ConnectionInfo;
+use ferry_face::ConnectionInfo;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult};
 use crate::admin::AdminState;
 
-/// Connection ids in the API carry their protocol: `amqp-7`.
-const AMQP_PREFIX: &str = "amqp-";
-
-fn connections(s: &AdminState) -> Vec<ConnectionInfo> {
-    s.amqp
-        .get()
-        .map(|a| a.connections().list())
-        .unwrap_or_default()
+/// Connection ids in the API carry their protocol, `amqp-7`, so an id
+/// says where it came from; the number alone is unique across faces.
+fn api_id(c: &ConnectionInfo) -> String {
+    format!("{}-{}", c.protocol, c.id)
 }
 
 pub(super) async fn list(State(s): State<AdminState>) -> ApiResult {
-    let list: Vec<Value> = connections(&s)
+    let list: Vec<Value> = s
+        .connections
+        .list()
         .iter()
         .map(|c| {
+            let rates = s.rates.connection(c.id);
             json!({
-                "id": format!("{AMQP_PREFIX}{}", c.id),
-                "protocol": "amqp",
+                "id": api_id(c),
+                "protocol": c.protocol,
                 "peer": c.peer.to_string(),
                 "user": c.user,
-                "namespace": c.vhost,
+                "namespace": c.namespace,
                 "connected_at": c.connected_at,
                 "channels": c.channels,
                 "consumers": c.consumers.len(),
                 "recv_bytes": c.recv_bytes,
                 "sent_bytes": c.sent_bytes,
-                "recv_rate": s.rates.connection(c.id).0,
-                "sent_rate": s.rates.connection(c.id).1,
+                "recv_messages": c.recv_messages,
+                "sent_messages": c.sent_messages,
+                "recv_rate": rates.recv_bytes,
+                "sent_rate": rates.sent_bytes,
+                "recv_message_rate": rates.recv_messages,
+                "sent_message_rate": rates.sent_messages,
             })
         })
         .collect();
@@ -45,15 +48,18 @@ pub(super) async fn list(State(s): State<AdminState>) -> ApiResult {
 
 pub(super) async fn close(State(s): State<AdminState>, Path(id): Path<String>) -> ApiResult {
     let not_found = || ApiError::not_found(format!("no open connection '{id}'"));
-    let n: u64 = id
-        .strip_prefix(AMQP_PREFIX)
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(not_found)?;
-    let amqp = s.amqp.get().ok_or_else(not_found)?;
-    if !amqp
-        .connections()
-        .close(n, "Closed via the ferry admin API")
+    // `PROTOCOL-N`: the protocol must be the connection's own.
+    let (protocol, n) = id.rsplit_once('-').ok_or_else(not_found)?;
+    let n: u64 = n.parse().map_err(|_| not_found())?;
+    if !s
+        .connections
+        .list()
+        .iter()
+        .any(|c| c.id == n && c.protocol == protocol)
     {
+        return Err(not_found());
+    }
+    if !s.connections.close(n, "Closed via the ferry admin API") {
         return Err(not_found());
     }
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -61,12 +67,13 @@ pub(super) async fn close(State(s): State<AdminState>, Path(id): Path<String>) -
 
 pub(super) async fn consumers(State(s): State<AdminState>) -> ApiResult {
     let mut list = Vec::new();
-    for c in connections(&s) {
+    for c in s.connections.list() {
         for k in &c.consumers {
             list.push(json!({
-                "namespace": c.vhost,
+                "namespace": c.namespace,
                 "queue": k.queue,
-                "connection": format!("{AMQP_PREFIX}{}", c.id),
+                "connection": api_id(&c),
+                "protocol": c.protocol,
                 "channel": k.channel,
                 "tag": k.tag,
                 "prefetch": k.prefetch,

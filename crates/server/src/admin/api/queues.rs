@@ -81,7 +81,7 @@ pub(super) async fn overview(State(s): State<AdminState>) -> ApiResult {
         totals[3] += st.consumers as u64;
     }
     let alarm = b.alarm().borrow().clone();
-    let connections = s.amqp.get().map_or(0, |a| a.connections().len());
+    let connections = s.connections.len();
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": s.started.elapsed().as_secs_f64(),
