@@ -398,6 +398,50 @@ struct Sealed {
     ciphertext: Vec<u8>,
 }
 
+/// Where an append started, and where each segment it rolled to began
+/// (after that segment's topology checkpoint), so that a failed append
+/// leaves the buffered chunks as if it had never been called. A rolled
+/// segment stays, holding only its checkpoint: that is a valid segment.
+struct Undo {
+    locations: usize,
+    /// (chunk index, its length then) for every chunk the append wrote to;
+    /// an index past the end when the append was to start a new chunk.
+    chunks: Vec<(usize, usize)>,
+    head_len: u64,
+}
+
+impl Undo {
+    fn mark(st: &State, locations: usize) -> Undo {
+        let at = match st.chunks.last() {
+            Some(c) if c.segment == st.head => (st.chunks.len() - 1, c.bytes.len()),
+            _ => (st.chunks.len(), 0),
+        };
+        Undo {
+            locations,
+            chunks: vec![at],
+            head_len: st.head_len,
+        }
+    }
+
+    /// The append rolled to a new head segment (just checkpointed).
+    fn rolled(&mut self, st: &State) {
+        if let Some(c) = st.chunks.last() {
+            self.chunks.push((st.chunks.len() - 1, c.bytes.len()));
+        }
+        self.head_len = st.head_len;
+    }
+
+    fn apply(self, st: &mut State, locations: &mut Vec<Location>) {
+        for (i, len) in self.chunks {
+            if let Some(c) = st.chunks.get_mut(i) {
+                c.bytes.truncate(len);
+            }
+        }
+        st.head_len = self.head_len;
+        locations.truncate(self.locations);
+    }
+}
+
 impl Store for Journal {
     fn append(
         &self,
@@ -421,29 +465,46 @@ impl Store for Journal {
             st.roll();
         }
         let first_chunk = st.chunks.len().saturating_sub(1);
+        // All or nothing: a record that cannot be framed (sealing failed)
+        // takes back every frame this call buffered, so nothing of a
+        // refused append reaches the disk and reappears after a restart.
+        let mut undo = Undo::mark(&st, locations.len());
         // Messages enqueued by this same call, for removals that name none
         // (kept only when there are such removals: no allocation otherwise).
         let resolve = records
             .iter()
             .any(|r| matches!(r, Record::Removed { loc: None, .. } | Record::Purged { .. }));
         let mut batch: Vec<(QueueId, u64, Location)> = Vec::new();
+        // Counted once every record is framed. One call never mixes
+        // topology records (which change how later records are sealed)
+        // with message records, so counting later changes no frame.
+        let mut framed: Vec<(Record, Location)> = Vec::with_capacity(records.len());
         for r in records.drain(..) {
             if st.head_len >= self.shared.config.segment_size {
                 st.roll();
+                undo.rolled(&st);
             }
             let r = account::resolve_locations(r, &batch);
-            let loc = st.put(&r, self.shared.keyring.as_ref())?;
+            let loc = match st.put(&r, self.shared.keyring.as_ref()) {
+                Ok(loc) => loc,
+                Err(e) => {
+                    undo.apply(&mut st, locations);
+                    return Err(e);
+                }
+            };
             if let Record::Enqueued { queue, seq, .. } = &r {
                 locations.push(loc);
                 if resolve {
                     batch.push((*queue, *seq, loc));
                 }
             }
-            let commit = st.last_commit + 1;
-            st.accounts.apply_appended(&r, loc, commit);
+            framed.push((r, loc));
         }
-        st.last_commit += 1;
-        let commit = st.last_commit;
+        let commit = st.last_commit + 1;
+        for (r, loc) in &framed {
+            st.accounts.apply_appended(r, *loc, commit);
+        }
+        st.last_commit = commit;
         // Every chunk this call wrote to carries its commit, so a failure
         // of any of them fails the commit.
         for c in st.chunks.iter_mut().skip(first_chunk) {

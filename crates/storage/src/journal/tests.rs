@@ -531,3 +531,48 @@ proptest::proptest! {
         proptest::prop_assert!(decode_frame(None, segment, 64, kind, &payload).is_err());
     }
 }
+
+/// An append whose last record cannot be sealed is refused whole: none of
+/// its records reaches the disk, and the journal goes on.
+#[test]
+fn a_refused_append_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = Arc::new(MasterKey::generate().expect("key"));
+    let cfg = || JournalConfig {
+        queue_keys: [("k".to_owned(), Arc::clone(&key))].into_iter().collect(),
+        ..config(64 * 1024)
+    };
+    const UNSEALABLE: QueueId = QueueId(2);
+    let (j, _) = open(dir.path(), cfg()).expect("open");
+    let mut records = declare();
+    records.push(Record::QueueDeclared {
+        id: UNSEALABLE,
+        namespace: "ns".into(),
+        name: "names-a-missing-key".into(),
+        // The core refuses such a queue; the journal must not rely on it.
+        config: QueueConfig {
+            encryption_key: Some("missing".into()),
+            ..QueueConfig::default()
+        },
+    });
+    write(&j, records);
+    let mut refused = vec![enqueued(1, "lost-1"), enqueued(2, "lost-2")];
+    refused.push(Record::Enqueued {
+        queue: UNSEALABLE,
+        seq: 1,
+        at: Timestamp(3),
+        deliveries: 0,
+        message: Arc::new(Message::new("lost-3".to_owned()).persistent()),
+        replaces: None,
+        forwarded: false,
+    });
+    let mut locations = Vec::new();
+    assert!(j.append(&mut refused, &mut locations).is_err());
+    assert!(locations.is_empty(), "no location for a refused record");
+    write(&j, vec![Record::QueueDeleted { id: UNSEALABLE }]);
+    write(&j, vec![enqueued(3, "kept")]);
+    j.close();
+    drop(j);
+    let (_, state) = open(dir.path(), cfg()).expect("reopen");
+    assert_eq!(bodies(&state), vec!["kept".to_owned()]);
+}
