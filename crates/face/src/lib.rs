@@ -22,6 +22,13 @@
 //! This crate knows no sockets and no broker: it is the shape both sides
 //! agree on, so that a protocol crate depends on it and not on the server.
 
+// Input from the network must never panic the broker: an index or unwrap
+// in this crate's code is proven or justified where it stands.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 mod limits;
 mod registry;
 

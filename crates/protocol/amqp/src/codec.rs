@@ -47,13 +47,15 @@ pub enum Incoming {
 /// Takes the next whole frame from `buf`, if there is one. A frame larger
 /// than `frame_max`, of an unknown type, without its end octet, or that
 /// the codec cannot parse is a connection error (the spec's 501/502/540).
+// Proven: every slice below ends at or before `total`, and `buf` holds at
+// least `total` bytes once past the length check.
+#[allow(clippy::indexing_slicing)]
 pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Incoming>, Failure> {
-    if buf.len() < 7 {
+    let Some(&[kind, c0, c1, s0, s1, s2, s3]) = buf.first_chunk::<7>() else {
         return Ok(None);
-    }
-    let kind = buf[0];
-    let channel = u16::from_be_bytes([buf[1], buf[2]]);
-    let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as usize;
+    };
+    let channel = u16::from_be_bytes([c0, c1]);
+    let size = u32::from_be_bytes([s0, s1, s2, s3]) as usize;
     if !matches!(
         kind,
         FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
@@ -77,7 +79,7 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Incoming>, Fa
         buf.reserve(total - buf.len());
         return Ok(None);
     }
-    if buf[total - 1] != FRAME_END {
+    if buf.get(total - 1) != Some(&FRAME_END) {
         return Err(Failure::connection(
             ReplyCode::FrameError,
             "frame does not end with the frame-end octet",
@@ -191,7 +193,8 @@ pub struct Output {
 
 impl Output {
     pub fn pending(&self) -> &[u8] {
-        &self.buf[self.written..]
+        // `written` never passes the end (consume bounds it).
+        self.buf.get(self.written..).unwrap_or_default()
     }
 
     pub fn is_empty(&self) -> bool {

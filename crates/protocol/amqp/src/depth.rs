@@ -90,7 +90,8 @@ fn header_table(p: &[u8]) -> Option<usize> {
 
 fn u32_at(buf: &[u8], at: usize) -> Result<usize, Scan> {
     let b = buf.get(at..at + 4).ok_or(Scan::Malformed)?;
-    Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    let b: [u8; 4] = b.try_into().map_err(|_| Scan::Malformed)?;
+    Ok(u32::from_be_bytes(b) as usize)
 }
 
 /// Walks a table and everything nested in it with an explicit stack of

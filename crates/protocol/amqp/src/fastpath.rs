@@ -121,12 +121,11 @@ impl Reader<'_> {
     }
 
     fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
+        self.take(1)?.first().copied()
     }
 
     fn u16(&mut self) -> Option<u16> {
-        let b = self.take(2)?;
-        Some(u16::from_be_bytes([b[0], b[1]]))
+        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
     }
 
     fn u64(&mut self) -> Option<u64> {
@@ -225,7 +224,7 @@ pub fn write_plain_header(
     text(buf, USER_ID, props.user_id());
     text(buf, APP_ID, props.app_id());
     text(buf, CLUSTER_ID, props.cluster_id());
-    buf[flags_at..flags_at + 2].copy_from_slice(&flags.to_be_bytes());
+    patch(buf, flags_at, flags.to_be_bytes());
     end(buf, start);
     true
 }
@@ -242,8 +241,16 @@ fn begin(buf: &mut Vec<u8>, kind: u8, channel: u16) -> usize {
 /// Fills in the size and closes the frame.
 fn end(buf: &mut Vec<u8>, start: usize) {
     let size = (buf.len() - start - 7) as u32;
-    buf[start + 3..start + 7].copy_from_slice(&size.to_be_bytes());
+    patch(buf, start + 3, size.to_be_bytes());
     buf.push(FRAME_END);
+}
+
+/// Overwrites bytes this encoder wrote earlier (a size or flags it learns
+/// only later); `at` is always inside what it wrote.
+fn patch<const N: usize>(buf: &mut [u8], at: usize, bytes: [u8; N]) {
+    if let Some(place) = buf.get_mut(at..at + N) {
+        place.copy_from_slice(&bytes);
+    }
 }
 
 fn short(buf: &mut Vec<u8>, s: &str) {

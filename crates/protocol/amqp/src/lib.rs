@@ -12,6 +12,13 @@
 //!   the spec groups them (exchange, queue, basic consume/publish, tx).
 //! - [`error`]: reply codes and the one core-error mapping.
 
+// Input from the network must never panic the broker: an index or unwrap
+// in this crate's code is proven or justified where it stands.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 mod arguments;
 pub mod auth;
 mod channel;

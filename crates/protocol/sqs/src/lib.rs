@@ -11,6 +11,13 @@
 //!   `names.rs`: the rules the actions share;
 //! - `error.rs`: SQS's error codes, and the mapping from core errors.
 
+// Input from the network must never panic the broker: an index or unwrap
+// in this crate's code is proven or justified where it stands.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 mod access;
 mod actions;
 mod attributes;

@@ -25,23 +25,19 @@ pub fn encode(queue: QueueId, lease: Lease) -> String {
 /// The lease in `handle`, if it is a well-formed handle of `queue`.
 pub fn decode(queue: QueueId, handle: &str) -> Option<Lease> {
     let b = URL_SAFE_NO_PAD.decode(handle.trim()).ok()?;
-    if b.len() != LEN || b[0] != VERSION {
+    if b.len() != LEN || b.first() != Some(&VERSION) {
         return None;
     }
-    let u64_at = |i: usize| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[i..i + 8]);
-        u64::from_be_bytes(a)
-    };
-    let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    if u64_at(1) != queue.0 {
+    let u64_at = |i: usize| Some(u64::from_be_bytes(b.get(i..i + 8)?.try_into().ok()?));
+    let u32_at = |i: usize| Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?));
+    if u64_at(1)? != queue.0 {
         return None;
     }
     Some(Lease {
-        seq: u64_at(9),
-        slot: u32_at(17),
-        delivery: u32_at(21),
-        epoch: u32_at(25),
+        seq: u64_at(9)?,
+        slot: u32_at(17)?,
+        delivery: u32_at(21)?,
+        epoch: u32_at(25)?,
     })
 }
 

@@ -48,13 +48,17 @@ impl Counts {
 
     /// The rates from `earlier` to these counts over `secs`.
     fn since(&self, earlier: &Counts, secs: f64) -> RateSet {
-        let r = |i: usize| self.0[i].saturating_sub(earlier.0[i]) as f64 / secs;
+        let [published, delivered, acked, redelivered, dead_lettered] = std::array::from_fn(|i| {
+            let (now, then) = (self.0.get(i), earlier.0.get(i));
+            now.zip(then)
+                .map_or(0.0, |(n, t)| n.saturating_sub(*t) as f64 / secs)
+        });
         RateSet {
-            published: r(0),
-            delivered: r(1),
-            acked: r(2),
-            redelivered: r(3),
-            dead_lettered: r(4),
+            published,
+            delivered,
+            acked,
+            redelivered,
+            dead_lettered,
         }
     }
 }

@@ -72,7 +72,7 @@ where
             Ok(_) => {}
         }
     }
-    if &inbuf[..PROTOCOL_HEADER.len()] != PROTOCOL_HEADER {
+    if !inbuf.starts_with(PROTOCOL_HEADER) {
         // The spec's answer to another protocol or version: our header, then close.
         out.protocol_header();
         return Err(End::WrongProtocol);

@@ -56,8 +56,9 @@ pub fn add(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsErro
         .get(keys::POLICY)
         .and_then(|p| serde_json::from_str(p).ok())
         .unwrap_or_else(|| json!({"Version": "2008-10-17", "Id": format!("{arn}/SQSDefaultPolicy"), "Statement": []}));
-    let statements = policy["Statement"]
-        .as_array_mut()
+    let statements = policy
+        .get_mut("Statement")
+        .and_then(Value::as_array_mut)
         .ok_or_else(|| SqsError::invalid_parameter("The queue's Policy has no Statement list."))?;
     if statements.iter().any(|s| s["Sid"] == label) {
         return Err(label_invalid(label, "Already exists."));
@@ -91,8 +92,9 @@ pub fn remove(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsE
         .get(keys::POLICY)
         .and_then(|p| serde_json::from_str(p).ok())
         .ok_or_else(|| label_invalid(label, "can't find label."))?;
-    let statements = policy["Statement"]
-        .as_array_mut()
+    let statements = policy
+        .get_mut("Statement")
+        .and_then(Value::as_array_mut)
         .ok_or_else(|| label_invalid(label, "can't find label."))?;
     let before = statements.len();
     statements.retain(|s| s["Sid"] != label);

@@ -176,8 +176,10 @@ pub fn list(
         .take(limit)
         .map(|n| Value::String(sqs.url(req, n)))
         .collect();
-    if max.is_some() && names.len() > limit {
-        let last = &names[limit - 1];
+    if max.is_some()
+        && names.len() > limit
+        && let Some(last) = limit.checked_sub(1).and_then(|i| names.get(i))
+    {
         out.insert(
             "NextToken".into(),
             Value::String(URL_SAFE_NO_PAD.encode(last.as_bytes())),

@@ -113,12 +113,14 @@ fn fold(pairs: &[Pair]) -> Result<Map<String, Value>, SqsError> {
             for (_, fields) in items {
                 let name = fields
                     .iter()
-                    .find(|(k, _)| k.len() == 1 && k[0] == *key_name)
+                    .find(|(k, _)| k.as_slice() == [*key_name])
                     .map(|(_, v)| v.clone());
                 let value: Vec<Pair> = fields
                     .iter()
-                    .filter(|(k, _)| k.first().map(String::as_str) == Some("Value"))
-                    .map(|(k, v)| (k[1..].to_vec(), v.clone()))
+                    .filter_map(|(k, v)| match k.split_first() {
+                        Some((first, rest)) if first == "Value" => Some((rest.to_vec(), v.clone())),
+                        _ => None,
+                    })
                     .collect();
                 let Some(name) = name else { continue };
                 let folded = match value.as_slice() {

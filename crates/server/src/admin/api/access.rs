@@ -28,20 +28,24 @@ pub(super) fn users_json(s: &AdminState, with_hashes: bool) -> Vec<Value> {
         .users()
         .iter()
         .map(|u| {
-            let mut j = json!({
-                "name": u.name,
-                "tags": u.tags,
-                "loopback_only": u.loopback_only,
-                "source": if s.users.is_managed(&u.name) { "api" } else { "config" },
-            });
+            let mut j = serde_json::Map::new();
+            j.insert("name".into(), json!(u.name));
+            j.insert("tags".into(), json!(u.tags));
+            j.insert("loopback_only".into(), json!(u.loopback_only));
+            let source = if s.users.is_managed(&u.name) {
+                "api"
+            } else {
+                "config"
+            };
+            j.insert("source".into(), json!(source));
             let keys = u.access_key_ids();
             if !keys.is_empty() {
-                j["access_keys"] = json!(keys);
+                j.insert("access_keys".into(), json!(keys));
             }
             if with_hashes && let Some(h) = u.password_hash() {
-                j["password_hash"] = json!(h);
+                j.insert("password_hash".into(), json!(h));
             }
-            j
+            Value::Object(j)
         })
         .collect()
 }

@@ -360,7 +360,9 @@ pub(super) async fn export(State(s): State<AdminState>) -> ApiResult {
                 continue;
             }
             let mut j = binding_json(&binding);
-            j["namespace"] = json!(r.namespace);
+            if let Some(o) = j.as_object_mut() {
+                o.insert("namespace".into(), json!(r.namespace));
+            }
             if let Ok(def) = serde_json::from_value::<BindingDef>(j) {
                 bindings.push(def);
             }

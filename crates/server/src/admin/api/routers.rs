@@ -90,7 +90,9 @@ pub(super) async fn one(
         .iter()
         .map(binding_json)
         .collect();
-    r["bindings"] = Value::Array(bindings);
+    if let Some(o) = r.as_object_mut() {
+        o.insert("bindings".into(), Value::Array(bindings));
+    }
     Ok(Json(r).into_response())
 }
 
