@@ -69,7 +69,7 @@ impl Broker {
             self.queue(namespace, d)?;
         }
         if rate == Some(0) {
-            return Err(CoreError::InvalidArgument("rate must be positive".into()));
+            return Err(CoreError::InvalidRate);
         }
         let mut tasks = lock(&self.moves.tasks);
         let busy = tasks.values().any(|t| {
@@ -218,9 +218,7 @@ impl Broker {
             Some(t) => self
                 .queue(namespace, t)
                 .and_then(|q| self.enqueue_existing(&q, Arc::clone(&msg), true, 0, &mut removal)),
-            None => Err(CoreError::InvalidArgument(
-                "a message has no dead-letter source to return to".into(),
-            )),
+            None => Err(CoreError::NoDeadLetterSource),
         };
         match result {
             Ok(_) => Ok(()),

@@ -97,9 +97,9 @@ impl Broker {
             .as_ref()
             .is_some_and(|d| d.window > crate::queue::MAX_DEDUP_WINDOW)
         {
-            return Err(CoreError::InvalidArgument(
-                "a deduplication window is at most one hour".into(),
-            ));
+            return Err(CoreError::DedupWindowTooLong {
+                max_secs: crate::queue::MAX_DEDUP_WINDOW.as_secs(),
+            });
         }
         Ok(())
     }

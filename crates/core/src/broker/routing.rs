@@ -36,9 +36,7 @@ impl Broker {
         config: RouterConfig,
     ) -> CoreResult<bool> {
         if name == DEFAULT_ROUTER {
-            return Err(CoreError::InvalidArgument(
-                "the default router cannot be declared".to_owned(),
-            ));
+            return Err(CoreError::DefaultRouter);
         }
         let ns = self.namespace(namespace)?;
         let mut map = write(&ns.routers);
@@ -190,9 +188,7 @@ impl Broker {
         if router != DEFAULT_ROUTER {
             let r = self.router(&ns, router)?;
             if read(&r).config().internal {
-                return Err(CoreError::InvalidArgument(format!(
-                    "router '{router}' is internal: publish to it through another router"
-                )));
+                return Err(CoreError::InternalRouter(router.to_owned()));
             }
         }
         let mut queues = Vec::new();

@@ -354,10 +354,7 @@ impl QueueCore {
     pub fn reconfigure(&mut self, config: QueueConfig) -> CoreResult<()> {
         let fixed = |c: &QueueConfig| (c.fifo, c.max_priority, c.durable, c.exclusive_owner);
         if fixed(&config) != fixed(&self.config) {
-            return Err(CoreError::InvalidArgument(
-                "fifo, max priority, durability and exclusivity cannot change on an existing queue"
-                    .into(),
-            ));
+            return Err(CoreError::FixedSetting);
         }
         if config.dedup != self.config.dedup {
             self.dedup = config.dedup.clone().map(DedupWindow::new);
@@ -829,10 +826,9 @@ impl QueueCore {
         if let Some(limit) = limit
             && now.plus(timeout) > self.slots[key].leased_at.plus(limit)
         {
-            return Err(CoreError::InvalidArgument(format!(
-                "the lease may not end more than {} s after it began",
-                limit.as_secs()
-            )));
+            return Err(CoreError::LeaseTooLong {
+                limit_secs: limit.as_secs(),
+            });
         }
         if timeout.is_zero() {
             self.return_leased(key, now, fx);

@@ -190,8 +190,20 @@ impl Failure {
                 PreconditionFailed,
                 format!("a move task is already running on queue '{q}'"),
             ),
-            CoreError::InvalidArgument(m) => Failure::channel(PreconditionFailed, m),
-            e @ CoreError::UnknownKey(_) => Failure::channel(PreconditionFailed, e.to_string()),
+            e @ (CoreError::UnknownKey(_)
+            | CoreError::FixedSetting
+            | CoreError::DedupWindowTooLong { .. }
+            | CoreError::LeaseTooLong { .. }
+            | CoreError::InvalidRate
+            | CoreError::NoDeadLetterSource) => Failure::channel(PreconditionFailed, e.to_string()),
+            CoreError::DefaultRouter => Failure::channel(
+                AccessRefused,
+                format!("operation not permitted on the default exchange in vhost '{vhost}'"),
+            ),
+            CoreError::InternalRouter(x) => Failure::channel(
+                AccessRefused,
+                format!("cannot publish to internal exchange '{x}' in vhost '{vhost}'"),
+            ),
             CoreError::Storage(e) => Failure::channel(InternalError, format!("storage: {e}")),
         }
     }
@@ -203,36 +215,45 @@ pub type Outcome<T = ()> = Result<T, Failure>;
 mod tests {
     use super::*;
 
+    /// The code RabbitMQ gives for each core error (the match is
+    /// exhaustive: a new error must be given its code here).
+    fn expected(e: &CoreError) -> (u16, Scope) {
+        use Scope::{Channel, Connection};
+        match e {
+            CoreError::NamespaceNotFound(_) => (530, Connection),
+            CoreError::QueueNotFound(_)
+            | CoreError::RouterNotFound(_)
+            | CoreError::ConsumerNotFound
+            | CoreError::TaskNotFound(_) => (404, Channel),
+            CoreError::ExclusiveQueue(_) => (405, Channel),
+            CoreError::ExclusiveConsumer(_)
+            | CoreError::DefaultRouter
+            | CoreError::InternalRouter(_) => (403, Channel),
+            CoreError::QueueExists { .. }
+            | CoreError::RouterExists { .. }
+            | CoreError::QueueInUse(_)
+            | CoreError::QueueNotEmpty(_)
+            | CoreError::QueueFull(_)
+            | CoreError::TooManyQueues { .. }
+            | CoreError::LeaseNotFound
+            | CoreError::TaskRunning(_)
+            | CoreError::UnknownKey(_)
+            | CoreError::FixedSetting
+            | CoreError::DedupWindowTooLong { .. }
+            | CoreError::LeaseTooLong { .. }
+            | CoreError::InvalidRate
+            | CoreError::NoDeadLetterSource => (406, Channel),
+            CoreError::Storage(_) => (541, Channel),
+        }
+    }
+
     #[test]
-    fn core_errors_map_to_rabbitmq_codes() {
-        let cases = [
-            (CoreError::QueueNotFound("q".into()), 404, Scope::Channel),
-            (CoreError::RouterNotFound("x".into()), 404, Scope::Channel),
-            (CoreError::ExclusiveQueue("q".into()), 405, Scope::Channel),
-            (
-                CoreError::ExclusiveConsumer("q".into()),
-                403,
-                Scope::Channel,
-            ),
-            (CoreError::QueueInUse("q".into()), 406, Scope::Channel),
-            (CoreError::QueueNotEmpty("q".into()), 406, Scope::Channel),
-            (
-                CoreError::QueueExists {
-                    name: "q".into(),
-                    detail: "durable differs".into(),
-                },
-                406,
-                Scope::Channel,
-            ),
-            (
-                CoreError::NamespaceNotFound("v".into()),
-                530,
-                Scope::Connection,
-            ),
-        ];
-        for (e, code, scope) in cases {
-            let f = Failure::from_core(e, "/");
-            assert_eq!((f.code.code(), f.scope), (code, scope), "{f}");
+    fn every_core_error_has_its_rabbitmq_code() {
+        for e in CoreError::examples() {
+            let want = expected(&e);
+            let f = Failure::from_core(e.clone(), "/");
+            assert_eq!((f.code.code(), f.scope), want, "{e:?}: {f}");
+            assert!(!f.text().is_empty());
         }
     }
 

@@ -119,14 +119,31 @@ impl From<CoreError> for SqsError {
             CoreError::TaskRunning(_) => SqsError::unsupported_operation(
                 "There is already a message move task running on this source queue.",
             ),
-            CoreError::InvalidArgument(m) => SqsError::invalid_parameter(&m),
             CoreError::UnknownKey(k) => SqsError::invalid_attribute_value(&format!(
                 "Invalid value for the parameter KmsMasterKeyId. Reason: no key named '{k}' is configured on this broker."
             )),
             CoreError::Storage(e) => {
                 SqsError::internal(&format!("The message could not be stored durably: {e}"))
             }
-            other => SqsError::invalid_parameter(&other.to_string()),
+            CoreError::LeaseTooLong { limit_secs } => SqsError::invalid_parameter(&format!(
+                "Value for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [{limit_secs} seconds]"
+            )),
+            e @ (CoreError::FixedSetting | CoreError::DedupWindowTooLong { .. }) => {
+                SqsError::invalid_attribute_value(&e.to_string())
+            }
+            // A queue of another face's, used over SQS: its rules are the
+            // other protocol's, and SQS has no code for them.
+            e @ (CoreError::ExclusiveQueue(_)
+            | CoreError::ExclusiveConsumer(_)
+            | CoreError::QueueInUse(_)
+            | CoreError::QueueNotEmpty(_)) => SqsError::unsupported_operation(&e.to_string()),
+            e @ (CoreError::RouterNotFound(_)
+            | CoreError::RouterExists { .. }
+            | CoreError::ConsumerNotFound
+            | CoreError::InvalidRate
+            | CoreError::NoDeadLetterSource
+            | CoreError::DefaultRouter
+            | CoreError::InternalRouter(_)) => SqsError::invalid_parameter(&e.to_string()),
         }
     }
 }
@@ -134,6 +151,47 @@ impl From<CoreError> for SqsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The code SQS answers each core error with (the match is
+    /// exhaustive: a new error must be given its code here).
+    fn expected(e: &CoreError) -> &'static str {
+        match e {
+            CoreError::QueueNotFound(_) | CoreError::NamespaceNotFound(_) => "QueueDoesNotExist",
+            CoreError::QueueExists { .. } => "QueueNameExists",
+            CoreError::LeaseNotFound => "ReceiptHandleIsInvalid",
+            CoreError::QueueFull(_) | CoreError::TooManyQueues { .. } => "OverLimit",
+            CoreError::TaskNotFound(_) => "ResourceNotFoundException",
+            CoreError::TaskRunning(_)
+            | CoreError::ExclusiveQueue(_)
+            | CoreError::ExclusiveConsumer(_)
+            | CoreError::QueueInUse(_)
+            | CoreError::QueueNotEmpty(_) => "UnsupportedOperation",
+            CoreError::UnknownKey(_)
+            | CoreError::FixedSetting
+            | CoreError::DedupWindowTooLong { .. } => "InvalidAttributeValue",
+            CoreError::Storage(_) => "com.amazon.coral.service#InternalFailure",
+            CoreError::LeaseTooLong { .. }
+            | CoreError::RouterNotFound(_)
+            | CoreError::RouterExists { .. }
+            | CoreError::ConsumerNotFound
+            | CoreError::InvalidRate
+            | CoreError::NoDeadLetterSource
+            | CoreError::DefaultRouter
+            | CoreError::InternalRouter(_) => {
+                "com.amazon.coral.service#InvalidParameterValueException"
+            }
+        }
+    }
+
+    #[test]
+    fn every_core_error_has_its_sqs_code() {
+        for e in CoreError::examples() {
+            let want = expected(&e);
+            let got = SqsError::from(e.clone());
+            assert_eq!(got.json_type, want, "{e:?}");
+            assert!(!got.message.is_empty());
+        }
+    }
 
     #[test]
     fn every_code_has_a_status_and_both_spellings() {

@@ -9,8 +9,8 @@ use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::protocol::{AMQPClass, basic};
 use bytes::{Bytes, BytesMut};
 use ferry_auth::Access;
+use ferry_core::Message;
 use ferry_core::store::Commit;
-use ferry_core::{CoreError, Message};
 
 use super::Channel;
 use crate::codec::CLASS_BASIC;
@@ -196,15 +196,6 @@ impl Channel {
         let returned = mandatory.then(|| msg.clone());
         let published = match cx.amqp.broker.publish(&cx.vhost, exchange, msg) {
             Ok(p) => p,
-            Err(CoreError::InvalidArgument(_)) => {
-                return Err(Failure::channel(
-                    ReplyCode::AccessRefused,
-                    format!(
-                        "cannot publish to internal exchange '{exchange}' in vhost '{}'",
-                        cx.vhost
-                    ),
-                ));
-            }
             Err(e) => return Err(Failure::from_core(e, &cx.vhost)),
         };
         if published.queues == 0

@@ -405,8 +405,8 @@ pub(crate) fn change_one(
             ferry_core::CoreError::LeaseNotFound => SqsError::invalid_parameter(&format!(
                 "Value {handle} for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change."
             )),
-            ferry_core::CoreError::InvalidArgument(_) => SqsError::invalid_parameter(&format!(
-                "Value {timeout} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]"
+            ferry_core::CoreError::LeaseTooLong { limit_secs } => SqsError::invalid_parameter(&format!(
+                "Value {timeout} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [{limit_secs} seconds]"
             )),
             other => other.into(),
         })

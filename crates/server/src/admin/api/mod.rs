@@ -161,7 +161,17 @@ fn core_error(e: CoreError) -> ApiError {
         | CoreError::TooManyQueues { .. } => StatusCode::CONFLICT,
         CoreError::ExclusiveQueue(_) => StatusCode::LOCKED,
         CoreError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
+        // What the request asked for is wrong in itself.
+        CoreError::LeaseNotFound
+        | CoreError::ConsumerNotFound
+        | CoreError::UnknownKey(_)
+        | CoreError::FixedSetting
+        | CoreError::DedupWindowTooLong { .. }
+        | CoreError::LeaseTooLong { .. }
+        | CoreError::InvalidRate
+        | CoreError::NoDeadLetterSource
+        | CoreError::DefaultRouter
+        | CoreError::InternalRouter(_) => StatusCode::BAD_REQUEST,
     };
     ApiError(status, e.to_string())
 }
@@ -198,4 +208,49 @@ fn body<T: DeserializeOwned + Default>(bytes: &Bytes, what: &str) -> Result<T, A
 /// Like [`body`], for bodies that must be there.
 fn required_body<T: DeserializeOwned>(bytes: &Bytes, what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("bad {what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The status the admin API answers each core error with (exhaustive:
+    /// a new error must be given its status here).
+    fn expected(e: &CoreError) -> StatusCode {
+        match e {
+            CoreError::NamespaceNotFound(_)
+            | CoreError::QueueNotFound(_)
+            | CoreError::RouterNotFound(_)
+            | CoreError::TaskNotFound(_) => StatusCode::NOT_FOUND,
+            CoreError::QueueExists { .. }
+            | CoreError::RouterExists { .. }
+            | CoreError::TaskRunning(_)
+            | CoreError::QueueInUse(_)
+            | CoreError::QueueNotEmpty(_)
+            | CoreError::ExclusiveConsumer(_)
+            | CoreError::QueueFull(_)
+            | CoreError::TooManyQueues { .. } => StatusCode::CONFLICT,
+            CoreError::ExclusiveQueue(_) => StatusCode::LOCKED,
+            CoreError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CoreError::LeaseNotFound
+            | CoreError::ConsumerNotFound
+            | CoreError::UnknownKey(_)
+            | CoreError::FixedSetting
+            | CoreError::DedupWindowTooLong { .. }
+            | CoreError::LeaseTooLong { .. }
+            | CoreError::InvalidRate
+            | CoreError::NoDeadLetterSource
+            | CoreError::DefaultRouter
+            | CoreError::InternalRouter(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    #[test]
+    fn every_core_error_has_its_status() {
+        for e in CoreError::examples() {
+            let ApiError(status, text) = core_error(e.clone());
+            assert_eq!(status, expected(&e), "{e:?}");
+            assert_eq!(text, e.to_string());
+        }
+    }
 }
