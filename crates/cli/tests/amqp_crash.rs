@@ -144,8 +144,13 @@ async fn confirmed_messages_survive_kill_9_and_committed_acks_stick() {
         }
         tokio::time::sleep(Duration::from_millis(20 + rand(200))).await;
         ferry.kill();
+        // A publisher that panicked (a nack, a lock) fails the test; one
+        // still running 30 s after the kill is a hang.
         for p in publishers {
-            let _ = tokio::time::timeout(Duration::from_secs(30), p).await;
+            tokio::time::timeout(Duration::from_secs(30), p)
+                .await
+                .expect("a publisher outlived the broker by 30 s")
+                .expect("a publisher panicked");
         }
         assert!(
             started.elapsed() < Duration::from_secs(600),

@@ -108,6 +108,11 @@ impl QueueHandle {
         self.deleted.load(Ordering::Acquire)
     }
 
+    /// How many long-poll receives are waiting on this queue now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
     /// Fails unless `owner` may use this queue (exclusive queues belong to
     /// one connection).
     pub fn check_owner(&self, owner: Option<u64>) -> CoreResult<()> {

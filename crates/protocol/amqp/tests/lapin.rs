@@ -919,22 +919,34 @@ async fn a_global_qos_limits_the_whole_channel() {
         )
         .await
         .expect("consume");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let stats = |q: &str| f.broker.queue("/", q).expect("queue").stats().leased;
-    assert_eq!(
-        stats("a") + stats("b"),
-        3,
-        "three unacked across both consumers"
-    );
+    let stats = |q: &str| f.broker.queue("/", q).expect("queue").stats();
+    let leased = || stats("a").leased + stats("b").leased;
+    let acked = || stats("a").acked + stats("b").acked;
+    until(|| leased() == 3).await;
+    // Everything the broker had to do for this channel is done by now (the
+    // reply comes after it): still three, not more.
+    round_trip(&ch).await;
+    assert_eq!(leased(), 3, "three unacked across both consumers");
     // Acking frees room for more.
     let first = tokio::select! {
         d = next(&mut a) => d,
         d = next(&mut b) => d,
     };
     first.ack(BasicAckOptions::default()).await.expect("ack");
+    until(|| acked() == 1 && leased() == 3).await;
     round_trip(&ch).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(stats("a") + stats("b"), 3);
+    assert_eq!(leased(), 3);
+}
+
+/// Waits (bounded) until `ok` holds.
+async fn until(ok: impl Fn() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the condition never held");
 }
 
 #[tokio::test]

@@ -10,17 +10,25 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 async fn start() -> SocketAddr {
+    start_with_broker().await.0
+}
+
+async fn start_with_broker() -> (SocketAddr, std::sync::Arc<Broker>) {
     let broker = Broker::in_memory();
     let users = std::sync::Arc::new(
         ferry_auth::Users::fixed(ferry_auth::AuthConfig::default()).expect("users"),
     );
-    let app = ferry_sqs::router(Sqs::new(broker, SqsConfig::default(), users));
+    let app = ferry_sqs::router(Sqs::new(
+        std::sync::Arc::clone(&broker),
+        SqsConfig::default(),
+        users,
+    ));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    addr
+    (addr, broker)
 }
 
 struct Reply {
@@ -414,7 +422,7 @@ async fn batches_report_each_entry() {
 
 #[tokio::test]
 async fn long_polling_returns_when_a_message_arrives() {
-    let addr = start().await;
+    let (addr, broker) = start_with_broker().await;
     let url = ok(addr, "CreateQueue", json!({"QueueName": "lp"})).await["QueueUrl"]
         .as_str()
         .expect("url")
@@ -428,7 +436,21 @@ async fn long_polling_returns_when_a_message_arrives() {
         )
         .await
     });
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Send only once the receive waits: this tests the wake-up, not a
+    // receive that happened to come after the send.
+    let q = broker
+        .queue(&SqsConfig::default().namespace, "lp")
+        .expect("queue");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while q.waiting() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the receive never waited"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let sent_at = std::time::Instant::now();
     ok(
         addr,
         "SendMessage",
@@ -437,4 +459,8 @@ async fn long_polling_returns_when_a_message_arrives() {
     .await;
     let got = waiter.await.expect("join");
     assert_eq!(got["Messages"][0]["Body"], "ping");
+    assert!(
+        sent_at.elapsed() < std::time::Duration::from_secs(10),
+        "woken by the arrival, not by the 20 s wait running out"
+    );
 }
