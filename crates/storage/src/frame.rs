@@ -14,9 +14,12 @@
 use thiserror::Error;
 
 pub const FRAME_HEADER: usize = 8;
-/// The largest frame accepted: far above any message size limit, far below
-/// what a corrupt length could otherwise make a reader allocate.
-pub const MAX_FRAME: usize = 512 * 1024 * 1024;
+/// The largest frame written or read: room for the largest message any
+/// face accepts (512 MiB of body) with its properties, headers and
+/// sealing, and far below what a corrupt length could otherwise make a
+/// reader allocate. The journal refuses to write a larger one (the
+/// append fails whole) rather than leave a frame recovery would refuse.
+pub const MAX_FRAME: usize = 576 * 1024 * 1024;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum FrameError {

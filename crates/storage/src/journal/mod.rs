@@ -384,6 +384,16 @@ impl State {
             }
             None => codec::encode(r, out),
         });
+        if n > frame::MAX_FRAME {
+            // Taken back at once: recovery would refuse such a frame.
+            let chunk = self.head_chunk();
+            let len = chunk.bytes.len() - n;
+            chunk.bytes.truncate(len);
+            return Err(StoreError::Io(format!(
+                "a record of {n} bytes is larger than the journal's largest frame ({} bytes)",
+                frame::MAX_FRAME
+            )));
+        }
         self.head_len += n as u64;
         Ok(loc)
     }
