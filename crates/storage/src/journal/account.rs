@@ -36,10 +36,29 @@ pub(super) struct Accounts {
     deduplicating: HashMap<QueueId, (std::time::Duration, bool)>,
 }
 
+/// Whether a record changes topology (namespaces, queues, routers,
+/// bindings): such records are never sealed and go in every checkpoint.
+pub(super) fn is_topology(r: &Record) -> bool {
+    matches!(
+        r,
+        Record::NamespaceCreated { .. }
+            | Record::NamespaceDeleted { .. }
+            | Record::QueueDeclared { .. }
+            | Record::QueueDeleted { .. }
+            | Record::RouterDeclared { .. }
+            | Record::RouterDeleted { .. }
+            | Record::Bound { .. }
+            | Record::Unbound { .. }
+    )
+}
+
 /// Fills in the locations of removals whose message was enqueued by the
 /// same append (the core could not know them yet), so every removal on
 /// disk names the segment it settles.
-pub(super) fn resolve_locations(r: Record, batch: &[(QueueId, u64, Location)]) -> Record {
+pub(super) fn resolve_in_place(r: &mut Record, batch: &[(QueueId, u64, Location)]) {
+    if batch.is_empty() {
+        return;
+    }
     let find = |queue: QueueId, seq: u64| {
         batch
             .iter()
@@ -51,20 +70,16 @@ pub(super) fn resolve_locations(r: Record, batch: &[(QueueId, u64, Location)]) -
         Record::Removed {
             queue,
             seq,
-            loc: None,
-        } => Record::Removed {
-            queue,
-            seq,
-            loc: find(queue, seq),
-        },
-        Record::Purged { queue, removed } => Record::Purged {
-            queue,
-            removed: removed
-                .into_iter()
-                .map(|(seq, loc)| (seq, loc.or_else(|| find(queue, seq))))
-                .collect(),
-        },
-        other => other,
+            loc: loc @ None,
+        } => *loc = find(*queue, *seq),
+        Record::Purged { queue, removed } => {
+            for (seq, loc) in removed.iter_mut() {
+                if loc.is_none() {
+                    *loc = find(*queue, *seq);
+                }
+            }
+        }
+        _ => {}
     }
 }
 

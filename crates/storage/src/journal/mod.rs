@@ -410,25 +410,33 @@ struct Sealed {
 
 /// Where an append started, and where each segment it rolled to began
 /// (after that segment's topology checkpoint), so that a failed append
-/// leaves the buffered chunks as if it had never been called. A rolled
-/// segment stays, holding only its checkpoint: that is a valid segment.
+/// leaves the buffered chunks as they were. A rolled segment stays,
+/// holding only its checkpoint: that is a valid segment. No allocation
+/// unless the append rolls.
 struct Undo {
     locations: usize,
-    /// (chunk index, its length then) for every chunk the append wrote to;
-    /// an index past the end when the append was to start a new chunk.
-    chunks: Vec<(usize, usize)>,
+    /// How many chunks there were.
+    chunks: usize,
+    /// The head chunk's index and length then; an index past the end when
+    /// the append was to start a new chunk.
+    head: (usize, usize),
+    /// (chunk index, length just after its checkpoint) of every segment
+    /// the append rolled to.
+    rolled: Vec<(usize, usize)>,
     head_len: u64,
 }
 
 impl Undo {
     fn mark(st: &State, locations: usize) -> Undo {
-        let at = match st.chunks.last() {
+        let head = match st.chunks.last() {
             Some(c) if c.segment == st.head => (st.chunks.len() - 1, c.bytes.len()),
             _ => (st.chunks.len(), 0),
         };
         Undo {
             locations,
-            chunks: vec![at],
+            chunks: st.chunks.len(),
+            head,
+            rolled: Vec::new(),
             head_len: st.head_len,
         }
     }
@@ -436,17 +444,33 @@ impl Undo {
     /// The append rolled to a new head segment (just checkpointed).
     fn rolled(&mut self, st: &State) {
         if let Some(c) = st.chunks.last() {
-            self.chunks.push((st.chunks.len() - 1, c.bytes.len()));
+            self.rolled.push((st.chunks.len() - 1, c.bytes.len()));
         }
         self.head_len = st.head_len;
     }
 
     fn apply(self, st: &mut State, locations: &mut Vec<Location>) {
-        for (i, len) in self.chunks {
-            if let Some(c) = st.chunks.get_mut(i) {
-                c.bytes.truncate(len);
+        // A chunk the append began by rolling keeps its checkpoint: its
+        // rolled entry, not the head's, says where it ends.
+        if !self.rolled.iter().any(|(i, _)| *i == self.head.0)
+            && let Some(c) = st.chunks.get_mut(self.head.0)
+        {
+            c.bytes.truncate(self.head.1);
+        }
+        for (i, len) in &self.rolled {
+            if let Some(c) = st.chunks.get_mut(*i) {
+                c.bytes.truncate(*len);
+                // Written with the next commit, or settled as done.
+                c.last_commit = st.last_commit;
             }
         }
+        // A chunk begun by this append and now empty has nothing to write.
+        let mut i = 0;
+        st.chunks.retain(|c| {
+            let keep = i < self.chunks || c.create || !c.bytes.is_empty();
+            i += 1;
+            keep
+        });
         st.head_len = self.head_len;
         locations.truncate(self.locations);
     }
@@ -485,35 +509,53 @@ impl Store for Journal {
             .iter()
             .any(|r| matches!(r, Record::Removed { loc: None, .. } | Record::Purged { .. }));
         let mut batch: Vec<(QueueId, u64, Location)> = Vec::new();
-        // Counted once every record is framed. One call never mixes
-        // topology records (which change how later records are sealed)
-        // with message records, so counting later changes no frame.
-        let mut framed: Vec<(Record, Location)> = Vec::with_capacity(records.len());
-        for r in records.drain(..) {
+        // A call holds topology records or message records, never both (the
+        // core appends each declaration alone). Topology is never sealed, so
+        // it cannot fail to frame and is counted at once, as a roll's
+        // checkpoint needs; message records are counted once all are framed.
+        let topology = records.first().is_some_and(account::is_topology);
+        debug_assert!(
+            records.iter().all(|r| account::is_topology(r) == topology),
+            "an append mixes topology and message records"
+        );
+        let commit = st.last_commit + 1;
+        for r in records.iter_mut() {
             if st.head_len >= self.shared.config.segment_size {
                 st.roll();
                 undo.rolled(&st);
             }
-            let r = account::resolve_locations(r, &batch);
-            let loc = match st.put(&r, self.shared.keyring.as_ref()) {
+            account::resolve_in_place(r, &batch);
+            let loc = match st.put(r, self.shared.keyring.as_ref()) {
                 Ok(loc) => loc,
                 Err(e) => {
                     undo.apply(&mut st, locations);
+                    records.clear();
                     return Err(e);
                 }
             };
-            if let Record::Enqueued { queue, seq, .. } = &r {
+            if let Record::Enqueued { queue, seq, .. } = r {
                 locations.push(loc);
                 if resolve {
                     batch.push((*queue, *seq, loc));
                 }
             }
-            framed.push((r, loc));
+            if topology {
+                st.accounts.apply_appended(r, loc, commit);
+            }
         }
-        let commit = st.last_commit + 1;
-        for (r, loc) in &framed {
-            st.accounts.apply_appended(r, *loc, commit);
+        if !topology {
+            // Only an Enqueued record's count uses its location; the others
+            // name their own (a removal's is the message's).
+            let mut enqueued_at = locations.iter().skip(undo.locations).copied();
+            let mut at = Location(0);
+            for r in records.iter() {
+                if matches!(r, Record::Enqueued { .. }) {
+                    at = enqueued_at.next().unwrap_or(at);
+                }
+                st.accounts.apply_appended(r, at, commit);
+            }
         }
+        records.clear();
         st.last_commit = commit;
         // Every chunk this call wrote to carries its commit, so a failure
         // of any of them fails the commit.

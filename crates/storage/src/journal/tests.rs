@@ -576,3 +576,66 @@ fn a_refused_append_leaves_nothing_behind() {
     let (_, state) = open(dir.path(), cfg()).expect("reopen");
     assert_eq!(bodies(&state), vec!["kept".to_owned()]);
 }
+
+/// A refused append that begins by rolling to a new segment keeps that
+/// segment's topology checkpoint: once the older segments are gone, the
+/// queues still come back from it.
+#[test]
+fn a_refused_append_that_rolled_keeps_the_new_segments_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = Arc::new(MasterKey::generate().expect("key"));
+    let cfg = || JournalConfig {
+        queue_keys: [("k".to_owned(), Arc::clone(&key))].into_iter().collect(),
+        ..config(4096)
+    };
+    const UNSEALABLE: QueueId = QueueId(2);
+    let (j, _) = open(dir.path(), cfg()).expect("open");
+    write(&j, declare());
+    write(
+        &j,
+        vec![Record::QueueDeclared {
+            id: UNSEALABLE,
+            namespace: "ns".into(),
+            name: "names-a-missing-key".into(),
+            config: QueueConfig {
+                encryption_key: Some("missing".into()),
+                ..QueueConfig::default()
+            },
+        }],
+    );
+    // Past the segment size and written: the next append begins by rolling.
+    let first = write(&j, vec![enqueued(1, &"x".repeat(5000))]);
+    let mut refused = vec![
+        enqueued(2, "lost"),
+        Record::Enqueued {
+            queue: UNSEALABLE,
+            seq: 1,
+            at: Timestamp(3),
+            deliveries: 0,
+            message: Arc::new(Message::new("lost too".to_owned()).persistent()),
+            replaces: None,
+            forwarded: false,
+        },
+    ];
+    assert!(j.append(&mut refused, &mut Vec::new()).is_err());
+    write(&j, vec![Record::QueueDeleted { id: UNSEALABLE }]);
+    write(
+        &j,
+        vec![Record::Removed {
+            queue: Q,
+            seq: 1,
+            loc: first.first().copied(),
+        }],
+    );
+    // The first segment, with the declarations, dies and is deleted.
+    wait_for_files(dir.path(), |f| !f.contains(&1));
+    j.close();
+    drop(j);
+    let (_j, s) = open(dir.path(), cfg()).expect("reopen");
+    assert_eq!(
+        s.queues.get(&Q).map(|q| q.name.as_str()),
+        Some("q"),
+        "the queue came back from the rolled segment's checkpoint"
+    );
+    assert!(bodies(&s).is_empty(), "{:?}", bodies(&s));
+}

@@ -76,7 +76,10 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
             .iter()
             .map(|c| c.last_commit)
             .max()
-            .unwrap_or(settled);
+            .unwrap_or(settled)
+            // Chunks a refused append left (a checkpoint alone) carry no
+            // commit of their own.
+            .max(settled);
         if !chunks.is_empty() {
             let sync_now = match policy {
                 FsyncPolicy::Always => true,
