@@ -150,7 +150,15 @@ pub struct Registry {
     /// Connections accepted and not yet ended, registered or not.
     admitted: AtomicUsize,
     next_id: AtomicU64,
-    open: Mutex<HashMap<u64, Arc<Entry>>>,
+    open: Mutex<Open>,
+}
+
+/// The open connections, and how many each user has (so a login checks
+/// its user's limit without walking every connection under the lock).
+#[derive(Debug, Default)]
+struct Open {
+    by_id: HashMap<u64, Arc<Entry>>,
+    per_user: HashMap<String, usize>,
 }
 
 impl Default for Registry {
@@ -193,7 +201,15 @@ impl std::ops::Deref for Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         let registry = &self.admission.registry;
-        guard(&registry.open).remove(&self.entry.id);
+        let mut open = guard(&registry.open);
+        open.by_id.remove(&self.entry.id);
+        if let Some(n) = open.per_user.get_mut(&self.entry.user) {
+            *n -= 1;
+            if *n == 0 {
+                open.per_user.remove(&self.entry.user);
+            }
+        }
+        drop(open);
         metrics::gauge!("ferry_connections", "protocol" => self.entry.protocol).decrement(1.0);
     }
 }
@@ -220,7 +236,7 @@ impl Admission {
         let registry = Arc::clone(&self.registry);
         let mut open = guard(&registry.open);
         if let Some(limit) = registry.limits.max_per_user
-            && open.values().filter(|c| c.user == user).count() >= limit
+            && open.per_user.get(user).copied().unwrap_or(0) >= limit
         {
             drop(open);
             let why = Refused::TooManyForUser {
@@ -246,7 +262,8 @@ impl Admission {
             close: Notify::new(),
             close_reason: Mutex::new(None),
         });
-        open.insert(self.id, Arc::clone(&entry));
+        open.by_id.insert(self.id, Arc::clone(&entry));
+        *open.per_user.entry(user.to_owned()).or_default() += 1;
         drop(open);
         metrics::gauge!("ferry_connections", "protocol" => self.protocol).increment(1.0);
         Ok(Registered {
@@ -267,7 +284,7 @@ impl Registry {
             limits,
             admitted: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
-            open: Mutex::new(HashMap::new()),
+            open: Mutex::new(Open::default()),
         }
     }
 
@@ -302,7 +319,7 @@ impl Registry {
 
     /// How many connections are open (registered), every face together.
     pub fn len(&self) -> usize {
-        guard(&self.open).len()
+        guard(&self.open).by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -311,7 +328,7 @@ impl Registry {
 
     /// Every open connection, oldest first.
     pub fn list(&self) -> Vec<ConnectionInfo> {
-        let open: Vec<Arc<Entry>> = guard(&self.open).values().cloned().collect();
+        let open: Vec<Arc<Entry>> = guard(&self.open).by_id.values().cloned().collect();
         let mut list: Vec<ConnectionInfo> = open.iter().map(|c| c.info()).collect();
         list.sort_by_key(|c| c.id);
         list
@@ -320,6 +337,7 @@ impl Registry {
     /// Asks every connection of `user` to close; returns how many.
     pub fn close_user(&self, user: &str, reason: &str) -> usize {
         let ids: Vec<u64> = guard(&self.open)
+            .by_id
             .values()
             .filter(|c| c.user == user)
             .map(|c| c.id)
@@ -329,12 +347,30 @@ impl Registry {
 
     /// Asks connection `id` to close with `reason`; false if it is not open.
     pub fn close(&self, id: u64, reason: &str) -> bool {
-        let Some(c) = guard(&self.open).get(&id).cloned() else {
+        let Some(c) = guard(&self.open).by_id.get(&id).cloned() else {
             return false;
         };
+        Self::ask_to_close(&c, reason);
+        true
+    }
+
+    /// As [`Registry::close`], if connection `id` is one of `protocol`'s.
+    pub fn close_if(&self, protocol: &str, id: u64, reason: &str) -> bool {
+        let found = guard(&self.open)
+            .by_id
+            .get(&id)
+            .filter(|c| c.protocol == protocol)
+            .cloned();
+        let Some(c) = found else {
+            return false;
+        };
+        Self::ask_to_close(&c, reason);
+        true
+    }
+
+    fn ask_to_close(c: &Entry, reason: &str) {
         *guard(&c.close_reason) = Some(reason.to_owned());
         c.close.notify_one();
-        true
     }
 }
 
@@ -404,6 +440,26 @@ mod tests {
         assert_eq!(reg.len(), 1);
         drop(registered);
         assert!(reg.is_empty());
+    }
+
+    #[test]
+    fn a_registered_connection_frees_its_place_when_it_ends() {
+        let reg = Arc::new(Registry::new(ConnectionLimits {
+            max: 1,
+            max_per_user: Some(1),
+        }));
+        let r = reg
+            .admit("amqp", peer())
+            .and_then(|a| a.register("u", "/", 0))
+            .expect("register");
+        assert!(reg.admit("amqp", peer()).is_err(), "the one place is taken");
+        assert!(!reg.close_if("mqtt", r.id, "bye"), "not an mqtt connection");
+        assert!(reg.close_if("amqp", r.id, "bye"));
+        drop(r);
+        let again = reg
+            .admit("amqp", peer())
+            .and_then(|a| a.register("u", "/", 0));
+        assert!(again.is_ok(), "both places are free again");
     }
 
     #[test]

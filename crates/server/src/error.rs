@@ -12,9 +12,10 @@ pub enum ServerError {
     Settings(String),
     #[error("data directory {path}: {detail}")]
     DataDir { path: PathBuf, detail: String },
-    #[error("cannot listen for {protocol} on {addr}: {source}")]
+    #[error("cannot listen for {listener} on {addr}: {source}")]
     Bind {
-        protocol: &'static str,
+        /// The listener's name, as `listening NAME ADDR` says it (`amqps`).
+        listener: String,
         addr: SocketAddr,
         source: std::io::Error,
     },

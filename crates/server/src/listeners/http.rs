@@ -32,7 +32,7 @@ pub fn serve(
     match tls {
         None => serve_on(tasks, name, listener, app, stopped),
         Some(tls) => {
-            let listener = tls_listener(listener, tls, addr)?;
+            let listener = tls_listener(listener, tls, &name, addr)?;
             serve_on(tasks, name, listener, app, stopped);
         }
     }
@@ -76,11 +76,12 @@ fn no_delay(tls: &mut TlsStream<TcpStream>) {
 fn tls_listener(
     listener: TcpListener,
     tls: Arc<Tls>,
+    name: &str,
     addr: SocketAddr,
 ) -> Result<TappedTls, ServerError> {
     use axum::serve::ListenerExt;
     let listener = TlsListener::new(listener, tls).map_err(|source| ServerError::Bind {
-        protocol: "tls",
+        listener: name.to_owned(),
         addr,
         source,
     })?;

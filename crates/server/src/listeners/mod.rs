@@ -59,7 +59,7 @@ async fn bind(
     tls: Option<Arc<Tls>>,
 ) -> Result<BoundListener, ServerError> {
     let error = |source| ServerError::Bind {
-        protocol: face.name,
+        listener: name.clone(),
         addr,
         source,
     };

@@ -50,16 +50,14 @@ pub(super) async fn close(State(s): State<AdminState>, Path(id): Path<String>) -
     let not_found = || ApiError::not_found(format!("no open connection '{id}'"));
     // `PROTOCOL-N`: the protocol must be the connection's own.
     let (protocol, n) = id.rsplit_once('-').ok_or_else(not_found)?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.starts_with('0') {
+        return Err(not_found());
+    }
     let n: u64 = n.parse().map_err(|_| not_found())?;
     if !s
         .connections
-        .list()
-        .iter()
-        .any(|c| c.id == n && c.protocol == protocol)
+        .close_if(protocol, n, "Closed via the ferry admin API")
     {
-        return Err(not_found());
-    }
-    if !s.connections.close(n, "Closed via the ferry admin API") {
         return Err(not_found());
     }
     Ok(StatusCode::NO_CONTENT.into_response())
