@@ -78,14 +78,10 @@ pub struct ServeArgs {
     /// journal's key (SQS KmsMasterKeyId `alias/NAME`, AMQP argument
     /// `x-encryption-key`), as NAME=FILE; repeatable. While any message it
     /// sealed is on disk the key must be given (config table:
-    /// encryption-queue-keys).
+    /// encryption-queue-keys). The one flag with no FERRY_ variable: a
+    /// list of paths has no safe separator.
     #[serde(skip)]
-    #[arg(
-        long = "encryption-queue-key",
-        value_name = "NAME=FILE",
-        env = "FERRY_ENCRYPTION_QUEUE_KEYS",
-        value_delimiter = ','
-    )]
+    #[arg(long = "encryption-queue-key", value_name = "NAME=FILE")]
     encryption_queue_keys: Vec<String>,
 
     /// The region in queue ARNs [default: us-east-1] (config key: aws-region).

@@ -261,7 +261,7 @@ impl Channel {
             message_count: u32::try_from(remaining).unwrap_or(u32::MAX),
         });
         send_message(cx, self.to.id, ok, &d.message);
-        cx.entry.delivered(1);
+        cx.traffic.delivered += 1;
         if !g.no_ack {
             self.unacked.push_back(Unacked {
                 tag,
@@ -312,7 +312,7 @@ impl Channel {
         );
         cx.out
             .content(self.to.id, properties_of(m), &m.body, cx.frame_max);
-        cx.entry.delivered(1);
+        cx.traffic.delivered += 1;
         if !d.auto_acked {
             self.unacked.push_back(Unacked {
                 tag: delivery_tag,
@@ -338,7 +338,7 @@ impl Channel {
             routing_key: short(&m.routing_key),
         });
         send_message(cx, self.to.id, deliver, m);
-        cx.entry.delivered(1);
+        cx.traffic.delivered += 1;
     }
 
     /// The queue ended the consumer (it was deleted): tell the client if

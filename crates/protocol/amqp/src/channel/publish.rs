@@ -182,7 +182,6 @@ impl Channel {
         mandatory: bool,
         msg: Message,
     ) -> Outcome<(Commit, bool)> {
-        cx.entry.published(1);
         if exchange.is_empty() && msg.routing_key.starts_with(reply_to::PREFIX) {
             let returned = mandatory.then(|| msg.clone());
             let key = msg.routing_key.clone();
@@ -198,6 +197,7 @@ impl Channel {
             Ok(p) => p,
             Err(e) => return Err(Failure::from_core(e, &cx.vhost)),
         };
+        cx.traffic.published += 1;
         if published.queues == 0
             && let Some(m) = returned
         {

@@ -116,6 +116,7 @@ pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     entry.sent(n);
+                    session.cx.flush_traffic();
                     session.cx.out.consume(n);
                 }
             },
@@ -126,6 +127,7 @@ pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
                 }
                 Ok(n) => {
                     entry.received(n);
+                    session.cx.flush_traffic();
                     last_read = Instant::now();
                     if let Err(f) = session.on_input(&mut inbuf) {
                         session.fail(f);
@@ -199,6 +201,7 @@ pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
         }
     }
     flush(&mut writer, &mut session.cx.out).await;
+    session.cx.flush_traffic();
     let _ = writer.shutdown().await;
     // Unacked messages go back and the connection stops counting against
     // the limits now, not after the linger below.

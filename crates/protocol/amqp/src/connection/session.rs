@@ -49,6 +49,29 @@ pub struct Ctx {
     pub published: bool,
     /// The connection's entry in the registry operators see.
     pub entry: Arc<ferry_face::Entry>,
+    /// Messages counted since the entry was last told (it is told once
+    /// per socket read or write, not once per message).
+    pub traffic: Traffic,
+}
+
+/// Messages published (taken by the broker) and delivered.
+#[derive(Default)]
+pub struct Traffic {
+    pub published: u64,
+    pub delivered: u64,
+}
+
+impl Ctx {
+    /// Tells the registry entry what was counted since the last time.
+    pub fn flush_traffic(&mut self) {
+        let t = std::mem::take(&mut self.traffic);
+        if t.published > 0 {
+            self.entry.published(t.published);
+        }
+        if t.delivered > 0 {
+            self.entry.delivered(t.delivered);
+        }
+    }
 }
 
 impl Ctx {
@@ -101,6 +124,7 @@ impl Session {
                 drain_events: false,
                 exclusive: Vec::new(),
                 published: false,
+                traffic: Traffic::default(),
                 entry,
             },
             alarm: None,
