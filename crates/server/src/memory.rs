@@ -1,6 +1,7 @@
 //! The memory budget: when message bodies held in memory exceed it,
 //! journaled messages are dropped from memory (they are read back from the
-//! journal when delivered), newest queues' worth first.
+//! journal when delivered), from the queues holding the most first
+//! (`Broker::evict_to`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,8 @@
 //! crash recovery.
 //!
 //! - [`frame`]: length + CRC32C framing of every record on disk.
-//! - [`codec`]: records to bytes and back (format version 1).
+//! - [`codec`]: records to bytes and back (the segment header carries the
+//!   format version, 2 now: see `segment`).
 //! - [`segment`]: segment files and their headers.
 //! - [`journal`]: the journal itself.
 //! - [`seal`]: encryption at rest of message records (envelope keys).

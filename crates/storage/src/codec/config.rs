@@ -1,5 +1,7 @@
-//! Queue and router settings and bindings on disk, as tagged fields so a
-//! later version can add settings and still read what this one wrote.
+//! Queue and router settings and bindings on disk. Queue settings are
+//! tagged fields, so a later version can add some and still read what this
+//! one wrote; router settings and bindings have a fixed layout, so
+//! changing them takes a new format version.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Records to bytes and back. The record type is a byte of its own (it sits
-//! in the frame header); the payload layout per type is below. Format
-//! version 1.
+//! in the frame header); the payload layout per type is below. The format
+//! version is the segment header's (2 now: see `segment`).
 
 mod config;
 mod message;
