@@ -479,8 +479,13 @@ mod tests {
             ferry_amqp::AmqpConfig::default().channel_max
         );
         let d = resolve(&[]).expect("defaults");
-        assert_eq!(d.data_dir, ServerConfig::default().data_dir);
-        assert_eq!(d.listeners, ServerConfig::default().listeners);
+        assert_eq!(d.data_dir, PathBuf::from(config::DEFAULT_DATA_DIR));
+        for face in faces::FACES {
+            assert_eq!(
+                d.listeners.of(face),
+                config::FaceListen::defaults(face, false)
+            );
+        }
         assert!(!d.journal.repair);
         assert!(
             resolve(&["--aws-access-key-id", "AKID"]).is_err(),

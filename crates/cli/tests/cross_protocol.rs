@@ -682,6 +682,32 @@ async fn reject(faces: Faces, ix: Vec<usize>, src: String, limit: Option<u32>) -
 
 // Delays.
 
+/// Publishes `m` (delayed by [`DELAY`]) on `p` and checks that no face sees
+/// it early, that `c` receives it on time and as the mapping says, and acks.
+async fn arrives_after_delay(
+    faces: &Faces,
+    p: &dyn Face,
+    c: &dyn Face,
+    q: &str,
+    m: &TestMessage,
+    row: &str,
+) -> Outcome {
+    let (since, since_ms) = (Instant::now(), now_ms());
+    let sent = need!(p.publish(q, m).await);
+    assert_not_yet(faces, q, true, since, row).await;
+    let got = must_receive(c, q, DELAY + WAIT, row).await;
+    assert_on_time(c, &got, since, DELAY, row);
+    check(
+        c,
+        &Model::new(p, m, q),
+        &facts(q, 1, sent.id, since_ms),
+        &got,
+        row,
+    );
+    c.ack(&got).await;
+    Outcome::Ran
+}
+
 /// Roles: publisher (with a per-message delay), consumer (who declares).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_delays_hold_across_faces() {
@@ -696,20 +722,7 @@ async fn message_delays_hold_across_faces() {
                 delay: Some(DELAY),
                 ..TestMessage::plain("later")
             };
-            let (since, since_ms) = (Instant::now(), now_ms());
-            let sent = need!(p.publish(&q, &m).await);
-            assert_not_yet(&faces, &q, true, since, row).await;
-            let got = must_receive(c, &q, DELAY + WAIT, row).await;
-            assert_on_time(c, &got, since, DELAY, row);
-            check(
-                c,
-                &Model::new(p, &m, &q),
-                &facts(&q, 1, sent.id, since_ms),
-                &got,
-                row,
-            );
-            c.ack(&got).await;
-            Outcome::Ran
+            arrives_after_delay(&faces, p, c, &q, &m, row).await
         },
     )
     .await;
@@ -730,20 +743,7 @@ async fn queue_delays_hold_across_faces() {
             };
             need!(d.declare(&spec).await);
             let m = TestMessage::rich("later");
-            let (since, since_ms) = (Instant::now(), now_ms());
-            let sent = need!(p.publish(&q, &m).await);
-            assert_not_yet(&faces, &q, true, since, row).await;
-            let got = must_receive(c, &q, DELAY + WAIT, row).await;
-            assert_on_time(c, &got, since, DELAY, row);
-            check(
-                c,
-                &Model::new(p, &m, &q),
-                &facts(&q, 1, sent.id, since_ms),
-                &got,
-                row,
-            );
-            c.ack(&got).await;
-            Outcome::Ran
+            arrives_after_delay(&faces, p, c, &q, &m, row).await
         },
     )
     .await;

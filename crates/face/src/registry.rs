@@ -288,10 +288,6 @@ impl Registry {
         }
     }
 
-    pub fn limits(&self) -> ConnectionLimits {
-        self.limits
-    }
-
     /// Counts a newly accepted connection against the limit in all, or
     /// refuses it past the limit.
     pub fn admit(

@@ -186,12 +186,7 @@ impl Server {
         }
         // AMQP sets up its vhosts' exchanges whether it listens or not (the
         // admin API declares queues and binds to them).
-        let amqp = ferry_amqp::Amqp::new(
-            Arc::clone(&broker),
-            amqp_config,
-            users,
-            Arc::clone(&connections),
-        )?;
+        let amqp = ferry_amqp::Amqp::new(Arc::clone(&broker), amqp_config, users)?;
         for b in listeners::take(&mut bound, &ferry_amqp::SPEC) {
             listeners::stream::serve(
                 &mut tasks,

@@ -35,7 +35,6 @@ mod reply_to;
 mod values;
 
 pub use ferry_auth::{AuthConfig, User, UserStore, Users};
-pub use ferry_face::{ConnectionInfo, ConsumerInfo, Registry};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,8 +87,6 @@ pub struct Amqp {
     config: AmqpConfig,
     users: Arc<Users>,
     replies: reply_to::Registry,
-    /// Every face's connections (this one registers its own in it).
-    connections: Arc<Registry>,
 }
 
 /// AMQP 0-9-1 as a face: RabbitMQ's ports.
@@ -105,20 +102,18 @@ pub static SPEC: FaceSpec = FaceSpec {
 
 impl Amqp {
     /// Sets up the default vhost (with the `amq.*` exchanges) and returns
-    /// the protocol, ready to serve connections. `connections` is the
-    /// registry every face shares (it keeps the connection limits).
+    /// the protocol, ready to serve connections (each registers itself in
+    /// the shared registry through the `Admission` it is accepted with).
     pub fn new(
         broker: Arc<Broker>,
         config: AmqpConfig,
         users: Arc<Users>,
-        connections: Arc<Registry>,
     ) -> CoreResult<Arc<Amqp>> {
         let amqp = Amqp {
             broker,
             config,
             users,
             replies: reply_to::Registry::default(),
-            connections,
         };
         amqp.add_vhost(DEFAULT_VHOST)?;
         for v in &amqp.config.vhosts {
@@ -146,11 +141,6 @@ impl Amqp {
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
-
-    /// The open connections of every face (the admin API lists them).
-    pub fn connections(&self) -> &Arc<Registry> {
-        &self.connections
-    }
 }
 
 impl StreamFace for Amqp {
@@ -162,8 +152,7 @@ impl StreamFace for Amqp {
     /// turns true (then the client is told the broker is shutting down).
     /// A client with a verified TLS client certificate may log in with
     /// SASL EXTERNAL, if the broker allows it.
-    async fn serve<S: Stream>(self: Arc<Self>, conn: Accepted<S>) {
-        let mut conn = conn;
+    async fn serve<S: Stream>(self: Arc<Self>, mut conn: Accepted<S>) {
         conn.certified = conn.certified.filter(|_| self.config.sasl_external);
         connection::run(self, conn).await;
     }

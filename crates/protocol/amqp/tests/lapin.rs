@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_amqp::{Amqp, AmqpConfig, AuthConfig, Registry, Users};
+use ferry_amqp::{Amqp, AmqpConfig, AuthConfig, Users};
 use ferry_core::Broker;
-use ferry_face::{Accepted, StreamFace};
+use ferry_face::{Accepted, Registry, StreamFace};
 use futures_util::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -32,7 +32,7 @@ async fn ferry_with(config: AmqpConfig, users: AuthConfig) -> Ferry {
     let users = Arc::new(Users::fixed(users).expect("users"));
     let broker = Broker::in_memory();
     let registry = Arc::new(Registry::default());
-    let amqp = Amqp::new(Arc::clone(&broker), config, users, Arc::clone(&registry)).expect("amqp");
+    let amqp = Amqp::new(Arc::clone(&broker), config, users).expect("amqp");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = watch::channel(false);

@@ -48,17 +48,15 @@ impl Counts {
 
     /// The rates from `earlier` to these counts over `secs`.
     fn since(&self, earlier: &Counts, secs: f64) -> RateSet {
-        let [published, delivered, acked, redelivered, dead_lettered] = std::array::from_fn(|i| {
-            let (now, then) = (self.0.get(i), earlier.0.get(i));
-            now.zip(then)
-                .map_or(0.0, |(n, t)| n.saturating_sub(*t) as f64 / secs)
-        });
+        let [published, delivered, acked, redelivered, dead_lettered] = self.0;
+        let [p0, d0, a0, r0, x0] = earlier.0;
+        let per = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
         RateSet {
-            published,
-            delivered,
-            acked,
-            redelivered,
-            dead_lettered,
+            published: per(published, p0),
+            delivered: per(delivered, d0),
+            acked: per(acked, a0),
+            redelivered: per(redelivered, r0),
+            dead_lettered: per(dead_lettered, x0),
         }
     }
 }

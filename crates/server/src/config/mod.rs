@@ -166,16 +166,6 @@ impl FaceListen {
 pub struct Listeners(pub BTreeMap<&'static str, FaceListen>);
 
 impl Listeners {
-    /// Every face on its default ports (no TLS).
-    pub fn defaults() -> Listeners {
-        Listeners(
-            crate::faces::FACES
-                .iter()
-                .map(|f| (f.name, FaceListen::defaults(f, false)))
-                .collect(),
-        )
-    }
-
     pub fn of(&self, face: &FaceSpec) -> FaceListen {
         self.0.get(face.name).copied().unwrap_or(FaceListen::OFF)
     }
@@ -222,28 +212,6 @@ pub struct ServerConfig {
     /// Asks the process's allocator to give freed memory back to the OS
     /// (the binary knows its allocator; called while memory is short).
     pub reclaim: Option<fn()>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
-            listeners: Listeners::defaults(),
-            tls: None,
-            sqs: ferry_sqs::SqsConfig::default(),
-            amqp: ferry_amqp::AmqpConfig::default(),
-            limits: ConnectionLimits::default(),
-            users: ferry_auth::AuthConfig::default(),
-            journal: JournalConfig::default(),
-            memory_budget: DEFAULT_MEMORY_BUDGET,
-            memory_high_watermark: crate::memory::default_high_watermark(),
-            disk_free_limit: crate::disk::DEFAULT_FREE_LIMIT,
-            max_queues: DEFAULT_MAX_QUEUES,
-            max_queue_length: None,
-            metrics_per_queue: true,
-            reclaim: None,
-        }
-    }
 }
 
 /// The journal policy for an fsync setting and interval.

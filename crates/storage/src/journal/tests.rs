@@ -532,20 +532,12 @@ proptest::proptest! {
     }
 }
 
-/// An append whose last record cannot be sealed is refused whole: none of
-/// its records reaches the disk, and the journal goes on.
-#[test]
-fn a_refused_append_leaves_nothing_behind() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = Arc::new(MasterKey::generate().expect("key"));
-    let cfg = || JournalConfig {
-        queue_keys: [("k".to_owned(), Arc::clone(&key))].into_iter().collect(),
-        ..config(64 * 1024)
-    };
-    const UNSEALABLE: QueueId = QueueId(2);
-    let (j, _) = open(dir.path(), cfg()).expect("open");
-    let mut records = declare();
-    records.push(Record::QueueDeclared {
+/// A queue that names a key the journal does not hold: sealing any of its
+/// messages fails.
+const UNSEALABLE: QueueId = QueueId(2);
+
+fn unsealable_queue() -> Record {
+    Record::QueueDeclared {
         id: UNSEALABLE,
         namespace: "ns".into(),
         name: "names-a-missing-key".into(),
@@ -554,18 +546,42 @@ fn a_refused_append_leaves_nothing_behind() {
             encryption_key: Some("missing".into()),
             ..QueueConfig::default()
         },
-    });
-    write(&j, records);
-    let mut refused = vec![enqueued(1, "lost-1"), enqueued(2, "lost-2")];
-    refused.push(Record::Enqueued {
+    }
+}
+
+fn unsealable_message(body: &str) -> Record {
+    Record::Enqueued {
         queue: UNSEALABLE,
         seq: 1,
         at: Timestamp(3),
         deliveries: 0,
-        message: Arc::new(Message::new("lost-3".to_owned()).persistent()),
+        message: Arc::new(Message::new(body.to_owned()).persistent()),
         replaces: None,
         forwarded: false,
-    });
+    }
+}
+
+/// A journal holding one queue key ("k"), so that it seals.
+fn with_queue_key(key: &Arc<MasterKey>, segment_size: u64) -> JournalConfig {
+    JournalConfig {
+        queue_keys: [("k".to_owned(), Arc::clone(key))].into_iter().collect(),
+        ..config(segment_size)
+    }
+}
+
+/// An append whose last record cannot be sealed is refused whole: none of
+/// its records reaches the disk, and the journal goes on.
+#[test]
+fn a_refused_append_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = Arc::new(MasterKey::generate().expect("key"));
+    let cfg = || with_queue_key(&key, 64 * 1024);
+    let (j, _) = open(dir.path(), cfg()).expect("open");
+    let mut records = declare();
+    records.push(unsealable_queue());
+    write(&j, records);
+    let mut refused = vec![enqueued(1, "lost-1"), enqueued(2, "lost-2")];
+    refused.push(unsealable_message("lost-3"));
     let mut locations = Vec::new();
     assert!(j.append(&mut refused, &mut locations).is_err());
     assert!(locations.is_empty(), "no location for a refused record");
@@ -584,39 +600,13 @@ fn a_refused_append_leaves_nothing_behind() {
 fn a_refused_append_that_rolled_keeps_the_new_segments_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = Arc::new(MasterKey::generate().expect("key"));
-    let cfg = || JournalConfig {
-        queue_keys: [("k".to_owned(), Arc::clone(&key))].into_iter().collect(),
-        ..config(4096)
-    };
-    const UNSEALABLE: QueueId = QueueId(2);
+    let cfg = || with_queue_key(&key, 4096);
     let (j, _) = open(dir.path(), cfg()).expect("open");
     write(&j, declare());
-    write(
-        &j,
-        vec![Record::QueueDeclared {
-            id: UNSEALABLE,
-            namespace: "ns".into(),
-            name: "names-a-missing-key".into(),
-            config: QueueConfig {
-                encryption_key: Some("missing".into()),
-                ..QueueConfig::default()
-            },
-        }],
-    );
+    write(&j, vec![unsealable_queue()]);
     // Past the segment size and written: the next append begins by rolling.
     let first = write(&j, vec![enqueued(1, &"x".repeat(5000))]);
-    let mut refused = vec![
-        enqueued(2, "lost"),
-        Record::Enqueued {
-            queue: UNSEALABLE,
-            seq: 1,
-            at: Timestamp(3),
-            deliveries: 0,
-            message: Arc::new(Message::new("lost too".to_owned()).persistent()),
-            replaces: None,
-            forwarded: false,
-        },
-    ];
+    let mut refused = vec![enqueued(2, "lost"), unsealable_message("lost too")];
     assert!(j.append(&mut refused, &mut Vec::new()).is_err());
     write(&j, vec![Record::QueueDeleted { id: UNSEALABLE }]);
     write(
