@@ -37,10 +37,11 @@ fn seed(data: &Path) {
         Arc::clone(&journal) as Arc<dyn Store>,
     )
     .expect("broker");
-    broker.create_namespace("ns");
+    let _ = broker.create_namespace("ns").expect("namespace");
     let q = broker
         .declare_queue("ns", "q", QueueConfig::default())
         .expect("declare")
+        .0
         .queue;
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -51,14 +51,15 @@ fn broker(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("send_receive_ack", |b| {
         let broker = Broker::in_memory();
-        broker.create_namespace("ns");
+        let _ = broker.create_namespace("ns");
         let q = broker
             .declare_queue("ns", "q", QueueConfig::default())
             .expect("declare")
+            .0
             .queue;
         let mut out = Vec::with_capacity(1);
         b.iter(|| {
-            broker.send(&q, Message::new(body.clone())).expect("send");
+            let _ = broker.send(&q, Message::new(body.clone())).expect("send");
             out.clear();
             broker.receive_into(&q, 1, VISIBILITY, &mut out);
             broker.ack(&q, out[0].lease).expect("ack");
@@ -67,8 +68,8 @@ fn broker(c: &mut Criterion) {
     g.bench_function("publish_fanout_3_queues", |b| {
         use ferry_core::router::{Binding, Destination, RouterConfig, RouterKind};
         let broker = Broker::in_memory();
-        broker.create_namespace("ns");
-        broker
+        let _ = broker.create_namespace("ns");
+        let _ = broker
             .declare_router("ns", "x", RouterConfig::new(RouterKind::Fanout))
             .expect("router");
         let queues: Vec<_> = (0..3)
@@ -77,8 +78,9 @@ fn broker(c: &mut Criterion) {
                 let q = broker
                     .declare_queue("ns", &name, QueueConfig::default())
                     .expect("declare")
+                    .0
                     .queue;
-                broker
+                let _ = broker
                     .bind("ns", Binding::new("x", Destination::queue(&name), ""))
                     .expect("bind");
                 q

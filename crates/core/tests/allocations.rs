@@ -35,16 +35,17 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn send_receive_ack_allocates_only_the_message() {
     let broker = Broker::in_memory();
-    broker.create_namespace("ns");
+    let _ = broker.create_namespace("ns");
     let q = broker
         .declare_queue("ns", "q", QueueConfig::default())
         .expect("declare")
+        .0
         .queue;
     let body = Bytes::from_static(&[7u8; 16]);
     let mut out = Vec::with_capacity(1);
     let mut cycle = |n: u64| {
         for _ in 0..n {
-            broker.send(&q, Message::new(body.clone())).expect("send");
+            let _ = broker.send(&q, Message::new(body.clone())).expect("send");
             out.clear();
             broker.receive_into(
                 &q,

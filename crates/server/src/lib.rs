@@ -175,18 +175,23 @@ impl Server {
         );
         let disk = disk::spawn(alarms, data_dir.path().to_owned(), config.disk_free_limit);
 
-        // The faces, each on its listeners.
-        let sqs = deadline::bounded(ferry_sqs::router(ferry_sqs::Sqs::new(
-            Arc::clone(&broker),
-            sqs_config,
-            Arc::clone(&users),
-        )));
+        // The faces. Each sets up what it needs in the broker (namespaces,
+        // AMQP's vhosts and their exchanges, whether it listens or not: the
+        // admin API declares queues and binds to them); all of it is
+        // durable before the first client is served.
+        let sqs = ferry_sqs::Sqs::new(Arc::clone(&broker), sqs_config, Arc::clone(&users))?;
+        let amqp = ferry_amqp::Amqp::new(Arc::clone(&broker), amqp_config, users)?;
+        broker
+            .barrier()
+            .wait()
+            .await
+            .map_err(ferry_core::CoreError::from)?;
+
+        // Each face on its listeners.
+        let sqs = deadline::bounded(ferry_sqs::router(sqs));
         for b in listeners::take(&mut bound, &faces::AWS) {
             listeners::http::serve(&mut tasks, b, sqs.clone(), stopped.clone())?;
         }
-        // AMQP sets up its vhosts' exchanges whether it listens or not (the
-        // admin API declares queues and binds to them).
-        let amqp = ferry_amqp::Amqp::new(Arc::clone(&broker), amqp_config, users)?;
         for b in listeners::take(&mut bound, &ferry_amqp::SPEC) {
             listeners::stream::serve(
                 &mut tasks,

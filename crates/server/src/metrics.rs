@@ -201,12 +201,13 @@ mod tests {
     #[test]
     fn deleted_queues_leave_the_metrics() {
         let broker = Broker::in_memory();
-        broker.create_namespace("ns");
+        let _ = broker.create_namespace("ns");
         let q = broker
             .declare_queue("ns", "gone", ferry_core::queue::QueueConfig::default())
             .expect("declare")
+            .0
             .queue;
-        broker
+        let _ = broker
             .send(&q, ferry_core::Message::new("x"))
             .expect("send");
         let e = Exporter::new(true, 1, 2);
@@ -216,7 +217,7 @@ mod tests {
             text.contains("ferry_queue_messages_ready{namespace=\"ns\",queue=\"gone\"} 1"),
             "{text}"
         );
-        broker
+        let _ = broker
             .delete_queue("ns", "gone", false, false)
             .expect("delete");
         assert!(!e.render().contains("queue=\"gone\""));

@@ -109,10 +109,11 @@ fn broker(dir: &Path, publishers: usize, window: usize, body: usize, run: Durati
         Arc::clone(&journal) as Arc<dyn Store>,
     )
     .expect("broker");
-    b.create_namespace("bench");
+    let _ = b.create_namespace("bench").expect("namespace");
     let q = b
         .declare_queue("bench", "q", QueueConfig::default())
         .expect("declare")
+        .0
         .queue;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -104,10 +104,11 @@ fn main() {
     } else {
         // Filling is not what is measured: no fsync per batch.
         let (b, j) = open(&dir, FsyncPolicy::Never);
-        b.create_namespace("bench");
+        let _ = b.create_namespace("bench").expect("namespace");
         let q = b
             .declare_queue("bench", "q", QueueConfig::default())
             .expect("declare")
+            .0
             .queue;
         let payload = bytes::Bytes::from(vec![b'x'; body]);
         let mut left = n;
@@ -116,7 +117,7 @@ fn main() {
             let batch = (0..k)
                 .map(|_| Message::new(payload.clone()).persistent())
                 .collect();
-            b.send_batch(&q, batch).expect("batch");
+            let _ = b.send_batch(&q, batch).expect("batch");
             left -= k;
             if let Some(budget) = budget.filter(|_| left.is_multiple_of(100_000)) {
                 // The writer must have written what is evicted: let it catch up.

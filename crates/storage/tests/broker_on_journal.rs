@@ -69,8 +69,9 @@ async fn a_restart_brings_back_unacked_messages_topology_and_counts() {
     let clock = FakeClock::default();
     {
         let (b, j) = open(dir.path(), &clock, 64 << 20);
-        b.create_namespace(NS);
-        b.declare_queue(NS, "dlq", QueueConfig::default())
+        let _ = b.create_namespace(NS).expect("namespace");
+        let _ = b
+            .declare_queue(NS, "dlq", QueueConfig::default())
             .expect("dlq");
         let q = b
             .declare_queue(
@@ -85,18 +86,21 @@ async fn a_restart_brings_back_unacked_messages_topology_and_counts() {
                 },
             )
             .expect("work")
+            .0
             .queue;
-        b.declare_router(NS, "events", RouterConfig::new(RouterKind::Topic))
+        let _ = b
+            .declare_router(NS, "events", RouterConfig::new(RouterKind::Topic))
             .expect("router");
-        b.bind(
-            NS,
-            Binding::new("events", Destination::queue("work"), "order.*"),
-        )
-        .expect("bind");
+        let _ = b
+            .bind(
+                NS,
+                Binding::new("events", Destination::queue("work"), "order.*"),
+            )
+            .expect("bind");
         for body in ["acked", "held", "poison", "waiting"] {
             send(&b, &q, body).await;
         }
-        b.send(&q, Message::new("transient")).expect("send");
+        let _ = b.send(&q, Message::new("transient")).expect("send");
         let got = b.receive(&q, 3, LEASE);
         assert_eq!(bodies(&got), ["acked", "held", "poison"]);
         b.ack(&q, got[0].lease).expect("ack");
@@ -136,10 +140,11 @@ async fn acked_messages_let_their_segments_go() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = FakeClock::default();
     let (b, j) = open(dir.path(), &clock, 8192);
-    b.create_namespace(NS);
+    let _ = b.create_namespace(NS).expect("namespace");
     let q = b
         .declare_queue(NS, "q", QueueConfig::default())
         .expect("declare")
+        .0
         .queue;
     let body = "p".repeat(400);
     for _ in 0..200 {
@@ -164,10 +169,11 @@ async fn a_message_enqueued_and_dead_lettered_at_once_still_settles_its_segment(
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = FakeClock::default();
     let (b, j) = open(dir.path(), &clock, 64 << 20);
-    b.create_namespace(NS);
+    let _ = b.create_namespace(NS).expect("namespace");
     let dlq = b
         .declare_queue(NS, "dlq", QueueConfig::default())
         .expect("dlq")
+        .0
         .queue;
     let q = b
         .declare_queue(
@@ -182,6 +188,7 @@ async fn a_message_enqueued_and_dead_lettered_at_once_still_settles_its_segment(
             },
         )
         .expect("small")
+        .0
         .queue;
     // m1 is pushed out by m2 within the same operation, before m1 had a
     // location; its removal is journaled after its dead letter lands.
@@ -209,10 +216,11 @@ async fn compaction_copies_a_lingering_message_forward_and_frees_the_old_segment
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = FakeClock::default();
     let (b, j) = open(dir.path(), &clock, 8192);
-    b.create_namespace(NS);
+    let _ = b.create_namespace(NS).expect("namespace");
     let q = b
         .declare_queue(NS, "q", QueueConfig::default())
         .expect("declare")
+        .0
         .queue;
     send(&b, &q, "lingering").await;
     let held = b.receive(&q, 1, LEASE);
@@ -253,10 +261,11 @@ async fn live_counts_after_a_restart_come_from_what_survived() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = FakeClock::default();
     let (b, j) = open(dir.path(), &clock, 64 << 20);
-    b.create_namespace(NS);
+    let _ = b.create_namespace(NS).expect("namespace");
     let q = b
         .declare_queue(NS, "q", QueueConfig::default())
         .expect("q")
+        .0
         .queue;
     send(&b, &q, "alive").await;
     let segment = j
@@ -295,8 +304,9 @@ async fn messages_beyond_the_budget_live_in_the_journal_and_come_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = FakeClock::default();
     let (b, j) = open(dir.path(), &clock, 64 << 20);
-    b.create_namespace(NS);
-    b.declare_queue(NS, "dlq", QueueConfig::default())
+    let _ = b.create_namespace(NS).expect("namespace");
+    let _ = b
+        .declare_queue(NS, "dlq", QueueConfig::default())
         .expect("dlq");
     let q = b
         .declare_queue(
@@ -311,11 +321,12 @@ async fn messages_beyond_the_budget_live_in_the_journal_and_come_back() {
             },
         )
         .expect("deep")
+        .0
         .queue;
     for i in 0..300 {
         send(&b, &q, &format!("{i:04}{}", "k".repeat(1020))).await;
     }
-    b.send(&q, Message::new("transient stays")).expect("send");
+    let _ = b.send(&q, Message::new("transient stays")).expect("send");
     assert!(b.resident_bytes() >= 300 * 1024);
     let freed = b.evict_to(8 * 1024);
     assert!(freed >= 290 * 1024, "freed {freed}");
@@ -358,7 +369,7 @@ async fn a_restart_under_a_budget_leaves_bodies_on_disk_until_delivered() {
     let clock = FakeClock::default();
     {
         let (b, j) = open(dir.path(), &clock, 64 << 20);
-        b.create_namespace(NS);
+        let _ = b.create_namespace(NS).expect("namespace");
         let q = b
             .declare_queue(
                 NS,
@@ -369,6 +380,7 @@ async fn a_restart_under_a_budget_leaves_bodies_on_disk_until_delivered() {
                 },
             )
             .expect("deep")
+            .0
             .queue;
         for i in 0..200 {
             send(&b, &q, &format!("{i:04}{}", "r".repeat(1020))).await;
@@ -436,10 +448,11 @@ async fn evicted_fifo_messages_keep_their_groups_and_order() {
     let clock = FakeClock::default();
     {
         let (b, j) = open(dir.path(), &clock, 64 << 20);
-        b.create_namespace(NS);
+        let _ = b.create_namespace(NS).expect("namespace");
         let q = b
             .declare_queue(NS, "f.fifo", QueueConfig::fifo())
             .expect("fifo")
+            .0
             .queue;
         for i in 0..6 {
             for g in ["a", "b"] {
@@ -506,10 +519,11 @@ async fn deduplication_outlives_a_restart_for_its_window() {
     };
     let original = {
         let (b, j) = open(dir.path(), &clock, 4096);
-        b.create_namespace(NS);
+        let _ = b.create_namespace(NS).expect("namespace");
         let q = b
             .declare_queue(NS, "pay.fifo", QueueConfig::fifo())
             .expect("declare")
+            .0
             .queue;
         let (sent, c) = b.send(&q, payment(1)).expect("send");
         c.wait().await.expect("durable");
@@ -571,8 +585,9 @@ async fn a_dead_letter_opens_no_window_on_recovery() {
     };
     {
         let (b, j) = open(dir.path(), &clock, 64 << 20);
-        b.create_namespace(NS);
-        b.declare_queue(NS, "dlq.fifo", QueueConfig::fifo())
+        let _ = b.create_namespace(NS).expect("namespace");
+        let _ = b
+            .declare_queue(NS, "dlq.fifo", QueueConfig::fifo())
             .expect("dlq");
         let src = b
             .declare_queue(
@@ -587,6 +602,7 @@ async fn a_dead_letter_opens_no_window_on_recovery() {
                 },
             )
             .expect("src")
+            .0
             .queue;
         let (_, c) = b.send(&src, msg()).expect("send");
         c.wait().await.expect("durable");

@@ -80,10 +80,11 @@ async fn bodies_and_headers_are_sealed_and_need_the_key() {
     {
         // Small segments: records land in several, each with its own key.
         let (b, j) = open(dir.path(), Some(&key), 4096).expect("open");
-        b.create_namespace("ns");
+        let _ = b.create_namespace("ns").expect("namespace");
         let q = b
             .declare_queue("ns", "payments", QueueConfig::default())
             .expect("declare")
+            .0
             .queue;
         for i in 0..100 {
             let m = Message::new(format!("{SECRET} #{i}"))
@@ -142,7 +143,7 @@ async fn a_queue_with_its_own_key_is_sealed_with_it_alone() {
     {
         // No journal key: only the queue that names one is sealed.
         let (b, j) = open_with_queue_keys(dir.path(), None, &with_pay, 4096).expect("open");
-        b.create_namespace("ns");
+        let _ = b.create_namespace("ns").expect("namespace");
         let err = b.declare_queue("ns", "typo", keyed("pya")).err();
         assert!(
             err.is_some_and(|e| e.to_string().contains("no encryption key named 'pya'")),
@@ -151,10 +152,12 @@ async fn a_queue_with_its_own_key_is_sealed_with_it_alone() {
         let q = b
             .declare_queue("ns", "payments", keyed("pay"))
             .expect("declare")
+            .0
             .queue;
         let plain = b
             .declare_queue("ns", "logs", QueueConfig::default())
             .expect("declare")
+            .0
             .queue;
         for i in 0..20 {
             let (_, c) = b
@@ -189,12 +192,14 @@ async fn a_queue_with_its_own_key_is_sealed_with_it_alone() {
     let got = b.receive(&q, 100, ReceiveMode::Lease(Duration::from_secs(30)));
     assert_eq!(got.len(), 20);
     assert!(String::from_utf8_lossy(&got[0].message.body).starts_with(SECRET));
-    b.delete_queue("ns", "payments", false, false)
+    let _ = b
+        .delete_queue("ns", "payments", false, false)
         .expect("delete");
-    b.delete_queue("ns", "logs", false, false).expect("delete");
+    let _ = b.delete_queue("ns", "logs", false, false).expect("delete");
     let logs = b
         .declare_queue("ns", "logs2", QueueConfig::default())
         .expect("declare")
+        .0
         .queue;
     // Enough new records to roll past the old segments so they are deleted.
     for i in 0..40 {

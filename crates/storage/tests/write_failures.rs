@@ -48,10 +48,11 @@ async fn refused_writes_fail_their_commits_and_publishing_resumes_after() {
         Arc::clone(&journal) as Arc<dyn Store>,
     )
     .expect("broker");
-    broker.create_namespace("ns");
+    let _ = broker.create_namespace("ns").expect("namespace");
     let q = broker
         .declare_queue("ns", "q", QueueConfig::default())
         .expect("declare")
+        .0
         .queue;
     let (_, c) = broker
         .send(&q, Message::new("before").persistent())

@@ -260,12 +260,19 @@ impl Broker {
 
     /// Journals a queue operation's records, with the queue's lock held,
     /// and gives newly enqueued messages their store locations.
+    ///
+    /// The commit covers what the operation wrote and the originals its
+    /// duplicate sends were answered with.
     fn journal(&self, core: &mut QueueCore, fx: &mut Effects) -> Commit {
+        let originals = std::mem::take(&mut fx.originals);
         if fx.records.is_empty() {
-            return Commit::done();
+            let commit = Commit::done();
+            core.attach_commit(&commit);
+            return commit.and(originals);
         }
         let mut locations = Vec::with_capacity(fx.journaled.len());
         let commit = self.store_append(&mut fx.records, &mut locations);
+        core.attach_commit(&commit);
         core.attach_locations(&fx.journaled, &locations);
         // A message enqueued and dead-lettered by this same operation has a
         // removal waiting to be journaled later, after its dead letter lands:
@@ -279,39 +286,45 @@ impl Broker {
             }
         }
         fx.journaled.clear();
-        commit
+        commit.and(originals)
     }
 
-    /// Creates a namespace if it does not exist.
-    pub fn create_namespace(&self, name: &str) -> Arc<Namespace> {
+    /// Creates a namespace if it does not exist; durable once the commit
+    /// is (an existing one's creation may be a moment old: the commit
+    /// covers everything journaled before).
+    pub fn create_namespace(&self, name: &str) -> CoreResult<(Arc<Namespace>, Commit)> {
         if let Some(ns) = read(&self.namespaces).get(name) {
-            return Arc::clone(ns);
+            return Ok((Arc::clone(ns), self.store.barrier()));
         }
         let mut map = write(&self.namespaces);
         if let Some(ns) = map.get(name) {
-            return Arc::clone(ns);
+            return Ok((Arc::clone(ns), self.store.barrier()));
+        }
+        let commit = self.append(&mut vec![Record::NamespaceCreated {
+            name: name.to_owned(),
+        }]);
+        // Refused by the store: it never existed.
+        if let Some(Err(e)) = commit.outcome() {
+            return Err(CoreError::Storage(e));
         }
         let ns = Arc::new(Namespace::new(name));
         map.insert(name.to_owned(), Arc::clone(&ns));
-        self.append(&mut vec![Record::NamespaceCreated {
-            name: name.to_owned(),
-        }]);
-        ns
+        Ok((ns, commit))
     }
 
-    /// Deletes a namespace with everything in it.
-    pub fn delete_namespace(&self, name: &str) -> CoreResult<()> {
+    /// Deletes a namespace with everything in it; durable once the commit is.
+    pub fn delete_namespace(&self, name: &str) -> CoreResult<Commit> {
         let ns = write(&self.namespaces)
             .remove(name)
             .ok_or_else(|| CoreError::NamespaceNotFound(name.to_owned()))?;
         let queues: Vec<Arc<QueueHandle>> = write(&ns.queues).drain().map(|(_, q)| q).collect();
+        let mut commit = Commit::done();
         for q in queues {
-            self.close_queue(&q);
+            commit = commit.and(self.close_queue(&q));
         }
-        self.append(&mut vec![Record::NamespaceDeleted {
+        Ok(commit.and(self.append(&mut vec![Record::NamespaceDeleted {
             name: name.to_owned(),
-        }]);
-        Ok(())
+        }])))
     }
 
     pub fn namespace(&self, name: &str) -> CoreResult<Arc<Namespace>> {

@@ -35,13 +35,15 @@ pub struct Sent {
 
 impl Broker {
     /// Creates a queue, or returns the existing one if its settings are the
-    /// same (an exclusive queue of another owner is refused).
+    /// same (an exclusive queue of another owner is refused). Answer the
+    /// client once the commit is durable: a durable queue's declaration
+    /// must survive a crash that follows the answer.
     pub fn declare_queue(
         &self,
         namespace: &str,
         name: &str,
         config: QueueConfig,
-    ) -> CoreResult<DeclaredQueue> {
+    ) -> CoreResult<(DeclaredQueue, Commit)> {
         let ns = self.namespace(namespace)?;
         self.check_config(&config)?;
         // Bound first, so the map's read guard is gone before the queue's lock.
@@ -63,21 +65,30 @@ impl Broker {
         }
         let id = QueueId(self.next_queue_id.fetch_add(1, Ordering::Relaxed));
         let q = self.new_handle(namespace, name, id, config.clone());
-        if config.durable && config.exclusive_owner.is_none() {
+        let commit = if config.durable && config.exclusive_owner.is_none() {
             self.append(&mut vec![Record::QueueDeclared {
                 id,
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
                 config,
-            }]);
+            }])
+        } else {
+            Commit::done()
+        };
+        // Refused by the store: the queue never existed.
+        if let Some(Err(e)) = commit.outcome() {
+            return Err(CoreError::Storage(e));
         }
         map.insert(name.to_owned(), Arc::clone(&q));
         drop(map);
         self.schedule(&q, lock(&q.core).next_deadline());
-        Ok(DeclaredQueue {
-            queue: q,
-            created: true,
-        })
+        Ok((
+            DeclaredQueue {
+                queue: q,
+                created: true,
+            },
+            commit,
+        ))
     }
 
     /// Whether a queue may have these settings (declare and reconfigure
@@ -184,7 +195,14 @@ impl Broker {
         freed
     }
 
-    fn redeclare(&self, q: &Arc<QueueHandle>, config: &QueueConfig) -> CoreResult<DeclaredQueue> {
+    /// A declaration of a queue that exists. Its first declaration may not
+    /// be durable yet (another client's, a moment ago): the answer waits
+    /// for everything journaled before it.
+    fn redeclare(
+        &self,
+        q: &Arc<QueueHandle>,
+        config: &QueueConfig,
+    ) -> CoreResult<(DeclaredQueue, Commit)> {
         let mut core = lock(&q.core);
         let existing = core.config();
         if let Some(owner) = existing.exclusive_owner
@@ -199,16 +217,29 @@ impl Broker {
             });
         }
         core.touch(self.clock.now());
-        Ok(DeclaredQueue {
-            queue: Arc::clone(q),
-            created: false,
-        })
+        let commit = if config.durable && config.exclusive_owner.is_none() {
+            self.store.barrier()
+        } else {
+            Commit::done()
+        };
+        Ok((
+            DeclaredQueue {
+                queue: Arc::clone(q),
+                created: false,
+            },
+            commit,
+        ))
     }
 
-    /// Changes a live queue's settings (see [`QueueCore::reconfigure`]).
-    pub fn reconfigure_queue(&self, q: &Arc<QueueHandle>, config: QueueConfig) -> CoreResult<()> {
+    /// Changes a live queue's settings (see [`QueueCore::reconfigure`]);
+    /// durable once the commit is.
+    pub fn reconfigure_queue(
+        &self,
+        q: &Arc<QueueHandle>,
+        config: QueueConfig,
+    ) -> CoreResult<Commit> {
         self.check_config(&config)?;
-        let (r, _) = self.op(q, |core, _, fx| {
+        let (r, commit) = self.op(q, |core, _, fx| {
             if q.is_deleted() {
                 return Err(CoreError::QueueNotFound(q.name.clone()));
             }
@@ -223,7 +254,7 @@ impl Broker {
             }
             Ok(())
         });
-        r
+        r.map(|()| commit)
     }
 
     pub fn queue(&self, namespace: &str, name: &str) -> CoreResult<Arc<QueueHandle>> {
@@ -243,15 +274,16 @@ impl Broker {
         Ok(v)
     }
 
-    /// Deletes a queue; returns how many messages it held. With `if_unused`
-    /// it fails if the queue has consumers, with `if_empty` if it has messages.
+    /// Deletes a queue; returns how many messages it held, and when its
+    /// deletion is durable. With `if_unused` it fails if the queue has
+    /// consumers, with `if_empty` if it has messages.
     pub fn delete_queue(
         &self,
         namespace: &str,
         name: &str,
         if_unused: bool,
         if_empty: bool,
-    ) -> CoreResult<u64> {
+    ) -> CoreResult<(u64, Commit)> {
         let ns = self.namespace(namespace)?;
         let q = self.queue(namespace, name)?;
         let count = {
@@ -265,19 +297,21 @@ impl Broker {
             let s = core.stats();
             s.ready + s.delayed + s.leased
         };
-        self.remove_queue(&ns, &q);
-        Ok(count)
+        let commit = self.remove_queue(&ns, &q);
+        Ok((count, commit))
     }
 
     /// Removes `q` from its namespace and every binding to it.
-    pub(super) fn remove_queue(&self, ns: &Namespace, q: &Arc<QueueHandle>) {
+    pub(super) fn remove_queue(&self, ns: &Namespace, q: &Arc<QueueHandle>) -> Commit {
         {
             let mut map = write(&ns.queues);
             match map.get(&q.name) {
                 Some(current) if Arc::ptr_eq(current, q) => {
                     map.remove(&q.name);
                 }
-                _ => return,
+                // Removed meanwhile by another: that removal's journaling
+                // is before now.
+                _ => return self.store.barrier(),
             }
         }
         let dest = Destination::queue(&q.name);
@@ -285,11 +319,11 @@ impl Broker {
         for r in routers {
             write(&r).unbind_destination(&dest);
         }
-        self.close_queue(q);
+        self.close_queue(q)
     }
 
     /// Marks a queue deleted, ends its consumers and waiters, journals it.
-    pub(super) fn close_queue(&self, q: &Arc<QueueHandle>) {
+    pub(super) fn close_queue(&self, q: &Arc<QueueHandle>) -> Commit {
         q.deleted.store(true, Ordering::Release);
         let durable = {
             let mut core = lock(&q.core);
@@ -298,10 +332,13 @@ impl Broker {
             core.close();
             core.config().durable && core.config().exclusive_owner.is_none()
         };
-        if durable {
-            self.append(&mut vec![Record::QueueDeleted { id: q.id }]);
-        }
+        let commit = if durable {
+            self.append(&mut vec![Record::QueueDeleted { id: q.id }])
+        } else {
+            Commit::done()
+        };
         q.arrivals.notify_waiters();
+        commit
     }
 
     /// Runs one queue operation under the queue's lock, journals its
@@ -346,7 +383,9 @@ impl Broker {
         if fx.delete_queue
             && let Ok(ns) = self.namespace(&q.namespace)
         {
-            self.remove_queue(&ns, q);
+            // Nobody asked for it (a TTL ran out, the last consumer of an
+            // auto-delete queue left): nobody waits for it either.
+            let _unasked = self.remove_queue(&ns, q);
         }
     }
 
@@ -374,14 +413,8 @@ impl Broker {
             core.enqueue(Arc::new(msg), now, fx)
                 .map(|outcome| Sent { id, outcome })
         });
-        let sent = r?;
-        // A duplicate wrote nothing, but its original may not be durable
-        // yet: confirming it must wait for everything before it.
-        let commit = match sent.outcome {
-            Enqueued::Duplicate(_) => commit.and(self.store.barrier()),
-            _ => commit,
-        };
-        Ok((sent, commit))
+        // A duplicate's commit is its original's (see `Broker::journal`).
+        Ok((r?, commit))
     }
 
     /// Sends several messages under one lock and one journal append.
@@ -401,7 +434,7 @@ impl Broker {
                 m
             })
             .collect();
-        let (results, mut commit) = self.op(q, |core, now, fx| {
+        let (results, commit) = self.op(q, |core, now, fx| {
             if q.is_deleted() {
                 return Err(CoreError::QueueNotFound(q.name.clone()));
             }
@@ -414,19 +447,7 @@ impl Broker {
                 })
                 .collect())
         });
-        let results: Vec<CoreResult<Sent>> = results?;
-        if results.iter().any(|r| {
-            matches!(
-                r,
-                Ok(Sent {
-                    outcome: Enqueued::Duplicate(_),
-                    ..
-                })
-            )
-        }) {
-            commit = commit.and(self.store.barrier());
-        }
-        Ok((results, commit))
+        Ok((results?, commit))
     }
 
     /// Enqueues a message that already has its id: a routed publish, or
@@ -510,7 +531,10 @@ impl Broker {
         mode: ReceiveMode,
         out: &mut Vec<Delivery>,
     ) {
-        self.op(q, |core, now, fx| core.receive(now, max, mode, fx, out));
+        // The delivery counts it journals need not be durable before the
+        // messages go out: a crash before then undercounts by one delivery
+        // that nobody acknowledged.
+        let _counts = self.op(q, |core, now, fx| core.receive(now, max, mode, fx, out));
     }
 
     pub fn ack(&self, q: &Arc<QueueHandle>, lease: Lease) -> CoreResult<()> {
@@ -577,7 +601,8 @@ impl Broker {
     /// Dispatches `q`'s ready messages to its consumers again: a sink that
     /// refused deliveries (not ready) calls this once it can take more.
     pub fn kick(&self, q: &Arc<QueueHandle>) {
-        self.op(q, |core, now, fx| core.redispatch(now, fx));
+        // As for `receive_into`: deliveries need no durable count first.
+        let _counts = self.op(q, |core, now, fx| core.redispatch(now, fx));
     }
 
     pub fn cancel(&self, q: &Arc<QueueHandle>, consumer: ConsumerId) -> CoreResult<()> {

@@ -28,13 +28,15 @@ pub struct Published {
 
 impl Broker {
     /// Creates a router, or accepts a redeclaration with the same settings.
-    /// Returns true if it was created.
+    /// Returns true if it was created, and when the router is durable (a
+    /// redeclaration waits for everything journaled before it: the first
+    /// declaration may be a moment old).
     pub fn declare_router(
         &self,
         namespace: &str,
         name: &str,
         config: RouterConfig,
-    ) -> CoreResult<bool> {
+    ) -> CoreResult<(bool, Commit)> {
         if name == DEFAULT_ROUTER {
             return Err(CoreError::DefaultRouter);
         }
@@ -42,25 +44,42 @@ impl Broker {
         let mut map = write(&ns.routers);
         if let Some(r) = map.get(name) {
             return if read(r).config() == &config {
-                Ok(false)
+                Ok((false, self.barrier_if(config.durable)))
             } else {
                 Err(CoreError::RouterExists {
                     name: name.to_owned(),
                 })
             };
         }
-        if config.durable {
+        let commit = if config.durable {
             self.append(&mut vec![Record::RouterDeclared {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
                 config: config.clone(),
-            }]);
+            }])
+        } else {
+            Commit::done()
+        };
+        // Refused by the store: it never existed.
+        if let Some(Err(e)) = commit.outcome() {
+            return Err(CoreError::Storage(e));
         }
         map.insert(
             name.to_owned(),
             Arc::new(std::sync::RwLock::new(Router::new(name, config))),
         );
-        Ok(true)
+        Ok((true, commit))
+    }
+
+    /// What a change that journaled nothing waits for: if it is about
+    /// something durable, everything journaled before it (which may be the
+    /// write it found done).
+    fn barrier_if(&self, durable: bool) -> Commit {
+        if durable {
+            self.store.barrier()
+        } else {
+            Commit::done()
+        }
     }
 
     pub fn router_config(&self, namespace: &str, name: &str) -> CoreResult<RouterConfig> {
@@ -86,9 +105,14 @@ impl Broker {
         Ok(v)
     }
 
-    /// Deletes a router and every binding from or to it. With `if_unused`,
-    /// fails if it has bindings as a source.
-    pub fn delete_router(&self, namespace: &str, name: &str, if_unused: bool) -> CoreResult<()> {
+    /// Deletes a router and every binding from or to it; durable once the
+    /// commit is. With `if_unused`, fails if it has bindings as a source.
+    pub fn delete_router(
+        &self,
+        namespace: &str,
+        name: &str,
+        if_unused: bool,
+    ) -> CoreResult<Commit> {
         let ns = self.namespace(namespace)?;
         let r = self.router(&ns, name)?;
         if if_unused && read(&r).binding_count() > 0 {
@@ -101,17 +125,19 @@ impl Broker {
         for other in others {
             write(&other).unbind_destination(&dest);
         }
-        if durable {
+        Ok(if durable {
             self.append(&mut vec![Record::RouterDeleted {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
-            }]);
-        }
-        Ok(())
+            }])
+        } else {
+            Commit::done()
+        })
     }
 
-    /// Adds a binding; both ends must exist. Returns false if it existed.
-    pub fn bind(&self, namespace: &str, binding: Binding) -> CoreResult<bool> {
+    /// Adds a binding; both ends must exist. Returns false if it existed,
+    /// and when the binding is durable.
+    pub fn bind(&self, namespace: &str, binding: Binding) -> CoreResult<(bool, Commit)> {
         let ns = self.namespace(namespace)?;
         let source = self.router(&ns, &binding.source)?;
         let dest_durable = self.destination_durable(&ns, &binding.destination)?;
@@ -120,16 +146,21 @@ impl Broker {
             &binding.key,
             binding.args.clone(),
         );
-        if added && dest_durable && read(&source).config().durable {
+        let durable = dest_durable && read(&source).config().durable;
+        let commit = if added && durable {
             self.append(&mut vec![Record::Bound {
                 namespace: namespace.to_owned(),
                 binding,
-            }]);
-        }
-        Ok(added)
+            }])
+        } else {
+            self.barrier_if(durable)
+        };
+        Ok((added, commit))
     }
 
-    pub fn unbind(&self, namespace: &str, binding: Binding) -> CoreResult<bool> {
+    /// Removes a binding. Returns false if there was none, and when the
+    /// removal is durable (with the source's auto-deletion it caused).
+    pub fn unbind(&self, namespace: &str, binding: Binding) -> CoreResult<(bool, Commit)> {
         let ns = self.namespace(namespace)?;
         let source = self.router(&ns, &binding.source)?;
         let removed = write(&source).unbind(&binding.destination, &binding.key, &binding.args);
@@ -140,16 +171,18 @@ impl Broker {
                 r.config().auto_delete && r.binding_count() == 0,
             )
         };
-        if removed && durable {
+        let mut commit = if removed && durable {
             self.append(&mut vec![Record::Unbound {
                 namespace: namespace.to_owned(),
                 binding: binding.clone(),
-            }]);
-        }
+            }])
+        } else {
+            self.barrier_if(durable)
+        };
         if removed && now_unused {
-            self.delete_router(namespace, &binding.source, false)?;
+            commit = commit.and(self.delete_router(namespace, &binding.source, false)?);
         }
-        Ok(removed)
+        Ok((removed, commit))
     }
 
     pub fn bindings(&self, namespace: &str, router: &str) -> CoreResult<Vec<Binding>> {
@@ -336,7 +369,9 @@ impl Broker {
             }
             // No target took it: it is dropped, as its policy says.
             if let Some(r) = removal {
-                self.append(&mut vec![r]);
+                // Dead-lettering answers nobody: a crash before this is
+                // durable brings the message back to its source.
+                let _unanswered = self.append(&mut vec![r]);
             }
         }
     }

@@ -33,7 +33,7 @@ impl Env {
         let store = Arc::new(MemoryStore::new());
         let clock = FakeClock::default();
         let broker = open(&clock, &store);
-        broker.create_namespace(NS);
+        let _ = broker.create_namespace(NS).expect("namespace");
         Env {
             broker,
             clock,
@@ -50,11 +50,13 @@ impl Env {
         self.broker
             .declare_queue(NS, name, config)
             .expect("declare")
+            .0
             .queue
     }
 
     fn send(&self, q: &Arc<QueueHandle>, body: &str) {
-        self.broker
+        let _ = self
+            .broker
             .send(q, Message::new(body.to_owned()))
             .expect("send");
     }
@@ -83,7 +85,8 @@ fn open(clock: &FakeClock, store: &Arc<MemoryStore>) -> Arc<Broker> {
 }
 
 fn bind(env: &Env, router: &str, queue: &str, key: &str) {
-    env.broker
+    let _ = env
+        .broker
         .bind(NS, Binding::new(router, Destination::queue(queue), key))
         .expect("bind");
 }
@@ -101,6 +104,7 @@ fn publish_routes_through_each_kind_of_router() {
         assert!(
             b.declare_router(NS, name, RouterConfig::new(kind))
                 .expect("declare")
+                .0
         );
     }
     let q1 = env.queue("q1", QueueConfig::default());
@@ -112,11 +116,12 @@ fn publish_routes_through_each_kind_of_router() {
     let args: Headers = [("x-match", "all"), ("type", "report")]
         .into_iter()
         .collect();
-    b.bind(
-        NS,
-        Binding::new("headers", Destination::queue("q1"), "").with_args(args),
-    )
-    .expect("bind headers");
+    let _ = b
+        .bind(
+            NS,
+            Binding::new("headers", Destination::queue("q1"), "").with_args(args),
+        )
+        .expect("bind headers");
 
     let p = b
         .publish(NS, "direct", Message::new("d").with_routing_key("k"))
@@ -153,17 +158,21 @@ fn router_to_router_bindings_and_alternates() {
     let b = &env.broker;
     let mut main = RouterConfig::new(RouterKind::Direct);
     main.alternate = Some("ae".into());
-    b.declare_router(NS, "main", main).expect("main");
-    b.declare_router(NS, "ae", RouterConfig::new(RouterKind::Fanout))
+    let _ = b.declare_router(NS, "main", main).expect("main");
+    let _ = b
+        .declare_router(NS, "ae", RouterConfig::new(RouterKind::Fanout))
         .expect("ae");
-    b.declare_router(NS, "inner", RouterConfig::new(RouterKind::Topic))
+    let _ = b
+        .declare_router(NS, "inner", RouterConfig::new(RouterKind::Topic))
         .expect("inner");
     let routed = env.queue("routed", QueueConfig::default());
     let unrouted = env.queue("unrouted", QueueConfig::default());
-    b.bind(NS, Binding::new("main", Destination::router("inner"), "k"))
+    let _ = b
+        .bind(NS, Binding::new("main", Destination::router("inner"), "k"))
         .expect("e2e");
     // A cycle back to main must not loop.
-    b.bind(NS, Binding::new("inner", Destination::router("main"), "#"))
+    let _ = b
+        .bind(NS, Binding::new("inner", Destination::router("main"), "#"))
         .expect("cycle");
     bind(&env, "inner", "routed", "k");
     bind(&env, "ae", "unrouted", "");
@@ -185,7 +194,7 @@ fn router_to_router_bindings_and_alternates() {
 
     let mut internal = RouterConfig::new(RouterKind::Fanout);
     internal.internal = true;
-    b.declare_router(NS, "int", internal).expect("internal");
+    let _ = b.declare_router(NS, "int", internal).expect("internal");
     assert!(b.publish(NS, "int", Message::new("x")).is_err());
 }
 
@@ -193,15 +202,16 @@ fn router_to_router_bindings_and_alternates() {
 fn deleting_a_queue_or_router_removes_its_bindings() {
     let env = Env::new();
     let b = &env.broker;
-    b.declare_router(NS, "x", RouterConfig::new(RouterKind::Fanout))
+    let _ = b
+        .declare_router(NS, "x", RouterConfig::new(RouterKind::Fanout))
         .expect("x");
     env.queue("q", QueueConfig::default());
     bind(&env, "x", "q", "");
     assert_eq!(b.bindings(NS, "x").expect("list").len(), 1);
-    assert_eq!(b.delete_queue(NS, "q", false, false).expect("delete"), 0);
+    assert_eq!(b.delete_queue(NS, "q", false, false).expect("delete").0, 0);
     assert!(b.bindings(NS, "x").expect("list").is_empty());
     assert!(matches!(b.queue(NS, "q"), Err(CoreError::QueueNotFound(_))));
-    b.delete_router(NS, "x", false).expect("delete router");
+    let _ = b.delete_router(NS, "x", false).expect("delete router");
     assert!(b.router_names(NS).expect("names").is_empty());
 }
 
@@ -212,11 +222,13 @@ fn redeclaring_needs_the_same_settings_and_exclusive_queues_have_one_owner() {
     assert!(
         b.declare_queue(NS, "q", QueueConfig::default())
             .expect("first")
+            .0
             .created
     );
     assert!(
         !b.declare_queue(NS, "q", QueueConfig::default())
             .expect("again")
+            .0
             .created
     );
     let other = QueueConfig {
@@ -235,6 +247,7 @@ fn redeclaring_needs_the_same_settings_and_exclusive_queues_have_one_owner() {
     let q = b
         .declare_queue(NS, "ex", mine.clone())
         .expect("exclusive")
+        .0
         .queue;
     assert!(q.check_owner(Some(7)).is_ok());
     assert!(q.check_owner(Some(8)).is_err());
@@ -247,7 +260,7 @@ fn redeclaring_needs_the_same_settings_and_exclusive_queues_have_one_owner() {
         Err(CoreError::ExclusiveQueue(_))
     ));
     // Its connection closed: the protocol deletes it.
-    b.delete_queue(NS, "ex", false, false).expect("delete");
+    let _ = b.delete_queue(NS, "ex", false, false).expect("delete");
     assert!(b.queue(NS, "ex").is_err());
     assert!(q.is_deleted());
 }
@@ -278,7 +291,8 @@ fn dead_letters_reach_a_queue_or_a_router_with_a_new_routing_key() {
     );
     assert_eq!(dead[0].message.deaths[0].reason, DeathReason::DeliveryLimit);
 
-    b.declare_router(NS, "dlx", RouterConfig::new(RouterKind::Direct))
+    let _ = b
+        .declare_router(NS, "dlx", RouterConfig::new(RouterKind::Direct))
         .expect("dlx");
     let parked = env.queue("parked", QueueConfig::default());
     bind(&env, "dlx", "parked", "dead");
@@ -293,7 +307,8 @@ fn dead_letters_reach_a_queue_or_a_router_with_a_new_routing_key() {
             ..QueueConfig::default()
         },
     );
-    b.send(&amqp, Message::new("old").with_routing_key("orig"))
+    let _ = b
+        .send(&amqp, Message::new("old").with_routing_key("orig"))
         .expect("send");
     env.advance(secs(5));
     let got = b.receive(&parked, 10, ReceiveMode::AutoAck);
@@ -423,7 +438,8 @@ async fn long_poll_gives_up_after_its_wait_and_wakes_for_delayed_messages() {
     env.clock.advance(secs(5));
     assert!(waiter.await.expect("join").is_empty());
 
-    env.broker
+    let _ = env
+        .broker
         .send(&q, Message::new("later").with_delay(secs(3)))
         .expect("send");
     let (broker, q2) = (Arc::clone(&env.broker), Arc::clone(&q));
@@ -468,7 +484,8 @@ fn deleting_a_queue_ends_its_consumers_and_auto_delete_queues_go_with_theirs() {
     env.broker
         .consume(&q, ConsumerSpec::new(tx))
         .expect("consume");
-    env.broker
+    let _ = env
+        .broker
         .delete_queue(NS, "q", false, false)
         .expect("delete");
     assert!(rx.try_recv().is_err());
@@ -567,7 +584,8 @@ async fn redrive_moves_dead_letters_back_to_their_source_at_a_rate() {
 fn durable_state_survives_a_reopen_and_transient_state_does_not() {
     let env = Env::new();
     let b = &env.broker;
-    b.declare_router(NS, "x", RouterConfig::new(RouterKind::Topic))
+    let _ = b
+        .declare_router(NS, "x", RouterConfig::new(RouterKind::Topic))
         .expect("router");
     let q = env.queue("durable", QueueConfig::default());
     let t = env.queue(
@@ -578,11 +596,12 @@ fn durable_state_survives_a_reopen_and_transient_state_does_not() {
         },
     );
     bind(&env, "x", "durable", "a.#");
-    b.send(&q, Message::new("keep").persistent()).expect("send");
-    b.send(&q, Message::new("acked").persistent())
+    let _ = b.send(&q, Message::new("keep").persistent()).expect("send");
+    let _ = b
+        .send(&q, Message::new("acked").persistent())
         .expect("send");
-    b.send(&q, Message::new("transient-msg")).expect("send");
-    b.send(&t, Message::new("gone").persistent()).expect("send");
+    let _ = b.send(&q, Message::new("transient-msg")).expect("send");
+    let _ = b.send(&t, Message::new("gone").persistent()).expect("send");
     let d = b.receive(&q, 2, ReceiveMode::Lease(secs(30)));
     b.ack(&q, d[1].lease).expect("ack");
 
@@ -606,6 +625,7 @@ fn durable_state_survives_a_reopen_and_transient_state_does_not() {
     let n = b2
         .declare_queue(NS, "new", QueueConfig::default())
         .expect("new")
+        .0
         .queue;
     assert_ne!(n.id(), q2.id());
 }
@@ -661,10 +681,10 @@ fn the_broker_caps_every_queue_whatever_its_own_overflow() {
     b.set_max_queue_length(Some(2));
     let after = env.queue("after", QueueConfig::default());
     for q in [&before, &after] {
-        b.send(q, Message::new("1")).expect("first");
+        let _ = b.send(q, Message::new("1")).expect("first");
         let leased = b.receive(q, 1, ReceiveMode::Lease(secs(30)));
         assert_eq!(leased.len(), 1);
-        b.send(q, Message::new("2")).expect("second");
+        let _ = b.send(q, Message::new("2")).expect("second");
         // A leased message is held too: drop-head would make room by
         // dropping the ready one; the cap refuses instead.
         assert!(matches!(
@@ -676,22 +696,24 @@ fn the_broker_caps_every_queue_whatever_its_own_overflow() {
     // A duplicate adds nothing: it is answered as one, full queue or not.
     let fifo = env.queue("f.fifo", QueueConfig::fifo());
     let m = || Message::new("x").with_group("g").with_dedup_id("d");
-    b.send(&fifo, m()).expect("first");
-    b.send(&fifo, Message::new("y").with_group("g").with_dedup_id("e"))
+    let _ = b.send(&fifo, m()).expect("first");
+    let _ = b
+        .send(&fifo, Message::new("y").with_group("g").with_dedup_id("e"))
         .expect("second: full now");
     let (dup, _) = b.send(&fifo, m()).expect("a duplicate of the first");
     assert!(matches!(dup.outcome, Enqueued::Duplicate(_)));
     b.set_max_queue_length(None);
-    b.send(&after, Message::new("3")).expect("no cap");
+    let _ = b.send(&after, Message::new("3")).expect("no cap");
 
     // A dead letter moves a message the broker holds already: a full
     // dead-letter queue still takes it (dropping it would lose it).
     b.set_max_queue_length(Some(1));
     let dlq = env.queue("dlq", QueueConfig::default());
     let src = env.queue("src", dlq_policy("dlq", 1));
-    b.send(&dlq, Message::new("already dead"))
+    let _ = b
+        .send(&dlq, Message::new("already dead"))
         .expect("fills the dlq");
-    b.send(&src, Message::new("poison")).expect("send");
+    let _ = b.send(&src, Message::new("poison")).expect("send");
     let d = b.receive(&src, 1, ReceiveMode::Lease(secs(10)));
     b.nack(&src, d[0].lease, true).expect("nack");
     assert_eq!(dlq.stats().ready, 2, "the dead letter is kept");
@@ -702,15 +724,16 @@ fn the_broker_caps_every_queue_whatever_its_own_overflow() {
 fn namespaces_isolate_and_delete_with_their_contents() {
     let env = Env::new();
     let b = &env.broker;
-    b.create_namespace("other");
-    b.declare_queue("other", "q", QueueConfig::default())
+    let _ = b.create_namespace("other").expect("namespace");
+    let _ = b
+        .declare_queue("other", "q", QueueConfig::default())
         .expect("declare");
     let mine = env.queue("q", QueueConfig::default());
     env.send(&mine, "mine");
     assert_eq!(b.namespace_names(), ["ns", "other"]);
     let theirs = b.queue("other", "q").expect("queue");
     assert_eq!(theirs.stats().ready, 0, "same name, different namespace");
-    b.delete_namespace("other").expect("delete");
+    let _ = b.delete_namespace("other").expect("delete");
     assert!(theirs.is_deleted());
     assert!(matches!(
         b.queue("other", "q"),
@@ -756,7 +779,7 @@ async fn a_failed_move_puts_back_what_it_took() {
         }
     }
     assert_eq!(dlq.stats().ready, 3);
-    b.delete_queue(NS, "q2", false, false).expect("delete q2");
+    let _ = b.delete_queue(NS, "q2", false, false).expect("delete q2");
     b.start_move_task(NS, "dlq", None, None).expect("start");
     settle_tasks().await;
     let info = &b.move_tasks(NS, Some("dlq"))[0];
@@ -783,7 +806,8 @@ async fn moves_and_dead_letters_skip_deduplication() {
             ..QueueConfig::fifo()
         },
     );
-    b.send(&src, Message::new("x").with_group("g").with_dedup_id("x"))
+    let _ = b
+        .send(&src, Message::new("x").with_group("g").with_dedup_id("x"))
         .expect("send");
     let d = b.receive(&src, 1, ReceiveMode::Lease(secs(1)));
     b.nack(&src, d[0].lease, true).expect("nack: dead-lettered");
@@ -821,21 +845,26 @@ fn dead_letter_loops_through_two_queues_are_cut() {
 fn a_router_reached_twice_still_routes_and_no_alternate_fires() {
     let env = Env::new();
     let b = &env.broker;
-    b.declare_router(NS, "f", RouterConfig::new(RouterKind::Fanout))
+    let _ = b
+        .declare_router(NS, "f", RouterConfig::new(RouterKind::Fanout))
         .expect("f");
-    b.declare_router(NS, "a", RouterConfig::new(RouterKind::Fanout))
+    let _ = b
+        .declare_router(NS, "a", RouterConfig::new(RouterKind::Fanout))
         .expect("a");
     let mut with_alt = RouterConfig::new(RouterKind::Fanout);
     with_alt.alternate = Some("ae".into());
-    b.declare_router(NS, "b", with_alt).expect("b");
-    b.declare_router(NS, "y", RouterConfig::new(RouterKind::Fanout))
+    let _ = b.declare_router(NS, "b", with_alt).expect("b");
+    let _ = b
+        .declare_router(NS, "y", RouterConfig::new(RouterKind::Fanout))
         .expect("y");
-    b.declare_router(NS, "ae", RouterConfig::new(RouterKind::Fanout))
+    let _ = b
+        .declare_router(NS, "ae", RouterConfig::new(RouterKind::Fanout))
         .expect("ae");
     let q = env.queue("q", QueueConfig::default());
     let alt = env.queue("alt", QueueConfig::default());
     for (from, to) in [("f", "a"), ("f", "b"), ("a", "y"), ("b", "y")] {
-        b.bind(NS, Binding::new(from, Destination::router(to), ""))
+        let _ = b
+            .bind(NS, Binding::new(from, Destination::router(to), ""))
             .expect("bind");
     }
     bind(&env, "y", "q", "");
@@ -896,10 +925,11 @@ async fn a_duplicate_is_confirmed_only_once_its_original_is_durable() {
         Arc::clone(&store) as Arc<dyn crate::store::Store>,
     )
     .expect("open");
-    broker.create_namespace(NS);
+    let _ = broker.create_namespace(NS).expect("namespace");
     let q = broker
         .declare_queue(NS, "f.fifo", QueueConfig::fifo())
         .expect("declare")
+        .0
         .queue;
     let msg = || {
         Message::new("m")
@@ -963,16 +993,18 @@ fn a_dead_letters_removal_is_written_with_its_new_copy() {
         Arc::clone(&store) as Arc<dyn Store>,
     )
     .expect("open");
-    broker.create_namespace(NS);
+    let _ = broker.create_namespace(NS).expect("namespace");
     let dlq = broker
         .declare_queue(NS, "dlq", QueueConfig::default())
         .expect("dlq")
+        .0
         .queue;
     let q = broker
         .declare_queue(NS, "q", dlq_policy("dlq", 1))
         .expect("q")
+        .0
         .queue;
-    broker
+    let _ = broker
         .send(&q, Message::new("m").persistent())
         .expect("send");
     let d = broker.receive(&q, 1, ReceiveMode::Lease(secs(5)));
@@ -1030,12 +1062,13 @@ fn a_message_that_cannot_be_read_back_stays_queued() {
         Arc::new(UnreadableStore) as Arc<dyn crate::store::Store>,
     )
     .expect("open");
-    broker.create_namespace(NS);
+    let _ = broker.create_namespace(NS).expect("namespace");
     let q = broker
         .declare_queue(NS, "q", QueueConfig::default())
         .expect("q")
+        .0
         .queue;
-    broker
+    let _ = broker
         .send(&q, Message::new("kept").persistent())
         .expect("send");
     assert_eq!(broker.evict_to(0), 4);
@@ -1120,7 +1153,7 @@ fn recovery_puts_messages_back_in_sequence_order_whatever_the_record_order() {
             loc: None,
         },
     ];
-    store.append(&mut records, &mut Vec::new()).expect("append");
+    let _ = store.append(&mut records, &mut Vec::new()).expect("append");
     let broker = open(&FakeClock::default(), &store);
     let queue = broker.queue(NS, "fifo").expect("recovered");
     let got: Vec<(String, u32)> = broker
@@ -1138,7 +1171,7 @@ fn recovery_puts_messages_back_in_sequence_order_whatever_the_record_order() {
         vec![("m1".into(), 1), ("m3".into(), 1), ("m5".into(), 3)]
     );
     // New messages continue the sequence after the highest recovered one.
-    broker
+    let _ = broker
         .send(&queue, Message::new("m7").persistent())
         .expect("send");
     assert_eq!(queue.stats().ready + queue.stats().leased, 4);
@@ -1184,7 +1217,7 @@ fn recovery_drops_what_later_records_delete() {
         },
         enq(2, 2),
     ];
-    store.append(&mut records, &mut Vec::new()).expect("append");
+    let _ = store.append(&mut records, &mut Vec::new()).expect("append");
     let broker = open(&FakeClock::default(), &store);
     assert!(broker.queue(NS, "deleted").is_err());
     assert!(broker.namespace("doomed").is_err());

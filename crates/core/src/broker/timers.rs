@@ -84,7 +84,8 @@ impl Broker {
                 continue;
             }
             q.scheduled.store(u64::MAX, Ordering::Release);
-            self.op(q, |core, now, fx| core.tick(now, fx));
+            // Time-driven changes answer nobody.
+            let _unanswered = self.op(q, |core, now, fx| core.tick(now, fx));
         }
         due.len()
     }

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
 use crate::message::{Message, MessageId};
+use crate::store::Commit;
 
 use super::config::{DedupConfig, DedupScope};
 
@@ -32,19 +33,35 @@ pub struct Original {
     pub published_at: Timestamp,
 }
 
+/// A key in the window.
+#[derive(Debug)]
+struct Seen {
+    until: Timestamp,
+    original: Original,
+    /// When the original's record is durable. A duplicate is confirmed only
+    /// on it, and a key whose original could not be journaled is not held
+    /// against a retry: the sender was told the send failed.
+    commit: Commit,
+}
+
 #[derive(Debug)]
 pub(super) struct DedupWindow {
     config: DedupConfig,
-    seen: HashMap<Key, (Timestamp, Original)>,
+    seen: HashMap<Key, Seen>,
     /// Keys in the order they were first seen; with a fixed window this is
     /// also the order in which they expire.
     order: VecDeque<(Timestamp, Key)>,
+    /// How many keys at the back of `order` were remembered by the
+    /// operation under way, whose commit is not known yet (see
+    /// [`DedupWindow::attach`]).
+    unattached: usize,
 }
 
 /// The outcome of checking a message against the window.
 pub(super) enum Check {
-    /// Seen within the window: do not enqueue.
-    Duplicate(Original),
+    /// Seen within the window: do not enqueue; confirm once the original's
+    /// commit is durable.
+    Duplicate(Original, Commit),
     /// New: enqueue, then call [`DedupWindow::remember`] with this key.
     New(Option<DedupKey>),
 }
@@ -58,6 +75,7 @@ impl DedupWindow {
             config,
             seen: HashMap::new(),
             order: VecDeque::new(),
+            unattached: 0,
         }
     }
 
@@ -79,16 +97,42 @@ impl DedupWindow {
         match self.key_of(msg) {
             None => Check::New(None),
             Some(key) => match self.seen.get(&key) {
-                Some((_, original)) => Check::Duplicate(*original),
+                // Refused or lost by the store: a retry is a new send.
+                Some(s) if matches!(s.commit.outcome(), Some(Err(_))) => {
+                    Check::New(Some(DedupKey(key)))
+                }
+                Some(s) => Check::Duplicate(s.original, s.commit.clone()),
                 None => Check::New(Some(DedupKey(key))),
             },
         }
     }
 
+    /// Remembers a new send's key; [`DedupWindow::attach`] gives it its
+    /// commit once the operation is journaled. A key seen again after its
+    /// original failed is replaced (its old place in `order` expires
+    /// nothing: only an entry's own expiry removes it).
     pub(super) fn remember(&mut self, key: DedupKey, original: Original, now: Timestamp) {
         let until = now.plus(self.config.window);
         self.order.push_back((until, key.0.clone()));
-        self.seen.insert(key.0, (until, original));
+        self.seen.insert(
+            key.0,
+            Seen {
+                until,
+                original,
+                commit: Commit::done(),
+            },
+        );
+        self.unattached += 1;
+    }
+
+    /// The commit of the operation that remembered the latest keys.
+    pub(super) fn attach(&mut self, commit: &Commit) {
+        let n = std::mem::take(&mut self.unattached);
+        for (_, key) in self.order.iter().rev().take(n) {
+            if let Some(s) = self.seen.get_mut(key) {
+                s.commit = commit.clone();
+            }
+        }
     }
 
     /// Remembers a message read back on recovery, as sent at `at`, unless
@@ -108,18 +152,21 @@ impl DedupWindow {
         let Some(key) = self.key_of(msg) else {
             return;
         };
-        if self
-            .seen
-            .get(&key)
-            .is_some_and(|(open_until, _)| *open_until > at)
-        {
+        if self.seen.get(&key).is_some_and(|s| s.until > at) {
             return;
         }
         // Replay is in journal order, which compaction copies break: keep
         // `order` sorted by expiry, as `expire` needs.
         let at = self.order.partition_point(|(u, _)| *u <= until);
         self.order.insert(at, (until, key.clone()));
-        self.seen.insert(key, (until, original));
+        self.seen.insert(
+            key,
+            Seen {
+                until,
+                original,
+                commit: Commit::done(),
+            },
+        );
     }
 
     fn expire(&mut self, now: Timestamp) {
@@ -130,11 +177,14 @@ impl DedupWindow {
             // An entry replaced on recovery leaves its old expiry behind:
             // only the entry's own expiry removes it.
             if let Some((until, key)) = self.order.pop_front()
-                && self.seen.get(&key).is_some_and(|(u, _)| *u == until)
+                && self.seen.get(&key).is_some_and(|s| s.until == until)
             {
                 self.seen.remove(&key);
             }
         }
+        // Keys of the operation under way are the newest; a zero window
+        // can expire them at once.
+        self.unattached = self.unattached.min(self.order.len());
     }
 
     pub(super) fn len(&self) -> usize {

@@ -37,7 +37,7 @@ use slab::Slab;
 use crate::clock::Timestamp;
 use crate::error::{CoreError, CoreResult};
 use crate::message::{DeathReason, Message};
-use crate::store::{Location, QueueId, Record};
+use crate::store::{Commit, Location, QueueId, Record};
 
 use consumers::Consumers;
 use dedup::{Check, DedupWindow};
@@ -139,6 +139,9 @@ pub struct Effects {
     /// (seq, slot) of entries whose `Enqueued` records are in `records`, in
     /// order: the store's locations for them go back to these entries.
     pub(crate) journaled: Vec<(u64, usize)>,
+    /// The commits of the originals that duplicate sends were answered
+    /// with: the operation is durable only once they are.
+    pub(crate) originals: Commit,
 }
 
 impl Effects {
@@ -148,6 +151,7 @@ impl Effects {
         self.became_ready = 0;
         self.delete_queue = false;
         self.journaled.clear();
+        self.originals = Commit::done();
     }
 }
 
@@ -443,7 +447,10 @@ impl QueueCore {
         self.advance(now, fx);
         let window = self.dedup.as_mut().filter(|_| fresh);
         let dedup_key = match window.map(|d| d.check(&msg, now)) {
-            Some(Check::Duplicate(original)) => return Ok(Enqueued::Duplicate(original)),
+            Some(Check::Duplicate(original, commit)) => {
+                fx.originals = std::mem::take(&mut fx.originals).and(commit);
+                return Ok(Enqueued::Duplicate(original));
+            }
             Some(Check::New(key)) => key,
             None => None,
         };
@@ -490,6 +497,14 @@ impl QueueCore {
         }
         self.dispatch(now, fx);
         Ok(Enqueued::Accepted { seq })
+    }
+
+    /// Tells the deduplication window the commit of the operation that
+    /// remembered its newest keys (call after every journaled operation).
+    pub fn attach_commit(&mut self, commit: &Commit) {
+        if let Some(d) = self.dedup.as_mut() {
+            d.attach(commit);
+        }
     }
 
     /// Gives entries enqueued by the last operation their store locations

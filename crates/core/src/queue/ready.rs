@@ -181,6 +181,21 @@ impl GroupIndex {
         }
     }
 
+    /// Counts one message of `group` in flight that was not taken by
+    /// [`GroupIndex::pop_batch`] (a lease that recovery puts back).
+    pub(super) fn hold(&mut self, group: &str) {
+        let g = match self.groups.get_mut(group) {
+            Some(g) => g,
+            None => self.groups.entry(Arc::from(group)).or_default(),
+        };
+        g.in_flight += 1;
+        if g.listed {
+            // Blocked now: out of turn until released (rare, so a scan).
+            g.listed = false;
+            self.available.retain(|name| &**name != group);
+        }
+    }
+
     /// One message of `group` is no longer in flight (acked, returned or
     /// moved). Returns true if that unblocked a group with ready messages.
     pub(super) fn release(&mut self, group: &str) -> bool {

@@ -7,6 +7,7 @@
 //! queue's final settings. Parking in the queue itself, rather than in a
 //! map of its own, keeps recovery's memory at what the queue will hold.
 
+use std::cmp::Reverse;
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
@@ -110,11 +111,24 @@ impl QueueCore {
 
     /// Places a parked message in the queue under its final settings
     /// (call in sequence order).
+    ///
+    /// A message delivered as often as its queue allows was in flight when
+    /// the broker stopped (at the limit, a returned lease dead-letters it
+    /// at once, and that removal would have been journaled). The restart
+    /// ended that lease, so it is placed as a lease that ran out just now:
+    /// the queue's next tick or operation dead-letters it, as a lease
+    /// running out would have, and it is never handed out once more.
     pub fn restore_place(&mut self, key: usize, now: Timestamp, fx: &mut Effects) {
         let Some(e) = self.slots.get(key) else {
             return;
         };
         let (priority, expires_at, visible_at) = self.timing(&e.msg, e.enqueued_at);
+        let at_limit = self
+            .config
+            .dead_letter
+            .as_ref()
+            .and_then(|p| p.max_deliveries)
+            .is_some_and(|max| e.deliveries >= max);
         let stand_in = Arc::clone(&self.stand_in);
         let e = &mut self.slots[key];
         e.priority = priority;
@@ -125,6 +139,21 @@ impl QueueCore {
             // the recovery's own.
             e.group = e.msg.group_id.as_deref().map(Arc::from);
             e.msg = stand_in;
+        }
+        if at_limit {
+            e.state = State::Leased {
+                deadline: MaybeTime::new(Some(now)),
+                consumer: None,
+            };
+            e.leased_at = now;
+            let seq = e.seq;
+            self.stats.leased += 1;
+            self.deadlines.push(Reverse((now, seq, key)));
+            // Its group waits for it, as for any message in flight.
+            if let ReadyIndex::Grouped(g) = &mut self.ready {
+                g.hold(self.slots[key].group().unwrap_or(""));
+            }
+            return;
         }
         self.schedule_new(key, now, fx);
     }

@@ -93,13 +93,22 @@ impl Tracker {
     }
 }
 
-/// Completes when appended records are durable.
-#[derive(Debug)]
+/// Completes when appended records are durable. Whoever tells a client
+/// "done" waits for it first; dropping one unawaited is a decision to
+/// write down (`let _commit =` with a reason), never an accident.
+#[must_use = "a commit says when the change is durable: wait for it before answering"]
+#[derive(Clone, Debug)]
 pub struct Commit {
     state: CommitState,
 }
 
-#[derive(Debug)]
+impl Default for Commit {
+    fn default() -> Self {
+        Commit::done()
+    }
+}
+
+#[derive(Clone, Debug)]
 enum CommitState {
     Done,
     /// Commits `first..=last` (one, or several joined by `and`).

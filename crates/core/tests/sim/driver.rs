@@ -36,28 +36,6 @@ const REFUSE_PERCENT: u64 = 1;
 /// Leases kept for later settling (older ones are forgotten).
 const MAX_HELD: usize = 48;
 
-/// Known core bug (reported, not fixed here): a message whose lease is out
-/// when the broker restarts comes back ready with its delivery count, and
-/// when that count has reached its queue's delivery limit
-/// (`DeadLetterPolicy::max_deliveries`) it is delivered once more instead
-/// of being dead-lettered: recovery (`QueueCore::restore_place`) does not
-/// apply the check that `return_leased` applies when a lease ends. The
-/// check stays in `receive`; while this is true, receives from a queue
-/// holding such a message are left out of the mix. Set it to false to see
-/// the failure (e.g. seed 1).
-const SKIP_RECEIVES_PAST_LIMIT: bool = true;
-
-/// Known core bug (reported, not fixed here): when the store refuses the
-/// `append` of a send with a deduplication id, the sender gets an error,
-/// but the broker keeps the message in memory and its key in the window;
-/// a later send with the same key is answered `Duplicate` with
-/// `Commit::done().and(store.barrier())`, and the barrier covers only
-/// what the store accepted, so that sender is confirmed for a message no
-/// crash keeps. The check stays in `confirmed`; while this is true, a send
-/// that would duplicate such an original goes without its id. Set it to
-/// false to see the failure (e.g. seed 8).
-const SKIP_DUPLICATES_OF_REFUSED: bool = true;
-
 /// A delivery the simulated consumer still holds.
 #[derive(Clone, Debug)]
 pub struct Held {
@@ -87,8 +65,10 @@ pub struct Totals {
     pub moved: usize,
     pub torn_kept: usize,
     pub torn_lost: usize,
-    pub receives_left_out: usize,
-    pub duplicates_left_out: usize,
+    /// Sends whose key's original the store refused or failed.
+    pub resent_after_failure: usize,
+    /// Messages a restart found at their delivery limit.
+    pub at_limit_after_restart: usize,
 }
 
 pub struct Sim {
@@ -131,13 +111,13 @@ impl Sim {
             Arc::clone(&store) as Arc<dyn Store>,
         )
         .map_err(|e| format!("open: {e}"))?;
-        broker.create_namespace(NAMESPACE);
+        let _ = broker.create_namespace(NAMESPACE);
         let mut handles = Vec::new();
         for spec in &SPECS {
             let d = broker
                 .declare_queue(NAMESPACE, spec.name, spec.config())
                 .map_err(|e| format!("declare {}: {e}", spec.name))?;
-            handles.push(d.queue);
+            handles.push(d.0.queue);
         }
         store.sync(0);
         store.publish();
@@ -315,19 +295,10 @@ impl Sim {
         let spec = &SPECS[q];
         let mut msgs = Vec::new();
         let mut tokens = Vec::new();
-        let mut specs = specs.to_vec();
-        for s in &mut specs {
+        for s in specs {
             let token = self.next_token;
             self.next_token += 1;
             let mut m = Message::new(Bytes::copy_from_slice(&token.to_le_bytes())).persistent();
-            if SKIP_DUPLICATES_OF_REFUSED && self.duplicates_refused(q, s.key) {
-                self.trace.push(format!(
-                    "  left out: known bug, a duplicate of k{:?} whose original's append was refused",
-                    s.key
-                ));
-                self.totals.duplicates_left_out += 1;
-                s.key = None;
-            }
             if spec.fifo {
                 m = m.with_group(format!("g{}", s.group));
                 if let Some(k) = s.key {
@@ -364,7 +335,11 @@ impl Sim {
                 .key
                 .filter(|_| spec.dedup_window_ms.is_some())
                 .map(|k| format!("k{k}"));
-            let original = key.as_deref().and_then(|k| self.model.dedup_original(q, k));
+            let seen = key.as_deref().and_then(|k| self.model.dedup_original(q, k));
+            let original = seen.filter(|&o| !self.never_durable(o));
+            if seen.is_some() && original.is_none() {
+                self.totals.resent_after_failure += 1;
+            }
             match (original, sent.outcome) {
                 (Some(o), Enqueued::Duplicate(orig)) => {
                     // Checked once attributed: the original may be in this batch.
@@ -439,13 +414,6 @@ impl Sim {
     }
 
     fn receive(&mut self, q: usize, max: usize, mode: Mode) -> Check {
-        if SKIP_RECEIVES_PAST_LIMIT && self.holds_message_at_limit(q) {
-            self.trace.push(
-                "  left out: known bug, a restart lets a message exceed its delivery limit".into(),
-            );
-            self.totals.receives_left_out += 1;
-            return Ok(());
-        }
         self.begin();
         self.model.advance(q);
         let eligible = self.model.eligible(q);
@@ -575,33 +543,15 @@ impl Sim {
         self.finish()
     }
 
-    /// Whether a send with `key` to `q` would duplicate an original whose
-    /// append the store refused (see [`SKIP_DUPLICATES_OF_REFUSED`]).
-    fn duplicates_refused(&self, q: usize, key: Option<u8>) -> bool {
-        let Some(k) = key else { return false };
-        // The window as the send will see it, a millisecond on.
-        let now = self.model.now + 1;
+    /// Whether the store refused or failed the record that created `i`:
+    /// the sender was told, and a send with its key is a new one.
+    fn never_durable(&self, i: usize) -> bool {
         let disk = lock(&self.disk);
-        self.model.windows[q]
-            .get(&format!("k{k}"))
-            .is_some_and(|&(until, o)| {
-                until > now
-                    && self.model.inst[o]
-                        .created
-                        .is_some_and(|r| disk.records[r as usize].status == Status::Refused)
-            })
-    }
-
-    /// Whether `q` holds a message delivered as often as its limit allows
-    /// and not leased. Only a restart makes one (a lease that ends at the
-    /// limit dead-letters the message); see [`SKIP_RECEIVES_PAST_LIMIT`].
-    fn holds_message_at_limit(&self, q: usize) -> bool {
-        let Some(limit) = SPECS[q].max_deliveries else {
-            return false;
-        };
-        self.model.live[q].iter().any(|&i| {
-            let e = &self.model.inst[i];
-            e.deliveries >= limit && !matches!(e.state, State::Leased(_))
+        self.model.inst[i].created.is_some_and(|r| {
+            matches!(
+                disk.records[r as usize].status,
+                Status::Refused | Status::Failed
+            )
         })
     }
 

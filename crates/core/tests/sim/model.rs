@@ -406,7 +406,8 @@ impl Model {
     }
 
     /// The broker restarted: the live state becomes what the journal kept,
-    /// placed as a new broker places it (no leases), and each window holds
+    /// placed as a new broker places it (no leases held; one at its
+    /// delivery limit stays out as a lease that ran out), and each window holds
     /// the sends the journal kept whose window is still open.
     pub fn restart(&mut self, durable: &dyn Fn(RecId) -> bool) {
         for l in &mut self.live {
@@ -417,7 +418,15 @@ impl Model {
                 Some(count) => {
                     self.inst[i].live = true;
                     self.inst[i].deliveries = count;
-                    self.inst[i].state = self.placed(i);
+                    let spec = &SPECS[self.inst[i].queue];
+                    // At its delivery limit it was in flight at the crash:
+                    // that lease ended just now, and the queue's next
+                    // operation dead-letters it as a lease running out.
+                    self.inst[i].state = if spec.max_deliveries.is_some_and(|m| count >= m) {
+                        State::Leased(Some(self.now))
+                    } else {
+                        self.placed(i)
+                    };
                     let q = self.inst[i].queue;
                     self.live[q].push(i);
                 }

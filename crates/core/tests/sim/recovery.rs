@@ -164,6 +164,12 @@ impl Sim {
         let disk = lock(&self.disk);
         let durable = |r: u64| disk.durable(r);
         self.model.restart(&durable);
+        self.totals.at_limit_after_restart += self
+            .model
+            .inst
+            .iter()
+            .filter(|e| e.live && matches!(e.state, State::Leased(_)))
+            .count();
         Ok(())
     }
 
@@ -175,11 +181,11 @@ impl Sim {
                 .declare_queue(NAMESPACE, spec.name, spec.config())
                 .map_err(|e| format!("redeclare {}: {e}", spec.name))?;
             ensure!(
-                !d.created && d.queue.id() == self.qids[q],
+                !d.0.created && d.0.queue.id() == self.qids[q],
                 "queue {} did not come back",
                 spec.name
             );
-            self.handles.push(d.queue);
+            self.handles.push(d.0.queue);
         }
         self.mark = lock(&self.disk).records.len();
         Ok(())
@@ -194,10 +200,15 @@ impl Sim {
                 .iter()
                 .filter(|&&i| self.model.inst[i].state == State::Ready)
                 .count() as u64;
-            let delayed = live.len() as u64 - ready;
+            // Out as a lease that ran out: at the delivery limit.
+            let leased = live
+                .iter()
+                .filter(|&&i| matches!(self.model.inst[i].state, State::Leased(_)))
+                .count() as u64;
+            let delayed = live.len() as u64 - ready - leased;
             ensure!(
-                (s.ready, s.delayed, s.leased) == (ready, delayed, 0),
-                "{} after recovery: ready {} delayed {} leased {}, the model {ready} {delayed} 0",
+                (s.ready, s.delayed, s.leased) == (ready, delayed, leased),
+                "{} after recovery: ready {} delayed {} leased {}, the model {ready} {delayed} {leased}",
                 spec.name,
                 s.ready,
                 s.delayed,

@@ -1,5 +1,5 @@
 //! What reaches a connection from outside its socket: deliveries from the
-//! broker's queues, confirms once the journal has synced, consumers ended
+//! broker's queues, confirms and held answers once the journal has synced, consumers ended
 //! by their queue, direct replies from other connections.
 //!
 //! Each event names its channel and the channel's generation: a channel
@@ -38,8 +38,14 @@ pub enum Event {
         multiple: bool,
         ack: bool,
     },
-    /// A transaction's changes are durable (or failed): send commit-ok.
-    TxCommitted { to: ChannelRef, ok: bool },
+    /// The change a method made is durable (or could not be made so):
+    /// send its answer, `reply`, or fail `method` (class and method ids).
+    Durable {
+        to: ChannelRef,
+        ok: bool,
+        reply: Box<amq_protocol::protocol::AMQPClass>,
+        method: (u16, u16),
+    },
     /// A direct reply-to message for this channel's reply consumer.
     Reply {
         to: ChannelRef,

@@ -124,8 +124,11 @@ impl Amqp {
 
     /// Creates a vhost with RabbitMQ's predeclared exchanges, or checks
     /// that an existing one has them.
+    ///
+    /// Nothing here waits for the journal: vhosts are set up before the
+    /// server serves anyone, and it waits for everything journaled first.
     pub fn add_vhost(&self, name: &str) -> CoreResult<()> {
-        self.broker.create_namespace(name);
+        let (_, _before_serving) = self.broker.create_namespace(name)?;
         for (exchange, kind) in STANDARD_EXCHANGES {
             // Declared as RabbitMQ declares them: durable, so a redeclare
             // by a client with durable=true is equivalent.

@@ -29,8 +29,11 @@ async fn ferry() -> Ferry {
 }
 
 async fn ferry_with(config: AmqpConfig, users: AuthConfig) -> Ferry {
+    ferry_on(Broker::in_memory(), config, users).await
+}
+
+async fn ferry_on(broker: Arc<Broker>, config: AmqpConfig, users: AuthConfig) -> Ferry {
     let users = Arc::new(Users::fixed(users).expect("users"));
-    let broker = Broker::in_memory();
     let registry = Arc::new(Registry::default());
     let amqp = Amqp::new(Arc::clone(&broker), config, users).expect("amqp");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -1184,4 +1187,176 @@ async fn confirmable(ch: &Channel, body: &[u8]) -> lapin::PublisherConfirm {
     )
     .await
     .expect("sent")
+}
+
+/// A store whose commits settle only when the test says: `release` makes
+/// everything appended so far durable, `fail` fails it.
+#[derive(Default)]
+struct GatedStore {
+    appended: std::sync::Mutex<u64>,
+    progress: Arc<ferry_core::store::Tracker>,
+}
+
+impl GatedStore {
+    fn last(&self) -> u64 {
+        *self.appended.lock().expect("gate")
+    }
+
+    fn release(&self) {
+        let last = self.last();
+        self.progress.update(|p| p.done = last);
+    }
+
+    fn fail(&self) {
+        let last = self.last();
+        self.progress.update(|p| {
+            let first = p.done + 1;
+            p.fail(first, last, ferry_core::store::StoreError::Full)
+        });
+    }
+}
+
+impl ferry_core::store::Store for GatedStore {
+    fn append(
+        &self,
+        records: &mut Vec<ferry_core::store::Record>,
+        locations: &mut Vec<ferry_core::store::Location>,
+    ) -> Result<ferry_core::store::Commit, ferry_core::store::StoreError> {
+        let mut n = self.appended.lock().expect("gate");
+        for r in records.drain(..) {
+            if matches!(r, ferry_core::store::Record::Enqueued { .. }) {
+                locations.push(ferry_core::store::Location(0));
+            }
+        }
+        *n += 1;
+        Ok(ferry_core::store::Commit::pending(
+            *n,
+            Arc::clone(&self.progress),
+        ))
+    }
+
+    fn recover(
+        &self,
+        _visit: &mut dyn FnMut(ferry_core::store::Record, Option<ferry_core::store::Location>),
+    ) -> Result<(), ferry_core::store::StoreError> {
+        Ok(())
+    }
+
+    fn barrier(&self) -> ferry_core::store::Commit {
+        ferry_core::store::Commit::pending(self.last(), Arc::clone(&self.progress))
+    }
+}
+
+/// Whether `fut` is still waiting after a moment (a reply that must wait
+/// for the journal has not come early).
+async fn still_waiting<F: std::future::Future + Unpin>(fut: &mut F) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), fut)
+        .await
+        .is_err()
+}
+
+#[tokio::test]
+async fn durable_declarations_are_answered_once_the_journal_has_them() {
+    let store = Arc::new(GatedStore::default());
+    let broker = Broker::open(
+        Arc::new(ferry_core::clock::SystemClock::new()),
+        Arc::new(ferry_core::ids::RandomIds::new()),
+        Arc::clone(&store) as Arc<dyn ferry_core::store::Store>,
+    )
+    .expect("broker");
+    let f = ferry_on(broker, AmqpConfig::default(), AuthConfig::default()).await;
+    store.release();
+    let (_c, ch) = f.channel().await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+
+    // declare-ok waits for the queue's record; so does what comes after it
+    // on the connection (replies keep the order of the methods).
+    let mut declared = Box::pin(ch.queue_declare(s("kept"), durable, FieldTable::default()));
+    assert!(
+        still_waiting(&mut declared).await,
+        "declare-ok before the journal had the queue"
+    );
+    let mut bound = Box::pin(ch.queue_bind(
+        s("kept"),
+        s("amq.direct"),
+        s("k"),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    ));
+    assert!(still_waiting(&mut bound).await);
+    store.release();
+    tokio::time::timeout(WAIT, declared)
+        .await
+        .expect("declare-ok once durable")
+        .expect("declared");
+    // The bind's own record was appended only once the connection read it.
+    assert!(
+        still_waiting(&mut bound).await,
+        "bind-ok before the journal had the binding"
+    );
+    store.release();
+    tokio::time::timeout(WAIT, bound)
+        .await
+        .expect("bind-ok once durable")
+        .expect("bound");
+
+    // A transient queue journals nothing and is answered at once, and a
+    // redeclaration of a durable one waits only for what is pending.
+    let (c2, ch2) = f.channel().await;
+    tokio::time::timeout(
+        WAIT,
+        ch2.queue_declare(
+            s("transient"),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("transient declare-ok at once")
+    .expect("declared");
+    tokio::time::timeout(
+        WAIT,
+        ch2.queue_declare(s("kept"), durable, FieldTable::default()),
+    )
+    .await
+    .expect("redeclare-ok once nothing is pending")
+    .expect("redeclared");
+
+    // A declaration the journal cannot keep fails its channel with 541,
+    // and the connection goes on.
+    let mut failed = Box::pin(ch2.exchange_declare(
+        s("lost"),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    ));
+    assert!(still_waiting(&mut failed).await);
+    store.fail();
+    let e = tokio::time::timeout(WAIT, failed)
+        .await
+        .expect("an answer once the commit failed")
+        .expect_err("exchange.declare whose record failed");
+    assert_eq!(code(&e), 541);
+    let ch3 = c2.create_channel().await.expect("the connection lives");
+    store.release();
+    tokio::time::timeout(
+        WAIT,
+        ch3.queue_declare(
+            s("kept"),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("passive declare")
+    .expect("the queue is there");
 }

@@ -89,14 +89,21 @@ pub struct Sqs {
 }
 
 impl Sqs {
-    pub fn new(broker: Arc<Broker>, config: SqsConfig, users: Arc<ferry_auth::Users>) -> Arc<Sqs> {
-        broker.create_namespace(&config.namespace);
+    /// The SQS face on `broker`; its namespace is created if need be
+    /// (durable once everything journaled before serving is: the server
+    /// waits for that before it listens).
+    pub fn new(
+        broker: Arc<Broker>,
+        config: SqsConfig,
+        users: Arc<ferry_auth::Users>,
+    ) -> ferry_core::CoreResult<Arc<Sqs>> {
+        let (_, _before_serving) = broker.create_namespace(&config.namespace)?;
         if config.credentials.is_empty() && !users.current().has_access_keys() {
             tracing::warn!(
                 "no AWS credentials configured: SQS accepts any access key, unsigned or not"
             );
         }
-        Arc::new(Sqs {
+        Ok(Arc::new(Sqs {
             signed: std::sync::atomic::AtomicBool::new(
                 !config.credentials.is_empty() || users.current().has_access_keys(),
             ),
@@ -108,7 +115,7 @@ impl Sqs {
             purges: Mutex::new(HashMap::new()),
             deleted: Mutex::new(HashMap::new()),
             attempts: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
     fn queue(&self, name: &str) -> Result<Arc<QueueHandle>, SqsError> {

@@ -18,11 +18,9 @@ async fn start_with_broker() -> (SocketAddr, std::sync::Arc<Broker>) {
     let users = std::sync::Arc::new(
         ferry_auth::Users::fixed(ferry_auth::AuthConfig::default()).expect("users"),
     );
-    let app = ferry_sqs::router(Sqs::new(
-        std::sync::Arc::clone(&broker),
-        SqsConfig::default(),
-        users,
-    ));
+    let app = ferry_sqs::router(
+        Sqs::new(std::sync::Arc::clone(&broker), SqsConfig::default(), users).expect("sqs"),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {

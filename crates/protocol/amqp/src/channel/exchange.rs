@@ -5,6 +5,7 @@ use amq_protocol::types::{FieldTable, ShortString};
 use ferry_auth::Access;
 use ferry_core::CoreError;
 use ferry_core::router::{Binding, DEFAULT_ROUTER, Destination};
+use ferry_core::store::Commit;
 
 use super::{Channel, reserved};
 use crate::arguments::{ExchangeFlags, exchange_config, kind_name};
@@ -19,21 +20,16 @@ impl Channel {
             exchange::AMQPMethod::Delete(d) => self.exchange_delete(cx, d),
             exchange::AMQPMethod::Bind(b) => {
                 let ends = (&b.destination, &b.source, &b.routing_key, &b.arguments);
-                self.exchange_binding(cx, true, ends)?;
-                if !b.nowait {
-                    let ok = exchange::AMQPMethod::BindOk(exchange::BindOk {});
-                    reply(cx, self.to.id, ok);
-                }
-                Ok(())
+                let commit = self.exchange_binding(cx, true, ends)?;
+                let ok = (!b.nowait).then(|| ok(exchange::AMQPMethod::BindOk(exchange::BindOk {})));
+                self.answer_when_durable(cx, commit, ok, (40, 30))
             }
             exchange::AMQPMethod::Unbind(b) => {
                 let ends = (&b.destination, &b.source, &b.routing_key, &b.arguments);
-                self.exchange_binding(cx, false, ends)?;
-                if !b.nowait {
-                    let ok = exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {});
-                    reply(cx, self.to.id, ok);
-                }
-                Ok(())
+                let commit = self.exchange_binding(cx, false, ends)?;
+                let ok =
+                    (!b.nowait).then(|| ok(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})));
+                self.answer_when_durable(cx, commit, ok, (40, 40))
             }
             other => Err(super::basic::server_only(&AMQPClass::Exchange(other))),
         }
@@ -42,6 +38,9 @@ impl Channel {
     fn exchange_declare(&mut self, cx: &mut Ctx, d: exchange::Declare) -> Outcome {
         let name = d.exchange.as_str();
         let broker = &cx.amqp.broker;
+        // What declare-ok waits for: a new exchange's record, or (when it
+        // exists) whatever journaled it, which may be a moment old.
+        let mut commit = Commit::done();
         if name == DEFAULT_ROUTER {
             if !d.passive {
                 return Err(default_exchange_refused());
@@ -89,7 +88,7 @@ impl Channel {
                         ),
                     ));
                 }
-                Some(_) => {}
+                Some(_) => commit = broker.barrier(),
                 None if reserved(name) => {
                     return Err(Failure::channel(
                         ReplyCode::AccessRefused,
@@ -97,7 +96,7 @@ impl Channel {
                     ));
                 }
                 None => match broker.declare_router(&cx.vhost, name, config) {
-                    Ok(_) => {}
+                    Ok((_, c)) => commit = c,
                     // Declared by another connection meanwhile, differently.
                     Err(e @ CoreError::RouterExists { .. }) => {
                         return Err(Failure::from_core(e, &cx.vhost));
@@ -106,14 +105,8 @@ impl Channel {
                 },
             }
         }
-        if !d.nowait {
-            reply(
-                cx,
-                self.to.id,
-                exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}),
-            );
-        }
-        Ok(())
+        let ok = (!d.nowait).then(|| ok(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})));
+        self.answer_when_durable(cx, commit, ok, (40, 10))
     }
 
     fn exchange_delete(&mut self, cx: &mut Ctx, d: exchange::Delete) -> Outcome {
@@ -128,9 +121,12 @@ impl Channel {
             ));
         }
         cx.check(Access::Configure, "exchange", name)?;
-        match cx.amqp.broker.delete_router(&cx.vhost, name, d.if_unused) {
-            // Deleting what is not there succeeds, as in RabbitMQ.
-            Ok(()) | Err(CoreError::RouterNotFound(_)) => {}
+        let broker = &cx.amqp.broker;
+        let commit = match broker.delete_router(&cx.vhost, name, d.if_unused) {
+            Ok(commit) => commit,
+            // Deleting what is not there succeeds, as in RabbitMQ (after
+            // whatever deleted it is durable).
+            Err(CoreError::RouterNotFound(_)) => broker.barrier(),
             Err(CoreError::QueueInUse(_)) => {
                 return Err(Failure::channel(
                     ReplyCode::PreconditionFailed,
@@ -138,20 +134,19 @@ impl Channel {
                 ));
             }
             Err(e) => return Err(Failure::from_core(e, &cx.vhost)),
-        }
-        if !d.nowait {
-            reply(
-                cx,
-                self.to.id,
-                exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {}),
-            );
-        }
-        Ok(())
+        };
+        let ok = (!d.nowait).then(|| ok(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})));
+        self.answer_when_durable(cx, commit, ok, (40, 20))
     }
 
     /// exchange.bind (`add`) or exchange.unbind: messages flow from
     /// `source` to `destination`.
-    fn exchange_binding(&mut self, cx: &mut Ctx, add: bool, ends: BindingEnds<'_>) -> Outcome {
+    fn exchange_binding(
+        &mut self,
+        cx: &mut Ctx,
+        add: bool,
+        ends: BindingEnds<'_>,
+    ) -> Outcome<Commit> {
         let (destination, source, routing_key, args) = ends;
         let (src, dst) = (source.as_str(), destination.as_str());
         if src == DEFAULT_ROUTER || dst == DEFAULT_ROUTER {
@@ -170,7 +165,8 @@ impl Channel {
                 .router_config(&cx.vhost, dst)
                 .and_then(|_| broker.unbind(&cx.vhost, binding))
         };
-        r.map(|_| ()).map_err(|e| Failure::from_core(e, &cx.vhost))
+        r.map(|(_, commit)| commit)
+            .map_err(|e| Failure::from_core(e, &cx.vhost))
     }
 }
 
@@ -182,8 +178,8 @@ type BindingEnds<'a> = (
     &'a FieldTable,
 );
 
-fn reply(cx: &mut Ctx, channel: u16, m: exchange::AMQPMethod) {
-    cx.out.method(channel, AMQPClass::Exchange(m));
+fn ok(m: exchange::AMQPMethod) -> AMQPClass {
+    AMQPClass::Exchange(m)
 }
 
 pub(super) fn default_exchange_refused() -> Failure {

@@ -3,6 +3,7 @@
 //! its methods to the files that implement them, one per spec class.
 
 mod basic;
+mod durable;
 mod exchange;
 mod publish;
 mod queue;
@@ -176,7 +177,9 @@ impl Channel {
             Event::Confirm {
                 tag, multiple, ack, ..
             } => publish::confirm(cx, self.to.id, tag, multiple, ack),
-            Event::TxCommitted { ok, .. } => self.tx_committed(cx, ok),
+            Event::Durable {
+                ok, reply, method, ..
+            } => self.durable(cx, ok, *reply, method),
             Event::Reply { message, .. } => self.deliver_reply(cx, &message),
         }
     }

@@ -8,6 +8,7 @@ use ferry_auth::Access;
 use ferry_core::CoreError;
 use ferry_core::broker::QueueHandle;
 use ferry_core::router::{Binding, DEFAULT_ROUTER, Destination};
+use ferry_core::store::Commit;
 
 use super::exchange::default_exchange_refused;
 use super::{Channel, reserved};
@@ -22,7 +23,7 @@ impl Channel {
         match m {
             queue::AMQPMethod::Declare(d) => self.queue_declare(cx, d),
             queue::AMQPMethod::Bind(b) => {
-                self.queue_binding(
+                let commit = self.queue_binding(
                     cx,
                     true,
                     &b.queue,
@@ -30,13 +31,11 @@ impl Channel {
                     &b.routing_key,
                     &b.arguments,
                 )?;
-                if !b.nowait {
-                    reply(cx, self.to.id, queue::AMQPMethod::BindOk(queue::BindOk {}));
-                }
-                Ok(())
+                let ok = (!b.nowait).then(|| ok(queue::AMQPMethod::BindOk(queue::BindOk {})));
+                self.answer_when_durable(cx, commit, ok, (50, 20))
             }
             queue::AMQPMethod::Unbind(b) => {
-                self.queue_binding(
+                let commit = self.queue_binding(
                     cx,
                     false,
                     &b.queue,
@@ -44,12 +43,8 @@ impl Channel {
                     &b.routing_key,
                     &b.arguments,
                 )?;
-                reply(
-                    cx,
-                    self.to.id,
-                    queue::AMQPMethod::UnbindOk(queue::UnbindOk {}),
-                );
-                Ok(())
+                let ok = ok(queue::AMQPMethod::UnbindOk(queue::UnbindOk {}));
+                self.answer_when_durable(cx, commit, Some(ok), (50, 50))
             }
             queue::AMQPMethod::Purge(p) => {
                 let q = self.usable_queue(cx, &p.queue)?;
@@ -128,7 +123,7 @@ impl Channel {
                 &cx.vhost,
             ));
         }
-        let declared = broker
+        let (declared, commit) = broker
             .declare_queue(&cx.vhost, &name, config)
             .map_err(|e| Failure::from_core(e, &cx.vhost))?;
         if declared.created && d.exclusive {
@@ -136,53 +131,42 @@ impl Channel {
         }
         let s = declared.queue.stats();
         self.last_queue = Some(name.clone());
-        self.declare_ok(cx, &name, s.ready, s.consumers as u64, d.nowait);
-        Ok(())
+        let ok = (!d.nowait).then(|| declare_ok(&name, s.ready, s.consumers as u64));
+        self.answer_when_durable(cx, commit, ok, (50, 10))
     }
 
     fn declare_ok(&self, cx: &mut Ctx, name: &str, messages: u64, consumers: u64, nowait: bool) {
-        if nowait {
-            return;
+        if !nowait {
+            cx.out
+                .method(self.to.id, declare_ok(name, messages, consumers));
         }
-        reply(
-            cx,
-            self.to.id,
-            queue::AMQPMethod::DeclareOk(queue::DeclareOk {
-                queue: short(name),
-                message_count: count(messages),
-                consumer_count: count(consumers),
-            }),
-        );
     }
 
     fn queue_delete(&mut self, cx: &mut Ctx, d: queue::Delete) -> Outcome {
         let name = self.queue_name(&d.queue)?;
         cx.check(Access::Configure, "queue", &name)?;
         let broker = &cx.amqp.broker;
-        let n = match broker.queue(&cx.vhost, &name) {
-            // Deleting what is not there succeeds, as in RabbitMQ.
-            Err(CoreError::QueueNotFound(_)) => 0,
+        // Deleting what is not there succeeds, as in RabbitMQ (after
+        // whatever deleted it is durable).
+        let (n, commit) = match broker.queue(&cx.vhost, &name) {
+            Err(CoreError::QueueNotFound(_)) => (0, broker.barrier()),
             Err(e) => return Err(Failure::from_core(e, &cx.vhost)),
             Ok(q) => {
                 q.check_owner(Some(cx.conn_id))
                     .map_err(|e| Failure::from_core(e, &cx.vhost))?;
                 match broker.delete_queue(&cx.vhost, &name, d.if_unused, d.if_empty) {
-                    Ok(n) => n,
-                    Err(CoreError::QueueNotFound(_)) => 0,
+                    Ok(deleted) => deleted,
+                    Err(CoreError::QueueNotFound(_)) => (0, broker.barrier()),
                     Err(e) => return Err(Failure::from_core(e, &cx.vhost)),
                 }
             }
         };
-        if !d.nowait {
-            reply(
-                cx,
-                self.to.id,
-                queue::AMQPMethod::DeleteOk(queue::DeleteOk {
-                    message_count: count(n),
-                }),
-            );
-        }
-        Ok(())
+        let ok = (!d.nowait).then(|| {
+            ok(queue::AMQPMethod::DeleteOk(queue::DeleteOk {
+                message_count: count(n),
+            }))
+        });
+        self.answer_when_durable(cx, commit, ok, (50, 40))
     }
 
     fn queue_binding(
@@ -193,7 +177,7 @@ impl Channel {
         exchange: &ShortString,
         routing_key: &ShortString,
         args: &FieldTable,
-    ) -> Outcome {
+    ) -> Outcome<Commit> {
         if exchange.as_str() == DEFAULT_ROUTER {
             return Err(default_exchange_refused());
         }
@@ -215,7 +199,8 @@ impl Channel {
         } else {
             broker.unbind(&cx.vhost, binding)
         };
-        r.map(|_| ()).map_err(|e| Failure::from_core(e, &cx.vhost))
+        r.map(|(_, commit)| commit)
+            .map_err(|e| Failure::from_core(e, &cx.vhost))
     }
 
     /// The queue a method names ("" is the last declared), which must exist
@@ -258,5 +243,17 @@ fn count(n: u64) -> u32 {
 }
 
 fn reply(cx: &mut Ctx, channel: u16, m: queue::AMQPMethod) {
-    cx.out.method(channel, AMQPClass::Queue(m));
+    cx.out.method(channel, ok(m));
+}
+
+fn ok(m: queue::AMQPMethod) -> AMQPClass {
+    AMQPClass::Queue(m)
+}
+
+fn declare_ok(name: &str, messages: u64, consumers: u64) -> AMQPClass {
+    ok(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
+        queue: short(name),
+        message_count: count(messages),
+        consumer_count: count(consumers),
+    }))
 }

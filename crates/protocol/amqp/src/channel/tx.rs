@@ -2,9 +2,8 @@
 //! answers only once they are durable (an acked message cannot come back
 //! after a crash); tx.rollback drops them.
 //!
-//! While a commit waits for the journal the connection reads no further
-//! frames, so the replies to methods sent after tx.commit cannot overtake
-//! commit-ok.
+//! commit-ok waits for the journal as every durable change's answer does
+//! (see `durable.rs`).
 
 use amq_protocol::protocol::{AMQPClass, tx};
 use ferry_core::Message;
@@ -14,7 +13,6 @@ use super::Channel;
 use super::basic::Settle;
 use crate::connection::Ctx;
 use crate::error::{Failure, Outcome, ReplyCode};
-use crate::events::Event;
 
 /// What a transaction holds until it commits.
 #[derive(Default)]
@@ -99,41 +97,9 @@ impl Channel {
             let (c, _) = self.publish(cx, &exchange, mandatory, msg)?;
             commit = commit.and(c);
         }
-        match commit.outcome() {
-            Some(Ok(())) => {
-                self.tx_committed(cx, true);
-                return Ok(());
-            }
-            Some(Err(e)) => return Err(not_durable(&e)),
-            None => {}
-        }
-        cx.paused = true;
-        let events = cx.events.clone();
-        let to = self.to;
-        tokio::spawn(async move {
-            let ok = commit.wait().await.is_ok();
-            let _ = events.send(Event::TxCommitted { to, ok });
-        });
-        Ok(())
+        let reply = AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {}));
+        self.answer_when_durable(cx, commit, Some(reply), (90, 20))
     }
-
-    /// The commit's changes are durable (or could not be made so).
-    pub(super) fn tx_committed(&mut self, cx: &mut Ctx, ok: bool) {
-        cx.paused = false;
-        if ok {
-            reply(cx, self.to.id, tx::AMQPMethod::CommitOk(tx::CommitOk {}));
-        } else {
-            cx.failed_channel = Some((self.to, not_durable(&"the journal failed")));
-        }
-    }
-}
-
-/// The client learns of it as RabbitMQ reports an internal error.
-fn not_durable(why: &dyn std::fmt::Display) -> Failure {
-    Failure::channel(
-        ReplyCode::InternalError,
-        format!("the transaction could not be made durable: {why}"),
-    )
 }
 
 fn not_transactional() -> Failure {

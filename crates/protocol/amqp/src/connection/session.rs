@@ -35,10 +35,11 @@ pub struct Ctx {
     pub frame_max: u32,
     pub events: Events,
     pub cancel_notify: bool,
-    /// No frames are read while set (a tx.commit waits for the journal).
+    /// No frames are read while set (an answer waits for the journal).
     pub paused: bool,
-    /// A channel that failed outside a method (a commit that did not land).
-    pub failed_channel: Option<(ChannelRef, Failure)>,
+    /// A channel that failed outside a method (a change that did not land),
+    /// with the (class, method) ids of the method it fails.
+    pub failed_channel: Option<(ChannelRef, Failure, (u16, u16))>,
     /// A consumer was cancelled: write the deliveries already on their way
     /// to it before its cancel-ok.
     pub drain_events: bool,
@@ -380,19 +381,18 @@ impl Session {
             Event::Deliver { to, .. }
             | Event::ConsumerGone { to, .. }
             | Event::Confirm { to, .. }
-            | Event::TxCommitted { to, .. }
+            | Event::Durable { to, .. }
             | Event::Reply { to, .. } => *to,
         };
-        if matches!(ev, Event::TxCommitted { .. }) {
+        if matches!(ev, Event::Durable { .. }) {
             self.cx.paused = false;
         }
         match self.channels.get_mut(&to.id) {
             Some(ch) if ch.to == to && !ch.closing => ch.on_event(&mut self.cx, ev),
             _ => crate::channel::orphan(&self.cx, ev),
         }
-        if let Some((to, f)) = self.cx.failed_channel.take() {
-            // tx.commit's class and method ids.
-            let _ = self.settle(to.id, Err(f), (90, 20));
+        if let Some((to, f, method)) = self.cx.failed_channel.take() {
+            let _ = self.settle(to.id, Err(f), method);
         }
     }
 
@@ -403,7 +403,7 @@ impl Session {
         }
     }
 
-    /// Whether frames are left unread for now: a tx.commit waits for the
+    /// Whether frames are left unread for now: an answer waits for the
     /// journal, or a resource alarm holds a publishing connection back.
     pub fn input_held(&self) -> bool {
         self.cx.paused || self.is_blocked()

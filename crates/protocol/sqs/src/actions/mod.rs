@@ -35,15 +35,15 @@ pub async fn dispatch(
         )));
     }
     match req.action.as_str() {
-        "CreateQueue" => queue::create(sqs, req, &input),
-        "DeleteQueue" => queue::delete(sqs, req, &input),
+        "CreateQueue" => queue::create(sqs, req, &input).await,
+        "DeleteQueue" => queue::delete(sqs, req, &input).await,
         "GetQueueUrl" => queue::get_url(sqs, req, &input),
         "ListQueues" => queue::list(sqs, who, req, &input),
         "GetQueueAttributes" => queue::get_attributes(sqs, req, &input),
-        "SetQueueAttributes" => queue::set_attributes(sqs, req, &input),
+        "SetQueueAttributes" => queue::set_attributes(sqs, req, &input).await,
         "PurgeQueue" => queue::purge(sqs, req, &input),
-        "TagQueue" => queue::tag(sqs, req, &input),
-        "UntagQueue" => queue::untag(sqs, req, &input),
+        "TagQueue" => queue::tag(sqs, req, &input).await,
+        "UntagQueue" => queue::untag(sqs, req, &input).await,
         "ListQueueTags" => queue::list_tags(sqs, req, &input),
         "ListDeadLetterSourceQueues" => queue::dead_letter_sources(sqs, req, &input),
         "SendMessage" => message::send(sqs, req, &input).await,
@@ -56,12 +56,20 @@ pub async fn dispatch(
         "StartMessageMoveTask" => move_tasks::start(sqs, &input),
         "ListMessageMoveTasks" => move_tasks::list(sqs, &input),
         "CancelMessageMoveTask" => move_tasks::cancel(sqs, &input),
-        "AddPermission" => permissions::add(sqs, req, &input),
-        "RemovePermission" => permissions::remove(sqs, req, &input),
+        "AddPermission" => permissions::add(sqs, req, &input).await,
+        "RemovePermission" => permissions::remove(sqs, req, &input).await,
         other => Err(SqsError::invalid_action(&format!(
             "The action {other} is not valid for this endpoint."
         ))),
     }
+}
+
+/// Waits for a change to be durable before it is answered.
+pub(crate) async fn durable(commit: ferry_core::store::Commit) -> Result<(), SqsError> {
+    commit
+        .wait()
+        .await
+        .map_err(|e| SqsError::internal(&format!("The change could not be stored: {e}")))
 }
 
 /// The queue a request names: its `QueueUrl`, or for the query protocol

@@ -20,7 +20,7 @@ fn label_invalid(label: &str, why: &str) -> SqsError {
     ))
 }
 
-pub fn add(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+pub async fn add(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
     let name = queue_name(req, input)?;
     let q = sqs.queue(name)?;
     let label = input.str("Label")?;
@@ -78,11 +78,11 @@ pub fn add(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsErro
     config
         .attributes
         .insert(keys::POLICY.into(), policy.to_string());
-    sqs.broker.reconfigure_queue(&q, config)?;
+    super::durable(sqs.broker.reconfigure_queue(&q, config)?).await?;
     Ok(json!({}))
 }
 
-pub fn remove(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+pub async fn remove(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
     let name = queue_name(req, input)?;
     let q = sqs.queue(name)?;
     let label = input.str("Label")?;
@@ -108,6 +108,6 @@ pub fn remove(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsE
             .attributes
             .insert(keys::POLICY.into(), policy.to_string());
     }
-    sqs.broker.reconfigure_queue(&q, config)?;
+    super::durable(sqs.broker.reconfigure_queue(&q, config)?).await?;
     Ok(json!({}))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ferry_core::queue::{DeadLetterTarget, QueueConfig};
+use ferry_core::store::Commit;
 use serde_json::{Map, Value, json};
 
 use super::queue_name;
@@ -37,7 +38,15 @@ impl Sqs {
     }
 }
 
-pub fn create(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+pub async fn create(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+    let commit = create_now(sqs, input)?;
+    super::durable(commit).await?;
+    Ok(json!({ "QueueUrl": sqs.url(req, input.str("QueueName")?) }))
+}
+
+/// CreateQueue up to its answer, which waits for the returned commit (an
+/// existing queue's may be a moment old: it covers everything before).
+fn create_now(sqs: &Sqs, input: &Input<'_>) -> Result<Commit, SqsError> {
     let name = input.str("QueueName")?;
     names::check_queue_name(name)?;
     let requested = input.string_map("Attributes")?;
@@ -77,7 +86,7 @@ pub fn create(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsE
                     .join(", ")
             )));
         }
-        return Ok(json!({ "QueueUrl": sqs.url(req, name) }));
+        return Ok(sqs.broker.barrier());
     }
     {
         let now = sqs.broker.now();
@@ -110,7 +119,7 @@ pub fn create(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsE
         .broker
         .declare_queue(&sqs.config.namespace, name, config)
     {
-        Ok(_) => Ok(json!({ "QueueUrl": sqs.url(req, name) })),
+        Ok((_, commit)) => Ok(commit),
         // Lost a race with another create of the same name.
         Err(ferry_core::CoreError::QueueExists { .. }) => Err(SqsError::queue_name_exists(
             "A queue already exists with the same name and different attributes.",
@@ -119,15 +128,17 @@ pub fn create(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsE
     }
 }
 
-pub fn delete(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+pub async fn delete(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
     let name = queue_name(req, input)?;
-    sqs.broker
+    let (_, commit) = sqs
+        .broker
         .delete_queue(&sqs.config.namespace, name, false, false)
         .map_err(|_| SqsError::no_queue())?;
     sqs.deleted
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(name.to_owned(), sqs.broker.now());
+    super::durable(commit).await?;
     Ok(json!({}))
 }
 
@@ -208,7 +219,16 @@ pub fn get_attributes(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Val
     Ok(json!({ "Attributes": attrs }))
 }
 
-pub fn set_attributes(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+pub async fn set_attributes(
+    sqs: &Sqs,
+    req: &Request,
+    input: &Input<'_>,
+) -> Result<Value, SqsError> {
+    super::durable(set_attributes_now(sqs, req, input)?).await?;
+    Ok(json!({}))
+}
+
+fn set_attributes_now(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Commit, SqsError> {
     let name = queue_name(req, input)?;
     let q = sqs.queue(name)?;
     let requested = input.string_map("Attributes")?;
@@ -225,8 +245,7 @@ pub fn set_attributes(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Val
     config
         .attributes
         .insert(keys::MODIFIED.into(), sqs.now_secs().to_string());
-    sqs.broker.reconfigure_queue(&q, config)?;
-    Ok(json!({}))
+    Ok(sqs.broker.reconfigure_queue(&q, config)?)
 }
 
 pub fn purge(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
@@ -251,7 +270,7 @@ pub fn purge(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsEr
     Ok(json!({}))
 }
 
-pub fn tag(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+pub async fn tag(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
     let name = queue_name(req, input)?;
     let q = sqs.queue(name)?;
     let tags = input.string_map("Tags")?;
@@ -269,11 +288,11 @@ pub fn tag(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsErro
             "A queue may have at most 50 tags.",
         ));
     }
-    sqs.broker.reconfigure_queue(&q, config)?;
+    super::durable(sqs.broker.reconfigure_queue(&q, config)?).await?;
     Ok(json!({}))
 }
 
-pub fn untag(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+pub async fn untag(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
     let name = queue_name(req, input)?;
     let q = sqs.queue(name)?;
     let keys_to_drop = input.string_list("TagKeys")?;
@@ -286,7 +305,7 @@ pub fn untag(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsEr
             .attributes
             .remove(&format!("{}{k}", keys::TAG_PREFIX));
     }
-    sqs.broker.reconfigure_queue(&q, config)?;
+    super::durable(sqs.broker.reconfigure_queue(&q, config)?).await?;
     Ok(json!({}))
 }
 

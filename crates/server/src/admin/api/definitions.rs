@@ -19,6 +19,7 @@ use ferry_core::queue::{
     DeadLetterPolicy, DeadLetterTarget, DedupConfig, DedupScope, Overflow, QueueConfig,
 };
 use ferry_core::router::{Binding, DEFAULT_ROUTER, Destination, RouterConfig};
+use ferry_core::store::Commit;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -537,29 +538,38 @@ pub(super) async fn import(State(s): State<AdminState>, bytes: Bytes) -> ApiResu
     let permissions = std::mem::take(&mut d.permissions);
     let live = std::sync::Arc::clone(&s.users);
     // Thousands of declares, each journaled: off the async threads.
-    let (created, not_imported) = super::blocking(
+    let (created, not_imported, commit) = super::blocking(
         "import",
-        move || -> Result<([u64; 6], Vec<String>), ApiError> {
+        move || -> Result<([u64; 6], Vec<String>, Commit), ApiError> {
             let plan = plan(&b, d)?;
             let mut created = [0u64; 6];
+            // The answer waits for all of it to be durable.
+            let mut commit = Commit::done();
             for ns in &plan.namespaces {
                 if b.namespace(ns).is_err() {
-                    b.create_namespace(ns);
+                    let (_, c) = b.create_namespace(ns).map_err(core_error)?;
+                    commit = commit.and(c);
                     created[0] += 1;
                 }
             }
             for (ns, name, c) in plan.queues {
-                if b.declare_queue(&ns, &name, c).map_err(core_error)?.created {
+                let (declared, c) = b.declare_queue(&ns, &name, c).map_err(core_error)?;
+                commit = commit.and(c);
+                if declared.created {
                     created[1] += 1;
                 }
             }
             for (ns, name, c) in plan.routers {
-                if b.declare_router(&ns, &name, c).map_err(core_error)? {
+                let (added, c) = b.declare_router(&ns, &name, c).map_err(core_error)?;
+                commit = commit.and(c);
+                if added {
                     created[2] += 1;
                 }
             }
             for (ns, binding) in plan.bindings {
-                if b.bind(&ns, binding).map_err(core_error)? {
+                let (added, c) = b.bind(&ns, binding).map_err(core_error)?;
+                commit = commit.and(c);
+                if added {
                     created[3] += 1;
                 }
             }
@@ -597,10 +607,11 @@ pub(super) async fn import(State(s): State<AdminState>, bytes: Bytes) -> ApiResu
                     created[5] += 1;
                 }
             }
-            Ok((created, not_imported))
+            Ok((created, not_imported, commit))
         },
     )
     .await??;
+    super::durable(commit).await?;
     if created[4] > 0 {
         s.logins.forget_all();
     }

@@ -144,6 +144,14 @@ fn broker(s: &AdminState) -> Result<&Arc<Broker>, ApiError> {
     })
 }
 
+/// Waits for a change to be durable before it is answered.
+async fn durable(commit: ferry_core::store::Commit) -> Result<(), ApiError> {
+    commit
+        .wait()
+        .await
+        .map_err(|e| core_error(CoreError::Storage(e)))
+}
+
 fn core_error(e: CoreError) -> ApiError {
     let status = match e {
         CoreError::NamespaceNotFound(_)

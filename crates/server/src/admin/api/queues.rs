@@ -153,7 +153,8 @@ pub(super) async fn declare(
     };
     config.durable = spec.durable.unwrap_or(true);
     config.encryption_key = spec.encryption_key;
-    let d = b.declare_queue(&ns, &name, config).map_err(core_error)?;
+    let (d, commit) = b.declare_queue(&ns, &name, config).map_err(core_error)?;
+    super::durable(commit).await?;
     let status = super::created_or_ok(d.created);
     Ok((status, Json(queue_json(&d.queue, &s.rates))).into_response())
 }
@@ -166,9 +167,10 @@ pub(super) async fn delete(
     // Deleting or purging a deep queue touches every message: not on the
     // async threads.
     let queue = name.clone();
-    let n = super::blocking("delete", move || b.delete_queue(&ns, &queue, false, false))
+    let (n, commit) = super::blocking("delete", move || b.delete_queue(&ns, &queue, false, false))
         .await?
         .map_err(core_error)?;
+    super::durable(commit).await?;
     Ok(Json(json!({ "deleted": name, "messages": n })).into_response())
 }
 

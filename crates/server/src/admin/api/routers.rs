@@ -119,7 +119,8 @@ pub(super) async fn declare(
     config.auto_delete = d.auto_delete.unwrap_or(false);
     config.internal = d.internal.unwrap_or(false);
     config.alternate = d.alternate;
-    let created = b.declare_router(&ns, &name, config).map_err(core_error)?;
+    let (created, commit) = b.declare_router(&ns, &name, config).map_err(core_error)?;
+    super::durable(commit).await?;
     let status = super::created_or_ok(created);
     Ok((status, Json(router_json(b, &ns, &name)?)).into_response())
 }
@@ -129,7 +130,7 @@ pub(super) async fn delete(
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult {
     let b = broker(&s)?;
-    b.delete_router(&ns, &name, false).map_err(core_error)?;
+    super::durable(b.delete_router(&ns, &name, false).map_err(core_error)?).await?;
     Ok(Json(json!({ "deleted": name })).into_response())
 }
 
@@ -185,7 +186,8 @@ pub(super) async fn bind(
 ) -> ApiResult {
     let b = broker(&s)?;
     let binding = requested_binding(&name, &bytes)?;
-    let added = b.bind(&ns, binding.clone()).map_err(core_error)?;
+    let (added, commit) = b.bind(&ns, binding.clone()).map_err(core_error)?;
+    super::durable(commit).await?;
     let status = super::created_or_ok(added);
     Ok((status, Json(binding_json(&binding))).into_response())
 }
@@ -197,7 +199,9 @@ pub(super) async fn unbind(
 ) -> ApiResult {
     let b = broker(&s)?;
     let binding = requested_binding(&name, &bytes)?;
-    if !b.unbind(&ns, binding).map_err(core_error)? {
+    let (removed, commit) = b.unbind(&ns, binding).map_err(core_error)?;
+    super::durable(commit).await?;
+    if !removed {
         return Err(ApiError::not_found(format!(
             "router '{name}' has no such binding"
         )));
