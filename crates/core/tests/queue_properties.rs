@@ -243,10 +243,11 @@ impl Harness {
     /// messages whose delivery count reached the limit.
     fn check_dead_letters(&mut self, rejected: Option<u64>) {
         for dl in self.fx.dead_letters.drain(..) {
-            let n = number(&dl.message);
+            let msg = dl.message.marked().expect("nothing is evicted here");
+            let n = number(msg);
             let m = self.msgs.get_mut(&n).expect("known");
             assert!(!m.acked && !m.dead, "dead-lettered twice or after ack");
-            let reason = dl.message.deaths[0].reason;
+            let reason = msg.deaths[0].reason;
             match reason {
                 DeathReason::DeliveryLimit => assert_eq!(m.deliveries, MAX_DELIVERIES),
                 DeathReason::Rejected => assert_eq!(Some(n), rejected),

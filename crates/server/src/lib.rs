@@ -55,6 +55,8 @@ pub struct Server {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     timers: tokio::task::JoinHandle<()>,
+    /// Reads evicted messages back for push consumers (off the async threads).
+    reloads: tokio::task::JoinHandle<()>,
     compaction: tokio::task::JoinHandle<()>,
     memory: tokio::task::JoinHandle<()>,
     disk: tokio::task::JoinHandle<()>,
@@ -164,6 +166,7 @@ impl Server {
         broker.set_max_queues(config.max_queues);
         broker.set_max_queue_length(config.max_queue_length);
         let timers = tokio::spawn(Arc::clone(&broker).run_timers());
+        let reloads = tokio::spawn(Arc::clone(&broker).run_reloads());
         let compaction = compaction::spawn(Arc::clone(&broker), Arc::clone(&journal));
         let alarms = Arc::new(alarms::Alarms::new(Arc::clone(&broker)));
         let memory = memory::spawn(
@@ -229,6 +232,7 @@ impl Server {
             stop,
             tasks,
             timers,
+            reloads,
             compaction,
             memory,
             disk,
@@ -270,6 +274,7 @@ impl Server {
             self.tasks.shutdown().await;
         }
         self.timers.abort();
+        self.reloads.abort();
         self.compaction.abort();
         self.memory.abort();
         self.disk.abort();

@@ -631,3 +631,64 @@ async fn a_dead_letter_opens_no_window_on_recovery() {
     drop(b);
     j.close();
 }
+
+/// Evicted messages are never read back under their queue's lock: a push
+/// consumer waits for the reload (the server's reload task; here the test
+/// does it), and a dying one is read back by the dead-lettering.
+#[tokio::test]
+async fn evicted_messages_reach_push_consumers_after_a_reload_and_die_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::default();
+    let (b, _j) = open(dir.path(), &clock, 64 << 20);
+    let _ = b.create_namespace(NS).expect("namespace");
+    let pushed = b
+        .declare_queue(NS, "pushed", QueueConfig::default())
+        .expect("pushed")
+        .0
+        .queue;
+    let _ = b
+        .declare_queue(NS, "dead", QueueConfig::default())
+        .expect("dead");
+    let dying = b
+        .declare_queue(
+            NS,
+            "dying",
+            QueueConfig {
+                message_ttl: Some(Duration::from_secs(1)),
+                dead_letter: Some(DeadLetterPolicy::all_reasons(DeadLetterTarget::Queue(
+                    "dead".into(),
+                ))),
+                ..QueueConfig::default()
+            },
+        )
+        .expect("dying")
+        .0
+        .queue;
+    for i in 0..5 {
+        send(&b, &pushed, &format!("push-{i}")).await;
+        send(&b, &dying, &format!("die-{i}")).await;
+    }
+    assert!(b.evict_to(0) > 0);
+    assert_eq!(pushed.stats().resident_bytes, 0);
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    b.consume(&pushed, ferry_core::queue::ConsumerSpec::new(tx))
+        .expect("consume");
+    assert!(rx.try_recv().is_err(), "nothing read under the lock");
+    assert_eq!(b.reload_requested(), 5);
+    let mut got = Vec::new();
+    while let Ok(d) = rx.try_recv() {
+        got.push(String::from_utf8_lossy(&d.message.body).into_owned());
+    }
+    assert_eq!(got, ["push-0", "push-1", "push-2", "push-3", "push-4"]);
+
+    clock.advance(Duration::from_secs(2));
+    b.fire_timers();
+    let dead = b.queue(NS, "dead").expect("dead");
+    let out = b.receive(&dead, 10, LEASE);
+    assert_eq!(bodies(&out), ["die-0", "die-1", "die-2", "die-3", "die-4"]);
+    assert!(
+        out.iter()
+            .all(|d| d.message.deaths[0].reason == DeathReason::Expired)
+    );
+}

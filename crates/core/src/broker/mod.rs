@@ -10,6 +10,7 @@
 mod moves;
 mod queues;
 mod recovery;
+mod reload;
 mod routing;
 mod timers;
 mod waiting;
@@ -81,6 +82,8 @@ pub struct QueueHandle {
     /// The earliest time a timer tick is scheduled for (ms; MAX: none).
     scheduled: AtomicU64,
     deleted: AtomicBool,
+    /// Waits in the reload task's list (see `reload.rs`).
+    reload_requested: AtomicBool,
 }
 
 impl QueueHandle {
@@ -133,6 +136,7 @@ pub struct Broker {
     next_consumer_id: AtomicU64,
     timers: Timers,
     moves: MoveTasks,
+    reloads: reload::Reloads,
     /// Why publishers are held back now (a resource alarm), if they are.
     alarm: tokio::sync::watch::Sender<Option<String>>,
     /// Most queues a namespace may have (declares past it are refused).
@@ -169,6 +173,7 @@ impl Broker {
             next_consumer_id: AtomicU64::new(1),
             timers: Timers::default(),
             moves: MoveTasks::default(),
+            reloads: reload::Reloads::default(),
             alarm: tokio::sync::watch::channel(None).0,
             max_queues: std::sync::atomic::AtomicUsize::new(usize::MAX),
             max_queue_length: AtomicU64::new(u64::MAX),

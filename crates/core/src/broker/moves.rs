@@ -177,12 +177,28 @@ impl Broker {
                 };
             }
             let mut batch = taken.drain(..);
-            while let Some((msg, removal)) = batch.next() {
+            while let Some((body, removal)) = batch.next() {
+                // Evicted ones are read back here, with the source's lock
+                // released. One that cannot be is out of the source in
+                // memory only: its removal is not journaled, so a restart
+                // brings it back rather than lose it.
+                let msg = match self.body_of(body) {
+                    Ok(m) => m,
+                    Err(err) => {
+                        tracing::error!(queue = %src.name, error = %err, "an evicted message could not be read back for a move; its journal record is kept");
+                        continue;
+                    }
+                };
                 if let Err(e) = self.move_one(&namespace, destination.as_deref(), msg, removal, src)
                 {
                     // What was taken and not moved goes back to the source.
-                    for (msg, removal) in batch {
-                        self.put_back(src, msg, removal);
+                    for (body, removal) in batch {
+                        match self.body_of(body) {
+                            Ok(msg) => self.put_back(src, msg, removal),
+                            Err(err) => {
+                                tracing::error!(queue = %src.name, error = %err, "an evicted message could not be read back to return it; its journal record is kept");
+                            }
+                        }
                     }
                     return MoveStatus::Failed(e.to_string());
                 }

@@ -137,6 +137,7 @@ impl Broker {
             waiting: AtomicUsize::new(0),
             scheduled: AtomicU64::new(u64::MAX),
             deleted: AtomicBool::new(false),
+            reload_requested: AtomicBool::new(false),
         });
         {
             let mut core = lock(&handle.core);
@@ -374,6 +375,9 @@ impl Broker {
 
     /// What a queue operation left to do outside the queue's lock.
     pub(super) fn after(&self, q: &Arc<QueueHandle>, fx: Effects, depth: u32) {
+        if fx.reload {
+            self.request_reload(q);
+        }
         if fx.became_ready > 0 && q.waiting.load(Ordering::Acquire) > 0 {
             q.arrivals.notify_waiters();
         }
@@ -495,23 +499,71 @@ impl Broker {
             for q in queues {
                 let mut cursor = Some(0);
                 while let Some(from) = cursor {
-                    cursor = self
-                        .op(&q, |core, _, fx| {
-                            let next = core.relocate(moved, from, SLOTS_PER_LOCK, fx);
-                            relocated += fx.journaled.len();
-                            next
-                        })
-                        .0;
+                    cursor = self.relocate_range(&q, moved, from, SLOTS_PER_LOCK, &mut relocated);
                 }
             }
         }
         relocated
     }
 
+    /// [`Broker::relocate`] over slots `from..from + max` of `q`: the
+    /// evicted messages among them are read first, outside the lock, and
+    /// the range is gone over again for any evicted meanwhile. Returns
+    /// where to go on.
+    fn relocate_range(
+        &self,
+        q: &Arc<QueueHandle>,
+        moved: &dyn Fn(crate::store::Location) -> bool,
+        from: usize,
+        max: usize,
+        relocated: &mut usize,
+    ) -> Option<usize> {
+        // Evictions racing this many times leave the rest for the next
+        // compaction (the file is kept while it holds live messages).
+        const ATTEMPTS: usize = 8;
+        let mut next = None;
+        for _ in 0..ATTEMPTS {
+            let plan = lock(&q.core).relocation_plan(moved, from, max);
+            let mut relocation = crate::queue::Relocation::default();
+            for (seq, key, loc) in plan {
+                match self.store.load(loc) {
+                    Ok(m) => relocation.insert(seq, key, loc, m),
+                    Err(err) => {
+                        tracing::error!(queue = %q.name, error = %err, "an evicted message could not be read back to relocate it");
+                    }
+                }
+            }
+            // Compaction answers nobody; the old records stay until the
+            // new ones are durable (the store's own rule).
+            let (n, _unanswered) = self.op(q, |core, _, fx| {
+                let n = core.relocate(moved, from, max, &mut relocation, fx);
+                *relocated += fx.journaled.len();
+                n
+            });
+            next = n;
+            if !relocation.missing {
+                break;
+            }
+        }
+        next
+    }
+
     /// Up to `max` ready messages, without taking them (see [`QueueCore::peek`]).
     ///
     /// [`QueueCore::peek`]: crate::queue::QueueCore::peek
     pub fn peek(&self, q: &Arc<QueueHandle>, max: usize) -> Vec<crate::queue::Peeked> {
+        // As `receive_into`: evicted ones are read back outside the lock.
+        const ROUNDS: usize = 3;
+        for _ in 0..ROUNDS {
+            match self.op(q, |core, now, fx| core.peek_whole(now, max, fx)).0 {
+                Ok(seen) => return seen,
+                Err(plan) => {
+                    if self.read_back(q, plan) == 0 {
+                        break;
+                    }
+                }
+            }
+        }
         self.op(q, |core, now, fx| core.peek(now, max, fx)).0
     }
 
@@ -531,10 +583,32 @@ impl Broker {
         mode: ReceiveMode,
         out: &mut Vec<Delivery>,
     ) {
-        // The delivery counts it journals need not be durable before the
-        // messages go out: a crash before then undercounts by one delivery
-        // that nobody acknowledged.
-        let _counts = self.op(q, |core, now, fx| core.receive(now, max, mode, fx, out));
+        // A receive that would take an evicted message takes nothing; the
+        // ones it would take are read back (outside the lock, on this
+        // thread) and it goes again. Evictions may go on meanwhile: after
+        // a few rounds it takes what is in memory.
+        const ROUNDS: usize = 3;
+        for _ in 0..ROUNDS {
+            // The delivery counts it journals need not be durable before
+            // the messages go out: a crash before then undercounts by one
+            // delivery that nobody acknowledged.
+            let (plan, _counts) = self.op(q, |core, now, fx| {
+                core.receive_whole(now, max, mode, fx, out)
+            });
+            match plan {
+                None => return,
+                Some(plan) => {
+                    if self.read_back(q, plan) == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        let (_, _counts) = self.op(q, |core, now, fx| {
+            core.receive(now, max, mode, fx, out);
+            // What it stopped at is for the next receive to read back.
+            fx.reload = false;
+        });
     }
 
     pub fn ack(&self, q: &Arc<QueueHandle>, lease: Lease) -> CoreResult<()> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::error::{CoreError, CoreResult};
 use crate::message::{DeathReason, Message};
-use crate::queue::{DeadLetter, DeadLetterTarget};
+use crate::queue::{DeadLetter, DeadLetterTarget, Dying};
 use crate::router::{Binding, DEFAULT_ROUTER, Destination, Router, RouterConfig};
 use crate::store::{Commit, Record};
 
@@ -329,7 +329,19 @@ impl Broker {
         };
         for dl in letters {
             let mut removal = dl.removal;
-            let mut msg = dl.message;
+            let mut msg = match dl.message {
+                Dying::Marked(m) => *m,
+                // Read back here, with the source's lock released.
+                Dying::InStore { loc, reason, at } => match self.store.load(loc) {
+                    Ok(m) => m.dead_lettered(&source.name, reason, at),
+                    Err(err) => {
+                        // Its removal is not journaled: a restart brings it
+                        // back to its source rather than lose it.
+                        tracing::error!(queue = %source.name, error = %err, "a dying evicted message could not be read back to dead-letter it; its journal record is kept");
+                        continue;
+                    }
+                },
+            };
             let targets: Vec<Arc<str>> = match &dl.target {
                 DeadLetterTarget::Queue(q) => vec![Arc::from(q.as_str())],
                 DeadLetterTarget::Router {

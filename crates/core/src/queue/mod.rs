@@ -17,6 +17,7 @@ mod dedup;
 mod packed;
 mod push;
 mod ready;
+mod reload;
 mod restore;
 mod time;
 
@@ -26,6 +27,7 @@ pub use config::{
 };
 pub use consumers::{ConsumerId, ConsumerSpec, DeliverySink};
 pub use dedup::Original;
+pub use reload::{Body, Loaded, Reload, Relocation};
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -118,12 +120,35 @@ pub enum Enqueued {
 /// A message leaving a queue for a dead-letter target.
 #[derive(Debug)]
 pub struct DeadLetter {
-    /// The message with the death recorded.
-    pub message: Message,
+    pub message: Dying,
     pub target: DeadLetterTarget,
     /// The source's removal record, to journal only after the message is
     /// safely in its target, so a crash in between duplicates rather than loses.
     pub removal: Option<Record>,
+}
+
+/// The message of a dead letter.
+#[derive(Debug)]
+pub enum Dying {
+    /// In memory, its death recorded.
+    Marked(Box<Message>),
+    /// Evicted: the broker reads it back from the store, outside the
+    /// queue's lock, and records its death then.
+    InStore {
+        loc: Location,
+        reason: DeathReason,
+        at: Timestamp,
+    },
+}
+
+impl Dying {
+    /// The message, if it is in memory.
+    pub fn marked(&self) -> Option<&Message> {
+        match self {
+            Dying::Marked(m) => Some(&**m),
+            Dying::InStore { .. } => None,
+        }
+    }
 }
 
 /// What an operation needs the broker to do after it.
@@ -142,6 +167,10 @@ pub struct Effects {
     /// The commits of the originals that duplicate sends were answered
     /// with: the operation is durable only once they are.
     pub(crate) originals: Commit,
+    /// A delivery stopped at a message that is only in the store (evicted):
+    /// the broker reads the next ones back outside the lock
+    /// ([`QueueCore::reload_plan`]) and delivery goes on after.
+    pub reload: bool,
 }
 
 impl Effects {
@@ -152,6 +181,7 @@ impl Effects {
         self.delete_queue = false;
         self.journaled.clear();
         self.originals = Commit::done();
+        self.reload = false;
     }
 }
 
@@ -246,6 +276,9 @@ pub struct QueueCore {
     /// The broker's cap on messages held, in any state: past it sends are
     /// refused, whatever the queue's own overflow policy says.
     length_ceiling: u64,
+    /// Entries whose message is only in the store. Delivery never reads
+    /// one back under the queue's lock: it stops at it (see `reload.rs`).
+    evicted: usize,
 }
 
 impl QueueCore {
@@ -276,6 +309,7 @@ impl QueueCore {
             store: None,
             stand_in: Arc::new(Message::new(bytes::Bytes::new()).persistent()),
             length_ceiling: u64::MAX,
+            evicted: 0,
         }
     }
 
@@ -288,20 +322,6 @@ impl QueueCore {
     /// The store evicted messages are read back from.
     pub fn set_store(&mut self, store: Arc<dyn crate::store::Store>) {
         self.store = Some(store);
-    }
-
-    /// The message of entry `key`, read back from the store if evicted.
-    fn message_of(&self, key: usize) -> Result<Arc<Message>, crate::store::StoreError> {
-        let e = &self.slots[key];
-        if !e.evicted {
-            return Ok(Arc::clone(&e.msg));
-        }
-        match (&self.store, e.loc.get()) {
-            (Some(store), Some(loc)) => store.load(loc),
-            _ => Err(crate::store::StoreError::Io(
-                "an evicted message has no store to come back from".into(),
-            )),
-        }
     }
 
     /// Drops from memory the messages of ready or delayed journaled
@@ -335,6 +355,7 @@ impl QueueCore {
                 e.evicted = true;
                 freed += e.size;
                 self.stats.resident_bytes -= e.size;
+                self.evicted += 1;
             }
         }
         (freed, (stop > 0).then_some(stop))
@@ -461,7 +482,7 @@ impl QueueCore {
         }
         if !self.make_room(&msg, now, fx)? {
             self.stats.published += 1;
-            self.discard(msg, DeathReason::MaxLength, None, now, fx);
+            self.discard(Body::Here(msg), DeathReason::MaxLength, None, now, fx);
             return Ok(Enqueued::Dropped);
         }
         let seq = self.next_seq;
@@ -615,7 +636,7 @@ impl QueueCore {
                 if let Some(p) = self.config.dead_letter.as_ref().filter(|p| p.on_overflow) {
                     self.stats.dead_lettered += 1;
                     fx.dead_letters.push(DeadLetter {
-                        message: dl,
+                        message: Dying::Marked(Box::new(dl)),
                         target: p.target.clone(),
                         removal: None,
                     });
@@ -646,7 +667,8 @@ impl QueueCore {
         }
     }
 
-    /// Takes up to `max` ready messages.
+    /// Takes up to `max` ready messages, stopping at one that is only in
+    /// the store (then `fx.reload` is set: see `reload.rs`).
     pub fn receive(
         &mut self,
         now: Timestamp,
@@ -655,18 +677,60 @@ impl QueueCore {
         fx: &mut Effects,
         out: &mut Vec<Delivery>,
     ) {
+        let _partial = self.receive_with(now, max, mode, false, fx, out);
+    }
+
+    /// [`QueueCore::receive`], all or nothing: if any of the messages it
+    /// would take is only in the store, it takes none and returns them, to
+    /// be read back outside the lock before it is called again (so a FIFO
+    /// group's messages come in one receive, as they would have).
+    pub fn receive_whole(
+        &mut self,
+        now: Timestamp,
+        max: usize,
+        mode: ReceiveMode,
+        fx: &mut Effects,
+        out: &mut Vec<Delivery>,
+    ) -> Option<Reload> {
+        self.receive_with(now, max, mode, true, fx, out)
+    }
+
+    fn receive_with(
+        &mut self,
+        now: Timestamp,
+        max: usize,
+        mode: ReceiveMode,
+        whole: bool,
+        fx: &mut Effects,
+        out: &mut Vec<Delivery>,
+    ) -> Option<Reload> {
         self.advance(now, fx);
         self.last_used = now;
-        let mut refs = std::mem::take(&mut self.scratch);
-        self.pop_ready(max, &mut refs);
+        let mut popped = std::mem::take(&mut self.scratch);
+        self.pop_ready(max, &mut popped);
+        if whole
+            && self.evicted > 0
+            && let Some(plan) = self.plan_for(&popped)
+        {
+            self.unpop(&popped, fx);
+            popped.clear();
+            self.scratch = popped;
+            return Some(plan);
+        }
         let deadline = match mode {
             ReceiveMode::Lease(d) => Some(now.plus(d)),
             ReceiveMode::Hold | ReceiveMode::AutoAck => None,
         };
-        for (_, key) in refs.drain(..) {
-            let Some(d) = self.lease(key, deadline, None, now, fx) else {
-                continue;
-            };
+        for i in 0..popped.len() {
+            let key = popped[i].1;
+            if self.slots[key].evicted {
+                // Only in the store: it and what comes after it wait until
+                // the broker has read them back, outside this lock.
+                self.unpop(&popped[i..], fx);
+                fx.reload = true;
+                break;
+            }
+            let d = self.lease(key, deadline, None, now, fx);
             let d = if mode == ReceiveMode::AutoAck {
                 self.settle_auto_ack(key, d, now, fx)
             } else {
@@ -674,7 +738,9 @@ impl QueueCore {
             };
             out.push(d);
         }
-        self.scratch = refs;
+        popped.clear();
+        self.scratch = popped;
+        None
     }
 
     /// Pops up to `max` ready references (FIFO: as many as possible per group).
@@ -706,19 +772,10 @@ impl QueueCore {
         consumer: Option<ConsumerId>,
         now: Timestamp,
         fx: &mut Effects,
-    ) -> Option<Delivery> {
-        let message = match self.message_of(key) {
-            Ok(m) => m,
-            Err(err) => {
-                // Never dropped for this: it stays queued (evictions only
-                // take written records, so this is damage or an I/O error,
-                // said loudly) and is tried again on a later delivery.
-                tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back; it stays queued");
-                let e = &self.slots[key];
-                self.ready.push((e.seq, key), e.priority, e.group(), true);
-                return None;
-            }
-        };
+    ) -> Delivery {
+        // Callers stop at evicted entries (see `reload.rs`).
+        debug_assert!(!self.slots[key].evicted, "leasing an evicted message");
+        let message = Arc::clone(&self.slots[key].msg);
         let journaled = self.config.durable;
         let e = &mut self.slots[key];
         debug_assert_eq!(e.state, State::Ready);
@@ -763,7 +820,7 @@ impl QueueCore {
         if delivery.redelivered() {
             self.stats.redelivered += 1;
         }
-        Some(delivery)
+        delivery
     }
 
     fn settle_auto_ack(
@@ -932,20 +989,11 @@ impl QueueCore {
             State::Delayed(_) => self.stats.delayed -= 1,
             State::Leased { .. } => self.leave_lease(key, fx),
         }
-        // A dying message goes on (dead-lettered): read it back if evicted.
-        let dying = match died {
-            Some(_) if self.slots[key].evicted => match self.message_of(key) {
-                Ok(m) => Some(m),
-                Err(err) => {
-                    tracing::error!(queue = %self.name, error = %err, "a dying evicted message could not be read back to dead-letter it; its journal record is kept");
-                    None
-                }
-            },
-            _ => None,
-        };
         let e = self.slots.remove(key);
         self.stats.bytes -= e.size;
-        if !e.evicted {
+        if e.evicted {
+            self.evicted -= 1;
+        } else {
             self.stats.resident_bytes -= e.size;
         }
         let removal = self.journaled(&e.msg).then_some(Record::Removed {
@@ -953,24 +1001,31 @@ impl QueueCore {
             seq: e.seq,
             loc: e.loc.get(),
         });
-        match (died, e.evicted) {
-            (None, _) => fx.records.extend(removal),
-            (Some(reason), false) => self.discard(e.msg, reason, removal, now, fx),
-            // Unreadable (`dying` is None): its record stays in the journal
-            // (no removal), so a restart brings it back rather than lose it.
-            (Some(reason), true) => {
-                if let Some(m) = dying {
-                    self.discard(m, reason, removal, now, fx);
-                }
+        let Some(reason) = died else {
+            fx.records.extend(removal);
+            return;
+        };
+        // A dying evicted message goes on as its location: the broker reads
+        // it back outside the lock.
+        let body = match (e.evicted, e.loc.get()) {
+            (false, _) => Body::Here(e.msg),
+            (true, Some(loc)) => Body::InStore(loc),
+            (true, None) => {
+                // Evictions take only journaled messages, so this is not
+                // reached; were it, the record stays (no removal) and a
+                // restart brings the message back rather than lose it.
+                tracing::error!(queue = %self.name, "a dying evicted message has no location");
+                return;
             }
-        }
+        };
+        self.discard(body, reason, removal, now, fx);
     }
 
     /// A message that died: to the dead-letter target if the policy covers
     /// `reason`, else gone.
     fn discard(
         &mut self,
-        msg: Arc<Message>,
+        body: Body,
         reason: DeathReason,
         removal: Option<Record>,
         now: Timestamp,
@@ -988,8 +1043,18 @@ impl QueueCore {
         match policy {
             Some(p) => {
                 self.stats.dead_lettered += 1;
+                let message = match body {
+                    Body::Here(m) => {
+                        Dying::Marked(Box::new(m.dead_lettered(&self.name, reason, now)))
+                    }
+                    Body::InStore(loc) => Dying::InStore {
+                        loc,
+                        reason,
+                        at: now,
+                    },
+                };
                 fx.dead_letters.push(DeadLetter {
-                    message: msg.dead_lettered(&self.name, reason, now),
+                    message,
                     target: p.target.clone(),
                     removal,
                 });
@@ -1047,9 +1112,32 @@ impl QueueCore {
 
     /// Up to `max` ready messages in the order they would be delivered,
     /// left where they are (no lease, no delivery count). Evicted ones are
-    /// read back from the store; one that cannot be is skipped and logged.
-    /// Timers due are run first, so expired messages are not shown.
+    /// left out (see [`QueueCore::peek_whole`]). Timers due are run first,
+    /// so expired messages are not shown.
     pub fn peek(&mut self, now: Timestamp, max: usize, fx: &mut Effects) -> Vec<Peeked> {
+        // Not all or nothing: it never comes back with a plan.
+        self.peek_with(now, max, false, fx).unwrap_or_default()
+    }
+
+    /// [`QueueCore::peek`], all or nothing: if any message it would show is
+    /// only in the store, it returns those, to be read back outside the
+    /// lock before it is called again.
+    pub fn peek_whole(
+        &mut self,
+        now: Timestamp,
+        max: usize,
+        fx: &mut Effects,
+    ) -> Result<Vec<Peeked>, Reload> {
+        self.peek_with(now, max, true, fx)
+    }
+
+    fn peek_with(
+        &mut self,
+        now: Timestamp,
+        max: usize,
+        whole: bool,
+        fx: &mut Effects,
+    ) -> Result<Vec<Peeked>, Reload> {
         self.advance(now, fx);
         let slots = &self.slots;
         let mut valid = |(seq, key): Ref| {
@@ -1058,20 +1146,26 @@ impl QueueCore {
                 .is_some_and(|e| e.seq == seq && e.state == State::Ready)
         };
         let refs = self.ready.peek(max, &mut valid);
+        if whole
+            && self.evicted > 0
+            && let Some(plan) = self.plan_for(&refs)
+        {
+            return Err(plan);
+        }
         let mut out = Vec::with_capacity(refs.len());
         for (_, key) in refs {
-            match self.message_of(key) {
-                Ok(message) => out.push(Peeked {
-                    message,
-                    deliveries: self.slots[key].deliveries,
-                    enqueued_at: self.slots[key].enqueued_at,
-                }),
-                Err(err) => {
-                    tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back for a peek");
-                }
+            let e = &self.slots[key];
+            if e.evicted {
+                // Only in the store: a peek shows what is in memory.
+                continue;
             }
+            out.push(Peeked {
+                message: Arc::clone(&e.msg),
+                deliveries: e.deliveries,
+                enqueued_at: e.enqueued_at,
+            });
         }
-        out
+        Ok(out)
     }
 
     /// Takes up to `max` ready messages older than `below_seq` out of the
@@ -1085,7 +1179,7 @@ impl QueueCore {
         max: usize,
         below_seq: u64,
         fx: &mut Effects,
-        out: &mut Vec<(Arc<Message>, Option<Record>)>,
+        out: &mut Vec<(Body, Option<Record>)>,
     ) {
         self.advance(now, fx);
         let mut refs = std::mem::take(&mut self.scratch);
@@ -1104,20 +1198,25 @@ impl QueueCore {
                     passed_over.push((seq, key));
                     continue;
                 }
-                let size = self.slots[key].size;
-                let message = match self.message_of(key) {
-                    Ok(m) => m,
-                    Err(err) => {
-                        tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back for a move; left in place");
+                let e = &self.slots[key];
+                let body = match (e.evicted, e.loc.get()) {
+                    (false, _) => Body::Here(Arc::clone(&e.msg)),
+                    // Read back by the mover, outside the lock.
+                    (true, Some(loc)) => Body::InStore(loc),
+                    (true, None) => {
+                        tracing::error!(queue = %self.name, "an evicted message has no location; left in place");
                         passed_over.push((seq, key));
                         continue;
                     }
                 };
+                let size = e.size;
                 self.stats.ready -= 1;
                 self.stats.ready_bytes -= size;
                 self.stats.bytes -= size;
                 let e = self.slots.remove(key);
-                if !e.evicted {
+                if e.evicted {
+                    self.evicted -= 1;
+                } else {
                     self.stats.resident_bytes -= size;
                 }
                 self.release_group(e.group(), fx);
@@ -1126,7 +1225,7 @@ impl QueueCore {
                     seq: e.seq,
                     loc: e.loc.get(),
                 });
-                out.push((message, removal));
+                out.push((body, removal));
                 taken += 1;
             }
         }
@@ -1146,11 +1245,18 @@ impl QueueCore {
     /// replaces its old one and a new location. Looks at `max` slots from
     /// `cursor`, so a deep queue is not locked for long; returns where to
     /// go on, or `None` once the whole queue has been seen.
+    ///
+    /// An evicted message needs its body, which is not read back under the
+    /// lock: `relocation.loaded` holds the bodies the broker read for this
+    /// range beforehand ([`QueueCore::relocation_plan`]); one evicted since
+    /// goes into `relocation.missing`, and the broker goes over the range
+    /// again.
     pub fn relocate(
         &mut self,
         moved: &dyn Fn(Location) -> bool,
         cursor: usize,
         max: usize,
+        relocation: &mut Relocation,
         fx: &mut Effects,
     ) -> Option<usize> {
         let end = cursor.saturating_add(max).min(self.slots.capacity());
@@ -1161,23 +1267,20 @@ impl QueueCore {
             let Some(loc) = e.loc.get().filter(|l| moved(*l)) else {
                 continue;
             };
-            let (seq, at, deliveries, evicted) = (e.seq, e.enqueued_at, e.deliveries, e.evicted);
-            let message = match self.message_of(key) {
-                Ok(m) => m,
-                Err(err) => {
-                    tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back to relocate it");
+            let (seq, at, deliveries) = (e.seq, e.enqueued_at, e.deliveries);
+            let message = if e.evicted {
+                let Some(message) = relocation.take(seq, key, loc) else {
+                    relocation.missing = true;
                     continue;
-                }
-            };
-            if evicted {
+                };
                 // Its new record is not written yet, so it cannot be read
                 // back from there: it stays in memory until the budget task
                 // evicts it again.
-                let e = &mut self.slots[key];
-                e.msg = Arc::clone(&message);
-                e.evicted = false;
-                self.stats.resident_bytes += e.size;
-            }
+                self.make_resident(key, Arc::clone(&message));
+                message
+            } else {
+                Arc::clone(&e.msg)
+            };
             fx.records.push(Record::Enqueued {
                 queue: self.id,
                 seq,

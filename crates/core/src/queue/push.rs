@@ -73,6 +73,7 @@ impl QueueCore {
     pub fn close(&mut self) {
         self.consumers.list.clear();
         self.slots.clear();
+        self.evicted = 0;
         self.ready = super::ready::ReadyIndex::new(self.config.fifo, self.config.max_priority);
         self.delayed.clear();
         self.deadlines.clear();
@@ -106,17 +107,20 @@ impl QueueCore {
             };
             one.clear();
             self.pop_ready(1, &mut one);
-            let Some(&(_, key)) = one.first() else {
+            let Some(&(seq, key)) = one.first() else {
                 break;
             };
+            if self.slots[key].evicted {
+                // Only in the store: delivery goes on once the broker has
+                // read it back, outside this lock.
+                self.unpop(&[(seq, key)], fx);
+                fx.reload = true;
+                break;
+            }
             let c = &self.consumers.list[at];
             let (id, auto_ack) = (c.id, c.spec.auto_ack);
             let deadline = c.spec.lease_timeout.map(|t| now.plus(t));
-            let Some(mut delivery) = self.lease(key, deadline, Some(id), now, fx) else {
-                // It could not be read back and went back to the queue:
-                // stop here rather than try it again at once.
-                break;
-            };
+            let mut delivery = self.lease(key, deadline, Some(id), now, fx);
             delivery.auto_acked = auto_ack;
             self.consumers.list[at].in_flight += 1;
             match self.consumers.list[at].spec.sink.deliver(delivery) {

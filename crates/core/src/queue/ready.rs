@@ -199,6 +199,17 @@ impl GroupIndex {
     /// One message of `group` is no longer in flight (acked, returned or
     /// moved). Returns true if that unblocked a group with ready messages.
     pub(super) fn release(&mut self, group: &str) -> bool {
+        self.release_to(group, false)
+    }
+
+    /// [`GroupIndex::release`] for a message popped and put back undelivered:
+    /// an unblocked group takes its turn again at the front, where it was.
+    /// (Putting back a batch in reverse order restores the turn order.)
+    pub(super) fn release_front(&mut self, group: &str) -> bool {
+        self.release_to(group, true)
+    }
+
+    fn release_to(&mut self, group: &str, front: bool) -> bool {
         let Some(g) = self.groups.get_mut(group) else {
             return false;
         };
@@ -212,7 +223,12 @@ impl GroupIndex {
         } else if !g.listed {
             g.listed = true;
             if let Some((name, _)) = self.groups.get_key_value(group) {
-                self.available.push_back(Arc::clone(name));
+                let name = Arc::clone(name);
+                if front {
+                    self.available.push_front(name);
+                } else {
+                    self.available.push_back(name);
+                }
             }
             true
         } else {

@@ -63,7 +63,9 @@ impl QueueCore {
             None => (msg.size(), false),
         };
         self.stats.bytes += size;
-        if !evicted {
+        if evicted {
+            self.evicted += 1;
+        } else {
             self.stats.resident_bytes += size;
         }
         self.slots.insert(Entry {
@@ -102,6 +104,7 @@ impl QueueCore {
         };
         self.stats.bytes -= e.size;
         if e.evicted {
+            self.evicted -= 1;
             0
         } else {
             self.stats.resident_bytes -= e.size;

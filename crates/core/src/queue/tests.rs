@@ -79,7 +79,12 @@ impl Q {
         self.fx
             .dead_letters
             .drain(..)
-            .map(|d| (body(&d.message), d.message.deaths[0].reason))
+            .map(|d| {
+                (
+                    body(d.message.marked().expect("in memory")),
+                    d.message.marked().expect("in memory").deaths[0].reason,
+                )
+            })
             .collect()
     }
 
@@ -90,6 +95,14 @@ impl Q {
 
 fn body(m: &Message) -> String {
     String::from_utf8_lossy(&m.body).into_owned()
+}
+
+/// The body of a message taken out of a queue that evicts nothing.
+fn body_here(m: &crate::queue::Body) -> String {
+    match m {
+        crate::queue::Body::Here(m) => body(m),
+        crate::queue::Body::InStore(_) => panic!("nothing is evicted here"),
+    }
 }
 
 fn bodies(ds: &[Delivery]) -> Vec<String> {
@@ -259,12 +272,17 @@ fn max_deliveries_moves_the_message_with_its_body_headers_and_history() {
     assert!(q.recv(1, 5).is_empty());
     let dl = q.fx.dead_letters.pop().expect("dead-lettered");
     assert_eq!(dl.target, DeadLetterTarget::Queue("dlq".into()));
-    assert_eq!(body(&dl.message), "poison");
+    assert_eq!(body(dl.message.marked().expect("in memory")), "poison");
     assert_eq!(
-        dl.message.headers.get("k").and_then(Value::as_str),
+        dl.message
+            .marked()
+            .expect("in memory")
+            .headers
+            .get("k")
+            .and_then(Value::as_str),
         Some("v")
     );
-    let death = &dl.message.deaths[0];
+    let death = &dl.message.marked().expect("in memory").deaths[0];
     assert_eq!(death.queue, "q");
     assert_eq!(death.reason, DeathReason::DeliveryLimit);
     assert_eq!(death.routing_key, "rk");
@@ -384,8 +402,11 @@ fn dead_letters_leave_their_ttl_and_delay_behind() {
         .expect("send");
     q.wait(5);
     let dl = q.fx.dead_letters.pop().expect("expired into the DLQ");
-    assert_eq!(dl.message.properties.ttl, None);
-    assert_eq!(dl.message.properties.delay, None);
+    assert_eq!(dl.message.marked().expect("in memory").properties.ttl, None);
+    assert_eq!(
+        dl.message.marked().expect("in memory").properties.delay,
+        None
+    );
 }
 
 #[test]
@@ -434,7 +455,7 @@ fn take_for_move_passes_over_newer_messages_in_front() {
     }
     let mut out = Vec::new();
     q.core.take_for_move(q.now, 2, below, &mut q.fx, &mut out);
-    let moved: Vec<String> = out.iter().map(|(m, _)| body(m)).collect();
+    let moved: Vec<String> = out.iter().map(|(m, _)| body_here(m)).collect();
     assert_eq!(moved, ["old"]);
     assert_eq!(q.recv_bodies(10, 30).len(), 5, "the newer ones are back");
 
@@ -449,7 +470,7 @@ fn take_for_move_passes_over_newer_messages_in_front() {
     for _ in 0..5 {
         let mut out = Vec::new();
         q.core.take_for_move(q.now, 1, below, &mut q.fx, &mut out);
-        moved.extend(out.iter().map(|(m, _)| body(m)));
+        moved.extend(out.iter().map(|(m, _)| body_here(m)));
     }
     moved.sort();
     assert_eq!(moved, ["a1", "b1", "b2"]);
@@ -831,7 +852,7 @@ fn take_for_move_takes_only_older_messages() {
     q.send_all(&["c"]);
     let mut out = Vec::new();
     q.core.take_for_move(q.now, 10, below, &mut q.fx, &mut out);
-    let moved: Vec<String> = out.iter().map(|(m, _)| body(m)).collect();
+    let moved: Vec<String> = out.iter().map(|(m, _)| body_here(m)).collect();
     assert_eq!(moved, ["a", "b"]);
     assert_eq!(q.recv_bodies(10, 30), ["c"]);
 }
