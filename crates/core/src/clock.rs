@@ -53,6 +53,17 @@ pub trait Clock: Send + Sync + 'static {
     fn sleep_until(&self, deadline: Timestamp) -> Sleep;
 }
 
+/// `f`'s output, or `None` if `d` passes on `clock` first (a timeout that
+/// a test's [`FakeClock`] drives, where `tokio::time::timeout` would not
+/// see it move).
+pub async fn within<F: Future>(clock: &dyn Clock, d: Duration, f: F) -> Option<F::Output> {
+    let deadline = clock.now().plus(d);
+    tokio::select! {
+        out = f => Some(out),
+        () = clock.sleep_until(deadline) => None,
+    }
+}
+
 /// Wall-clock time, made monotonic: a step of the system clock backwards
 /// holds the broker's time still instead of reordering deadlines.
 #[derive(Debug, Default)]

@@ -1360,3 +1360,70 @@ async fn durable_declarations_are_answered_once_the_journal_has_them() {
     .expect("passive declare")
     .expect("the queue is there");
 }
+
+/// Advances `clock` a step at a time until `done` (bounded): the broker's
+/// timers see the new time once their tasks run.
+async fn advance_until(
+    clock: &ferry_core::clock::FakeClock,
+    step: Duration,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    for _ in 0..50 {
+        clock.advance(step);
+        for _ in 0..10 {
+            if done() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    done()
+}
+
+#[tokio::test]
+async fn handshake_timeouts_and_heartbeats_run_on_the_brokers_clock() {
+    let clock = ferry_core::clock::FakeClock::default();
+    let broker = Broker::open(
+        Arc::new(clock.clone()),
+        Arc::new(ferry_core::ids::RandomIds::new()),
+        Arc::new(ferry_core::store::MemoryStore::new()),
+    )
+    .expect("broker");
+    let f = ferry_on(broker, AmqpConfig::default(), AuthConfig::default()).await;
+
+    // A client that says nothing is closed once the broker's clock passes
+    // the handshake timeout, and not before: real time does not count.
+    let mut silent = TcpStream::connect(f.addr).await.expect("connect");
+    let mut buf = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), silent.read(&mut buf))
+            .await
+            .is_err(),
+        "closed before the broker's clock moved"
+    );
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let closed = Arc::clone(&closed);
+        tokio::spawn(async move {
+            let n = silent.read(&mut buf).await.unwrap_or(0);
+            closed.store(n == 0, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    assert!(
+        advance_until(&clock, Duration::from_secs(5), || closed
+            .load(std::sync::atomic::Ordering::SeqCst))
+        .await,
+        "the handshake never timed out"
+    );
+    watcher.await.expect("watcher");
+
+    // An open connection whose client sends nothing for two heartbeat
+    // intervals of the broker's clock is closed.
+    let c = f.connect().await;
+    let _ch = c.create_channel().await.expect("channel");
+    assert!(c.status().connected());
+    assert!(
+        advance_until(&clock, Duration::from_secs(30), || !c.status().connected()).await,
+        "missed heartbeats never noticed"
+    );
+}

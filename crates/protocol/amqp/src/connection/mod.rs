@@ -5,14 +5,19 @@
 //! handles every whole frame of a read before writing, and takes broker
 //! events (deliveries, confirms) between reads, a bounded number per turn
 //! so that neither side starves the other.
+//!
+//! Every timeout and heartbeat runs on the broker's injected clock, so a
+//! test's fake clock drives them (nothing here reads `Instant` or sleeps
+//! on tokio's timer).
 
 mod handshake;
 mod session;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
+use ferry_core::clock::{Clock, Sleep, within};
 use ferry_face::{Accepted, Stream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -46,8 +51,10 @@ pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut inbuf = BytesMut::with_capacity(64 * 1024);
     let mut out = Output::default();
+    let clock = Arc::clone(amqp.broker.clock());
     let timeout = amqp.config.handshake_timeout;
-    let opened = tokio::time::timeout(
+    let opened = within(
+        &*clock,
         timeout,
         handshake::handshake(
             &amqp,
@@ -61,13 +68,13 @@ pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
     )
     .await;
     let (tuned, registered) = match opened {
-        Ok(Ok(opened)) => opened,
-        Ok(Err(end)) => {
+        Some(Ok(opened)) => opened,
+        Some(Err(end)) => {
             tracing::debug!(%peer, reason = %end, "connection ended during the handshake");
-            flush(&mut writer, &mut out).await;
+            flush(&*clock, &mut writer, &mut out).await;
             return;
         }
-        Err(_) => {
+        None => {
             tracing::info!(%peer, "handshake timed out");
             return;
         }
@@ -82,9 +89,11 @@ pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
     } else {
         (heartbeat / 2).max(Duration::from_millis(100))
     };
-    let mut ticker = tokio::time::interval(tick_every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_read = Instant::now();
+    // Made anew at each tick (and the close deadline's once), not each
+    // turn: a turn of this loop allocates nothing.
+    let mut tick: Sleep = clock.sleep_until(clock.now().plus(tick_every));
+    let mut close_sleep: Option<Sleep> = None;
+    let mut last_read = clock.now();
     // The client closed the socket (no need to wait for it at the end).
     let mut peer_closed = false;
     let mut alarm = amqp.broker.alarm();
@@ -110,7 +119,11 @@ pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
         // more of either, and past a limit we stop reading its requests.
         let take_events = pending < OUTPUT_HIGH_WATER;
         let reading = !session.input_held() && pending < OUTPUT_HIGH_WATER * 4;
-        let close_deadline = session.close_deadline();
+        if close_sleep.is_none()
+            && let Some(at) = session.close_deadline()
+        {
+            close_sleep = Some(clock.sleep_until(at));
+        }
         tokio::select! {
             r = writer.write(session.cx.out.pending()), if writing => match r {
                 Ok(0) | Err(_) => break,
@@ -128,7 +141,7 @@ pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
                 Ok(n) => {
                     entry.received(n);
                     session.cx.flush_traffic();
-                    last_read = Instant::now();
+                    last_read = clock.now();
                     if let Err(f) = session.on_input(&mut inbuf) {
                         session.fail(f);
                     }
@@ -154,12 +167,14 @@ pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
                     session.fail(f);
                 }
             }
-            _ = ticker.tick() => {
+            () = &mut tick => {
+                let now = clock.now();
+                tick = clock.sleep_until(now.plus(tick_every));
                 if !heartbeat.is_zero() {
                     // While we do not read, silence is ours, not the client's.
                     if !reading {
-                        last_read = Instant::now();
-                    } else if last_read.elapsed() > heartbeat * 2 {
+                        last_read = now;
+                    } else if now.since(last_read) > heartbeat * 2 {
                         tracing::info!(%peer, "missed heartbeats from the client; closing");
                         break;
                     }
@@ -168,7 +183,7 @@ pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
                     }
                 }
             }
-            () = sleep_until(close_deadline), if close_deadline.is_some() => break,
+            () = until(&mut close_sleep), if close_sleep.is_some() => break,
             changed = alarm.changed(), if alarm_live => {
                 if changed.is_err() {
                     // The broker is going away; shutdown tells us the rest.
@@ -200,7 +215,7 @@ pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
             break;
         }
     }
-    flush(&mut writer, &mut session.cx.out).await;
+    flush(&*clock, &mut writer, &mut session.cx.out).await;
     session.cx.flush_traffic();
     let _ = writer.shutdown().await;
     // Unacked messages go back and the connection stops counting against
@@ -212,7 +227,7 @@ pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
         // Our side is closed (FIN sent); frames the client wrote before it
         // read our close-ok (its last acks) are read and dropped until it
         // closes too, so its writes do not fail with a broken pipe.
-        let _ = tokio::time::timeout(LINGER, async {
+        let _ = within(&*clock, LINGER, async {
             let mut sink = [0u8; 4096];
             while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
         })
@@ -228,15 +243,17 @@ fn shutting_down() -> Failure {
     )
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    if let Some(d) = deadline {
-        tokio::time::sleep_until(d.into()).await;
+/// Waits on `sleep`, if there is one (else never).
+async fn until(sleep: &mut Option<Sleep>) {
+    match sleep {
+        Some(s) => s.await,
+        None => std::future::pending().await,
     }
 }
 
 /// Writes what is pending, for a short while at most.
-async fn flush<W: AsyncWrite + Unpin>(writer: &mut W, out: &mut Output) {
-    let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
+async fn flush<W: AsyncWrite + Unpin>(clock: &dyn Clock, writer: &mut W, out: &mut Output) {
+    let _ = within(clock, FLUSH_TIMEOUT, async {
         while !out.is_empty() {
             match writer.write(out.pending()).await {
                 Ok(0) | Err(_) => return,

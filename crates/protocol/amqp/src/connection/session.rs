@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use amq_protocol::protocol::{AMQPClass, channel, connection};
 use bytes::BytesMut;
@@ -90,7 +89,7 @@ pub struct Session {
     channel_max: u16,
     generations: u32,
     /// When we sent connection.close (then only close-ok is awaited).
-    closing: Option<Instant>,
+    closing: Option<ferry_core::clock::Timestamp>,
     finished: bool,
     /// The broker's resource alarm, as last seen.
     alarm: Option<String>,
@@ -144,8 +143,8 @@ impl Session {
     }
 
     /// When our connection.close stops waiting for the client's close-ok.
-    pub fn close_deadline(&self) -> Option<Instant> {
-        self.closing.map(|t| t + CLOSE_TIMEOUT)
+    pub fn close_deadline(&self) -> Option<ferry_core::clock::Timestamp> {
+        self.closing.map(|t| t.plus(CLOSE_TIMEOUT))
     }
 
     /// Handles every whole frame in `buf`.
@@ -366,7 +365,7 @@ impl Session {
                 method_id,
             })),
         );
-        self.closing = Some(Instant::now());
+        self.closing = Some(self.cx.amqp.broker.now());
     }
 
     fn close_ok(&mut self) {
