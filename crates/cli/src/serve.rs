@@ -117,12 +117,12 @@ pub struct ServeArgs {
 
     /// Milliseconds between syncs with `--fsync interval` [default: 100]
     /// (config key: fsync-interval-ms).
-    #[arg(long, value_name = "MS", env = "FERRY_FSYNC_INTERVAL_MS")]
+    #[arg(long, value_name = "MS", env = "FERRY_FSYNC_INTERVAL_MS", value_parser = toml_u64())]
     fsync_interval_ms: Option<u64>,
 
     /// Journal segment size in bytes; a new segment begins past it
     /// [default: 67108864] (config key: segment-size).
-    #[arg(long, value_name = "BYTES", env = "FERRY_SEGMENT_SIZE")]
+    #[arg(long, value_name = "BYTES", env = "FERRY_SEGMENT_SIZE", value_parser = toml_u64())]
     segment_size: Option<u64>,
 
     /// Start even if the journal has damaged records: skip them and log what
@@ -135,42 +135,42 @@ pub struct ServeArgs {
     /// Bytes of message bodies kept in memory; persistent messages of
     /// durable queues beyond it live only in the journal until delivered
     /// [default: 1073741824] (config key: memory-budget).
-    #[arg(long, value_name = "BYTES", env = "FERRY_MEMORY_BUDGET")]
+    #[arg(long, value_name = "BYTES", env = "FERRY_MEMORY_BUDGET", value_parser = toml_u64())]
     memory_budget: Option<u64>,
 
     /// Resident memory in bytes past which publishers are held back (AMQP
     /// connection.blocked) until it falls under 90% of it [default: 40% of
     /// the machine's memory] (config key: memory-high-watermark).
-    #[arg(long, value_name = "BYTES", env = "FERRY_MEMORY_HIGH_WATERMARK")]
+    #[arg(long, value_name = "BYTES", env = "FERRY_MEMORY_HIGH_WATERMARK", value_parser = toml_u64())]
     memory_high_watermark: Option<u64>,
 
     /// Free bytes on the data directory's disk under which publishers are
     /// held back (AMQP connection.blocked, SQS RequestThrottled) until it
     /// is 10% above again [default: 52428800] (config key: disk-free-limit).
-    #[arg(long, value_name = "BYTES", env = "FERRY_DISK_FREE_LIMIT")]
+    #[arg(long, value_name = "BYTES", env = "FERRY_DISK_FREE_LIMIT", value_parser = toml_u64())]
     disk_free_limit: Option<u64>,
 
     /// Most connections at once, every face together; past it, new ones are
     /// closed at once [default: 10000] (config key: max-connections).
-    #[arg(long, value_name = "N", env = "FERRY_MAX_CONNECTIONS")]
+    #[arg(long, value_name = "N", env = "FERRY_MAX_CONNECTIONS", value_parser = toml_usize())]
     max_connections: Option<usize>,
 
     /// Most connections one user may have, every face together; past it the
     /// login is refused in the protocol's words (AMQP: 530) [default: no
     /// limit] (config key: max-connections-per-user).
-    #[arg(long, value_name = "N", env = "FERRY_MAX_CONNECTIONS_PER_USER")]
+    #[arg(long, value_name = "N", env = "FERRY_MAX_CONNECTIONS_PER_USER", value_parser = toml_usize())]
     max_connections_per_user: Option<usize>,
 
     /// Most queues per namespace; declares past it are refused (AMQP 406,
     /// SQS OverLimit) [default: 100000] (config key: max-queues).
-    #[arg(long, value_name = "N", env = "FERRY_MAX_QUEUES")]
+    #[arg(long, value_name = "N", env = "FERRY_MAX_QUEUES", value_parser = toml_usize())]
     max_queues: Option<usize>,
 
     /// Most messages any one queue may hold, in every state, whatever its
     /// own settings; past it, sends to it are refused (AMQP nack or 406,
     /// SQS OverLimit) [default: no cap; the memory budget and the disk
     /// alarm bound what queues cost] (config key: max-queue-length).
-    #[arg(long, value_name = "N", env = "FERRY_MAX_QUEUE_LENGTH")]
+    #[arg(long, value_name = "N", env = "FERRY_MAX_QUEUE_LENGTH", value_parser = toml_u64())]
     max_queue_length: Option<u64>,
 
     /// Largest AMQP frame offered in connection.tune, from 4096 to 4194304
@@ -186,7 +186,7 @@ pub struct ServeArgs {
     /// Largest AMQP message body accepted; larger ones are refused with 406
     /// PRECONDITION_FAILED [default: 16777216, up to 536870912] (config
     /// key: amqp-max-message-size).
-    #[arg(long, value_name = "BYTES", env = "FERRY_AMQP_MAX_MESSAGE_SIZE")]
+    #[arg(long, value_name = "BYTES", env = "FERRY_AMQP_MAX_MESSAGE_SIZE", value_parser = toml_u64())]
     amqp_max_message_size: Option<u64>,
 
     /// Per-queue series at /metrics: true or false (false keeps only
@@ -304,6 +304,19 @@ impl ServeArgs {
     }
 }
 
+/// Settings travel as TOML, whose integers are signed 64-bit: a larger
+/// count is refused by the flag's parser, in clap's words, rather than
+/// later as an opaque conversion error.
+const TOML_INT_MAX: u64 = i64::MAX as u64;
+
+fn toml_u64() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::builder::RangedU64ValueParser::new().range(..=TOML_INT_MAX)
+}
+
+fn toml_usize() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(..=TOML_INT_MAX)
+}
+
 /// Defaults < config file < environment < flags.
 fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     let mut table = Table::new();
@@ -410,17 +423,26 @@ impl Signals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    #[derive(Parser)]
+    #[derive(clap::Parser)]
     struct Cli {
         #[command(flatten)]
         serve: ServeArgs,
     }
 
+    /// The flags as `ferry serve` reads them, without the environment: a
+    /// FERRY_* variable of the shell running the tests must not change
+    /// what they see.
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let cmd = Cli::command().mut_args(|a| a.env(None::<&str>));
+        let matches =
+            cmd.try_get_matches_from(std::iter::once("ferry").chain(args.iter().copied()))?;
+        Cli::from_arg_matches(&matches)
+    }
+
     fn resolve(args: &[&str]) -> anyhow::Result<ServerConfig> {
-        let cli = Cli::try_parse_from(std::iter::once("ferry").chain(args.iter().copied()))?;
-        Ok(settings(&cli.serve)?.resolve()?)
+        Ok(settings(&parse(args)?.serve)?.resolve()?)
     }
 
     #[test]

@@ -24,9 +24,73 @@ pub fn from_file(path: &Path) -> Result<Table, ServerError> {
     let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
     let table: Table = toml::from_str(&text).map_err(|e| error(e.to_string()))?;
     let table = normalize(table).map_err(error)?;
-    // Read on its own too, so that a wrong key or value names this file.
-    super::Settings::from_table(table.clone()).map_err(|e| error(e.to_string()))?;
+    // Read on its own too, so that a wrong key or value names this file
+    // (and its line: the merged table has no positions).
+    if let Err(e) = super::Settings::from_table(table.clone()) {
+        let detail = e.to_string().trim_end().to_owned();
+        return Err(error(match locate(&text, &detail) {
+            Some(at) => format!(
+                "line {}, column {}: `{}`: {detail}",
+                at.line, at.column, at.key
+            ),
+            None => detail,
+        }));
+    }
     Ok(table)
+}
+
+/// A setting's place in a config file.
+#[derive(Debug, PartialEq, Eq)]
+struct Place {
+    line: usize,
+    column: usize,
+    /// The key as the file spells it (flat or in its section).
+    key: String,
+}
+
+/// Where the setting that a settings error names is in `text`. Errors of
+/// the merged table end with "in `section.key`" (or "in `section`" for an
+/// unknown key, which the message names); a face key may be in its
+/// section or spelled flat.
+fn locate(text: &str, error: &str) -> Option<Place> {
+    let detail = error.trim_end();
+    let (message, within) = match detail.rsplit_once("\nin `") {
+        Some((m, p)) => (m, p.trim_end_matches('`')),
+        None => (detail, ""),
+    };
+    let mut path: Vec<&str> = within.split('.').filter(|p| !p.is_empty()).collect();
+    if let Some((unknown, _)) = message
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split_once('`'))
+    {
+        path.push(unknown);
+    }
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let doc = doc.get_ref();
+    let found = match path.as_slice() {
+        [key] => doc
+            .get_key_value(*key)
+            .map(|(k, _)| (k.span(), (*key).to_owned())),
+        [section, key, ..] => {
+            let nested = doc.get(*section).and_then(|v| match v.get_ref() {
+                toml::de::DeValue::Table(t) => t.get_key_value(*key),
+                _ => None,
+            });
+            match nested {
+                Some((k, _)) => Some((k.span(), format!("[{section}] {key}"))),
+                None => doc.iter().find_map(|(k, _)| {
+                    let (face, inner) = section_of(k.get_ref())?;
+                    (face == *section && inner == *key).then(|| (k.span(), k.get_ref().to_string()))
+                }),
+            }
+        }
+        [] => None,
+    };
+    let (span, key) = found?;
+    let before = text.get(..span.start)?;
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    Some(Place { line, column, key })
 }
 
 /// Where a flat key belongs: (face section, key in it), if it names a face.
@@ -111,6 +175,42 @@ mod tests {
                 .contains("same setting")
         );
         assert!(normalize(table("amqp-listen = \"off\"\namqp = 1\n")).is_err());
+    }
+
+    #[test]
+    fn a_bad_setting_is_found_where_the_file_has_it() {
+        let text = "data-dir = \"/d\"\namqp-frame-maxx = 5\n\n[aws]\nregion = 7\n\n[amqp]\n  channel-maxx = 1\n";
+        let err = |t: &str| {
+            let t = normalize(toml::from_str(t).expect("toml")).expect("normalize");
+            match super::super::Settings::from_table(t) {
+                Ok(_) => panic!("accepted"),
+                Err(e) => e.to_string(),
+            }
+        };
+        let place = |key: &str, line, column| Place {
+            line,
+            column,
+            key: key.to_owned(),
+        };
+        // The flat spelling is named as written, not as its section's key.
+        let flat = "data-dir = \"/d\"\namqp-frame-maxx = 5\n";
+        assert_eq!(
+            locate(flat, &err(flat)),
+            Some(place("amqp-frame-maxx", 2, 1))
+        );
+        let nested = "[amqp]\n  channel-maxx = 1\n";
+        assert_eq!(
+            locate(nested, &err(nested)),
+            Some(place("[amqp] channel-maxx", 2, 3))
+        );
+        let value = "[aws]\nregion = 7\n";
+        assert_eq!(
+            locate(value, &err(value)),
+            Some(place("[aws] region", 2, 1))
+        );
+        let top = "\n\ndata-dirr = \"/d\"\n";
+        assert_eq!(locate(top, &err(top)), Some(place("data-dirr", 3, 1)));
+        assert!(err(text).contains("unknown field"));
     }
 
     #[test]
