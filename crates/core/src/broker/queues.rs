@@ -277,7 +277,8 @@ impl Broker {
 
     /// Deletes a queue; returns how many messages it held, and when its
     /// deletion is durable. With `if_unused` it fails if the queue has
-    /// consumers, with `if_empty` if it has messages.
+    /// consumers, with `if_empty` if it has messages waiting (ready or
+    /// delayed; unacked deliveries do not count).
     pub fn delete_queue(
         &self,
         namespace: &str,
@@ -292,7 +293,9 @@ impl Broker {
             if if_unused && core.consumer_count() > 0 {
                 return Err(CoreError::QueueInUse(name.to_owned()));
             }
-            if if_empty && !core.is_empty() {
+            // As RabbitMQ counts: messages waiting, not deliveries unacked.
+            let s = core.stats();
+            if if_empty && s.ready + s.delayed > 0 {
                 return Err(CoreError::QueueNotEmpty(name.to_owned()));
             }
             let s = core.stats();
@@ -315,12 +318,8 @@ impl Broker {
                 _ => return self.store.barrier(),
             }
         }
-        let dest = Destination::queue(&q.name);
-        let routers: Vec<_> = read(&ns.routers).values().cloned().collect();
-        for r in routers {
-            write(&r).unbind_destination(&dest);
-        }
-        self.close_queue(q)
+        let unbound = self.unbind_everywhere(ns, &q.namespace, &Destination::queue(&q.name));
+        self.close_queue(q).and(unbound)
     }
 
     /// Marks a queue deleted, ends its consumers and waiters, journals it.

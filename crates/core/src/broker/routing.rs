@@ -119,20 +119,47 @@ impl Broker {
             return Err(CoreError::QueueInUse(name.to_owned()));
         }
         let durable = read(&r).config().durable;
-        write(&ns.routers).remove(name);
-        let dest = Destination::router(name);
-        let others: Vec<_> = read(&ns.routers).values().cloned().collect();
-        for other in others {
-            write(&other).unbind_destination(&dest);
+        if write(&ns.routers).remove(name).is_none() {
+            // Deleted meanwhile by another: that deletion is before now.
+            return Ok(self.barrier_if(durable));
         }
-        Ok(if durable {
+        let commit = if durable {
             self.append(&mut vec![Record::RouterDeleted {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
             }])
         } else {
             Commit::done()
-        })
+        };
+        Ok(commit.and(self.unbind_everywhere(&ns, namespace, &Destination::router(name))))
+    }
+
+    /// Removes every binding to `dest` (a router or queue going away). An
+    /// auto-delete router that loses its last binding so goes too, as in
+    /// RabbitMQ, and so on down the chain. Returns when the deletions are
+    /// durable.
+    pub(super) fn unbind_everywhere(
+        &self,
+        ns: &Namespace,
+        namespace: &str,
+        dest: &Destination,
+    ) -> Commit {
+        let routers: Vec<_> = read(&ns.routers).values().cloned().collect();
+        let mut emptied = Vec::new();
+        for r in routers {
+            let mut r = write(&r);
+            if r.unbind_destination(dest) > 0 && r.config().auto_delete && r.binding_count() == 0 {
+                emptied.push(r.name().to_owned());
+            }
+        }
+        let mut commit = Commit::done();
+        for name in emptied {
+            // Gone meanwhile: nothing left to do for it.
+            if let Ok(c) = self.delete_router(namespace, &name, false) {
+                commit = commit.and(c);
+            }
+        }
+        commit
     }
 
     /// Adds a binding; both ends must exist. Returns false if it existed,

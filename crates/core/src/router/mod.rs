@@ -235,18 +235,21 @@ impl Router {
     }
 
     /// Removes every binding to `destination` (it was deleted).
-    pub fn unbind_destination(&mut self, destination: &Destination) {
+    /// Removes every binding to `destination`; returns how many there were.
+    pub fn unbind_destination(&mut self, destination: &Destination) -> usize {
         let doomed: Vec<(Box<str>, Vec<Headers>)> = self
             .bindings
             .iter()
             .filter(|((d, _), _)| d == destination)
             .map(|((_, k), a)| (k.clone(), a.clone()))
             .collect();
+        let mut removed = 0;
         for (key, arg_sets) in doomed {
             for args in arg_sets {
-                self.unbind(destination, &key, &args);
+                removed += usize::from(self.unbind(destination, &key, &args));
             }
         }
+        removed
     }
 
     /// Every binding of this router.

@@ -198,9 +198,10 @@ pub fn exchange_config(flags: ExchangeFlags<'_>, args: &FieldTable) -> Outcome<R
         "fanout" => RouterKind::Fanout,
         "topic" => RouterKind::Topic,
         "headers" => RouterKind::Headers,
+        // A channel error since RabbitMQ 3.12 (it closed the connection).
         other => {
-            return Err(Failure::connection(
-                ReplyCode::CommandInvalid,
+            return Err(Failure::channel(
+                ReplyCode::PreconditionFailed,
                 format!("unknown exchange type '{other}'"),
             ));
         }

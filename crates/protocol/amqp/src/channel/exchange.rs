@@ -160,10 +160,12 @@ impl Channel {
         let r = if add {
             broker.bind(&cx.vhost, binding)
         } else {
-            // Unbinding what is not bound succeeds; missing ends are still 404.
-            broker
-                .router_config(&cx.vhost, dst)
-                .and_then(|_| broker.unbind(&cx.vhost, binding))
+            // Unbinding what is not bound, or from or to an exchange that
+            // is gone, succeeds, as in RabbitMQ.
+            match broker.unbind(&cx.vhost, binding) {
+                Err(CoreError::RouterNotFound(_)) => Ok((false, broker.barrier())),
+                r => r,
+            }
         };
         r.map(|(_, commit)| commit)
             .map_err(|e| Failure::from_core(e, &cx.vhost))

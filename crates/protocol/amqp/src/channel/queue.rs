@@ -181,7 +181,16 @@ impl Channel {
         if exchange.as_str() == DEFAULT_ROUTER {
             return Err(default_exchange_refused());
         }
-        let q = self.usable_queue(cx, queue)?;
+        let q = match self.usable_queue(cx, queue) {
+            Ok(q) => q,
+            // Unbinding from a queue that is gone succeeds, as in RabbitMQ
+            // (teardown code unbinds after an auto-delete queue went).
+            Err(f) if !add && f.code == ReplyCode::NotFound => {
+                cx.check(Access::Read, "exchange", exchange.as_str())?;
+                return Ok(cx.amqp.broker.barrier());
+            }
+            Err(f) => return Err(f),
+        };
         cx.check(Access::Write, "queue", q.name())?;
         cx.check(Access::Read, "exchange", exchange.as_str())?;
         // An empty routing key with an empty queue name means the last
@@ -197,7 +206,11 @@ impl Channel {
         let r = if add {
             broker.bind(&cx.vhost, binding)
         } else {
-            broker.unbind(&cx.vhost, binding)
+            match broker.unbind(&cx.vhost, binding) {
+                // So does unbinding from an exchange that is gone.
+                Err(CoreError::RouterNotFound(_)) => Ok((false, broker.barrier())),
+                r => r,
+            }
         };
         r.map(|(_, commit)| commit)
             .map_err(|e| Failure::from_core(e, &cx.vhost))
