@@ -945,3 +945,58 @@ async fn every_documented_row_is_checked() {
         "checked but not in the doc: {undocumented:?}; in the doc but not checked: {unchecked:?}"
     );
 }
+
+/// An AMQP declare of a queue made through SQS is answered declare-ok when
+/// it asks for nothing that contradicts the queue: SQS attributes are not
+/// AMQP arguments it must repeat (docs/protocol-mapping.md, "Queue
+/// settings across faces").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amqp_declare_takes_a_queue_made_through_sqs() {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable};
+    let env = start();
+    let sqs = sqs::SqsFace::new(&env.ferry);
+    let name = "made-by-sqs";
+    let spec = QueueSpec::plain(name);
+    bounded("CreateQueue", sqs.declare(&spec))
+        .await
+        .expect("created through SQS");
+    let conn = env.ferry.amqp_guest().await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let declare = |opts: QueueDeclareOptions, args: FieldTable| {
+        let conn = &conn;
+        async move {
+            let ch = bounded("channel", conn.create_channel())
+                .await
+                .expect("channel");
+            bounded("queue.declare", ch.queue_declare(name.into(), opts, args)).await
+        }
+    };
+    // Nothing asked for: the SQS queue as it is.
+    declare(durable, FieldTable::default())
+        .await
+        .expect("declare-ok for the SQS queue");
+    // An argument that agrees with it (SQS's default retention, 4 days, is
+    // the queue's message TTL).
+    let mut ttl = FieldTable::default();
+    ttl.insert("x-message-ttl".into(), AMQPValue::LongLongInt(345_600_000));
+    declare(durable, ttl)
+        .await
+        .expect("an agreeing x-message-ttl");
+    // What contradicts it is refused as RabbitMQ refuses an inequivalent
+    // redeclare.
+    let mut other = FieldTable::default();
+    other.insert("x-message-ttl".into(), AMQPValue::LongLongInt(1000));
+    let e = declare(durable, other).await.expect_err("a different TTL");
+    assert!(
+        e.to_string().contains("inequivalent arg 'x-message-ttl'"),
+        "{e}"
+    );
+    let e = declare(QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect_err("a transient declare of a durable queue");
+    assert!(e.to_string().contains("inequivalent arg 'durable'"), "{e}");
+}

@@ -175,6 +175,103 @@ pub fn queue_config(
     Ok(c)
 }
 
+/// Whether a declare that asks for `requested` (with these flags and
+/// `args`) may take `current`, a queue made through another face (SQS, the
+/// admin API: it has no AMQP queue type). Only what AMQP can say is
+/// compared: the flags, and each argument the declare gives. Settings AMQP
+/// has no argument for (an SQS queue's visibility timeout, its attributes)
+/// and settings the declare leaves out (an SQS retention period is the
+/// queue's message TTL) are the queue's own, as `docs/protocol-mapping.md`
+/// describes. Refused as RabbitMQ refuses an inequivalent redeclare.
+pub fn check_equivalent(
+    name: &str,
+    vhost: &str,
+    current: &QueueConfig,
+    requested: &QueueConfig,
+    args: &FieldTable,
+) -> Outcome<()> {
+    let inequivalent = |what: &str, received: String, now: String| {
+        Failure::channel(
+            ReplyCode::PreconditionFailed,
+            format!(
+                "inequivalent arg '{what}' for queue '{name}' in vhost '{vhost}': received '{received}' but current is '{now}'"
+            ),
+        )
+    };
+    let flag = |what: &str, r: bool, c: bool| {
+        if r == c {
+            Ok(())
+        } else {
+            Err(inequivalent(what, r.to_string(), c.to_string()))
+        }
+    };
+    flag("durable", requested.durable, current.durable)?;
+    flag("auto_delete", requested.auto_delete, current.auto_delete)?;
+    flag(
+        "exclusive",
+        requested.exclusive_owner.is_some(),
+        current.exclusive_owner.is_some(),
+    )?;
+    let given = |k: &str| args.inner().contains_key(k);
+    let differs = |k: &str, r: String, c: String| {
+        if given(k) && r != c {
+            Err(inequivalent(k, r, c))
+        } else {
+            Ok(())
+        }
+    };
+    let ms = |d: Option<Duration>| d.map_or("none".into(), |d| d.as_millis().to_string());
+    let n = |v: Option<u64>| v.map_or("none".into(), |v| v.to_string());
+    differs(
+        "x-message-ttl",
+        ms(requested.message_ttl),
+        ms(current.message_ttl),
+    )?;
+    differs("x-expires", ms(requested.expires), ms(current.expires))?;
+    differs(
+        "x-max-length",
+        n(requested.max_length),
+        n(current.max_length),
+    )?;
+    differs(
+        "x-max-length-bytes",
+        n(requested.max_bytes),
+        n(current.max_bytes),
+    )?;
+    differs(
+        "x-overflow",
+        format!("{:?}", requested.overflow),
+        format!("{:?}", current.overflow),
+    )?;
+    differs(
+        "x-max-priority",
+        requested.max_priority.to_string(),
+        current.max_priority.to_string(),
+    )?;
+    differs(
+        "x-single-active-consumer",
+        requested.single_active_consumer.to_string(),
+        current.single_active_consumer.to_string(),
+    )?;
+    differs(
+        "x-encryption-key",
+        format!("{:?}", requested.encryption_key),
+        format!("{:?}", current.encryption_key),
+    )?;
+    for k in [
+        "x-dead-letter-exchange",
+        "x-dead-letter-routing-key",
+        "x-delivery-limit",
+    ] {
+        differs(
+            k,
+            format!("{:?}", requested.dead_letter),
+            format!("{:?}", current.dead_letter),
+        )?;
+    }
+    Ok(())
+}
+
 fn quorum_property(name: &str, vhost: &str, what: &str) -> Failure {
     Failure::channel(
         ReplyCode::PreconditionFailed,

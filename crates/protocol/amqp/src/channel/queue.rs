@@ -12,7 +12,7 @@ use ferry_core::store::Commit;
 
 use super::exchange::default_exchange_refused;
 use super::{Channel, reserved};
-use crate::arguments::{QueueFlags, queue_config};
+use crate::arguments::{QUEUE_TYPE_ATTRIBUTE, QueueFlags, check_equivalent, queue_config};
 use crate::connection::Ctx;
 use crate::error::{Failure, Outcome, ReplyCode};
 use crate::reply_to;
@@ -122,6 +122,18 @@ impl Channel {
                 CoreError::ExclusiveQueue(name),
                 &cx.vhost,
             ));
+        }
+        if let Ok(existing) = broker.queue(&cx.vhost, &name) {
+            let current = existing.config();
+            if !current.attributes.contains_key(QUEUE_TYPE_ATTRIBUTE) {
+                // Made through another face: equivalent if nothing asked
+                // for contradicts it (see `check_equivalent`).
+                check_equivalent(&name, &cx.vhost, &current, &config, &d.arguments)?;
+                let s = existing.stats();
+                self.last_queue = Some(name.clone());
+                let ok = (!d.nowait).then(|| declare_ok(&name, s.ready, s.consumers as u64));
+                return self.answer_when_durable(cx, broker.barrier(), ok, (50, 10));
+            }
         }
         let (declared, commit) = broker
             .declare_queue(&cx.vhost, &name, config)
