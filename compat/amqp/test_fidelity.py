@@ -81,3 +81,31 @@ def test_auto_delete_exchanges_go_down_the_chain(conn, name):
         with pytest.raises(ChannelClosedByBroker) as e:
             probe.exchange_declare(gone, "fanout", passive=True)
         assert e.value.reply_code == 404, gone
+
+
+def test_a_dead_letter_of_a_per_message_ttl_keeps_its_original_expiration(conn, name):
+    ch = conn.channel()
+    dead = name + "-dead"
+    ch.queue_declare(dead)
+    ch.queue_declare(
+        name,
+        arguments={
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": dead,
+        },
+    )
+    ch.basic_publish("", name, b"short-lived", pika.BasicProperties(expiration="50"))
+    got = None
+    for _ in range(250):
+        method, props, body = ch.basic_get(dead, auto_ack=True)
+        if method is not None:
+            got = (props, body)
+            break
+        conn.sleep(0.02)
+    assert got is not None, "the expired message never reached the dead-letter queue"
+    props, body = got
+    assert body == b"short-lived"
+    assert props.expiration is None, "dead-lettering removes the expiration"
+    death = props.headers["x-death"][0]
+    assert death["reason"] == "expired"
+    assert death["original-expiration"] == "50"

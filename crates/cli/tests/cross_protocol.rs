@@ -305,7 +305,7 @@ impl<'a> Model<'a> {
     ) {
         let source = source.to_owned();
         self.steps.push(Box::new(move |m: &mut Message| {
-            m.properties.ttl = None;
+            let original_ttl = m.properties.ttl.take();
             m.properties.delay = None;
             let prior = m
                 .deaths
@@ -315,6 +315,7 @@ impl<'a> Model<'a> {
                 Some(i) => {
                     let mut d = m.deaths.remove(i);
                     d.count += 1;
+                    d.original_ttl = original_ttl.or(d.original_ttl);
                     d
                 }
                 None => Death {
@@ -325,6 +326,7 @@ impl<'a> Model<'a> {
                     last_time: Timestamp(0),
                     router: m.router.clone(),
                     routing_key: m.routing_key.clone(),
+                    original_ttl,
                 },
             };
             m.deaths.insert(0, death);

@@ -211,6 +211,9 @@ pub struct Death {
     /// The router and routing key it had been published with.
     pub router: Option<String>,
     pub routing_key: String,
+    /// Its own TTL (AMQP `expiration`) when it died here, which dead
+    /// lettering removes from the message (RabbitMQ's `original-expiration`).
+    pub original_ttl: Option<Duration>,
 }
 
 /// A message as the broker holds it.
@@ -310,7 +313,7 @@ impl Message {
     /// TTL and delay are dropped: they were spent in the queue it died in.
     pub fn dead_lettered(&self, queue: &str, reason: DeathReason, now: Timestamp) -> Message {
         let mut m = self.clone();
-        m.properties.ttl = None;
+        let original_ttl = m.properties.ttl.take();
         m.properties.delay = None;
         let prior = m
             .deaths
@@ -321,6 +324,7 @@ impl Message {
                 let mut d = m.deaths.remove(i);
                 d.count += 1;
                 d.last_time = now;
+                d.original_ttl = original_ttl.or(d.original_ttl);
                 d
             }
             None => Death {
@@ -331,6 +335,7 @@ impl Message {
                 last_time: now,
                 router: m.router.clone(),
                 routing_key: m.routing_key.clone(),
+                original_ttl,
             },
         };
         m.deaths.insert(0, death);

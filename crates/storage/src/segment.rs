@@ -10,9 +10,11 @@ const MAGIC: &[u8; 8] = b"FERRYJNL";
 /// Bumped when the layout of frames or records changes incompatibly;
 /// readers refuse versions they do not know. Version 2 added records
 /// sealed under a queue's key and the forwarded flag of an Enqueued
-/// record: a version-1 reader would misread them, so it must refuse.
-pub const FORMAT_VERSION: u32 = 2;
-/// The oldest version this build reads (version 1 is a subset of 2).
+/// record; version 3 the original TTL of a death (a flag bit on its
+/// reason): an older reader would misread them, so it must refuse.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest version this build reads (each version is a subset of the
+/// next, so one decoder reads them all).
 const OLDEST_READABLE: u32 = 1;
 
 pub fn path(dir: &Path, id: u64) -> PathBuf {

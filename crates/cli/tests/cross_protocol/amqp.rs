@@ -670,7 +670,15 @@ fn expect_deaths(m: &Message, f: &Facts, e: &mut Expected) {
     for (i, d) in m.deaths.iter().enumerate() {
         let k = |f: &str| format!("headers.x-death[{i}]{f}");
         let row = "to-amqp.x-death";
-        put(k(""), Expect::eq("F{6}"), row);
+        let fields = 6 + usize::from(d.original_ttl.is_some());
+        put(k(""), Expect::eq(format!("F{{{fields}}}")), row);
+        if let Some(ttl) = d.original_ttl {
+            put(
+                k(".original-expiration"),
+                Expect::eq(format!("S:{}", ttl.as_millis())),
+                row,
+            );
+        }
         put(k(".count"), Expect::eq(format!("l:{}", d.count)), row);
         put(
             k(".reason"),

@@ -148,6 +148,14 @@ fn add_deaths(t: &mut FieldTable, deaths: &[Death]) {
                     &d.routing_key,
                 ))])),
             );
+            // The `expiration` it had, in milliseconds as published; the
+            // property itself is gone from the dead letter.
+            if let Some(ttl) = d.original_ttl {
+                e.insert(
+                    "original-expiration".into(),
+                    AMQPValue::LongString(long(&ttl.as_millis().to_string())),
+                );
+            }
             AMQPValue::FieldTable(e)
         })
         .collect();

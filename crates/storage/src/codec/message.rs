@@ -24,7 +24,14 @@ pub fn put_message(e: &mut Enc<'_>, m: &Message) {
     e.var(m.deaths.len() as u64);
     for d in &m.deaths {
         e.str(&d.queue);
-        e.u8(reason_code(d.reason));
+        // Format 3: the high bit says the message's own TTL follows.
+        match d.original_ttl {
+            Some(ttl) => {
+                e.u8(reason_code(d.reason) | HAS_ORIGINAL_TTL);
+                e.var(millis(ttl));
+            }
+            None => e.u8(reason_code(d.reason)),
+        }
         e.var(d.count);
         e.var(d.first_time.as_millis());
         e.var(d.last_time.as_millis());
@@ -47,14 +54,23 @@ pub fn get_message(d: &mut Dec<'_>) -> DecodeResult<Message> {
     let n = d.len()?;
     let mut deaths = Vec::with_capacity(n.min(64));
     for _ in 0..n {
+        let queue = d.str()?;
+        let code = d.u8()?;
+        let reason = reason_from(code & !HAS_ORIGINAL_TTL)?;
+        let original_ttl = if code & HAS_ORIGINAL_TTL != 0 {
+            Some(Duration::from_millis(d.var()?))
+        } else {
+            None
+        };
         deaths.push(Death {
-            queue: d.str()?,
-            reason: reason_from(d.u8()?)?,
+            queue,
+            reason,
             count: d.var()?,
             first_time: Timestamp(d.var()?),
             last_time: Timestamp(d.var()?),
             router: d.opt_str()?,
             routing_key: d.str()?,
+            original_ttl,
         });
     }
     let body = d.owned_bytes()?;
@@ -72,6 +88,9 @@ pub fn get_message(d: &mut Dec<'_>) -> DecodeResult<Message> {
         deaths,
     })
 }
+
+/// Set on a death's reason code when its original TTL follows (format 3).
+const HAS_ORIGINAL_TTL: u8 = 0x80;
 
 fn reason_code(r: DeathReason) -> u8 {
     match r {

@@ -63,7 +63,10 @@ fn rich_message() -> Message {
             value: Box::new(Value::Str("{}".into())),
         },
     );
+    // Two deaths: the first keeps the TTL it had (format 3), the second
+    // has none left.
     m.dead_lettered("src", DeathReason::Expired, Timestamp(5))
+        .dead_lettered("next", DeathReason::Rejected, Timestamp(6))
 }
 
 #[test]
