@@ -11,8 +11,8 @@ use crate::clock::Timestamp;
 use crate::error::{CoreError, CoreResult};
 use crate::message::{Message, MessageId};
 use crate::queue::{
-    ConsumerId, ConsumerSpec, Delivery, Effects, Enqueued, Lease, QueueConfig, QueueCore,
-    ReceiveMode,
+    ConsumerId, ConsumerSpec, Delivery, Effects, Enqueued, Lease, LeaseMatch, QueueConfig,
+    QueueCore, ReceiveMode,
 };
 use crate::router::Destination;
 use crate::store::{Commit, QueueId, Record};
@@ -611,7 +611,18 @@ impl Broker {
     }
 
     pub fn ack(&self, q: &Arc<QueueHandle>, lease: Lease) -> CoreResult<()> {
-        self.op(q, |core, now, fx| core.ack(lease, now, fx)).0
+        self.ack_matching(q, lease, LeaseMatch::Current)
+    }
+
+    /// [`Broker::ack`] with the lease matched as `m` says (see [`LeaseMatch`]).
+    pub fn ack_matching(
+        &self,
+        q: &Arc<QueueHandle>,
+        lease: Lease,
+        m: LeaseMatch,
+    ) -> CoreResult<()> {
+        self.op(q, |core, now, fx| core.ack_matching(lease, m, now, fx))
+            .0
     }
 
     pub fn nack(&self, q: &Arc<QueueHandle>, lease: Lease, requeue: bool) -> CoreResult<()> {
@@ -638,8 +649,20 @@ impl Broker {
         timeout: Duration,
         limit: Option<Duration>,
     ) -> CoreResult<Timestamp> {
+        self.set_visibility_matching(q, lease, LeaseMatch::Current, timeout, limit)
+    }
+
+    /// [`Broker::set_visibility_within`] with the lease matched as `m` says.
+    pub fn set_visibility_matching(
+        &self,
+        q: &Arc<QueueHandle>,
+        lease: Lease,
+        m: LeaseMatch,
+        timeout: Duration,
+        limit: Option<Duration>,
+    ) -> CoreResult<Timestamp> {
         self.op(q, |core, now, fx| {
-            core.set_visibility_within(lease, timeout, limit, now, fx)
+            core.set_visibility_matching(lease, m, timeout, limit, now, fx)
         })
         .0
     }

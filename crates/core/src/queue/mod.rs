@@ -104,6 +104,16 @@ pub enum ReceiveMode {
     AutoAck,
 }
 
+/// Which of a message's leases a settlement may name.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LeaseMatch {
+    /// Only its latest (AMQP delivery tags, SQS FIFO receipt handles).
+    Current,
+    /// Any it was given: on an SQS standard queue a receipt handle from an
+    /// earlier receive still names the message.
+    AnyOfMessage,
+}
+
 /// The outcome of an enqueue.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Enqueued {
@@ -424,13 +434,20 @@ impl QueueCore {
 
     /// The lease's entry, if the lease is current.
     fn find(&self, lease: Lease) -> Option<usize> {
+        self.find_matching(lease, LeaseMatch::Current)
+    }
+
+    fn find_matching(&self, lease: Lease, m: LeaseMatch) -> Option<usize> {
         if lease.epoch != self.epoch {
             return None;
         }
         let key = lease.slot as usize;
         self.slots
             .get(key)
-            .filter(|e| e.seq == lease.seq && e.deliveries == lease.delivery)
+            .filter(|e| {
+                e.seq == lease.seq
+                    && (m == LeaseMatch::AnyOfMessage || e.deliveries == lease.delivery)
+            })
             .map(|_| key)
     }
 
@@ -838,11 +855,22 @@ impl QueueCore {
 
     /// Removes a delivered message for good.
     pub fn ack(&mut self, lease: Lease, now: Timestamp, fx: &mut Effects) -> CoreResult<()> {
+        self.ack_matching(lease, LeaseMatch::Current, now, fx)
+    }
+
+    /// [`QueueCore::ack`] with the lease matched as `m` says.
+    pub fn ack_matching(
+        &mut self,
+        lease: Lease,
+        m: LeaseMatch,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> CoreResult<()> {
         self.advance(now, fx);
         // A message whose lease ran out but that nobody received again may
         // still be acked with its last lease (as SQS allows).
         let key = self
-            .find(lease)
+            .find_matching(lease, m)
             .filter(|&k| !matches!(self.slots[k].state, State::Delayed(_)))
             .ok_or(CoreError::LeaseNotFound)?;
         self.remove(key, None, now, fx);
@@ -893,8 +921,41 @@ impl QueueCore {
         now: Timestamp,
         fx: &mut Effects,
     ) -> CoreResult<Timestamp> {
+        self.set_visibility_matching(lease, LeaseMatch::Current, timeout, limit, now, fx)
+    }
+
+    /// [`QueueCore::set_visibility_within`] with the lease matched as `m`
+    /// says. With [`LeaseMatch::AnyOfMessage`], a message of a standard
+    /// queue whose visibility ran out is hidden again (as SQS does with an
+    /// older receipt handle); it counts no delivery.
+    pub fn set_visibility_matching(
+        &mut self,
+        lease: Lease,
+        m: LeaseMatch,
+        timeout: Duration,
+        limit: Option<Duration>,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> CoreResult<Timestamp> {
         self.advance(now, fx);
-        let key = self.find_leased(lease)?;
+        let key = match m {
+            LeaseMatch::Current => self.find_leased(lease)?,
+            LeaseMatch::AnyOfMessage => {
+                let key = self
+                    .find_matching(lease, m)
+                    .ok_or(CoreError::LeaseNotFound)?;
+                let grouped = matches!(self.ready, ReadyIndex::Grouped(_));
+                match self.slots[key].state {
+                    State::Leased { .. } => key,
+                    State::Ready if timeout.is_zero() => return Ok(now),
+                    State::Ready if !grouped => {
+                        self.hide(key, now);
+                        key
+                    }
+                    _ => return Err(CoreError::LeaseNotFound),
+                }
+            }
+        };
         if let Some(limit) = limit
             && now.plus(timeout) > self.slots[key].leased_at.plus(limit)
         {
@@ -917,6 +978,21 @@ impl QueueCore {
         }
         self.deadlines.push(Reverse((deadline, e.seq, key)));
         Ok(deadline)
+    }
+
+    /// A ready message of a standard queue out of sight, as leased by
+    /// nobody (its lease's deadline is set by the caller).
+    fn hide(&mut self, key: usize, now: Timestamp) {
+        let e = &mut self.slots[key];
+        let size = e.size;
+        e.state = State::Leased {
+            deadline: MaybeTime::NONE,
+            consumer: None,
+        };
+        e.leased_at = now;
+        self.stats.ready -= 1;
+        self.stats.ready_bytes -= size;
+        self.stats.leased += 1;
     }
 
     /// Whether `lease` is the message's current lease and still held.

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use ferry_core::Timestamp;
 use ferry_core::broker::{QueueHandle, Sent};
 use ferry_core::message::Message;
-use ferry_core::queue::{Delivery, Enqueued, ReceiveMode};
+use ferry_core::queue::{Delivery, Enqueued, Lease, LeaseMatch, ReceiveMode};
 use serde_json::{Map, Value, json};
 
 use super::queue_name;
@@ -359,16 +359,34 @@ pub fn delete(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsE
 }
 
 /// Deletes by receipt handle. A well-formed handle of this queue succeeds
-/// even if the message is gone or was received again since (as in SQS).
+/// even if the message is gone (as in SQS); on a standard queue one from
+/// an earlier receive deletes the message too.
 pub(crate) fn delete_one(sqs: &Sqs, q: &Arc<QueueHandle>, handle: &str) -> Result<(), SqsError> {
-    let lease = receipt::decode(q.id(), handle).ok_or_else(|| {
-        SqsError::receipt_handle_is_invalid(&format!(
-            "The receipt handle \"{handle}\" is not valid."
-        ))
-    })?;
-    match sqs.broker.ack(q, lease) {
+    let lease = lease_of(q, handle)?;
+    match sqs.broker.ack_matching(q, lease, handle_match(q)) {
         Ok(()) | Err(ferry_core::CoreError::LeaseNotFound) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The lease a receipt handle of `q` names, or SQS's error for a handle
+/// that never was one.
+fn lease_of(q: &Arc<QueueHandle>, handle: &str) -> Result<Lease, SqsError> {
+    receipt::decode(q.id(), handle).ok_or_else(|| {
+        SqsError::receipt_handle_is_invalid(&format!(
+            "The input receipt handle \"{handle}\" is not a valid receipt handle."
+        ))
+    })
+}
+
+/// Which leases a handle may name: on a standard queue, any the message
+/// was given (SQS applies an older handle of a message received again, or
+/// whose visibility ran out); on a FIFO queue only the latest.
+fn handle_match(q: &Arc<QueueHandle>) -> LeaseMatch {
+    if q.config().fifo {
+        LeaseMatch::Current
+    } else {
+        LeaseMatch::AnyOfMessage
     }
 }
 
@@ -388,15 +406,12 @@ pub(crate) fn change_one(
     handle: &str,
     timeout: u64,
 ) -> Result<(), SqsError> {
-    let lease = receipt::decode(q.id(), handle).ok_or_else(|| {
-        SqsError::receipt_handle_is_invalid(&format!(
-            "The receipt handle \"{handle}\" is not valid."
-        ))
-    })?;
+    let lease = lease_of(q, handle)?;
     sqs.broker
-        .set_visibility_within(
+        .set_visibility_matching(
             q,
             lease,
+            handle_match(q),
             Duration::from_secs(timeout),
             Some(MAX_VISIBILITY),
         )

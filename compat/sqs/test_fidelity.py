@@ -1,0 +1,53 @@
+"""SQS behaviours that SDK users' edge cases depend on (issue 22), with boto3."""
+
+import time
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+
+def name(prefix="f"):
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def test_an_older_receipt_handle_still_names_the_message(sqs):
+    url = sqs.create_queue(QueueName=name())["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="twice")
+    first = sqs.receive_message(QueueUrl=url, VisibilityTimeout=1)["Messages"][0]
+    time.sleep(1.2)
+    # Its visibility ran out: the old handle hides it again.
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=30)
+    assert "Messages" not in sqs.receive_message(QueueUrl=url)
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0)
+    second = sqs.receive_message(QueueUrl=url, VisibilityTimeout=30)["Messages"][0]
+    assert second["ReceiptHandle"] != first["ReceiptHandle"]
+    # Received again since: the first handle still changes and deletes it.
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0)
+    third = sqs.receive_message(QueueUrl=url, VisibilityTimeout=30)["Messages"][0]
+    ok = sqs.change_message_visibility_batch(
+        QueueUrl=url,
+        Entries=[{"Id": "old", "ReceiptHandle": first["ReceiptHandle"], "VisibilityTimeout": 60}],
+    )
+    assert [e["Id"] for e in ok["Successful"]] == ["old"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"])
+    assert third["Body"] == "twice"
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "0"
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0", "deleted by its first handle"
+
+
+def test_a_handle_that_never_was_one_is_invalid_in_aws_words(sqs):
+    url = sqs.create_queue(QueueName=name())["QueueUrl"]
+    for call in (
+        lambda: sqs.delete_message(QueueUrl=url, ReceiptHandle="garbage"),
+        lambda: sqs.change_message_visibility(QueueUrl=url, ReceiptHandle="garbage", VisibilityTimeout=5),
+    ):
+        with pytest.raises(ClientError) as e:
+            call()
+        err = e.value.response["Error"]
+        assert err["Code"] == "ReceiptHandleIsInvalid"
+        assert err["Message"] == 'The input receipt handle "garbage" is not a valid receipt handle.'
+    failed = sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": "x", "ReceiptHandle": "garbage"}])["Failed"]
+    assert failed[0]["Code"] == "ReceiptHandleIsInvalid"
+    assert failed[0]["Message"] == 'The input receipt handle "garbage" is not a valid receipt handle.'
