@@ -51,3 +51,22 @@ def test_a_handle_that_never_was_one_is_invalid_in_aws_words(sqs):
     failed = sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": "x", "ReceiptHandle": "garbage"}])["Failed"]
     assert failed[0]["Code"] == "ReceiptHandleIsInvalid"
     assert failed[0]["Message"] == 'The input receipt handle "garbage" is not a valid receipt handle.'
+
+
+def test_content_based_deduplication_is_the_bodys_sha256_in_one_space_with_given_ids(sqs):
+    import hashlib
+
+    url = sqs.create_queue(
+        QueueName=name() + ".fifo",
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+    )["QueueUrl"]
+    digest = hashlib.sha256(b"same body").hexdigest()
+    first = sqs.send_message(QueueUrl=url, MessageBody="same body", MessageGroupId="g")
+    # An explicit id equal to the body's digest is the same send.
+    again = sqs.send_message(
+        QueueUrl=url, MessageBody="another body", MessageGroupId="g", MessageDeduplicationId=digest
+    )
+    assert again["MessageId"] == first["MessageId"]
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    assert [m["Body"] for m in got] == ["same body"]
+    assert got[0]["Attributes"]["MessageDeduplicationId"] == digest

@@ -12,16 +12,25 @@ use crate::store::Commit;
 use super::config::{DedupConfig, DedupScope};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Token {
-    Id(String),
-    BodyHash([u8; 32]),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
     /// The message group, when the scope is per group.
     group: Option<String>,
-    token: Token,
+    /// The deduplication id: given, or (content-based) the body's digest
+    /// in hex, as SQS makes it, so both share one space.
+    token: String,
+}
+
+/// The deduplication id SQS gives a message of a content-based queue: the
+/// SHA-256 of its body (not its attributes), in lowercase hex.
+pub fn content_dedup_id(body: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = Sha256::digest(body);
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 /// The message that first used a deduplication key.
@@ -81,8 +90,8 @@ impl DedupWindow {
 
     fn key_of(&self, msg: &Message) -> Option<Key> {
         let token = match (&msg.dedup_id, self.config.content_based) {
-            (Some(id), _) => Token::Id(id.clone()),
-            (None, true) => Token::BodyHash(Sha256::digest(&msg.body).into()),
+            (Some(id), _) => id.clone(),
+            (None, true) => content_dedup_id(&msg.body),
             (None, false) => return None,
         };
         let group = match self.config.scope {
@@ -90,6 +99,11 @@ impl DedupWindow {
             DedupScope::Group => Some(msg.group_id.clone().unwrap_or_default()),
         };
         Some(Key { group, token })
+    }
+
+    /// Whether a message without an id gets its body's digest as one.
+    pub(super) fn content_based(&self) -> bool {
+        self.config.content_based
     }
 
     pub(super) fn check(&mut self, msg: &Message, now: Timestamp) -> Check {

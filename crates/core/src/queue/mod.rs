@@ -26,7 +26,7 @@ pub use config::{
     QueueConfig,
 };
 pub use consumers::{ConsumerId, ConsumerSpec, DeliverySink};
-pub use dedup::Original;
+pub use dedup::{Original, content_dedup_id};
 pub use reload::{Body, Loaded, Reload, Relocation};
 
 use std::cmp::Reverse;
@@ -477,12 +477,22 @@ impl QueueCore {
 
     fn enqueue_with(
         &mut self,
-        msg: Arc<Message>,
+        mut msg: Arc<Message>,
         now: Timestamp,
         fx: &mut Effects,
         fresh: bool,
     ) -> CoreResult<Enqueued> {
         self.advance(now, fx);
+        // A content-based queue's message carries the id it was
+        // deduplicated by (SQS shows it as MessageDeduplicationId), from
+        // whichever face it came.
+        if fresh
+            && msg.dedup_id.is_none()
+            && self.dedup.as_ref().is_some_and(DedupWindow::content_based)
+        {
+            let id = content_dedup_id(&msg.body);
+            Arc::make_mut(&mut msg).dedup_id = Some(id);
+        }
         let window = self.dedup.as_mut().filter(|_| fresh);
         let dedup_key = match window.map(|d| d.check(&msg, now)) {
             Some(Check::Duplicate(original, commit)) => {
