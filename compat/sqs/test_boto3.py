@@ -262,15 +262,16 @@ def test_fifo_receive_retries_with_the_same_attempt_id(sqs):
     assert fresh.get("Messages", []) != first, "a deleted message ends the retry"
 
 
-def test_a_fifo_batch_entry_without_a_group_fails_alone(sqs):
+def test_a_fifo_batch_entry_without_a_group_fails_the_whole_batch(sqs):
     url = sqs.create_queue(
         QueueName=name("b") + ".fifo",
         Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
     )["QueueUrl"]
-    r = sqs.send_message_batch(
-        QueueUrl=url,
-        Entries=[{"Id": "ok", "MessageBody": "x", "MessageGroupId": "g"}, {"Id": "nogroup", "MessageBody": "y"}],
-    )
-    assert [e["Id"] for e in r["Successful"]] == ["ok"]
-    assert r["Failed"][0]["Id"] == "nogroup"
-    assert r["Failed"][0]["Code"] == "InvalidParameterValue"
+    with pytest.raises(ClientError) as e:
+        sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": "ok", "MessageBody": "x", "MessageGroupId": "g"}, {"Id": "nogroup", "MessageBody": "y"}],
+        )
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert e.value.response["Error"]["Message"] == "The request must contain the parameter MessageGroupId."
+    assert "Messages" not in sqs.receive_message(QueueUrl=url), "nothing of the batch was sent"

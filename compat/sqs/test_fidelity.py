@@ -70,3 +70,48 @@ def test_content_based_deduplication_is_the_bodys_sha256_in_one_space_with_given
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
     assert [m["Body"] for m in got] == ["same body"]
     assert got[0]["Attributes"]["MessageDeduplicationId"] == digest
+
+
+def batch_error(call):
+    with pytest.raises(ClientError) as e:
+        call()
+    return e.value.response["Error"]
+
+
+def test_what_fails_a_whole_send_batch(sqs):
+    fifo = sqs.create_queue(QueueName=name() + ".fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    err = batch_error(
+        lambda: sqs.send_message_batch(
+            QueueUrl=fifo,
+            Entries=[
+                {"Id": "a", "MessageBody": "x", "MessageGroupId": "g", "MessageDeduplicationId": "d"},
+                {"Id": "b", "MessageBody": "y", "MessageGroupId": "g"},
+            ],
+        )
+    )
+    assert err["Code"] == "InvalidParameterValue"
+    assert err["Message"] == (
+        "The queue should either have ContentBasedDeduplication enabled or "
+        "MessageDeduplicationId provided explicitly"
+    )
+    assert "Messages" not in sqs.receive_message(QueueUrl=fifo)
+
+    plain = sqs.create_queue(QueueName=name())["QueueUrl"]
+    big = "x" * (1024 * 1024 + 1)
+    err = batch_error(lambda: sqs.send_message_batch(QueueUrl=plain, Entries=[{"Id": "one", "MessageBody": big}]))
+    assert err["Code"] == "AWS.SimpleQueueService.BatchRequestTooLong" or err["Code"] == "BatchRequestTooLong"
+    assert err["Message"] == f"Batch requests cannot be longer than 1048576 bytes. You have sent {len(big)} bytes."
+
+
+def test_an_empty_batch_is_named_by_its_entries(sqs):
+    url = sqs.create_queue(QueueName=name())["QueueUrl"]
+    for call, kind in (
+        (lambda: sqs.send_message_batch(QueueUrl=url, Entries=[]), "SendMessageBatchRequestEntry"),
+        (lambda: sqs.delete_message_batch(QueueUrl=url, Entries=[]), "DeleteMessageBatchRequestEntry"),
+        (
+            lambda: sqs.change_message_visibility_batch(QueueUrl=url, Entries=[]),
+            "ChangeMessageVisibilityBatchRequestEntry",
+        ),
+    ):
+        err = batch_error(call)
+        assert err["Message"] == f"There should be at least one {kind} in the request.", err

@@ -95,7 +95,9 @@ impl<'a> Input<'a> {
     /// A list of objects (batch `Entries`).
     pub fn object_list(&self, name: &str) -> Result<Vec<&'a Map<String, Value>>, SqsError> {
         match self.0.get(name) {
+            // The query protocol sends an empty list as `Name=`.
             None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| {

@@ -15,13 +15,14 @@ use crate::wire::Request;
 const MAX_ENTRIES: usize = 10;
 
 /// The entries of a batch, checked as a whole: 1 to 10, ids well formed
-/// and distinct.
-fn entries<'a>(input: &Input<'a>) -> Result<Vec<Input<'a>>, SqsError> {
+/// and distinct. `kind` names them as AWS does in its errors
+/// (`SendMessageBatchRequestEntry`).
+fn entries<'a>(input: &Input<'a>, kind: &str) -> Result<Vec<Input<'a>>, SqsError> {
     let entries = input.object_list("Entries")?;
     if entries.is_empty() {
-        return Err(SqsError::empty_batch(
-            "There should be at least one entry in the request.",
-        ));
+        return Err(SqsError::empty_batch(&format!(
+            "There should be at least one {kind} in the request."
+        )));
     }
     if entries.len() > MAX_ENTRIES {
         return Err(SqsError::too_many_entries(&format!(
@@ -54,6 +55,31 @@ fn entries<'a>(input: &Input<'a>) -> Result<Vec<Input<'a>>, SqsError> {
     Ok(out)
 }
 
+/// What an entry weighs towards the batch limit: its body and its message
+/// attributes' names, types and values, as SQS counts them.
+fn raw_size(e: &Input<'_>) -> usize {
+    let body = e.opt_str("MessageBody").ok().flatten().map_or(0, str::len);
+    let attrs = e
+        .object("MessageAttributes")
+        .ok()
+        .flatten()
+        .map_or(0, |attrs| {
+            attrs
+                .iter()
+                .map(|(name, v)| {
+                    let field = |k: &str| v.get(k).and_then(Value::as_str).map_or(0, str::len);
+                    // Binary values travel in base64; their bytes count.
+                    let binary = v
+                        .get("BinaryValue")
+                        .and_then(Value::as_str)
+                        .map_or(0, |b| (b.trim_end_matches('=').len() * 3) / 4);
+                    name.len() + field("DataType") + field("StringValue") + binary
+                })
+                .sum()
+        });
+    body + attrs
+}
+
 fn failure(id: &str, e: &SqsError) -> Value {
     json!({
         "Id": id,
@@ -76,32 +102,38 @@ fn result(successful: Vec<Value>, failed: Vec<Value>) -> Value {
 
 pub async fn send(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
     let q = sqs.queue(queue_name(req, input)?)?;
-    let entries = entries(input)?;
+    let entries = entries(input, "SendMessageBatchRequestEntry")?;
     let config = q.config();
-    let mut total = 0;
-    let mut checked = Vec::with_capacity(entries.len());
-    let now = sqs.broker.now();
-    for e in &entries {
-        let id = e.str("Id")?;
-        // In a batch, SQS reports a FIFO entry without a group as an
-        // invalid value, not a missing parameter (recorded against AWS).
-        let out = outgoing(&q, e, now).map_err(|err| {
-            if err.query_code == "MissingParameter" && err.message.contains("MessageGroupId") {
-                SqsError::invalid_parameter(&err.message)
-            } else {
-                err
-            }
-        });
-        if let Ok(o) = &out {
-            total += o.size;
-        }
-        checked.push((id, out));
-    }
+    // What fails the whole request, as in SQS, before any entry is tried:
+    // the batch's size (every entry's body and attributes, valid or not),
+    // and a FIFO entry without its group or deduplication id.
+    let total: usize = entries.iter().map(raw_size).sum();
     let limit = attributes::MAX_BATCH_SIZE;
     if total > limit {
         return Err(SqsError::batch_too_long(&format!(
             "Batch requests cannot be longer than {limit} bytes. You have sent {total} bytes."
         )));
+    }
+    if config.fifo {
+        let content_based = config.dedup.as_ref().is_some_and(|d| d.content_based);
+        for e in &entries {
+            if e.opt_str("MessageGroupId")?.is_none() {
+                return Err(SqsError::invalid_parameter(
+                    "The request must contain the parameter MessageGroupId.",
+                ));
+            }
+            if !content_based && e.opt_str("MessageDeduplicationId")?.is_none() {
+                return Err(SqsError::invalid_parameter(
+                    "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+                ));
+            }
+        }
+    }
+    let mut checked = Vec::with_capacity(entries.len());
+    let now = sqs.broker.now();
+    for e in &entries {
+        let id = e.str("Id")?;
+        checked.push((id, outgoing(&q, e, now)));
     }
     let (ok, mut failed): (Vec<_>, Vec<_>) = checked.into_iter().partition(|(_, o)| o.is_ok());
     let mut failures: Vec<Value> = failed
@@ -136,7 +168,7 @@ pub fn delete(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsE
     let q = sqs.queue(queue_name(req, input)?)?;
     let mut successful = Vec::new();
     let mut failed = Vec::new();
-    for e in entries(input)? {
+    for e in entries(input, "DeleteMessageBatchRequestEntry")? {
         let id = e.str("Id")?;
         match e.str("ReceiptHandle").and_then(|h| delete_one(sqs, &q, h)) {
             Ok(()) => successful.push(json!({ "Id": id })),
@@ -150,7 +182,7 @@ pub fn change_visibility(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<
     let q = sqs.queue(queue_name(req, input)?)?;
     let mut successful = Vec::new();
     let mut failed = Vec::new();
-    for e in entries(input)? {
+    for e in entries(input, "ChangeMessageVisibilityBatchRequestEntry")? {
         let id = e.str("Id")?;
         let outcome = e.str("ReceiptHandle").and_then(|h| {
             let t = e

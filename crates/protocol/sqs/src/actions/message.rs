@@ -49,8 +49,6 @@ fn check_id(name: &str, v: &str) -> Result<(), SqsError> {
 /// A send, checked and turned into a core message, with the digests to answer with.
 pub(crate) struct Outgoing {
     pub message: Message,
-    /// Body and attribute bytes, as counted against size limits.
-    pub size: usize,
     pub md5_body: String,
     pub md5_attributes: Option<String>,
     pub md5_system: Option<String>,
@@ -144,7 +142,6 @@ pub(crate) fn outgoing(
     // is made of it.
     message.published_at = now;
     Ok(Outgoing {
-        size: body.len() + attr_size,
         md5_body: md5::hex(body.as_bytes()),
         md5_attributes: message_attributes::digest(&message.headers),
         md5_system,
