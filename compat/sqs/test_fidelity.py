@@ -115,3 +115,25 @@ def test_an_empty_batch_is_named_by_its_entries(sqs):
     ):
         err = batch_error(call)
         assert err["Message"] == f"There should be at least one {kind} in the request.", err
+
+
+def test_every_answer_carries_a_request_id(sqs):
+    url = sqs.create_queue(QueueName=name())["QueueUrl"]
+    ok = sqs.send_message(QueueUrl=url, MessageBody="x")
+    assert ok["ResponseMetadata"]["RequestId"]
+    with pytest.raises(ClientError) as e:
+        sqs.get_queue_url(QueueName=name("missing"))
+    assert e.value.response["ResponseMetadata"]["RequestId"]
+    assert e.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+
+
+def test_a_body_past_the_http_limit_gets_an_sqs_error(sqs):
+    url = sqs.create_queue(QueueName=name())["QueueUrl"]
+    with pytest.raises(ClientError) as e:
+        sqs.send_message(QueueUrl=url, MessageBody="x" * (5 * 1024 * 1024))
+    err = e.value.response["Error"]
+    assert err["Code"] == "InvalidParameterValue", err
+    assert "longer than" in err["Message"]
+    with pytest.raises(ClientError) as e:
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "big", "MessageBody": "x" * (5 * 1024 * 1024)}])
+    assert e.value.response["Error"]["Code"] in ("AWS.SimpleQueueService.BatchRequestTooLong", "BatchRequestTooLong")

@@ -130,34 +130,105 @@ impl Sqs {
 const BODY_MAX: usize = 4 << 20;
 /// The HTTP routes of the SQS API: every path, GET and POST.
 pub fn router(sqs: Arc<Sqs>) -> Router {
-    Router::new()
-        .fallback(handle)
-        .with_state(sqs)
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX))
+    Router::new().fallback(handle).with_state(sqs)
 }
 
+/// The body, or (past `max` bytes) the first `max` of it: enough to tell
+/// a query-protocol request's action, to answer it in its own words.
+async fn read_limited(body: axum::body::Body, max: usize) -> Result<Bytes, Bytes> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut got = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            // A broken upload: what came is all there is.
+            break;
+        };
+        if let Ok(data) = frame.into_data() {
+            if got.len() + data.len() > max {
+                let room = max - got.len();
+                got.extend_from_slice(data.get(..room).unwrap_or_default());
+                return Err(got.freeze());
+            }
+            got.extend_from_slice(&data);
+        }
+    }
+    Ok(got.freeze())
+}
+
+/// Every answer carries its request id (`x-amzn-RequestId`; the SDKs
+/// show it as `ResponseMetadata.RequestId`), errors included.
 async fn handle(
     State(sqs): State<Arc<Sqs>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let request_id = sqs.request_ids.next_id().to_string();
+    let mut response = answer(&sqs, &request_id, method, uri, headers, body).await;
+    if let Ok(id) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", id);
+    }
+    response
+}
+
+async fn answer(
+    sqs: &Sqs,
+    request_id: &str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    // A body past the limit is refused in the request's own protocol,
+    // never as a bare HTTP 413.
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let body: Bytes = match read_limited(body, BODY_MAX).await {
+        Ok(b) => b,
+        Err(prefix) => {
+            let n = declared.unwrap_or(BODY_MAX + 1);
+            let (protocol, action) = wire::protocol_of(&headers, uri.query(), &prefix);
+            let e = if action.as_deref() == Some("SendMessageBatch") {
+                SqsError::batch_too_long(&format!(
+                    "Batch requests cannot be longer than {} bytes. You have sent {n} bytes.",
+                    attributes::MAX_BATCH_SIZE
+                ))
+            } else {
+                SqsError::invalid_parameter(&format!(
+                    "One or more parameters are invalid. Reason: the request of {n} bytes is longer than {BODY_MAX} bytes."
+                ))
+            };
+            return wire::render(
+                protocol,
+                action.as_deref().unwrap_or(""),
+                request_id,
+                Err(e),
+            );
+        }
+    };
     match wire::parse(&method, &headers, uri.path(), uri.query(), &body) {
         Ok(req) => {
-            let who =
-                match access::authenticate(&sqs, &method, uri.path(), uri.query(), &headers, &body)
-                {
-                    Ok(who) => who,
-                    Err(e) => return wire::render(req.protocol, &req.action, &request_id, Err(e)),
-                };
-            let result = actions::dispatch(&sqs, &who, &req).await;
+            let who = match access::authenticate(
+                sqs,
+                &method,
+                uri.path(),
+                uri.query(),
+                &headers,
+                &body,
+            ) {
+                Ok(who) => who,
+                Err(e) => return wire::render(req.protocol, &req.action, request_id, Err(e)),
+            };
+            let result = actions::dispatch(sqs, &who, &req).await;
             if let Err(e) = &result {
                 tracing::debug!(action = %req.action, error = %e, "sqs request refused");
             }
-            wire::render(req.protocol, &req.action, &request_id, result)
+            wire::render(req.protocol, &req.action, request_id, result)
         }
-        Err((protocol, e)) => wire::render(protocol, "", &request_id, Err(e)),
+        Err((protocol, e)) => wire::render(protocol, "", request_id, Err(e)),
     }
 }

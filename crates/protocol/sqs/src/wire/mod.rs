@@ -33,6 +33,35 @@ pub struct Request {
     pub host: String,
 }
 
+/// The protocol a request speaks and its action, from its headers, URL
+/// and the first part of an oversized body (which is answered in them):
+/// JSON has `X-Amz-Target`; the query protocol names its action in the URL
+/// or the form.
+pub fn protocol_of(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    prefix: &[u8],
+) -> (Protocol, Option<String>) {
+    if let Some(target) = headers.get("x-amz-target") {
+        let action = target
+            .to_str()
+            .ok()
+            .and_then(|t| t.strip_prefix("AmazonSQS."))
+            .map(str::to_owned);
+        return (Protocol::Json, action);
+    }
+    let named = |form: &[u8]| {
+        form.split(|&b| b == b'&')
+            .find_map(|kv| kv.strip_prefix(b"Action="))
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .map(str::to_owned)
+    };
+    let action = query
+        .and_then(|q| named(q.as_bytes()))
+        .or_else(|| named(prefix));
+    (Protocol::Query, action)
+}
+
 /// Parses a request; an unparseable one still says which protocol to answer in.
 pub fn parse(
     method: &Method,
