@@ -97,6 +97,11 @@ impl Broker {
     /// fail every send, or a typo would quietly leave it in the clear. Its
     /// deduplication window is bounded: the journal keeps every segment for
     /// as long (recovery rebuilds the window from them).
+    /// Whether the store holds a key of this name to seal a queue with.
+    pub fn has_key(&self, name: &str) -> bool {
+        self.store.has_key(name)
+    }
+
     pub fn check_config(&self, config: &QueueConfig) -> CoreResult<()> {
         if let Some(name) = &config.encryption_key
             && !self.store.has_key(name)

@@ -40,6 +40,8 @@ pub struct Context<'a> {
     pub account: &'a str,
     /// Whether a queue of this name exists (dead-letter targets must).
     pub queue_exists: &'a dyn Fn(&str) -> Option<bool>,
+    /// Whether the broker holds a key of this name to seal a queue with.
+    pub key_exists: &'a dyn Fn(&str) -> bool,
 }
 
 fn bad_value(name: &str, why: &str) -> SqsError {
@@ -216,8 +218,18 @@ pub fn set(
             } else {
                 c.attributes.insert(keys::KMS_KEY.into(), value.to_owned());
                 c.attributes.insert(keys::SSE.into(), "false".into());
-                // The broker refuses a name it holds no key for.
-                c.encryption_key = kms_key_name(value);
+                // Any id is taken, as AWS takes it; one that names a key
+                // this broker holds seals the queue under it, any other is
+                // kept and reported while the journal's key (if any) seals
+                // the queue (docs/security.md).
+                let named = kms_key_name(value);
+                c.encryption_key = named.clone().filter(|n| (ctx.key_exists)(n));
+                if named.is_some() && c.encryption_key.is_none() {
+                    tracing::info!(
+                        kms_master_key_id = value,
+                        "KmsMasterKeyId names no key this broker holds: kept and reported; the queue is sealed as the journal is"
+                    );
+                }
             }
         }
         "KmsDataKeyReusePeriodSeconds" => {

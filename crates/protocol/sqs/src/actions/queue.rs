@@ -68,6 +68,7 @@ fn create_now(sqs: &Sqs, input: &Input<'_>) -> Result<Commit, SqsError> {
         region,
         account,
         queue_exists: &exists,
+        key_exists: &|k: &str| sqs.broker.has_key(k),
     };
     if let Ok(existing) = sqs.queue(name) {
         // Same name: fine if what was asked for is what is there.
@@ -211,6 +212,7 @@ pub fn get_attributes(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Val
         region,
         account,
         queue_exists: &exists,
+        key_exists: &|k: &str| sqs.broker.has_key(k),
     };
     let attrs = attributes::get(name, &q.config(), &q.stats(), &wanted, &ctx)?;
     if attrs.is_empty() {
@@ -237,6 +239,7 @@ fn set_attributes_now(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Com
         region,
         account,
         queue_exists: &exists,
+        key_exists: &|k: &str| sqs.broker.has_key(k),
     };
     let mut config = q.config();
     for (k, v) in &requested {
