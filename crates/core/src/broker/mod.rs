@@ -273,7 +273,7 @@ impl Broker {
         if fx.records.is_empty() {
             let commit = Commit::done();
             core.attach_commit(&commit);
-            return commit.and(originals);
+            return commit.both(originals);
         }
         let mut locations = Vec::with_capacity(fx.journaled.len());
         let commit = self.store_append(&mut fx.records, &mut locations);
@@ -291,7 +291,9 @@ impl Broker {
             }
         }
         fx.journaled.clear();
-        commit.and(originals)
+        // Each on its own range: an unrelated failure between an old
+        // original and this append fails neither.
+        commit.both(originals)
     }
 
     /// Creates a namespace if it does not exist; durable once the commit

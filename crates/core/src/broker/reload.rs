@@ -96,6 +96,6 @@ impl Broker {
 /// The queues whose deliveries wait for a reload.
 #[derive(Default)]
 pub(super) struct Reloads {
-    queues: std::sync::Mutex<Vec<Arc<QueueHandle>>>,
+    pub(super) queues: std::sync::Mutex<Vec<Arc<QueueHandle>>>,
     wake: tokio::sync::Notify,
 }

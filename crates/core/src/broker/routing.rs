@@ -356,6 +356,14 @@ impl Broker {
         };
         for dl in letters {
             let mut removal = dl.removal;
+            if matches!(dl.target, DeadLetterTarget::Discard) {
+                // Nowhere to go: dropped, unread (an evicted one stays on
+                // disk only until its removal is durable).
+                if let Some(r) = removal {
+                    let _unanswered = self.append(&mut vec![r]);
+                }
+                continue;
+            }
             let mut msg = match dl.message {
                 Dying::Marked(m) => *m,
                 // Read back here, with the source's lock released.

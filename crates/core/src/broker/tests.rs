@@ -1230,3 +1230,235 @@ fn recovery_drops_what_later_records_delete() {
     assert_eq!((s.ready, s.bytes, s.resident_bytes), (2, 8, 8));
     assert_eq!(broker.resident_bytes(), 8, "nothing of the deleted ones");
 }
+
+// ---- unreadable evicted messages and forgotten outcomes ----
+
+#[derive(Default)]
+struct CountingUnreadable {
+    loads: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::store::Store for CountingUnreadable {
+    fn append(
+        &self,
+        records: &mut Vec<crate::store::Record>,
+        locations: &mut Vec<crate::store::Location>,
+    ) -> Result<crate::store::Commit, crate::store::StoreError> {
+        for r in records.drain(..) {
+            if matches!(r, crate::store::Record::Enqueued { .. }) {
+                locations.push(crate::store::Location(1));
+            }
+        }
+        Ok(crate::store::Commit::done())
+    }
+    fn recover(
+        &self,
+        _: &mut dyn FnMut(crate::store::Record, Option<crate::store::Location>),
+    ) -> Result<(), crate::store::StoreError> {
+        Ok(())
+    }
+    fn loadable(&self, _: crate::store::Location) -> bool {
+        true
+    }
+    fn load(&self, _: crate::store::Location) -> Result<Arc<Message>, crate::store::StoreError> {
+        self.loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(crate::store::StoreError::Io("unreadable".into()))
+    }
+}
+
+fn fifo_env() -> (Arc<Broker>, Arc<CountingUnreadable>, Arc<QueueHandle>) {
+    let store = Arc::new(CountingUnreadable::default());
+    let broker = Broker::open(
+        Arc::new(FakeClock::default()),
+        Arc::new(SequentialIds::default()),
+        Arc::clone(&store) as Arc<dyn crate::store::Store>,
+    )
+    .expect("open");
+    let _ = broker.create_namespace(NS).expect("namespace");
+    let q = broker
+        .declare_queue(NS, "f.fifo", QueueConfig::fifo())
+        .expect("q")
+        .0
+        .queue;
+    let _ = broker
+        .send(
+            &q,
+            Message::new("a1")
+                .persistent()
+                .with_group("a")
+                .with_dedup_id("a1"),
+        )
+        .expect("send");
+    assert!(broker.evict_to(0) > 0);
+    let _ = broker
+        .send(
+            &q,
+            Message::new("b1")
+                .persistent()
+                .with_group("b")
+                .with_dedup_id("b1"),
+        )
+        .expect("send");
+    (broker, store, q)
+}
+
+#[test]
+fn an_unreadable_fifo_head_holds_only_its_group() {
+    let (broker, _store, q) = fifo_env();
+    let got = broker.receive(&q, 10, ReceiveMode::Lease(secs(5)));
+    let bodies: Vec<_> = got.iter().map(|d| d.message.body.to_vec()).collect();
+    assert_eq!(
+        bodies,
+        vec![b"b1".to_vec()],
+        "group b should not wait for group a"
+    );
+}
+
+#[test]
+fn an_unreadable_fifo_head_is_not_read_again_and_again_for_push_consumers() {
+    let (broker, store, q) = fifo_env();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    broker.consume(&q, ConsumerSpec::new(tx)).expect("consume");
+    for _ in 0..5 {
+        broker.reload_requested();
+    }
+    let loads = store.loads.load(std::sync::atomic::Ordering::Relaxed);
+    let pending = lock(&broker.reloads.queues).len();
+    let mut got = Vec::new();
+    while let Ok(d) = rx.try_recv() {
+        got.push(d.message.body.to_vec());
+    }
+    assert!(
+        pending == 0 && loads <= 1 && got == vec![b"b1".to_vec()],
+        "loads {loads}, still requested {pending}, delivered {got:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_long_poll_over_an_unreadable_head_does_not_spin() {
+    let (broker, store, q) = fifo_env();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        broker.receive_wait(&q, 10, ReceiveMode::Lease(secs(5)), secs(20)),
+    )
+    .await;
+    let loads = store.loads.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        loads < 10,
+        "receive_wait read the store {loads} times in 300 ms (result {:?})",
+        r.map(|v| v.len())
+    );
+}
+
+/// A store whose commits settle through a tracker the test drives.
+struct Tracked {
+    tracker: Arc<crate::store::Tracker>,
+    next: std::sync::atomic::AtomicU64,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+impl crate::store::Store for Tracked {
+    fn append(
+        &self,
+        records: &mut Vec<crate::store::Record>,
+        locations: &mut Vec<crate::store::Location>,
+    ) -> Result<crate::store::Commit, crate::store::StoreError> {
+        if self.refuse.load(std::sync::atomic::Ordering::Relaxed) {
+            records.clear();
+            return Err(crate::store::StoreError::Full);
+        }
+        for r in records.drain(..) {
+            if matches!(r, crate::store::Record::Enqueued { .. }) {
+                locations.push(crate::store::Location(1));
+            }
+        }
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        Ok(crate::store::Commit::pending(n, Arc::clone(&self.tracker)))
+    }
+    fn recover(
+        &self,
+        _: &mut dyn FnMut(crate::store::Record, Option<crate::store::Location>),
+    ) -> Result<(), crate::store::StoreError> {
+        Ok(())
+    }
+}
+
+fn tracked() -> (Arc<Broker>, Arc<Tracked>) {
+    let store = Arc::new(Tracked {
+        tracker: crate::store::Tracker::new(),
+        next: Default::default(),
+        refuse: Default::default(),
+    });
+    let broker = Broker::open(
+        Arc::new(FakeClock::default()),
+        Arc::new(SequentialIds::default()),
+        Arc::clone(&store) as Arc<dyn crate::store::Store>,
+    )
+    .expect("open");
+    store
+        .tracker
+        .update(|p| p.done = store.next.load(std::sync::atomic::Ordering::Relaxed));
+    (broker, store)
+}
+
+#[tokio::test]
+async fn a_durable_original_is_not_forgotten_after_many_unrelated_failures() {
+    let (broker, store) = tracked();
+    let _ = broker.create_namespace(NS).expect("namespace");
+    let q = broker
+        .declare_queue(
+            NS,
+            "p.fifo",
+            QueueConfig {
+                durable: true,
+                ..QueueConfig::fifo()
+            },
+        )
+        .expect("q")
+        .0
+        .queue;
+    let done = store.next.load(std::sync::atomic::Ordering::Relaxed);
+    store.tracker.update(|p| p.done = done);
+    let m = || {
+        Message::new("pay")
+            .persistent()
+            .with_group("g")
+            .with_dedup_id("pay-1")
+    };
+    let (sent, c) = broker.send(&q, m()).expect("send");
+    assert!(matches!(sent.outcome, Enqueued::Accepted { .. }));
+    let n = store.next.load(std::sync::atomic::Ordering::Relaxed);
+    store.tracker.update(|p| p.done = n);
+    c.wait()
+        .await
+        .expect("durable: the client is told it is sent");
+    // 65 unrelated failed commits (a disk-full spell).
+    let other = broker
+        .declare_queue(
+            NS,
+            "other",
+            QueueConfig {
+                durable: true,
+                ..QueueConfig::default()
+            },
+        )
+        .expect("o")
+        .0
+        .queue;
+    for _ in 0..65 {
+        let _ = broker
+            .send(&other, Message::new("x").persistent())
+            .expect("send");
+        let n = store.next.load(std::sync::atomic::Ordering::Relaxed);
+        store
+            .tracker
+            .update(|p| p.fail(n, n, crate::store::StoreError::Full));
+    }
+    let (again, _c) = broker.send(&q, m()).expect("resend");
+    assert!(
+        matches!(again.outcome, Enqueued::Duplicate(_)),
+        "a resend of a durable original was enqueued again: {:?}",
+        again.outcome
+    );
+}

@@ -34,23 +34,25 @@ impl Broker {
             let _waiting = WaitingGuard::new(q);
             let mut got = Vec::new();
             // The delivery counts it journals need not be durable first
-            // (as in `receive_into`).
+            // (as in `receive_into`). Once the read-backs are spent, it takes
+            // what is in memory, as a plain receive does.
             let (plan, _counts) = self.op(q, |core, now, fx| {
-                core.receive_whole(now, max, mode, fx, &mut got)
-            });
-            if let Some(plan) = plan {
-                let (broker, queue) = (Arc::clone(self), Arc::clone(q));
-                let read =
-                    tokio::task::spawn_blocking(move || broker.read_back(&queue, plan)).await;
-                read_backs -= 1;
-                if read_backs > 0 && matches!(read, Ok(n) if n > 0) {
-                    continue;
-                }
-                // What is in memory, as a plain receive takes it.
-                let (_, _counts) = self.op(q, |core, now, fx| {
+                if read_backs > 0 {
+                    core.receive_whole(now, max, mode, fx, &mut got)
+                } else {
                     core.receive(now, max, mode, fx, &mut got);
                     fx.reload = false;
-                });
+                    None
+                }
+            });
+            if let Some(plan) = plan {
+                read_backs -= 1;
+                let (broker, queue) = (Arc::clone(self), Arc::clone(q));
+                let _read =
+                    tokio::task::spawn_blocking(move || broker.read_back(&queue, plan)).await;
+                // Again at once, with what came back in memory (or, the
+                // read-backs spent, without it).
+                continue;
             }
             if !got.is_empty() || q.is_deleted() || self.clock.now() >= deadline {
                 return got;

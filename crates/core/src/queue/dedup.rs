@@ -110,12 +110,17 @@ impl DedupWindow {
         self.expire(now);
         match self.key_of(msg) {
             None => Check::New(None),
-            Some(key) => match self.seen.get(&key) {
-                // Refused or lost by the store: a retry is a new send.
-                Some(s) if matches!(s.commit.outcome(), Some(Err(_))) => {
-                    Check::New(Some(DedupKey(key)))
+            Some(key) => match self.seen.get_mut(&key) {
+                // Refused or failed by the store: a retry is a new send. An
+                // outcome the store no longer remembers is not a failure.
+                Some(s) if s.commit.known_failed() => Check::New(Some(DedupKey(key))),
+                Some(s) => {
+                    if matches!(s.commit.outcome(), Some(Ok(()))) {
+                        // Durable for good: nothing more to wait for.
+                        s.commit = Commit::done();
+                    }
+                    Check::Duplicate(s.original, s.commit.clone())
                 }
-                Some(s) => Check::Duplicate(s.original, s.commit.clone()),
                 None => Check::New(Some(DedupKey(key))),
             },
         }

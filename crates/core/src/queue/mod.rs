@@ -289,6 +289,9 @@ pub struct QueueCore {
     /// Entries whose message is only in the store. Delivery never reads
     /// one back under the queue's lock: it stops at it (see `reload.rs`).
     evicted: usize,
+    /// Sequence numbers of unreadable messages of a FIFO queue waiting out
+    /// of line, each holding its group (see `QueueCore::reloaded`).
+    held_back: std::collections::HashSet<u64>,
 }
 
 impl QueueCore {
@@ -320,6 +323,7 @@ impl QueueCore {
             stand_in: Arc::new(Message::new(bytes::Bytes::new()).persistent()),
             length_ceiling: u64::MAX,
             evicted: 0,
+            held_back: std::collections::HashSet::new(),
         }
     }
 
@@ -1074,6 +1078,10 @@ impl QueueCore {
             }
             State::Delayed(_) => self.stats.delayed -= 1,
             State::Leased { .. } => self.leave_lease(key, fx),
+        }
+        if !self.held_back.is_empty() {
+            let seq = self.slots[key].seq;
+            self.end_hold(seq, key);
         }
         let e = self.slots.remove(key);
         self.stats.bytes -= e.size;

@@ -74,6 +74,7 @@ impl QueueCore {
         self.consumers.list.clear();
         self.slots.clear();
         self.evicted = 0;
+        self.held_back.clear();
         self.ready = super::ready::ReadyIndex::new(self.config.fifo, self.config.max_priority);
         self.delayed.clear();
         self.deadlines.clear();

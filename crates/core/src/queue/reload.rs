@@ -13,7 +13,7 @@
 //!
 //! [`Dying::InStore`]: super::Dying::InStore
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,13 +79,13 @@ impl QueueCore {
     /// returned messages are), and for a FIFO queue with its group's block
     /// undone and its turn at the front again.
     pub(super) fn unpop(&mut self, refs: &[Ref], fx: &mut Effects) {
+        // Nothing became ready that was not before: no waiter is woken.
+        let _ = fx;
         for &(seq, key) in refs.iter().rev() {
             let e = &self.slots[key];
             self.ready.push((seq, key), e.priority, e.group(), true);
-            if let ReadyIndex::Grouped(g) = &mut self.ready
-                && g.release_front(e.group().unwrap_or(""))
-            {
-                fx.became_ready += 1;
+            if let ReadyIndex::Grouped(g) = &mut self.ready {
+                g.release_front(e.group().unwrap_or(""));
             }
         }
     }
@@ -101,8 +101,15 @@ impl QueueCore {
         popped.clear();
         self.pop_ready(max, &mut popped);
         let mut bytes = 0;
+        // A FIFO group is delivered one message at a time (the next waits
+        // for the first's settlement): only its head is read.
+        let grouped = matches!(self.ready, ReadyIndex::Grouped(_));
+        let mut heads: HashSet<&str> = HashSet::new();
         for &(seq, key) in &popped {
             let e = &self.slots[key];
+            if grouped && !heads.insert(e.group().unwrap_or("")) {
+                continue;
+            }
             if e.evicted
                 && bytes < max_bytes
                 && let Some(loc) = e.loc.get()
@@ -111,10 +118,24 @@ impl QueueCore {
                 bytes += e.size;
             }
         }
+        drop(heads);
         self.unpop(&popped, fx);
         popped.clear();
         self.scratch = popped;
         plan
+    }
+
+    /// A message held back unreadable comes back in line (its delay ended,
+    /// or it leaves the queue): its FIFO group's hold ends. Returns whether
+    /// it was held.
+    pub(super) fn end_hold(&mut self, seq: u64, key: usize) -> bool {
+        if !self.held_back.remove(&seq) {
+            return false;
+        }
+        if let (ReadyIndex::Grouped(g), Some(e)) = (&mut self.ready, self.slots.get(key)) {
+            g.release(e.group().unwrap_or(""));
+        }
+        true
     }
 
     /// The evicted ones among `refs`, if any: what an all-or-nothing
@@ -132,10 +153,10 @@ impl QueueCore {
 
     /// Takes back the bodies a reload read, then delivers to consumers.
     /// Returns how many are out of delivery's way: back in memory, or
-    /// stepped out of line. An unreadable one (damage or an I/O
-    /// error, said loudly) is never dropped for it: in a standard queue it
-    /// waits a minute out of line, so the messages behind it go on; in a
-    /// FIFO queue its group waits for it.
+    /// stepped out of line. An unreadable one (damage or an I/O error, said
+    /// loudly) is never dropped for it: it waits a minute out of line, so
+    /// the messages behind it go on; in a FIFO queue its group waits with
+    /// it (held as if it were in flight), the other groups go on.
     pub fn reloaded(&mut self, loaded: Loaded, now: Timestamp, fx: &mut Effects) -> usize {
         let (mut back, mut cleared) = (0, 0);
         for (seq, key, got) in loaded {
@@ -148,9 +169,13 @@ impl QueueCore {
                     back += 1;
                 }
                 Err(err) => {
-                    tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back; it stays queued");
-                    if e.state == State::Ready && !matches!(self.ready, ReadyIndex::Grouped(_)) {
+                    tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back; it stays queued and is tried again in a minute");
+                    if e.state == State::Ready {
                         let (size, retry) = (e.size, now.plus(UNREADABLE_RETRY));
+                        if let ReadyIndex::Grouped(g) = &mut self.ready {
+                            g.hold(e.group().unwrap_or(""));
+                            self.held_back.insert(seq);
+                        }
                         self.stats.ready -= 1;
                         self.stats.ready_bytes -= size;
                         if let Some(e) = self.slots.get_mut(key) {

@@ -27,7 +27,9 @@ impl QueueCore {
                 .is_some_and(|e| e.seq == seq && e.state == State::Delayed(at));
             if due {
                 self.stats.delayed -= 1;
-                self.make_ready(key, false, fx);
+                // One held back unreadable goes back to the head of its group.
+                let held = !self.held_back.is_empty() && self.end_hold(seq, key);
+                self.make_ready(key, held, fx);
             }
         }
         while let Some(&Reverse((at, seq, key))) = self.deadlines.peek() {

@@ -113,6 +113,8 @@ enum CommitState {
     Done,
     /// Commits `first..=last` (one, or several joined by `and`).
     Pending(u64, u64, Arc<Tracker>),
+    /// Two commits apart (see [`Commit::both`]): durable once both are.
+    Both(Box<Commit>, Box<Commit>),
     Failed(StoreError),
 }
 
@@ -139,6 +141,7 @@ impl Commit {
     }
 
     pub fn is_done(&self) -> bool {
+        // `Both` is never made of two done commits (`both` folds them).
         matches!(self.state, CommitState::Done)
     }
 
@@ -151,6 +154,22 @@ impl Commit {
             CommitState::Pending(first, last, t) => {
                 t.lock().progress.outcome_of_range(*first, *last)
             }
+            CommitState::Both(a, b) => match (a.outcome()?, b.outcome()?) {
+                (Ok(()), Ok(())) => Some(Ok(())),
+                (Err(e), _) | (_, Err(e)) => Some(Err(e)),
+            },
+        }
+    }
+
+    /// Whether it is known never to be durable: refused, or its store said
+    /// it failed. An outcome the store no longer remembers (past its last
+    /// failures) is not known to have failed.
+    pub fn known_failed(&self) -> bool {
+        match &self.state {
+            CommitState::Done => false,
+            CommitState::Failed(_) => true,
+            CommitState::Pending(first, last, t) => t.lock().progress.known_failed(*first, *last),
+            CommitState::Both(a, b) => a.known_failed() || b.known_failed(),
         }
     }
 
@@ -169,14 +188,41 @@ impl Commit {
             (Failed(e), _) | (_, Failed(e)) => Failed(e),
             (Done, s) | (s, Done) => s,
             (Pending(a1, a2, t), Pending(b1, b2, _)) => Pending(a1.min(b1), a2.max(b2), t),
+            (a @ Both(..), b) | (b, a @ Both(..)) => {
+                Both(Box::new(Commit { state: a }), Box::new(Commit { state: b }))
+            }
         };
         Commit { state }
+    }
+
+    /// A commit that completes when both have and fails if either does,
+    /// each judged on its own range: unlike [`Commit::and`], a failure of
+    /// another commit between the two (an old original and a new batch)
+    /// fails neither.
+    pub fn both(self, other: Commit) -> Commit {
+        use CommitState::*;
+        match (&self.state, &other.state) {
+            (Done, _) => other,
+            (_, Done) => self,
+            (Failed(_), _) => self,
+            (_, Failed(_)) => other,
+            _ => Commit {
+                state: Both(Box::new(self), Box::new(other)),
+            },
+        }
     }
 
     pub async fn wait(self) -> Result<(), StoreError> {
         match self.state {
             CommitState::Done => Ok(()),
             CommitState::Failed(e) => Err(e),
+            CommitState::Both(a, b) => {
+                let (a, b) = (Box::pin(a.wait()), Box::pin(b.wait()));
+                match (a.await, b.await) {
+                    (Ok(()), Ok(())) => Ok(()),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                }
+            }
             CommitState::Pending(first, last, tracker) => {
                 Wait {
                     first,
@@ -267,6 +313,28 @@ mod tests {
             p.done = 2;
         });
         assert_eq!(joined.wait().await, Err(StoreError::Full));
+    }
+
+    #[tokio::test]
+    async fn commits_apart_are_judged_each_on_its_own() {
+        let t = Tracker::new();
+        let old = Commit::pending(1, Arc::clone(&t));
+        let new = Commit::pending(3, Arc::clone(&t));
+        // Commit 2, between them, fails: `and` would fail both, `both` not.
+        t.update(|p| {
+            p.done = 1;
+            p.fail(2, 2, StoreError::Full);
+            p.done = 3;
+        });
+        let joined = old.clone().and(new.clone());
+        assert_eq!(joined.outcome(), Some(Err(StoreError::Full)));
+        let apart = old.both(new);
+        assert_eq!(apart.outcome(), Some(Ok(())));
+        assert!(!apart.known_failed());
+        assert_eq!(apart.wait().await, Ok(()));
+        let failed = Commit::pending(2, Arc::clone(&t));
+        assert!(failed.known_failed());
+        assert!(Commit::done().both(failed).known_failed());
     }
 
     #[tokio::test]

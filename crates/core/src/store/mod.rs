@@ -122,6 +122,15 @@ impl Progress {
         self.done = self.done.max(last);
     }
 
+    /// Whether one of commits `first..=last` is known to have failed (a
+    /// range listed in `failed`; an outcome forgotten since is unknown,
+    /// not failed).
+    pub fn known_failed(&self, first: u64, last: u64) -> bool {
+        self.failed
+            .iter()
+            .any(|(a, b, _)| *a <= last && first <= *b)
+    }
+
     /// The outcome of commits `first..=last` together, once all are settled.
     pub fn outcome_of_range(&self, first: u64, last: u64) -> Option<Result<(), StoreError>> {
         if last > self.done {

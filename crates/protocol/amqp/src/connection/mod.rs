@@ -117,7 +117,10 @@ pub async fn run<S: Stream>(amqp: Arc<Amqp>, conn: Accepted<S>) {
         let writing = pending > 0;
         // A client that does not read its deliveries or replies gets no
         // more of either, and past a limit we stop reading its requests.
-        let take_events = pending < OUTPUT_HIGH_WATER;
+        // While an answer waits for the journal, events are taken whatever
+        // is unwritten: the one that ends the wait is among them (what else
+        // comes is bounded by the consumers' flow windows).
+        let take_events = pending < OUTPUT_HIGH_WATER || session.cx.paused;
         let reading = !session.input_held() && pending < OUTPUT_HIGH_WATER * 4;
         if close_sleep.is_none()
             && let Some(at) = session.close_deadline()
