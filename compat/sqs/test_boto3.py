@@ -217,7 +217,7 @@ def test_permissions_edit_the_policy(sqs):
     sqs.add_permission(QueueUrl=url, Label="share", AWSAccountIds=["111122223333"], Actions=["SendMessage"])
     policy = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"])
     assert policy["Statement"][0]["Sid"] == "share"
-    assert policy["Statement"][0]["Action"] == ["SQS:SendMessage"]
+    assert policy["Statement"][0]["Action"] == "SQS:SendMessage", "one action is a plain string, as AWS writes it"
     with pytest.raises(ClientError) as e:
         sqs.add_permission(QueueUrl=url, Label="share", AWSAccountIds=["1"], Actions=["SendMessage"])
     assert e.value.response["Error"]["Code"] == "InvalidParameterValue"

@@ -137,3 +137,32 @@ def test_a_body_past_the_http_limit_gets_an_sqs_error(sqs):
     with pytest.raises(ClientError) as e:
         sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "big", "MessageBody": "x" * (5 * 1024 * 1024)}])
     assert e.value.response["Error"]["Code"] in ("AWS.SimpleQueueService.BatchRequestTooLong", "BatchRequestTooLong")
+
+
+def test_add_permission_shares_only_what_aws_lets_be_shared(sqs):
+    import json
+
+    url = sqs.create_queue(QueueName=name())["QueueUrl"]
+    for action in ("RemovePermission", "AddPermission", "SetQueueAttributes", "NoSuchAction"):
+        with pytest.raises(ClientError) as e:
+            sqs.add_permission(QueueUrl=url, Label="x", AWSAccountIds=["111122223333"], Actions=[action])
+        err = e.value.response["Error"]
+        assert err["Code"] == "InvalidParameterValue"
+        assert err["Message"] == (
+            f"Value SQS:{action} for parameter ActionName is invalid. "
+            "Reason: Only the queue owner is allowed to invoke this action."
+        )
+    sqs.add_permission(QueueUrl=url, Label="one", AWSAccountIds=["111122223333"], Actions=["ReceiveMessage"])
+    sqs.add_permission(
+        QueueUrl=url,
+        Label="two",
+        AWSAccountIds=["111122223333", "444455556666"],
+        Actions=["SendMessage", "DeleteMessage"],
+    )
+    policy = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"])
+    assert policy["Version"] == "2008-10-17"
+    one, two = policy["Statement"]
+    assert one["Principal"] == {"AWS": "arn:aws:iam::111122223333:root"}
+    assert one["Action"] == "SQS:ReceiveMessage"
+    assert two["Principal"]["AWS"] == ["arn:aws:iam::111122223333:root", "arn:aws:iam::444455556666:root"]
+    assert two["Action"] == ["SQS:SendMessage", "SQS:DeleteMessage"]

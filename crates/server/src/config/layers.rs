@@ -89,7 +89,8 @@ fn locate(text: &str, error: &str) -> Option<Place> {
     let (span, key) = found?;
     let before = text.get(..span.start)?;
     let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |l| l.chars().count()) + 1;
     Some(Place { line, column, key })
 }
 

@@ -14,6 +14,22 @@ use crate::wire::Request;
 
 const MAX_ACTIONS: usize = 7;
 
+/// What AddPermission may share with another account (AWS's list; the
+/// batch actions come with their single forms). Everything else, the
+/// owner-only actions among it, AWS refuses by the same words.
+const SHAREABLE: &[&str] = &[
+    "*",
+    "SendMessage",
+    "ReceiveMessage",
+    "DeleteMessage",
+    "ChangeMessageVisibility",
+    "GetQueueAttributes",
+    "GetQueueUrl",
+    "ListDeadLetterSourceQueues",
+    "PurgeQueue",
+    "ListQueueTags",
+];
+
 fn label_invalid(label: &str, why: &str) -> SqsError {
     SqsError::invalid_parameter(&format!(
         "Value {label} for parameter Label is invalid. Reason: {why}"
@@ -49,6 +65,11 @@ pub async fn add(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, S
             actions.len()
         )));
     }
+    if let Some(owner_only) = actions.iter().find(|a| !SHAREABLE.contains(a)) {
+        return Err(SqsError::invalid_parameter(&format!(
+            "Value SQS:{owner_only} for parameter ActionName is invalid. Reason: Only the queue owner is allowed to invoke this action."
+        )));
+    }
     let arn = names::queue_arn(&sqs.config.region, &sqs.config.account_id, name);
     let mut config = q.config();
     let mut policy: Value = config
@@ -68,11 +89,16 @@ pub async fn add(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, S
         .map(|a| format!("arn:aws:iam::{a}:root"))
         .collect();
     let actions: Vec<String> = actions.iter().map(|a| format!("SQS:{a}")).collect();
+    // One principal or action is written as a plain string, as AWS does.
+    let one_or_list = |v: Vec<String>| match <[String; 1]>::try_from(v) {
+        Ok([one]) => Value::String(one),
+        Err(v) => json!(v),
+    };
     statements.push(json!({
         "Sid": label,
         "Effect": "Allow",
-        "Principal": {"AWS": principals},
-        "Action": actions,
+        "Principal": {"AWS": one_or_list(principals)},
+        "Action": one_or_list(actions),
         "Resource": arn,
     }));
     config
