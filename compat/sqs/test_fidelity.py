@@ -166,3 +166,28 @@ def test_add_permission_shares_only_what_aws_lets_be_shared(sqs):
     assert one["Action"] == "SQS:ReceiveMessage"
     assert two["Principal"]["AWS"] == ["arn:aws:iam::111122223333:root", "arn:aws:iam::444455556666:root"]
     assert two["Action"] == ["SQS:SendMessage", "SQS:DeleteMessage"]
+
+
+def test_aws_wording_of_common_parameter_errors(sqs):
+    url = sqs.create_queue(QueueName=name())["QueueUrl"]
+    err = batch_error(lambda: sqs.send_message(QueueUrl=url, MessageBody="x", DelaySeconds=901))
+    assert err["Code"] == "InvalidParameterValue"
+    assert err["Message"] == "Value 901 for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= 900."
+    err = batch_error(lambda: sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=11))
+    assert err["Message"] == "Value 11 for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and 10, if provided."
+    err = batch_error(
+        lambda: sqs.send_message(
+            QueueUrl=url,
+            MessageBody="x",
+            MessageAttributes={"a": {"DataType": "Blob", "StringValue": "v"}},
+        )
+    )
+    assert err["Code"] == "InvalidParameterValue"
+    assert err["Message"] == (
+        "The message attribute 'a' has an invalid message attribute type, "
+        "the set of supported type prefixes is Binary, Number, and String."
+    )
+    for keys in ([], ["k" * 129]):
+        err = batch_error(lambda: sqs.untag_queue(QueueUrl=url, TagKeys=keys))
+        assert err["Code"] == "InvalidParameterValue"
+        assert err["Message"] == "Tag keys must be between 1 and 128 characters in length."

@@ -34,9 +34,9 @@ impl<'a> Input<'a> {
         };
         match v {
             Some(n) if (lo..=hi).contains(&n) => Ok(Some(n)),
-            Some(n) => Err(SqsError::invalid_parameter(&format!(
-                "Value {n} for parameter {name} is invalid. It must be between {lo} and {hi}."
-            ))),
+            Some(n) => Err(crate::wording::invalid_parameter_value::out_of_range(
+                name, n, lo, hi,
+            )),
             None => Err(SqsError::invalid_parameter(&format!(
                 "Value for parameter {name} is invalid. It must be an integer."
             ))),
@@ -78,6 +78,8 @@ impl<'a> Input<'a> {
     pub fn string_list(&self, name: &str) -> Result<Vec<&'a str>, SqsError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(Vec::new()),
+            // The query protocol sends an empty list as `Name=`.
+            Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| {

@@ -29,6 +29,7 @@ mod names;
 mod receipt;
 pub mod sigv4;
 pub mod wire;
+mod wording;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -193,10 +194,7 @@ async fn answer(
             let n = declared.unwrap_or(BODY_MAX + 1);
             let (protocol, action) = wire::protocol_of(&headers, uri.query(), &prefix);
             let e = if action.as_deref() == Some("SendMessageBatch") {
-                SqsError::batch_too_long(&format!(
-                    "Batch requests cannot be longer than {} bytes. You have sent {n} bytes.",
-                    attributes::MAX_BATCH_SIZE
-                ))
+                wording::batch_too_long(attributes::MAX_BATCH_SIZE, n)
             } else {
                 SqsError::invalid_parameter(&format!(
                     "One or more parameters are invalid. Reason: the request of {n} bytes is longer than {BODY_MAX} bytes."

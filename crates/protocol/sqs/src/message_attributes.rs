@@ -144,7 +144,11 @@ fn parse_one(name: &str, spec: &Json) -> Result<(Value, usize), SqsError> {
             }
             Value::Bytes(Bytes::from(bytes))
         }
-        _ => return Err(bad("the DataType must start with String, Number or Binary")),
+        _ => {
+            return Err(crate::wording::invalid_parameter_value::attribute_type(
+                name,
+            ));
+        }
     };
     let n = data_type.len()
         + match &value {

@@ -20,9 +20,7 @@ const MAX_ENTRIES: usize = 10;
 fn entries<'a>(input: &Input<'a>, kind: &str) -> Result<Vec<Input<'a>>, SqsError> {
     let entries = input.object_list("Entries")?;
     if entries.is_empty() {
-        return Err(SqsError::empty_batch(&format!(
-            "There should be at least one {kind} in the request."
-        )));
+        return Err(crate::wording::empty_batch(kind));
     }
     if entries.len() > MAX_ENTRIES {
         return Err(SqsError::too_many_entries(&format!(
@@ -110,9 +108,7 @@ pub async fn send(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, 
     let total: usize = entries.iter().map(raw_size).sum();
     let limit = attributes::MAX_BATCH_SIZE;
     if total > limit {
-        return Err(SqsError::batch_too_long(&format!(
-            "Batch requests cannot be longer than {limit} bytes. You have sent {total} bytes."
-        )));
+        return Err(crate::wording::batch_too_long(limit, total));
     }
     if config.fifo {
         let content_based = config.dedup.as_ref().is_some_and(|d| d.content_based);

@@ -369,11 +369,7 @@ pub(crate) fn delete_one(sqs: &Sqs, q: &Arc<QueueHandle>, handle: &str) -> Resul
 /// The lease a receipt handle of `q` names, or SQS's error for a handle
 /// that never was one.
 fn lease_of(q: &Arc<QueueHandle>, handle: &str) -> Result<Lease, SqsError> {
-    receipt::decode(q.id(), handle).ok_or_else(|| {
-        SqsError::receipt_handle_is_invalid(&format!(
-            "The input receipt handle \"{handle}\" is not a valid receipt handle."
-        ))
-    })
+    receipt::decode(q.id(), handle).ok_or_else(|| crate::wording::receipt_handle_is_invalid(handle))
 }
 
 /// Which leases a handle may name: on a standard queue, any the message

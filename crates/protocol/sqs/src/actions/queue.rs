@@ -299,8 +299,12 @@ pub async fn untag(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value,
     let name = queue_name(req, input)?;
     let q = sqs.queue(name)?;
     let keys_to_drop = input.string_list("TagKeys")?;
-    if keys_to_drop.is_empty() {
-        return Err(SqsError::missing_parameter("TagKeys"));
+    if keys_to_drop.is_empty()
+        || keys_to_drop
+            .iter()
+            .any(|k| k.is_empty() || k.chars().count() > 128)
+    {
+        return Err(crate::wording::invalid_parameter_value::tag_key_length());
     }
     let mut config = q.config();
     for k in keys_to_drop {
