@@ -44,6 +44,11 @@ def test_a_queue_sealed_with_its_own_kms_key(tmp_path):
         url = sqs.create_queue(QueueName="orders", Attributes={"KmsMasterKeyId": "alias/orders"})["QueueUrl"]
         attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         assert attrs["KmsMasterKeyId"] == "alias/orders"
+        # A queue sealed under a key of its own does not lose it to an id
+        # that names none.
+        with pytest.raises(ClientError) as e:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={"KmsMasterKeyId": "alias/ordres"})
+        assert e.value.response["Error"]["Code"] == "InvalidAttributeValue"
         logs = sqs.create_queue(QueueName="logs")["QueueUrl"]
         arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
         sqs.set_queue_attributes(QueueUrl=logs, Attributes={"KmsMasterKeyId": arn})

@@ -1013,4 +1013,56 @@ async fn an_amqp_declare_takes_a_queue_made_through_sqs() {
         .await
         .expect_err("a transient declare of a durable queue");
     assert!(e.to_string().contains("inequivalent arg 'durable'"), "{e}");
+
+    // A redrive policy's maxReceiveCount is a quorum queue's delivery
+    // limit one lower; its dead-letter queue is no exchange.
+    let redriven = "made-by-sqs-redriven";
+    bounded("CreateQueue", sqs.declare(&QueueSpec::plain("its-dlq")))
+        .await
+        .expect("dlq");
+    let spec = QueueSpec {
+        dead_letter: Some(DeadLetterSpec {
+            target: "its-dlq".into(),
+            after_receives: Some(3),
+        }),
+        ..QueueSpec::plain(redriven)
+    };
+    bounded("CreateQueue", sqs.declare(&spec))
+        .await
+        .expect("redriven queue");
+    let declare_redriven = |args: FieldTable| {
+        let conn = &conn;
+        async move {
+            let ch = bounded("channel", conn.create_channel())
+                .await
+                .expect("channel");
+            bounded(
+                "queue.declare",
+                ch.queue_declare(redriven.into(), durable, args),
+            )
+            .await
+        }
+    };
+    let mut quorum = FieldTable::default();
+    quorum.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    quorum.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(2));
+    declare_redriven(quorum)
+        .await
+        .expect("a delivery limit that agrees with maxReceiveCount");
+    let mut dlx = FieldTable::default();
+    dlx.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("amq.direct".into()),
+    );
+    let e = declare_redriven(dlx)
+        .await
+        .expect_err("an exchange where the queue dead-letters to a queue");
+    assert!(
+        e.to_string()
+            .contains("inequivalent arg 'x-dead-letter-exchange' for queue 'made-by-sqs-redriven' in vhost '/': received 'amq.direct' but current is 'none'"),
+        "{e}"
+    );
 }

@@ -323,8 +323,10 @@ impl Broker {
                 _ => return self.store.barrier(),
             }
         }
-        let unbound = self.unbind_everywhere(ns, &q.namespace, &Destination::queue(&q.name));
-        self.close_queue(q).and(unbound)
+        // The queue's deletion is journaled before the auto-deletions it
+        // causes: a crash between them keeps the routers, not the queue.
+        let closed = self.close_queue(q);
+        closed.and(self.unbind_everywhere(ns, &q.namespace, &Destination::queue(&q.name)))
     }
 
     /// Marks a queue deleted, ends its consumers and waiters, journals it.

@@ -123,6 +123,12 @@ impl Broker {
             // Deleted meanwhile by another: that deletion is before now.
             return Ok(self.barrier_if(durable));
         }
+        Ok(self.router_removed(&ns, namespace, name, durable))
+    }
+
+    /// What follows a router's removal from its namespace: its record, and
+    /// the bindings to it everywhere (with the auto-deletions they cause).
+    fn router_removed(&self, ns: &Namespace, namespace: &str, name: &str, durable: bool) -> Commit {
         let commit = if durable {
             self.append(&mut vec![Record::RouterDeleted {
                 namespace: namespace.to_owned(),
@@ -131,7 +137,30 @@ impl Broker {
         } else {
             Commit::done()
         };
-        Ok(commit.and(self.unbind_everywhere(&ns, namespace, &Destination::router(name))))
+        commit.and(self.unbind_everywhere(ns, namespace, &Destination::router(name)))
+    }
+
+    /// Deletes auto-delete router `r` (named `name`) if it still is the
+    /// router of that name and still has no bindings, both checked under
+    /// the namespace's lock: a bind that came in meanwhile keeps it.
+    fn delete_if_emptied(
+        &self,
+        ns: &Namespace,
+        namespace: &str,
+        name: &str,
+        r: &Arc<std::sync::RwLock<Router>>,
+    ) -> Commit {
+        let durable = {
+            let mut map = write(&ns.routers);
+            match map.get(name) {
+                Some(current) if Arc::ptr_eq(current, r) && read(r).binding_count() == 0 => {
+                    map.remove(name);
+                    read(r).config().durable
+                }
+                _ => return Commit::done(),
+            }
+        };
+        self.router_removed(ns, namespace, name, durable)
     }
 
     /// Removes every binding to `dest` (a router or queue going away). An
@@ -146,18 +175,15 @@ impl Broker {
     ) -> Commit {
         let routers: Vec<_> = read(&ns.routers).values().cloned().collect();
         let mut emptied = Vec::new();
-        for r in routers {
-            let mut r = write(&r);
+        for arc in routers {
+            let mut r = write(&arc);
             if r.unbind_destination(dest) > 0 && r.config().auto_delete && r.binding_count() == 0 {
-                emptied.push(r.name().to_owned());
+                emptied.push((r.name().to_owned(), Arc::clone(&arc)));
             }
         }
         let mut commit = Commit::done();
-        for name in emptied {
-            // Gone meanwhile: nothing left to do for it.
-            if let Ok(c) = self.delete_router(namespace, &name, false) {
-                commit = commit.and(c);
-            }
+        for (name, r) in emptied {
+            commit = commit.and(self.delete_if_emptied(ns, namespace, &name, &r));
         }
         commit
     }
@@ -207,7 +233,7 @@ impl Broker {
             self.barrier_if(durable)
         };
         if removed && now_unused {
-            commit = commit.and(self.delete_router(namespace, &binding.source, false)?);
+            commit = commit.and(self.delete_if_emptied(&ns, namespace, &binding.source, &source));
         }
         Ok((removed, commit))
     }

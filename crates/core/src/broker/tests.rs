@@ -1462,3 +1462,60 @@ async fn a_durable_original_is_not_forgotten_after_many_unrelated_failures() {
         again.outcome
     );
 }
+
+// ---- older leases of a message (SQS receipt handles of standard queues) ----
+
+#[test]
+fn a_message_hidden_by_an_older_lease_comes_back_once() {
+    use crate::queue::LeaseMatch::AnyOfMessage;
+    let env = Env::new();
+    let b = &env.broker;
+    let q = env.queue("q", QueueConfig::default());
+    env.send(&q, "once");
+    let first = b.receive(&q, 1, ReceiveMode::Lease(secs(1)));
+    env.clock.advance(secs(2));
+    // Its visibility ran out: the older lease hides it, then shows it.
+    b.set_visibility_matching(&q, first[0].lease, AnyOfMessage, secs(30), None)
+        .expect("hidden again");
+    assert_eq!(b.peek(&q, 10).len(), 0);
+    b.set_visibility_matching(&q, first[0].lease, AnyOfMessage, secs(0), None)
+        .expect("shown");
+    assert_eq!(b.peek(&q, 10).len(), 1, "shown once");
+    let got = b.receive(&q, 10, ReceiveMode::Lease(secs(30)));
+    assert_eq!(got.len(), 1, "received once, not once per reference");
+    let s = q.stats();
+    assert_eq!((s.ready, s.leased), (0, 1));
+    // And after another round trip, a move takes it once too.
+    b.set_visibility_matching(&q, got[0].lease, AnyOfMessage, secs(0), None)
+        .expect("shown");
+    let seen = b.receive(&q, 10, ReceiveMode::AutoAck);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(q.stats().ready, 0);
+}
+
+#[test]
+fn an_older_lease_does_not_move_a_push_consumers_delivery() {
+    use crate::queue::LeaseMatch::AnyOfMessage;
+    let env = Env::new();
+    let b = &env.broker;
+    let q = env.queue("q", QueueConfig::default());
+    env.send(&q, "held");
+    let pulled = b.receive(&q, 1, ReceiveMode::Lease(secs(1)));
+    env.clock.advance(secs(2));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    b.consume(&q, ConsumerSpec::new(tx)).expect("consume");
+    b.fire_timers();
+    let pushed = rx.try_recv().expect("delivered to the push consumer");
+    assert_eq!(pushed.delivery_count, 2);
+    let old = pulled[0].lease;
+    assert!(matches!(
+        b.set_visibility_matching(&q, old, AnyOfMessage, secs(0), None),
+        Err(CoreError::LeaseNotFound)
+    ));
+    assert!(matches!(
+        b.ack_matching(&q, old, AnyOfMessage),
+        Err(CoreError::LeaseNotFound)
+    ));
+    assert_eq!(q.stats().leased, 1, "still the push consumer's");
+    b.ack(&q, pushed.lease).expect("its own ack settles it");
+}

@@ -104,13 +104,23 @@ pub enum ReceiveMode {
     AutoAck,
 }
 
+/// Records `key` as taken; false if it was already.
+fn once(taken: &mut Vec<usize>, key: usize) -> bool {
+    if taken.contains(&key) {
+        return false;
+    }
+    taken.push(key);
+    true
+}
+
 /// Which of a message's leases a settlement may name.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum LeaseMatch {
     /// Only its latest (AMQP delivery tags, SQS FIFO receipt handles).
     Current,
     /// Any it was given: on an SQS standard queue a receipt handle from an
-    /// earlier receive still names the message.
+    /// earlier receive still names the message, unless a push consumer (an
+    /// AMQP delivery) holds it now.
     AnyOfMessage,
 }
 
@@ -292,6 +302,12 @@ pub struct QueueCore {
     /// Sequence numbers of unreadable messages of a FIFO queue waiting out
     /// of line, each holding its group (see `QueueCore::reloaded`).
     held_back: std::collections::HashSet<u64>,
+    /// A ready message may have two references in the ready index: one
+    /// left behind when it left the ready state without being popped (an
+    /// SQS visibility change by an older handle, an unreadable body
+    /// stepping out of line), and one from its coming back. Pops then skip
+    /// a message already taken (rare, so a scan of what was taken).
+    twice_indexed: bool,
 }
 
 impl QueueCore {
@@ -324,6 +340,7 @@ impl QueueCore {
             length_ceiling: u64::MAX,
             evicted: 0,
             held_back: std::collections::HashSet::new(),
+            twice_indexed: false,
         }
     }
 
@@ -777,10 +794,14 @@ impl QueueCore {
     /// Pops up to `max` ready references (FIFO: as many as possible per group).
     fn pop_ready(&mut self, max: usize, out: &mut Vec<Ref>) {
         let slots = &self.slots;
+        let twice = self.twice_indexed;
+        let mut taken: Vec<usize> = Vec::new();
         let mut valid = |(seq, key): Ref| {
-            slots
+            let ready = slots
                 .get(key)
-                .is_some_and(|e| e.seq == seq && e.state == State::Ready)
+                .is_some_and(|e| e.seq == seq && e.state == State::Ready);
+            // A second reference to a message already taken in this pop.
+            ready && (!twice || once(&mut taken, key))
         };
         match &mut self.ready {
             ReadyIndex::Plain(p) => {
@@ -885,7 +906,15 @@ impl QueueCore {
         // still be acked with its last lease (as SQS allows).
         let key = self
             .find_matching(lease, m)
-            .filter(|&k| !matches!(self.slots[k].state, State::Delayed(_)))
+            .filter(|&k| match self.slots[k].state {
+                State::Delayed(_) => false,
+                // An older handle does not take a message from a push
+                // consumer (an AMQP delivery) that holds it now.
+                State::Leased {
+                    consumer: Some(_), ..
+                } => m == LeaseMatch::Current,
+                _ => true,
+            })
             .ok_or(CoreError::LeaseNotFound)?;
         self.remove(key, None, now, fx);
         self.stats.acked += 1;
@@ -960,7 +989,9 @@ impl QueueCore {
                     .ok_or(CoreError::LeaseNotFound)?;
                 let grouped = matches!(self.ready, ReadyIndex::Grouped(_));
                 match self.slots[key].state {
-                    State::Leased { .. } => key,
+                    // A lease of a pull receive; one a push consumer (an
+                    // AMQP delivery) holds is not an older handle's to move.
+                    State::Leased { consumer: None, .. } => key,
                     State::Ready if timeout.is_zero() => return Ok(now),
                     State::Ready if !grouped => {
                         self.hide(key, now);
@@ -997,6 +1028,8 @@ impl QueueCore {
     /// A ready message of a standard queue out of sight, as leased by
     /// nobody (its lease's deadline is set by the caller).
     fn hide(&mut self, key: usize, now: Timestamp) {
+        // Its reference stays in the ready index (see `twice_indexed`).
+        self.twice_indexed = true;
         let e = &mut self.slots[key];
         let size = e.size;
         e.state = State::Leased {
@@ -1234,10 +1267,13 @@ impl QueueCore {
     ) -> Result<Vec<Peeked>, Reload> {
         self.advance(now, fx);
         let slots = &self.slots;
+        let twice = self.twice_indexed;
+        let mut taken: Vec<usize> = Vec::new();
         let mut valid = |(seq, key): Ref| {
-            slots
+            let ready = slots
                 .get(key)
-                .is_some_and(|e| e.seq == seq && e.state == State::Ready)
+                .is_some_and(|e| e.seq == seq && e.state == State::Ready);
+            ready && (!twice || once(&mut taken, key))
         };
         let refs = self.ready.peek(max, &mut valid);
         if whole

@@ -174,6 +174,8 @@ impl QueueCore {
                 Err(err) => {
                     tracing::error!(queue = %self.name, error = %err, "an evicted message could not be read back; it stays queued and is tried again in a minute");
                     if e.state == State::Ready {
+                        // Its reference stays in the ready index.
+                        self.twice_indexed = true;
                         let (size, retry) = (e.size, now.plus(UNREADABLE_RETRY));
                         if let ReadyIndex::Grouped(g) = &mut self.ready {
                             g.hold(e.group().unwrap_or(""));

@@ -238,10 +238,15 @@ pub fn check_equivalent(
         n(requested.max_bytes),
         n(current.max_bytes),
     )?;
+    let overflow = |o: Overflow| match o {
+        Overflow::DropHead => "drop-head".to_owned(),
+        Overflow::RejectPublish => "reject-publish".to_owned(),
+        Overflow::RejectPublishDeadLetter => "reject-publish-dlx".to_owned(),
+    };
     differs(
         "x-overflow",
-        format!("{:?}", requested.overflow),
-        format!("{:?}", current.overflow),
+        overflow(requested.overflow),
+        overflow(current.overflow),
     )?;
     differs(
         "x-max-priority",
@@ -253,22 +258,39 @@ pub fn check_equivalent(
         requested.single_active_consumer.to_string(),
         current.single_active_consumer.to_string(),
     )?;
+    let text = |v: Option<&str>| v.unwrap_or("none").to_owned();
     differs(
         "x-encryption-key",
-        format!("{:?}", requested.encryption_key),
-        format!("{:?}", current.encryption_key),
+        text(requested.encryption_key.as_deref()),
+        text(current.encryption_key.as_deref()),
     )?;
-    for k in [
-        "x-dead-letter-exchange",
+    // Each dead-letter argument against its own part of the policy: an
+    // SQS redrive policy (to a queue) has no exchange, and its receive
+    // count is a delivery limit one higher than RabbitMQ's.
+    let router = |c: &QueueConfig| match c.dead_letter.as_ref().map(|p| &p.target) {
+        Some(DeadLetterTarget::Router { router, .. }) => router.clone(),
+        _ => "none".to_owned(),
+    };
+    let routing_key = |c: &QueueConfig| match c.dead_letter.as_ref().map(|p| &p.target) {
+        Some(DeadLetterTarget::Router {
+            routing_key: Some(k),
+            ..
+        }) => k.clone(),
+        _ => "none".to_owned(),
+    };
+    let limit = |c: &QueueConfig| {
+        n(c.dead_letter
+            .as_ref()
+            .and_then(|p| p.max_deliveries)
+            .map(|m| u64::from(m.saturating_sub(1))))
+    };
+    differs("x-dead-letter-exchange", router(requested), router(current))?;
+    differs(
         "x-dead-letter-routing-key",
-        "x-delivery-limit",
-    ] {
-        differs(
-            k,
-            format!("{:?}", requested.dead_letter),
-            format!("{:?}", current.dead_letter),
-        )?;
-    }
+        routing_key(requested),
+        routing_key(current),
+    )?;
+    differs("x-delivery-limit", limit(requested), limit(current))?;
     Ok(())
 }
 

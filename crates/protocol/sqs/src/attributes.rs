@@ -223,13 +223,25 @@ pub fn set(
                 // kept and reported while the journal's key (if any) seals
                 // the queue (docs/security.md).
                 let named = kms_key_name(value);
-                c.encryption_key = named.clone().filter(|n| (ctx.key_exists)(n));
-                if named.is_some() && c.encryption_key.is_none() {
-                    tracing::info!(
+                let held = named.clone().filter(|n| (ctx.key_exists)(n));
+                if named.is_some() && held.is_none() {
+                    // A queue sealed under a key of its own does not lose it
+                    // to an id that names none: that would quietly lower
+                    // its protection while still reporting a KMS key.
+                    if let Some(current) = &c.encryption_key {
+                        return Err(bad_value(
+                            name,
+                            &format!(
+                                "The queue is sealed under key '{current}'; '{value}' names no key this broker holds."
+                            ),
+                        ));
+                    }
+                    tracing::warn!(
                         kms_master_key_id = value,
                         "KmsMasterKeyId names no key this broker holds: kept and reported; the queue is sealed as the journal is"
                     );
                 }
+                c.encryption_key = held;
             }
         }
         "KmsDataKeyReusePeriodSeconds" => {

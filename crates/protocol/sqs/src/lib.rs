@@ -134,27 +134,52 @@ pub fn router(sqs: Arc<Sqs>) -> Router {
     Router::new().fallback(handle).with_state(sqs)
 }
 
-/// The body, or (past `max` bytes) the first `max` of it: enough to tell
-/// a query-protocol request's action, to answer it in its own words.
-async fn read_limited(body: axum::body::Body, max: usize) -> Result<Bytes, Bytes> {
+/// A body that could not be taken whole.
+enum Unread {
+    /// Past the limit: its first `max` bytes (enough to tell a
+    /// query-protocol request's action, to answer it in its own words).
+    TooLarge(Bytes),
+    /// The upload broke off: nothing of it is acted on.
+    Broken,
+}
+
+/// An oversized body is read on (and dropped) up to this much, so the
+/// client that is still sending it reads the answer, not a reset.
+const DRAIN_MAX: usize = 64 << 20;
+
+async fn read_limited(body: axum::body::Body, max: usize) -> Result<Bytes, Unread> {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut got = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let mut too_large = false;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
-            // A broken upload: what came is all there is.
-            break;
+            return Err(Unread::Broken);
         };
-        if let Ok(data) = frame.into_data() {
-            if got.len() + data.len() > max {
-                let room = max - got.len();
-                got.extend_from_slice(data.get(..room).unwrap_or_default());
-                return Err(got.freeze());
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if too_large {
+            if seen > DRAIN_MAX {
+                break;
             }
-            got.extend_from_slice(&data);
+            continue;
         }
+        if got.len() + data.len() > max {
+            let room = max - got.len();
+            got.extend_from_slice(data.get(..room).unwrap_or_default());
+            too_large = true;
+            continue;
+        }
+        got.extend_from_slice(&data);
     }
-    Ok(got.freeze())
+    if too_large {
+        Err(Unread::TooLarge(got.freeze()))
+    } else {
+        Ok(got.freeze())
+    }
 }
 
 /// Every answer carries its request id (`x-amzn-RequestId`; the SDKs
@@ -190,7 +215,17 @@ async fn answer(
         .and_then(|v| v.parse::<usize>().ok());
     let body: Bytes = match read_limited(body, BODY_MAX).await {
         Ok(b) => b,
-        Err(prefix) => {
+        Err(Unread::Broken) => {
+            let (protocol, action) = wire::protocol_of(&headers, uri.query(), &[]);
+            let e = SqsError::invalid_parameter("The request body was cut short.");
+            return wire::render(
+                protocol,
+                action.as_deref().unwrap_or(""),
+                request_id,
+                Err(e),
+            );
+        }
+        Err(Unread::TooLarge(prefix)) => {
             let n = declared.unwrap_or(BODY_MAX + 1);
             let (protocol, action) = wire::protocol_of(&headers, uri.query(), &prefix);
             let e = if action.as_deref() == Some("SendMessageBatch") {

@@ -193,16 +193,19 @@ impl Channel {
         if exchange.as_str() == DEFAULT_ROUTER {
             return Err(default_exchange_refused());
         }
-        let q = match self.usable_queue(cx, queue) {
-            Ok(q) => q,
-            // Unbinding from a queue that is gone succeeds, as in RabbitMQ
-            // (teardown code unbinds after an auto-delete queue went).
-            Err(f) if !add && f.code == ReplyCode::NotFound => {
+        // Unbinding from a queue that is gone succeeds, as in RabbitMQ
+        // (teardown code unbinds after an auto-delete queue went), once the
+        // user may: permissions come first, as there. A name that names
+        // nothing (no queue declared on the channel yet) is still 404.
+        if !add {
+            let name = self.queue_name(queue)?;
+            if cx.amqp.broker.queue(&cx.vhost, &name).is_err() {
+                cx.check(Access::Write, "queue", &name)?;
                 cx.check(Access::Read, "exchange", exchange.as_str())?;
                 return Ok(cx.amqp.broker.barrier());
             }
-            Err(f) => return Err(f),
-        };
+        }
+        let q = self.usable_queue(cx, queue)?;
         cx.check(Access::Write, "queue", q.name())?;
         cx.check(Access::Read, "exchange", exchange.as_str())?;
         // An empty routing key with an empty queue name means the last
