@@ -91,7 +91,7 @@ fn broker(c: &mut Criterion) {
             |m| {
                 broker.publish("ns", "x", m).expect("publish");
                 for q in &queues {
-                    broker.purge(q, true);
+                    let _ = broker.purge(q, true);
                 }
             },
             BatchSize::SmallInput,

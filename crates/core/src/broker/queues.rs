@@ -679,10 +679,11 @@ impl Broker {
         lock(&q.core).lease_is_current(lease)
     }
 
-    /// Removes messages (see [`QueueCore::purge`]); returns how many.
-    pub fn purge(&self, q: &Arc<QueueHandle>, include_leased: bool) -> u64 {
+    /// Removes messages (see [`QueueCore::purge`]); returns how many, and
+    /// when their removal is durable (answer once it is: a crash before
+    /// would bring them back).
+    pub fn purge(&self, q: &Arc<QueueHandle>, include_leased: bool) -> (u64, Commit) {
         self.op(q, |core, now, fx| core.purge(include_leased, now, fx))
-            .0
     }
 
     /// Registers a push consumer.

@@ -1345,6 +1345,36 @@ async fn durable_declarations_are_answered_once_the_journal_has_them() {
     assert_eq!(code(&e), 541);
     let ch3 = c2.create_channel().await.expect("the connection lives");
     store.release();
+
+    // purge-ok waits for the removals of persistent messages.
+    publish(
+        &ch3,
+        "",
+        "kept",
+        b"to purge",
+        BasicProperties::default().with_delivery_mode(2),
+    )
+    .await;
+    until(|| {
+        f.broker
+            .queue("/", "kept")
+            .is_ok_and(|q| q.stats().ready == 1)
+    })
+    .await;
+    store.release();
+    let mut purged = Box::pin(ch3.queue_purge(s("kept"), QueuePurgeOptions::default()));
+    assert!(
+        still_waiting(&mut purged).await,
+        "purge-ok before the removal was durable"
+    );
+    store.release();
+    assert_eq!(
+        tokio::time::timeout(WAIT, purged)
+            .await
+            .expect("purge-ok once durable")
+            .expect("purged"),
+        1
+    );
     tokio::time::timeout(
         WAIT,
         ch3.queue_declare(

@@ -49,17 +49,13 @@ impl Channel {
             queue::AMQPMethod::Purge(p) => {
                 let q = self.usable_queue(cx, &p.queue)?;
                 cx.check(Access::Read, "queue", q.name())?;
-                let n = cx.amqp.broker.purge(&q, false);
-                if !p.nowait {
-                    reply(
-                        cx,
-                        self.to.id,
-                        queue::AMQPMethod::PurgeOk(queue::PurgeOk {
-                            message_count: count(n),
-                        }),
-                    );
-                }
-                Ok(())
+                let (n, commit) = cx.amqp.broker.purge(&q, false);
+                let ok = (!p.nowait).then(|| {
+                    ok(queue::AMQPMethod::PurgeOk(queue::PurgeOk {
+                        message_count: count(n),
+                    }))
+                });
+                self.answer_when_durable(cx, commit, ok, (50, 30))
             }
             queue::AMQPMethod::Delete(d) => self.queue_delete(cx, d),
             other => Err(super::basic::server_only(&AMQPClass::Queue(other))),
@@ -268,10 +264,6 @@ fn server_named(conn: u64, channel: u16) -> String {
 /// Counts on the wire are 32-bit.
 fn count(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-fn reply(cx: &mut Ctx, channel: u16, m: queue::AMQPMethod) {
-    cx.out.method(channel, ok(m));
 }
 
 fn ok(m: queue::AMQPMethod) -> AMQPClass {

@@ -41,7 +41,7 @@ pub async fn dispatch(
         "ListQueues" => queue::list(sqs, who, req, &input),
         "GetQueueAttributes" => queue::get_attributes(sqs, req, &input),
         "SetQueueAttributes" => queue::set_attributes(sqs, req, &input).await,
-        "PurgeQueue" => queue::purge(sqs, req, &input),
+        "PurgeQueue" => queue::purge(sqs, req, &input).await,
         "TagQueue" => queue::tag(sqs, req, &input).await,
         "UntagQueue" => queue::untag(sqs, req, &input).await,
         "ListQueueTags" => queue::list_tags(sqs, req, &input),

@@ -251,7 +251,7 @@ fn set_attributes_now(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Com
     Ok(sqs.broker.reconfigure_queue(&q, config)?)
 }
 
-pub fn purge(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
+pub async fn purge(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsError> {
     let name = queue_name(req, input)?;
     let q = sqs.queue(name)?;
     let now = sqs.broker.now();
@@ -269,7 +269,8 @@ pub fn purge(sqs: &Sqs, req: &Request, input: &Input<'_>) -> Result<Value, SqsEr
         }
         purges.insert(name.to_owned(), now);
     }
-    sqs.broker.purge(&q, true);
+    let (_, commit) = sqs.broker.purge(&q, true);
+    super::durable(commit).await?;
     Ok(json!({}))
 }
 

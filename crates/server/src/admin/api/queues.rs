@@ -180,7 +180,8 @@ pub(super) async fn purge(
 ) -> ApiResult {
     let b = Arc::clone(broker(&s)?);
     let q = b.queue(&ns, &name).map_err(core_error)?;
-    let n = super::blocking("purge", move || b.purge(&q, false)).await?;
+    let (n, commit) = super::blocking("purge", move || b.purge(&q, false)).await?;
+    super::durable(commit).await?;
     Ok(Json(json!({ "purged": n })).into_response())
 }
 
