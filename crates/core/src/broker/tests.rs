@@ -1519,3 +1519,55 @@ fn an_older_lease_does_not_move_a_push_consumers_delivery() {
     assert_eq!(q.stats().leased, 1, "still the push consumer's");
     b.ack(&q, pushed.lease).expect("its own ack settles it");
 }
+
+#[tokio::test]
+async fn a_retry_after_a_failed_original_journals_it_again_and_is_its_duplicate() {
+    let (broker, store) = tracked();
+    let _ = broker.create_namespace(NS).expect("namespace");
+    let q = broker
+        .declare_queue(
+            NS,
+            "p.fifo",
+            QueueConfig {
+                durable: true,
+                ..QueueConfig::fifo()
+            },
+        )
+        .expect("q")
+        .0
+        .queue;
+    let done = store.next.load(std::sync::atomic::Ordering::Relaxed);
+    store.tracker.update(|p| p.done = done);
+    let m = || {
+        Message::new("pay")
+            .persistent()
+            .with_group("g")
+            .with_dedup_id("pay-1")
+    };
+    let (_, c) = broker.send(&q, m()).expect("send");
+    let n = store.next.load(std::sync::atomic::Ordering::Relaxed);
+    store
+        .tracker
+        .update(|p| p.fail(n, n, crate::store::StoreError::Full));
+    assert!(c.wait().await.is_err(), "sender told it failed");
+    let (again, c2) = broker.send(&q, m()).expect("resend");
+    assert!(
+        matches!(again.outcome, Enqueued::Duplicate(_)),
+        "still queued: the retry is its duplicate"
+    );
+    let n = store.next.load(std::sync::atomic::Ordering::Relaxed);
+    store.tracker.update(|p| p.done = n);
+    c2.wait().await.expect("retry durable");
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        for d in broker.receive(&q, 10, ReceiveMode::AutoAck) {
+            bodies.push(d.message.body.to_vec());
+        }
+    }
+    assert_eq!(
+        bodies.len(),
+        1,
+        "copies delivered of one dedup id: {}",
+        bodies.len()
+    );
+}

@@ -64,6 +64,9 @@ pub(super) struct DedupWindow {
     /// operation under way, whose commit is not known yet (see
     /// [`DedupWindow::attach`]).
     unattached: usize,
+    /// Keys whose failed original the operation under way journals again
+    /// (rare: after a storage failure), for [`DedupWindow::attach`] too.
+    retried: Vec<Key>,
 }
 
 /// The outcome of checking a message against the window.
@@ -71,6 +74,10 @@ pub(super) enum Check {
     /// Seen within the window: do not enqueue; confirm once the original's
     /// commit is durable.
     Duplicate(Original, Commit),
+    /// Seen within the window, but the store refused or failed the
+    /// original: if it is still queued, journal it again and answer this
+    /// send as its duplicate (one copy, now durable); else a new send.
+    Failed(Original, DedupKey),
     /// New: enqueue, then call [`DedupWindow::remember`] with this key.
     New(Option<DedupKey>),
 }
@@ -85,6 +92,7 @@ impl DedupWindow {
             seen: HashMap::new(),
             order: VecDeque::new(),
             unattached: 0,
+            retried: Vec::new(),
         }
     }
 
@@ -113,7 +121,7 @@ impl DedupWindow {
             Some(key) => match self.seen.get_mut(&key) {
                 // Refused or failed by the store: a retry is a new send. An
                 // outcome the store no longer remembers is not a failure.
-                Some(s) if s.commit.known_failed() => Check::New(Some(DedupKey(key))),
+                Some(s) if s.commit.known_failed() => Check::Failed(s.original, DedupKey(key)),
                 Some(s) => {
                     if matches!(s.commit.outcome(), Some(Ok(()))) {
                         // Durable for good: nothing more to wait for.
@@ -144,11 +152,23 @@ impl DedupWindow {
         self.unattached += 1;
     }
 
-    /// The commit of the operation that remembered the latest keys.
+    /// The original of `key` is journaled again by the operation under
+    /// way: its entry (window and all) takes that operation's commit.
+    pub(super) fn retried(&mut self, key: DedupKey) {
+        self.retried.push(key.0);
+    }
+
+    /// The commit of the operation that remembered the latest keys (and
+    /// journaled again the originals of retried ones).
     pub(super) fn attach(&mut self, commit: &Commit) {
         let n = std::mem::take(&mut self.unattached);
         for (_, key) in self.order.iter().rev().take(n) {
             if let Some(s) = self.seen.get_mut(key) {
+                s.commit = commit.clone();
+            }
+        }
+        for key in std::mem::take(&mut self.retried) {
+            if let Some(s) = self.seen.get_mut(&key) {
                 s.commit = commit.clone();
             }
         }

@@ -517,8 +517,18 @@ impl QueueCore {
         let window = self.dedup.as_mut().filter(|_| fresh);
         let dedup_key = match window.map(|d| d.check(&msg, now)) {
             Some(Check::Duplicate(original, commit)) => {
-                fx.originals = std::mem::take(&mut fx.originals).and(commit);
+                fx.originals = std::mem::take(&mut fx.originals).both(commit);
                 return Ok(Enqueued::Duplicate(original));
+            }
+            Some(Check::Failed(original, key)) => {
+                if self.journal_again(original.seq, fx) {
+                    if let Some(d) = self.dedup.as_mut() {
+                        d.retried(key);
+                    }
+                    return Ok(Enqueued::Duplicate(original));
+                }
+                // Gone from the queue meanwhile: this is a new send.
+                Some(key)
             }
             Some(Check::New(key)) => key,
             None => None,
@@ -566,6 +576,30 @@ impl QueueCore {
         }
         self.dispatch(now, fx);
         Ok(Enqueued::Accepted { seq })
+    }
+
+    /// Journals again a message whose `Enqueued` record the store refused
+    /// or failed, if it is still queued (a send retried after a storage
+    /// failure, answered as its duplicate): one copy, as it was, now with
+    /// a record. Rare, so found by a scan. Returns whether it was.
+    fn journal_again(&mut self, seq: u64, fx: &mut Effects) -> bool {
+        let Some((key, e)) = self.slots.iter().find(|(_, e)| e.seq == seq) else {
+            return false;
+        };
+        if e.evicted || !self.journaled(&e.msg) {
+            return false;
+        }
+        fx.records.push(Record::Enqueued {
+            queue: self.id,
+            seq,
+            at: e.enqueued_at,
+            deliveries: e.deliveries,
+            message: Arc::clone(&e.msg),
+            replaces: None,
+            forwarded: false,
+        });
+        fx.journaled.push((seq, key));
+        true
     }
 
     /// Tells the deduplication window the commit of the operation that

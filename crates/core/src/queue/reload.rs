@@ -77,10 +77,10 @@ impl QueueCore {
     /// Puts back references that were popped and not delivered, newest
     /// pop first, so the hand-out order is as it was: each where it was (as
     /// returned messages are), and for a FIFO queue with its group's block
-    /// undone and its turn at the front again. (In a standard queue whose
-    /// fresh lane holds a younger message ahead of an older one, a delay
-    /// that ended after it, the two may swap: standard queues promise no
-    /// order.)
+    /// undone and its turn at the front again. Exact because a lane's
+    /// fresh messages are in sequence order (a delay that ends places its
+    /// message among the returned ones) and pops take the lowest sequence
+    /// of the two.
     pub(super) fn unpop(&mut self, refs: &[Ref], fx: &mut Effects) {
         // Nothing became ready that was not before: no waiter is woken.
         let _ = fx;

@@ -27,9 +27,14 @@ impl QueueCore {
                 .is_some_and(|e| e.seq == seq && e.state == State::Delayed(at));
             if due {
                 self.stats.delayed -= 1;
-                // One held back unreadable goes back to the head of its group.
-                let held = !self.held_back.is_empty() && self.end_hold(seq, key);
-                self.make_ready(key, held, fx);
+                if !self.held_back.is_empty() {
+                    // One held back unreadable: its group's hold ends.
+                    self.end_hold(seq, key);
+                }
+                // Placed by its sequence number, among the returned ones:
+                // a lane's fresh messages stay in sequence order, which is
+                // what lets a put-back restore the hand-out order exactly.
+                self.make_ready(key, true, fx);
             }
         }
         while let Some(&Reverse((at, seq, key))) = self.deadlines.peek() {

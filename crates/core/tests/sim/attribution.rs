@@ -102,6 +102,29 @@ pub fn attribute(model: &mut Model, disk: &Disk, from: usize, qids: &[QueueId]) 
     for ev in &events {
         match *ev {
             Ev::Create(_) => {}
+            Ev::Rejournal(i) => {
+                let (qid, seq, token, deliveries) = {
+                    let e = &model.inst[i];
+                    (qids[e.queue], e.seq, e.token, e.deliveries)
+                };
+                let found = new.iter().enumerate().position(|(j, l)| {
+                    !claimed[j]
+                        && matches!(&l.record, Record::Enqueued { queue, seq: s, message, deliveries: d, replaces: None, forwarded: false, .. }
+                            if *queue == qid && Some(*s) == seq && token_of_arc(message) == token && *d == deliveries)
+                });
+                let Some(j) = found else {
+                    return Err(format!(
+                        "not journaled again: m{token} (seq {seq:?}, {deliveries} deliveries) whose first record failed; appends: {:?}",
+                        describe_records(new)
+                    ));
+                };
+                claimed[j] = true;
+                let rec = (from + j) as RecId;
+                let e = &mut model.inst[i];
+                e.created = Some(rec);
+                e.loc = new[j].loc;
+                e.counts.push((deliveries, rec));
+            }
             Ev::Count(i, k) => {
                 let (qid, seq, token) = {
                     let e = &model.inst[i];

@@ -24,7 +24,7 @@ use ferry_core::store::{QueueId, Store};
 
 use super::Check;
 use super::attribution::{attribute, token_of};
-use super::model::{Death, Model, Msg, State, Why};
+use super::model::{Death, Ev, Model, Msg, State, Why};
 use super::ops::{self, Mode, MsgSpec, Op};
 use super::queues::{DLQ, NAMESPACE, SPECS};
 use super::rng::Rng;
@@ -336,9 +336,16 @@ impl Sim {
                 .filter(|_| spec.dedup_window_ms.is_some())
                 .map(|k| format!("k{k}"));
             let seen = key.as_deref().and_then(|k| self.model.dedup_original(q, k));
-            let original = seen.filter(|&o| !self.never_durable(o));
-            if seen.is_some() && original.is_none() {
+            // An original the store refused or failed: still queued, it is
+            // journaled again and this send is its duplicate; gone, this
+            // is a new send.
+            let failed = seen.filter(|&o| self.never_durable(o));
+            let original = seen.filter(|&o| !self.never_durable(o) || self.model.inst[o].live);
+            if let Some(o) = failed {
                 self.totals.resent_after_failure += 1;
+                if self.model.inst[o].live {
+                    self.model.events.push(Ev::Rejournal(o));
+                }
             }
             match (original, sent.outcome) {
                 (Some(o), Enqueued::Duplicate(orig)) => {

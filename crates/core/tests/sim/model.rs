@@ -48,6 +48,9 @@ pub enum Death {
 #[derive(Clone, Debug)]
 pub enum Ev {
     Create(usize),
+    /// A live instance whose `Enqueued` record failed is journaled again
+    /// (a retried send of it, answered as its duplicate).
+    Rejournal(usize),
     Count(usize, u32),
     Remove {
         inst: usize,
