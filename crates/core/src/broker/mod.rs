@@ -248,6 +248,17 @@ impl Broker {
         self.store.barrier()
     }
 
+    /// What a change that journaled nothing waits for: if it is about
+    /// something durable, everything journaled before it (which may be the
+    /// write it found done).
+    pub(super) fn barrier_if(&self, durable: bool) -> Commit {
+        if durable {
+            self.store.barrier()
+        } else {
+            Commit::done()
+        }
+    }
+
     /// Journals records that are not about messages (topology).
     fn append(&self, records: &mut Vec<Record>) -> Commit {
         self.store_append(records, &mut Vec::new())

@@ -104,7 +104,7 @@ impl Broker {
 
     pub fn check_config(&self, config: &QueueConfig) -> CoreResult<()> {
         if let Some(name) = &config.encryption_key
-            && !self.store.has_key(name)
+            && !self.has_key(name)
         {
             return Err(CoreError::UnknownKey(name.clone()));
         }
@@ -223,11 +223,7 @@ impl Broker {
             });
         }
         core.touch(self.clock.now());
-        let commit = if config.durable && config.exclusive_owner.is_none() {
-            self.store.barrier()
-        } else {
-            Commit::done()
-        };
+        let commit = self.barrier_if(config.durable && config.exclusive_owner.is_none());
         Ok((
             DeclaredQueue {
                 queue: Arc::clone(q),

@@ -22,9 +22,8 @@ impl Broker {
     /// consumers. Returns how many are out of delivery's way (back in
     /// memory, or unreadable and stepped out of line).
     pub fn reload(&self, q: &Arc<QueueHandle>) -> usize {
-        let (plan, _nothing) = self.op(q, |core, _, fx| {
-            core.reload_plan(RELOAD_MESSAGES, RELOAD_BYTES, fx)
-        });
+        // Planning changes nothing (what it pops it puts back): no effects.
+        let plan = lock(&q.core).reload_plan(RELOAD_MESSAGES, RELOAD_BYTES);
         self.read_back(q, plan)
     }
 

@@ -71,17 +71,6 @@ impl Broker {
         Ok((true, commit))
     }
 
-    /// What a change that journaled nothing waits for: if it is about
-    /// something durable, everything journaled before it (which may be the
-    /// write it found done).
-    fn barrier_if(&self, durable: bool) -> Commit {
-        if durable {
-            self.store.barrier()
-        } else {
-            Commit::done()
-        }
-    }
-
     pub fn router_config(&self, namespace: &str, name: &str) -> CoreResult<RouterConfig> {
         let ns = self.namespace(namespace)?;
         let r = self.router(&ns, name)?;

@@ -1024,9 +1024,12 @@ fn a_dead_letters_removal_is_written_with_its_new_copy() {
     assert!(together, "one append, the new copy first: {appends:?}");
 }
 
-/// A store that says it can read messages back, then cannot.
+/// A store that says it can read messages back, then cannot (and counts
+/// how often it was asked).
 #[derive(Default)]
-struct UnreadableStore;
+struct UnreadableStore {
+    loads: std::sync::atomic::AtomicUsize,
+}
 
 impl crate::store::Store for UnreadableStore {
     fn append(
@@ -1052,6 +1055,12 @@ impl crate::store::Store for UnreadableStore {
     fn loadable(&self, _: crate::store::Location) -> bool {
         true
     }
+
+    fn load(&self, _: crate::store::Location) -> Result<Arc<Message>, crate::store::StoreError> {
+        self.loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(crate::store::StoreError::Io("unreadable".into()))
+    }
 }
 
 #[test]
@@ -1059,7 +1068,7 @@ fn a_message_that_cannot_be_read_back_stays_queued() {
     let broker = Broker::open(
         Arc::new(FakeClock::default()),
         Arc::new(SequentialIds::default()),
-        Arc::new(UnreadableStore) as Arc<dyn crate::store::Store>,
+        Arc::new(UnreadableStore::default()) as Arc<dyn crate::store::Store>,
     )
     .expect("open");
     let _ = broker.create_namespace(NS).expect("namespace");
@@ -1233,42 +1242,8 @@ fn recovery_drops_what_later_records_delete() {
 
 // ---- unreadable evicted messages and forgotten outcomes ----
 
-#[derive(Default)]
-struct CountingUnreadable {
-    loads: std::sync::atomic::AtomicUsize,
-}
-
-impl crate::store::Store for CountingUnreadable {
-    fn append(
-        &self,
-        records: &mut Vec<crate::store::Record>,
-        locations: &mut Vec<crate::store::Location>,
-    ) -> Result<crate::store::Commit, crate::store::StoreError> {
-        for r in records.drain(..) {
-            if matches!(r, crate::store::Record::Enqueued { .. }) {
-                locations.push(crate::store::Location(1));
-            }
-        }
-        Ok(crate::store::Commit::done())
-    }
-    fn recover(
-        &self,
-        _: &mut dyn FnMut(crate::store::Record, Option<crate::store::Location>),
-    ) -> Result<(), crate::store::StoreError> {
-        Ok(())
-    }
-    fn loadable(&self, _: crate::store::Location) -> bool {
-        true
-    }
-    fn load(&self, _: crate::store::Location) -> Result<Arc<Message>, crate::store::StoreError> {
-        self.loads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Err(crate::store::StoreError::Io("unreadable".into()))
-    }
-}
-
-fn fifo_env() -> (Arc<Broker>, Arc<CountingUnreadable>, Arc<QueueHandle>) {
-    let store = Arc::new(CountingUnreadable::default());
+fn fifo_env() -> (Arc<Broker>, Arc<UnreadableStore>, Arc<QueueHandle>) {
+    let store = Arc::new(UnreadableStore::default());
     let broker = Broker::open(
         Arc::new(FakeClock::default()),
         Arc::new(SequentialIds::default()),
@@ -1351,11 +1326,30 @@ async fn a_long_poll_over_an_unreadable_head_does_not_spin() {
     );
 }
 
-/// A store whose commits settle through a tracker the test drives.
+/// A store whose commits settle only when the test says.
+#[derive(Default)]
 struct Tracked {
     tracker: Arc<crate::store::Tracker>,
     next: std::sync::atomic::AtomicU64,
-    refuse: std::sync::atomic::AtomicBool,
+}
+
+impl Tracked {
+    fn last(&self) -> u64 {
+        self.next.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Everything appended so far is durable.
+    fn settle(&self) {
+        let last = self.last();
+        self.tracker.update(|p| p.done = last);
+    }
+
+    /// The last append failed.
+    fn fail_last(&self) {
+        let last = self.last();
+        self.tracker
+            .update(|p| p.fail(last, last, crate::store::StoreError::Full));
+    }
 }
 
 impl crate::store::Store for Tracked {
@@ -1364,10 +1358,6 @@ impl crate::store::Store for Tracked {
         records: &mut Vec<crate::store::Record>,
         locations: &mut Vec<crate::store::Location>,
     ) -> Result<crate::store::Commit, crate::store::StoreError> {
-        if self.refuse.load(std::sync::atomic::Ordering::Relaxed) {
-            records.clear();
-            return Err(crate::store::StoreError::Full);
-        }
         for r in records.drain(..) {
             if matches!(r, crate::store::Record::Enqueued { .. }) {
                 locations.push(crate::store::Location(1));
@@ -1384,27 +1374,23 @@ impl crate::store::Store for Tracked {
     }
 }
 
-fn tracked() -> (Arc<Broker>, Arc<Tracked>) {
-    let store = Arc::new(Tracked {
-        tracker: crate::store::Tracker::new(),
-        next: Default::default(),
-        refuse: Default::default(),
-    });
+/// The send of `pay-1` that the [`tracked_fifo`] tests retry.
+fn pay() -> Message {
+    Message::new("pay")
+        .persistent()
+        .with_group("g")
+        .with_dedup_id("pay-1")
+}
+
+/// A durable FIFO queue on a [`Tracked`] store.
+fn tracked_fifo() -> (Arc<Broker>, Arc<Tracked>, Arc<QueueHandle>) {
+    let store = Arc::new(Tracked::default());
     let broker = Broker::open(
         Arc::new(FakeClock::default()),
         Arc::new(SequentialIds::default()),
         Arc::clone(&store) as Arc<dyn crate::store::Store>,
     )
     .expect("open");
-    store
-        .tracker
-        .update(|p| p.done = store.next.load(std::sync::atomic::Ordering::Relaxed));
-    (broker, store)
-}
-
-#[tokio::test]
-async fn a_durable_original_is_not_forgotten_after_many_unrelated_failures() {
-    let (broker, store) = tracked();
     let _ = broker.create_namespace(NS).expect("namespace");
     let q = broker
         .declare_queue(
@@ -1418,18 +1404,16 @@ async fn a_durable_original_is_not_forgotten_after_many_unrelated_failures() {
         .expect("q")
         .0
         .queue;
-    let done = store.next.load(std::sync::atomic::Ordering::Relaxed);
-    store.tracker.update(|p| p.done = done);
-    let m = || {
-        Message::new("pay")
-            .persistent()
-            .with_group("g")
-            .with_dedup_id("pay-1")
-    };
-    let (sent, c) = broker.send(&q, m()).expect("send");
+    store.settle();
+    (broker, store, q)
+}
+
+#[tokio::test]
+async fn a_durable_original_is_not_forgotten_after_many_unrelated_failures() {
+    let (broker, store, q) = tracked_fifo();
+    let (sent, c) = broker.send(&q, pay()).expect("send");
     assert!(matches!(sent.outcome, Enqueued::Accepted { .. }));
-    let n = store.next.load(std::sync::atomic::Ordering::Relaxed);
-    store.tracker.update(|p| p.done = n);
+    store.settle();
     c.wait()
         .await
         .expect("durable: the client is told it is sent");
@@ -1450,12 +1434,9 @@ async fn a_durable_original_is_not_forgotten_after_many_unrelated_failures() {
         let _ = broker
             .send(&other, Message::new("x").persistent())
             .expect("send");
-        let n = store.next.load(std::sync::atomic::Ordering::Relaxed);
-        store
-            .tracker
-            .update(|p| p.fail(n, n, crate::store::StoreError::Full));
+        store.fail_last();
     }
-    let (again, _c) = broker.send(&q, m()).expect("resend");
+    let (again, _c) = broker.send(&q, pay()).expect("resend");
     assert!(
         matches!(again.outcome, Enqueued::Duplicate(_)),
         "a resend of a durable original was enqueued again: {:?}",
@@ -1522,41 +1503,16 @@ fn an_older_lease_does_not_move_a_push_consumers_delivery() {
 
 #[tokio::test]
 async fn a_retry_after_a_failed_original_journals_it_again_and_is_its_duplicate() {
-    let (broker, store) = tracked();
-    let _ = broker.create_namespace(NS).expect("namespace");
-    let q = broker
-        .declare_queue(
-            NS,
-            "p.fifo",
-            QueueConfig {
-                durable: true,
-                ..QueueConfig::fifo()
-            },
-        )
-        .expect("q")
-        .0
-        .queue;
-    let done = store.next.load(std::sync::atomic::Ordering::Relaxed);
-    store.tracker.update(|p| p.done = done);
-    let m = || {
-        Message::new("pay")
-            .persistent()
-            .with_group("g")
-            .with_dedup_id("pay-1")
-    };
-    let (_, c) = broker.send(&q, m()).expect("send");
-    let n = store.next.load(std::sync::atomic::Ordering::Relaxed);
-    store
-        .tracker
-        .update(|p| p.fail(n, n, crate::store::StoreError::Full));
+    let (broker, store, q) = tracked_fifo();
+    let (_, c) = broker.send(&q, pay()).expect("send");
+    store.fail_last();
     assert!(c.wait().await.is_err(), "sender told it failed");
-    let (again, c2) = broker.send(&q, m()).expect("resend");
+    let (again, c2) = broker.send(&q, pay()).expect("resend");
     assert!(
         matches!(again.outcome, Enqueued::Duplicate(_)),
         "still queued: the retry is its duplicate"
     );
-    let n = store.next.load(std::sync::atomic::Ordering::Relaxed);
-    store.tracker.update(|p| p.done = n);
+    store.settle();
     c2.wait().await.expect("retry durable");
     let mut bodies = Vec::new();
     for _ in 0..3 {

@@ -794,7 +794,7 @@ impl QueueCore {
             && self.evicted > 0
             && let Some(plan) = self.plan_for(&popped)
         {
-            self.unpop(&popped, fx);
+            self.unpop(&popped);
             popped.clear();
             self.scratch = popped;
             return Some(plan);
@@ -808,7 +808,7 @@ impl QueueCore {
             if self.slots[key].evicted {
                 // Only in the store: it and what comes after it wait until
                 // the broker has read them back, outside this lock.
-                self.unpop(&popped[i..], fx);
+                self.unpop(&popped[i..]);
                 fx.reload = true;
                 break;
             }

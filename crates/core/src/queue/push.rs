@@ -114,7 +114,7 @@ impl QueueCore {
             if self.slots[key].evicted {
                 // Only in the store: delivery goes on once the broker has
                 // read it back, outside this lock.
-                self.unpop(&[(seq, key)], fx);
+                self.unpop(&[(seq, key)]);
                 fx.reload = true;
                 break;
             }

@@ -81,9 +81,8 @@ impl QueueCore {
     /// fresh messages are in sequence order (a delay that ends places its
     /// message among the returned ones) and pops take the lowest sequence
     /// of the two.
-    pub(super) fn unpop(&mut self, refs: &[Ref], fx: &mut Effects) {
-        // Nothing became ready that was not before: no waiter is woken.
-        let _ = fx;
+    /// Nothing became ready that was not before: no waiter is woken.
+    pub(super) fn unpop(&mut self, refs: &[Ref]) {
         for &(seq, key) in refs.iter().rev() {
             let e = &self.slots[key];
             self.ready.push((seq, key), e.priority, e.group(), true);
@@ -95,7 +94,7 @@ impl QueueCore {
 
     /// The evicted messages among the next `max` ready ones in hand-out
     /// order, up to `max_bytes` of bodies. Takes nothing.
-    pub fn reload_plan(&mut self, max: usize, max_bytes: u64, fx: &mut Effects) -> Reload {
+    pub fn reload_plan(&mut self, max: usize, max_bytes: u64) -> Reload {
         let mut plan = Reload::default();
         if self.evicted == 0 {
             return plan;
@@ -122,7 +121,7 @@ impl QueueCore {
             }
         }
         drop(heads);
-        self.unpop(&popped, fx);
+        self.unpop(&popped);
         popped.clear();
         self.scratch = popped;
         plan

@@ -147,10 +147,16 @@ enum Unread {
 /// client that is still sending it reads the answer, not a reset.
 const DRAIN_MAX: usize = 64 << 20;
 
-async fn read_limited(body: axum::body::Body, max: usize) -> Result<Bytes, Unread> {
+/// `declared`: the Content-Length, if the client sent one (the buffer is
+/// sized once for it, rather than grown).
+async fn read_limited(
+    body: axum::body::Body,
+    max: usize,
+    declared: Option<usize>,
+) -> Result<Bytes, Unread> {
     use http_body_util::BodyExt;
     let mut body = body;
-    let mut got = bytes::BytesMut::new();
+    let mut got = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(max));
     let mut seen = 0usize;
     let mut too_large = false;
     while let Some(frame) = body.frame().await {
@@ -213,7 +219,7 @@ async fn answer(
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let body: Bytes = match read_limited(body, BODY_MAX).await {
+    let body: Bytes = match read_limited(body, BODY_MAX, declared).await {
         Ok(b) => b,
         Err(Unread::Broken) => {
             let (protocol, action) = wire::protocol_of(&headers, uri.query(), &[]);
