@@ -1,6 +1,8 @@
 """State that must survive a restart of ferry, seen through boto3."""
 
+import os
 import tempfile
+import time
 
 from ferryproc import ferry, sqs_client
 
@@ -45,4 +47,63 @@ def test_a_fifo_duplicate_is_refused_after_a_restart_within_its_window():
         )
         assert retry["MessageId"] == first["MessageId"]
         assert retry["SequenceNumber"] == first["SequenceNumber"]
+        assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)
+
+
+def _journal_bytes(data, suffix):
+    journal = os.path.join(data, "journal")
+    return sum(
+        os.path.getsize(os.path.join(journal, f)) for f in os.listdir(journal) if f.endswith(suffix)
+    )
+
+
+def test_a_fifo_burst_leaves_no_journal_behind_its_window_and_still_deduplicates():
+    # Small segments, so a short burst spans many of them.
+    segment = 64 * 1024
+    data = tempfile.mkdtemp(prefix="ferry-restart-")
+    body = "b" * 2000
+    with ferry("--segment-size", str(segment), data=data) as addrs:
+        sqs = sqs_client(addrs)
+        url = sqs.create_queue(QueueName="burst.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        first = None
+        for batch in range(40):
+            entries = [
+                {
+                    "Id": str(i),
+                    "MessageBody": body,
+                    "MessageGroupId": f"g{i}",
+                    "MessageDeduplicationId": f"order-{batch}-{i}",
+                }
+                for i in range(10)
+            ]
+            sent = sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            assert len(sent["Successful"]) == 10, sent
+            first = first or sent["Successful"][0]["MessageId"]
+        deleted = 0
+        while deleted < 400:
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            assert got, f"only {deleted} of 400 came back"
+            done = sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)],
+            )
+            assert not done.get("Failed"), done
+            deleted += len(got)
+        assert _journal_bytes(data, ".seg") > 10 * segment
+        # Everything is deleted; only the five-minute windows remain. The
+        # journal shrinks to its head within a few compaction rounds, not
+        # after the window.
+        deadline = time.monotonic() + 20
+        while _journal_bytes(data, ".seg") > 2 * segment:
+            assert time.monotonic() < deadline, _journal_bytes(data, ".seg")
+            time.sleep(0.2)
+        # The windows' keys are kept, small: no bodies.
+        assert 0 < _journal_bytes(data, ".keys") < 400 * len(body) / 10
+    with ferry(data=data) as addrs:
+        sqs = sqs_client(addrs)
+        url = sqs.get_queue_url(QueueName="burst.fifo")["QueueUrl"]
+        retry = sqs.send_message(
+            QueueUrl=url, MessageBody=body, MessageGroupId="g0", MessageDeduplicationId="order-0-0"
+        )
+        assert retry["MessageId"] == first
         assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)

@@ -1,7 +1,9 @@
 //! Background compaction: when the journal's oldest segment is mostly dead,
 //! copy its live messages forward so it (and the dead segments it pins) can
-//! go. The copying runs off the async runtime, a few thousand messages per
-//! queue lock at a time, so publishers are not stalled.
+//! go; when dead segments wait only for FIFO deduplication windows, carry
+//! their keys out so they go too. The work runs off the async runtime, a
+//! few thousand messages per queue lock at a time, so publishers are not
+//! stalled.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +31,17 @@ pub fn spawn(broker: Arc<Broker>, journal: Arc<Journal>) -> tokio::task::JoinHan
     })
 }
 
-/// Copies the live messages of the oldest segment forward if it is sparse.
-/// Returns how many were copied.
+/// Copies the live messages of the oldest segment forward if it is sparse,
+/// and carries deduplication keys out of dead segments. Returns how many
+/// messages were copied.
 pub fn compact_once(broker: &Broker, journal: &Journal) -> usize {
+    let freed = journal.carry_dedup_windows();
+    if freed > 0 {
+        tracing::debug!(
+            freed,
+            "freed journal segments held only by deduplication windows"
+        );
+    }
     let Some(segment) = journal.sparse_oldest() else {
         return 0;
     };

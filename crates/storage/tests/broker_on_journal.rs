@@ -18,16 +18,15 @@ const NS: &str = "ns";
 const LEASE: ReceiveMode = ReceiveMode::Lease(Duration::from_secs(30));
 
 fn open(dir: &Path, clock: &FakeClock, segment_size: u64) -> (Arc<Broker>, Arc<Journal>) {
-    let journal = Arc::new(
-        Journal::open(
-            dir,
-            JournalConfig {
-                segment_size,
-                ..JournalConfig::default()
-            },
-        )
-        .expect("journal"),
-    );
+    let config = JournalConfig {
+        segment_size,
+        ..JournalConfig::default()
+    };
+    open_with(dir, clock, config)
+}
+
+fn open_with(dir: &Path, clock: &FakeClock, config: JournalConfig) -> (Arc<Broker>, Arc<Journal>) {
+    let journal = Arc::new(Journal::open(dir, config).expect("journal"));
     let broker = Broker::open(
         Arc::new(clock.clone()),
         Arc::new(SequentialIds::default()),
@@ -502,8 +501,9 @@ async fn evicted_fifo_messages_keep_their_groups_and_order() {
 }
 
 /// SQS FIFO deduplication holds across a restart: a message acked before
-/// it is still refused as a duplicate within its window (its segment is
-/// kept for that long), and not once the window is over.
+/// it is still refused as a duplicate within its window (without
+/// compaction to carry its key out, its segment is kept for that long), and
+/// not once the window is over.
 #[tokio::test]
 async fn deduplication_outlives_a_restart_for_its_window() {
     use ferry_core::clock::{Clock, SystemClock};
@@ -566,6 +566,98 @@ async fn deduplication_outlives_a_restart_for_its_window() {
     again(true);
     clock.advance(Duration::from_secs(5 * 60 + 1));
     again(false);
+}
+
+/// Dead segments held only by deduplication windows do not pin the
+/// journal: compaction carries their keys out to a small kept-keys file and
+/// they go at once; a restart still refuses the duplicates from that file,
+/// sealed (the file keeps its segment's data keys) when the journal is.
+#[tokio::test]
+async fn segments_held_only_by_deduplication_windows_go_and_their_keys_stay() {
+    for encrypted in [false, true] {
+        windows_kept_out_of_reclaimed_segments(encrypted).await;
+    }
+}
+
+async fn windows_kept_out_of_reclaimed_segments(encrypted: bool) {
+    use ferry_core::clock::{Clock, SystemClock};
+    use ferry_core::queue::Enqueued;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::new(SystemClock::new().now());
+    let key = encrypted.then(|| Arc::new(ferry_storage::MasterKey::generate().expect("key")));
+    let open = |clock: &FakeClock| {
+        let config = JournalConfig {
+            segment_size: 4096,
+            encryption: key.clone(),
+            ..JournalConfig::default()
+        };
+        open_with(dir.path(), clock, config)
+    };
+    let payment = |n: u32| {
+        Message::new(format!("pay {n} {}", "x".repeat(200)))
+            .with_group("g")
+            .with_dedup_id(format!("order-{n}"))
+            .persistent()
+    };
+    let files = |ext: &str| {
+        std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == ext))
+            })
+            .count()
+    };
+    let mut originals = Vec::new();
+    {
+        let (b, j) = open(&clock);
+        let _ = b.create_namespace(NS).expect("namespace");
+        let q = b
+            .declare_queue(NS, "pay.fifo", QueueConfig::fifo())
+            .expect("declare")
+            .0
+            .queue;
+        for n in 0..100 {
+            let (sent, c) = b.send(&q, payment(n)).expect("send");
+            c.wait().await.expect("durable");
+            originals.push(sent.id);
+            let got = b.receive(&q, 1, LEASE);
+            b.ack(&q, got[0].lease).expect("ack");
+        }
+        b.barrier().wait().await.expect("acks durable");
+        let rolled = j.segments().len();
+        assert!(rolled > 5, "rolled: {:?}", j.segments());
+        assert_eq!(files("keys"), 0);
+        // Everything is dead; only the windows held the segments.
+        let freed = j.carry_dedup_windows();
+        assert!(freed + 2 >= rolled, "freed {freed} of {rolled}");
+        // Counted off under the lock, then deleted from disk.
+        wait_until("the carried segments are deleted", || files("seg") <= 2);
+        assert_eq!(files("keys"), freed, "one kept-keys file per freed segment");
+        drop(b);
+        j.close();
+    }
+    let (b, j) = open(&clock);
+    let q = b.queue(NS, "pay.fifo").expect("queue");
+    for n in [0, 50, 99] {
+        let (sent, _) = b.send(&q, payment(n)).expect("send");
+        match sent.outcome {
+            Enqueued::Duplicate(o) => assert_eq!(o.id, originals[n as usize]),
+            _ => panic!("order-{n} enqueued again after a restart (encrypted: {encrypted})"),
+        }
+    }
+    assert_eq!(q.stats().ready, 0);
+    drop(b);
+    j.close();
+    // Past the window, the core lets a send through again (the files go by
+    // the wall clock, once their windows are over).
+    clock.advance(Duration::from_secs(5 * 60 + 1));
+    let (b, j) = open(&clock);
+    let q = b.queue(NS, "pay.fifo").expect("queue");
+    let (sent, _) = b.send(&q, payment(0)).expect("send");
+    assert!(matches!(sent.outcome, Enqueued::Accepted { .. }));
+    drop(b);
+    j.close();
 }
 
 /// A dead letter is moved, not sent: after a restart, its id opens no

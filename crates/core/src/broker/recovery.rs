@@ -89,6 +89,13 @@ impl Replay<'_> {
                 }
                 self.enqueued(queue, seq, at, deliveries, message, loc)
             }
+            // Kept by the store after it reclaimed the send's record.
+            Record::DedupKept {
+                queue,
+                seq,
+                at,
+                message,
+            } => self.sent(queue, seq, at, &message),
             Record::Delivered { queue, seq, count } => {
                 if let Some(q) = self.queues.get(&queue) {
                     if let Some(slot) = q.slots.get(seq) {

@@ -51,6 +51,18 @@ pub enum Record {
         /// sent: recovery opens no deduplication window for it.
         forwarded: bool,
     },
+    /// A deduplication key that a send to `queue` opened at `at`, kept by
+    /// the store after it reclaimed the send's own `Enqueued` record, so a
+    /// restart within the window still answers a retry as a duplicate of
+    /// message `seq`. `message` is a stand-in carrying only what the window
+    /// keys and answers with: id, publish time, deduplication id, group.
+    /// The core never appends it; a store hands it back on recovery.
+    DedupKept {
+        queue: QueueId,
+        seq: u64,
+        at: Timestamp,
+        message: Arc<Message>,
+    },
     /// The message's delivery count became `count`.
     Delivered {
         queue: QueueId,

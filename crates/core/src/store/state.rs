@@ -118,6 +118,8 @@ impl DurableState {
                     },
                 );
             }
+            // A window's key, not a message: deduplication is the queue's.
+            Record::DedupKept { .. } => {}
             Record::Delivered { queue, seq, count } => {
                 if let Some(m) = self.messages_of(queue).get_mut(&seq) {
                     m.deliveries = count;

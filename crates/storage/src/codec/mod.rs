@@ -24,7 +24,8 @@ const NAMESPACE_CREATED: u8 = 1;
 const NAMESPACE_DELETED: u8 = 2;
 const QUEUE_DECLARED: u8 = 3;
 const QUEUE_DELETED: u8 = 4;
-const ENQUEUED: u8 = 5;
+/// An `Enqueued` record's kind (kept-keys files look for them unopened).
+pub(crate) const ENQUEUED: u8 = 5;
 const DELIVERED: u8 = 6;
 const REMOVED: u8 = 7;
 const PURGED: u8 = 8;
@@ -32,6 +33,8 @@ const ROUTER_DECLARED: u8 = 9;
 const ROUTER_DELETED: u8 = 10;
 const BOUND: u8 = 11;
 const UNBOUND: u8 = 12;
+/// Written only in kept-keys files (`journal::kept`), never in a segment.
+const DEDUP_KEPT: u8 = 13;
 
 fn put_loc(e: &mut Enc<'_>, loc: Option<Location>) {
     match loc {
@@ -99,6 +102,23 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
             }
             put_message(&mut e, message);
             ENQUEUED
+        }
+        Record::DedupKept {
+            queue,
+            seq,
+            at,
+            message,
+        } => {
+            // Only what the window keys and answers with; the key is always
+            // explicit here (a content-based one was hashed when kept).
+            e.var(queue.0);
+            e.var(*seq);
+            e.var(at.as_millis());
+            e.u128_le(message.id.0);
+            e.var(message.published_at.as_millis());
+            e.opt_str(message.group_id.as_deref());
+            e.str(message.dedup_id.as_deref().unwrap_or_default());
+            DEDUP_KEPT
         }
         Record::Delivered { queue, seq, count } => {
             e.var(queue.0);
@@ -189,6 +209,22 @@ pub fn decode(kind: u8, payload: &[u8]) -> Result<Record, DecodeError> {
                 replaces,
                 forwarded: flags & 2 != 0,
                 message: Arc::new(get_message(&mut d)?),
+            }
+        }
+        DEDUP_KEPT => {
+            let queue = QueueId(d.var()?);
+            let seq = d.var()?;
+            let at = Timestamp(d.var()?);
+            let mut message = ferry_core::message::Message::new(bytes::Bytes::new());
+            message.id = ferry_core::message::MessageId(d.u128_le()?);
+            message.published_at = Timestamp(d.var()?);
+            message.group_id = d.opt_str()?;
+            message.dedup_id = Some(d.str()?);
+            Record::DedupKept {
+                queue,
+                seq,
+                at,
+                message: Arc::new(message),
             }
         }
         DELIVERED => Record::Delivered {

@@ -146,6 +146,19 @@ fn every_record_kind_round_trips() {
             seq: 9,
             loc: Some(Location(u64::MAX)),
         },
+        Record::DedupKept {
+            queue: QueueId(7),
+            seq: 11,
+            at: Timestamp(1_700_000_000_123),
+            message: Arc::new({
+                let mut m = Message::new(Bytes::new());
+                m.id = MessageId(u128::MAX - 5);
+                m.published_at = Timestamp(1_700_000_000_100);
+                m.group_id = Some("g".into());
+                m.dedup_id = Some("order-1".into());
+                m
+            }),
+        },
         Record::Removed {
             queue: QueueId(7),
             seq: 10,

@@ -4,6 +4,7 @@
 //! checkpoint at the start of each new segment.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use ferry_core::clock::Timestamp;
 use ferry_core::store::{DurableState, Location, QueueId, Record};
@@ -33,7 +34,26 @@ pub(super) struct Accounts {
     topology: DurableState,
     /// Deduplicating queues: their window, and whether content alone keys
     /// a message (so a send needs no look-up in the topology when none is).
-    deduplicating: HashMap<QueueId, (std::time::Duration, bool)>,
+    deduplicating: HashMap<QueueId, (Duration, bool)>,
+    /// Kept-keys files (see `kept`), by the id of the segment whose keys
+    /// they carry, with when the last of their windows is over. The data
+    /// keys of such an id stay until its file goes too.
+    kept: BTreeMap<u64, Timestamp>,
+    /// The segment whose keys are being carried out: not deleted (nor its
+    /// data keys forgotten) until that is done.
+    carrying: Option<u64>,
+    /// Segments whose keys could not be carried out (read back damaged):
+    /// they wait for their windows instead of being tried again and again.
+    uncarriable: std::collections::BTreeSet<u64>,
+}
+
+/// What carrying a segment's keys out needs to know of its queues, taken
+/// under the journal's lock and used outside it.
+pub(super) struct Carry {
+    pub segment: u64,
+    /// Deduplicating queues: window, content-based, and the key their
+    /// messages are sealed with.
+    pub queues: HashMap<QueueId, (Duration, bool, Option<String>)>,
 }
 
 /// Whether a record changes topology (namespaces, queues, routers,
@@ -170,7 +190,8 @@ impl Accounts {
                     self.settle(*queue, *loc);
                 }
             }
-            Record::Delivered { .. } => {}
+            // Only kept-keys files hold these; they keep their own expiry.
+            Record::Delivered { .. } | Record::DedupKept { .. } => {}
             Record::QueueDeleted { id } => {
                 self.deduplicating.remove(id);
                 for seg in self.segments.values_mut() {
@@ -251,12 +272,88 @@ impl Accounts {
     pub(super) fn take_dead_prefix(&mut self, below: u64, now: Timestamp) -> Vec<u64> {
         let mut dead = Vec::new();
         while let Some((&id, seg)) = self.segments.first_key_value() {
-            if id >= below || seg.live > 0 || seg.dedup_until > now {
+            if id >= below || seg.live > 0 || seg.dedup_until > now || self.carrying == Some(id) {
                 break;
             }
             self.segments.remove(&id);
+            self.uncarriable.remove(&id);
             dead.push(id);
         }
         dead
+    }
+
+    /// The oldest segment whose messages are all gone but whose sends'
+    /// deduplication windows are still open at `now`, with nothing but dead
+    /// segments before it, if it is wholly written (`written_below`: the
+    /// segment the writer is on); marked as being carried out. Its keys
+    /// go to a small file of their own so it can be deleted: otherwise one
+    /// window would pin every later segment until it closed.
+    pub(super) fn start_carry(&mut self, written_below: u64, now: Timestamp) -> Option<Carry> {
+        if self.carrying.is_some() {
+            return None;
+        }
+        let (&id, _) = self
+            .segments
+            .iter()
+            .take_while(|(id, seg)| **id < written_below && seg.live == 0)
+            .find(|(id, seg)| seg.dedup_until > now && !self.uncarriable.contains(id))?;
+        self.carrying = Some(id);
+        let queues = self
+            .deduplicating
+            .iter()
+            .map(|(q, (window, by_content))| {
+                let key = self.key_of(*q).map(str::to_owned);
+                (*q, (*window, *by_content, key))
+            })
+            .collect();
+        Some(Carry {
+            segment: id,
+            queues,
+        })
+    }
+
+    /// Segment `id`'s keys are in a durable kept-keys file whose windows
+    /// last until `until`: the segment no longer waits for them.
+    pub(super) fn carried(&mut self, id: u64, until: Timestamp) {
+        self.carrying = None;
+        if let Some(seg) = self.segments.get_mut(&id) {
+            seg.dedup_until = Timestamp(0);
+        }
+        if until > Timestamp(0) {
+            let e = self.kept.entry(id).or_insert(until);
+            *e = (*e).max(until);
+        }
+    }
+
+    /// Carrying segment `id`'s keys out failed: it waits for its windows
+    /// (and, if it could not be read, is not tried again).
+    pub(super) fn carry_failed(&mut self, id: u64, for_good: bool) {
+        self.carrying = None;
+        if for_good {
+            self.uncarriable.insert(id);
+        }
+    }
+
+    /// Takes the kept-keys files whose windows are all over at `now`, each
+    /// with whether its segment is gone too (its data keys may go).
+    pub(super) fn take_expired_kept(&mut self, now: Timestamp) -> Vec<(u64, bool)> {
+        let expired: Vec<u64> = self
+            .kept
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        expired
+            .into_iter()
+            .map(|id| {
+                self.kept.remove(&id);
+                (id, !self.segments.contains_key(&id))
+            })
+            .collect()
+    }
+
+    /// Whether a kept-keys file of segment `id` still needs its data keys.
+    pub(super) fn keeps(&self, id: u64) -> bool {
+        self.kept.contains_key(&id)
     }
 }

@@ -14,7 +14,9 @@
 //!   the message it removes.
 
 mod account;
+mod kept;
 mod recover;
+mod sealing;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -23,14 +25,16 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use ferry_core::clock::Timestamp;
 use ferry_core::store::{Commit, Location, QueueId, Record, Store, StoreError, Tracker};
 
 use crate::codec;
 use crate::frame;
-use crate::seal::{Keyring, MasterKey, SEALED, SEALED_NAMED, SealError};
+use crate::seal::{Keyring, MasterKey};
 use crate::segment;
 
 use account::Accounts;
+pub(crate) use sealing::{Unreadable, decode_frame};
 
 /// When the journal calls `fdatasync`, and what each choice risks.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -75,6 +79,16 @@ impl Default for JournalConfig {
     }
 }
 
+/// Segments read back for their deduplication keys per
+/// [`Journal::carry_dedup_windows`] call.
+const CARRY_PER_CALL: usize = 16;
+
+/// The wall clock, as windows are kept by it.
+fn system_now() -> Timestamp {
+    use ferry_core::clock::Clock;
+    ferry_core::clock::SystemClock::new().now()
+}
+
 /// The largest segment size accepted: locations keep offsets in 32 bits.
 pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
 
@@ -113,6 +127,9 @@ struct State {
     /// one commit when idle, for a batch's worth when gathering, for none
     /// while writing): a futex wake per append would cost more than the append.
     wake_at: u64,
+    /// Segments may have become deletable without a write (their keys were
+    /// carried out): the writer looks at once.
+    sweep: bool,
     /// Buffers of written chunks, emptied, for new chunks: a fresh buffer
     /// would be regrown (and copied) on every batch.
     free_buffers: Vec<Vec<u8>>,
@@ -197,6 +214,8 @@ impl Journal {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let mut on_disk = segment::list(dir).map_err(|e| io_error(dir, e))?;
         on_disk.extend(segment::list_set_aside(dir).map_err(|e| io_error(dir, e))?);
+        // A kept-keys file is sealed with its gone segment's data keys.
+        on_disk.extend(kept::list(dir).map_err(|e| io_error(dir, e))?);
         let keyring = Keyring::open(
             dir,
             config.encryption.as_deref(),
@@ -214,6 +233,7 @@ impl Journal {
             accounts: Accounts::default(),
             roll_next: false,
             wake_at: 1,
+            sweep: false,
             free_buffers: Vec::new(),
         };
         Ok(Journal {
@@ -257,6 +277,98 @@ impl Journal {
     pub fn sparse_oldest(&self) -> Option<u64> {
         let st = self.shared.lock();
         st.accounts.sparse_oldest(st.head)
+    }
+
+    /// Copies the deduplication keys still in their windows out of the
+    /// oldest segments that hold nothing live any more, so those segments
+    /// can go (see `kept`), and deletes kept-keys files whose windows are
+    /// over. Blocking file I/O: run it off the async runtime. Returns how
+    /// many segments were freed.
+    pub fn carry_dedup_windows(&self) -> usize {
+        let now = system_now();
+        let mut freed = 0;
+        // Bounded per call (each reads a segment back); the rest next time.
+        while freed < CARRY_PER_CALL {
+            let written_below = self
+                .shared
+                .written
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            let Some(carry) = self.shared.lock().accounts.start_carry(written_below, now) else {
+                break;
+            };
+            let id = carry.segment;
+            let done = kept::collect(&self.shared, id, &carry.queues, now).map(|(keys, until)| {
+                if keys.is_empty() {
+                    // Their queues are gone or no longer deduplicate.
+                    return Ok((0, Timestamp(0)));
+                }
+                kept::write(&self.shared, id, &keys, &carry.queues, until)
+                    .map(|()| (keys.len(), until))
+            });
+            let mut st = self.shared.lock();
+            match done {
+                Ok(Ok((keys, until))) => {
+                    tracing::debug!(
+                        segment = id,
+                        keys,
+                        "carried a reclaimed segment's deduplication keys out"
+                    );
+                    st.accounts.carried(id, until);
+                    st.sweep = true;
+                    freed += 1;
+                }
+                Ok(Err(e)) => {
+                    // Writing failed (a full disk?): tried again next time.
+                    st.accounts.carry_failed(id, false);
+                    tracing::warn!(segment = id, error = %e, "could not write a segment's deduplication keys out; it stays until their window ends");
+                    break;
+                }
+                Err(e) => {
+                    st.accounts.carry_failed(id, true);
+                    tracing::error!(segment = id, error = %e, "could not read a segment's deduplication keys back; it stays until their window ends");
+                }
+            }
+        }
+        if freed > 0 {
+            self.shared.work.notify_one();
+        }
+        self.drop_expired_kept(now);
+        freed
+    }
+
+    /// Deletes the kept-keys files whose windows are all over, then the
+    /// data keys only they still needed (the deletions synced first, so no
+    /// file can come back that its keys no longer open).
+    fn drop_expired_kept(&self, now: Timestamp) {
+        let expired = self.shared.lock().accounts.take_expired_kept(now);
+        if expired.is_empty() {
+            return;
+        }
+        let dir = &self.shared.dir;
+        let mut unkeyed = Vec::new();
+        for (id, segment_gone) in expired {
+            match kept::remove(dir, id) {
+                Ok(()) if segment_gone => unkeyed.push(id),
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, file = %kept::path(dir, id).display(), "could not delete an expired kept-keys file");
+                }
+            }
+        }
+        if let Err(e) = segment::sync_dir(dir) {
+            tracing::warn!(error = %e, "could not sync the journal directory");
+            return;
+        }
+        if let Some(k) = &self.shared.keyring
+            && !unkeyed.is_empty()
+        {
+            k.forget(&unkeyed);
+            if let Err(e) = k.persist() {
+                tracing::warn!(error = %e, "could not save the encryption keys");
+            }
+        }
     }
 
     /// Segment ids on disk with their live message counts, oldest first.
@@ -336,54 +448,13 @@ impl State {
     fn put(&mut self, r: &Record, keyring: Option<&Keyring>) -> Result<Location, StoreError> {
         let loc = location(self.head, self.head_len);
         let (segment, offset) = (self.head, self.head_len);
-        let mut sealed: Option<Sealed> = None;
-        if let (Some(k), Record::Enqueued { queue, .. }) = (keyring, r) {
-            let name = self.accounts.key_of(*queue);
-            if name.is_some() || k.has_key(None) {
-                // The data key is made in memory if new (the writer saves it
-                // before the record): this fails only without randomness, or
-                // if a queue names a key that was never given (the core checks).
-                let seal_error = |e: SealError| StoreError::Io(format!("sealing a record: {e}"));
-                let mut plain = Vec::new();
-                let kind = codec::encode(r, &mut plain);
-                let ciphertext = k
-                    .seal(name, segment, offset, kind, &plain)
-                    .map_err(seal_error)?;
-                // Names are at most 64 bytes (checked when given).
-                let named = name.map(|n| {
-                    let len = n.len().min(64);
-                    let mut buf = [0u8; 64];
-                    buf[..len].copy_from_slice(&n.as_bytes()[..len]);
-                    (buf, len)
-                });
-                sealed = Some(Sealed {
-                    kind,
-                    named,
-                    ciphertext,
-                });
+        let sealed = match (keyring, r) {
+            (Some(k), Record::Enqueued { queue, .. }) => {
+                sealing::seal(k, self.accounts.key_of(*queue), segment, offset, r)?
             }
-        }
-        let chunk = self.head_chunk();
-        let n = frame::put(&mut chunk.bytes, |out| match &sealed {
-            Some(Sealed {
-                kind,
-                named,
-                ciphertext,
-            }) => {
-                out.push(*kind);
-                let frame_kind = match named {
-                    Some((name, len)) => {
-                        out.push(*len as u8);
-                        out.extend_from_slice(&name[..*len]);
-                        SEALED_NAMED
-                    }
-                    None => SEALED,
-                };
-                out.extend_from_slice(ciphertext);
-                frame_kind
-            }
-            None => codec::encode(r, out),
-        });
+            _ => None,
+        };
+        let n = sealing::put_frame(&mut self.head_chunk().bytes, r, sealed.as_ref());
         if n > frame::MAX_FRAME {
             // Taken back at once: recovery would refuse such a frame.
             let chunk = self.head_chunk();
@@ -397,15 +468,6 @@ impl State {
         self.head_len += n as u64;
         Ok(loc)
     }
-}
-
-/// A message record sealed for its frame: the inner record's kind, the
-/// key's name if a queue's (copied to the stack: the accounts it is
-/// borrowed from are borrowed again for the chunk), and the ciphertext.
-struct Sealed {
-    kind: u8,
-    named: Option<([u8; 64], usize)>,
-    ciphertext: Vec<u8>,
 }
 
 /// Where an append started, and where each segment it rolled to began
@@ -654,79 +716,4 @@ fn holds_key(shared: &Shared, name: &str) -> bool {
             .keyring
             .as_ref()
             .is_some_and(|k| k.has_key(Some(name)))
-}
-
-/// Why a framed record did not come back.
-#[derive(Debug)]
-pub(crate) enum Unreadable {
-    /// Damaged bytes (or a record forged without the key).
-    Damaged(String),
-    /// Sealed, and the key to open it is missing: not damage to skip.
-    NoKey(String),
-}
-
-impl std::fmt::Display for Unreadable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Unreadable::Damaged(d) | Unreadable::NoKey(d) => f.write_str(d),
-        }
-    }
-}
-
-/// The record framed at (`segment`, `offset`), opened first if sealed.
-pub(crate) fn decode_frame(
-    keyring: Option<&Keyring>,
-    segment: u64,
-    offset: u64,
-    kind: u8,
-    payload: &[u8],
-) -> Result<Record, Unreadable> {
-    let damaged = |what: &str| Unreadable::Damaged(what.to_owned());
-    if kind != SEALED && kind != SEALED_NAMED {
-        let r = codec::decode(kind, payload).map_err(|e| Unreadable::Damaged(e.to_string()))?;
-        // In a segment whose messages are sealed, a message in the clear
-        // was not written by this broker.
-        if matches!(r, Record::Enqueued { .. }) && keyring.is_some_and(|k| k.has(segment)) {
-            return Err(damaged("a message in the clear in an encrypted segment"));
-        }
-        return Ok(r);
-    }
-    let (&inner, rest) = payload
-        .split_first()
-        .ok_or_else(|| damaged("an empty sealed record"))?;
-    let (name, sealed) = if kind == SEALED_NAMED {
-        let (&len, rest) = rest
-            .split_first()
-            .ok_or_else(|| damaged("a sealed record without its key's name"))?;
-        let (name, sealed) = rest
-            .split_at_checked(usize::from(len))
-            .ok_or_else(|| damaged("a sealed record without its key's name"))?;
-        let name = std::str::from_utf8(name)
-            .ok()
-            .filter(|n| crate::seal::valid_key_name(n))
-            .ok_or_else(|| damaged("a sealed record naming no valid key"))?;
-        (Some(name), sealed)
-    } else {
-        (None, rest)
-    };
-    let which = || match name {
-        Some(n) => format!("the queue key '{n}'"),
-        None => "the journal's key".to_owned(),
-    };
-    let Some(k) = keyring else {
-        return Err(Unreadable::NoKey(format!(
-            "a record sealed with {}, and no encryption key",
-            which()
-        )));
-    };
-    if !k.has_data_key(name, segment) {
-        return Err(Unreadable::NoKey(format!(
-            "segment {segment} has no data key of {} in keys.json (restored without it?)",
-            which()
-        )));
-    }
-    let plain = k
-        .open_record(name, segment, offset, inner, sealed)
-        .map_err(|e| Unreadable::Damaged(e.to_string()))?;
-    codec::decode(inner, &plain).map_err(|e| Unreadable::Damaged(e.to_string()))
 }

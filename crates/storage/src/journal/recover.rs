@@ -8,7 +8,7 @@ use std::io::Write;
 use ferry_core::store::{Location, Record, StoreError};
 
 use super::writer::Head;
-use super::{Shared, State, io_error, location};
+use super::{Shared, State, io_error, kept, location};
 use crate::{codec, frame, segment};
 
 pub(super) fn replay(
@@ -110,6 +110,7 @@ pub(super) fn replay(
             }
         }
     }
+    recover_kept(shared, st, &ids, visit)?;
     // A queue naming a key that was not given could take no message: refused
     // before anything is written.
     if let Some((ns, q, key)) = st
@@ -176,4 +177,31 @@ fn create_with_checkpoint(shared: &Shared, st: &mut State, id: u64) -> Result<u6
     f.sync_data().map_err(|e| io_error(&path, e))?;
     st.accounts.add_segment(id);
     Ok(segment::HEADER + bytes.len() as u64)
+}
+
+/// Hands back the keys kept out of reclaimed segments (after the segments,
+/// so their queues are declared); deletes the files whose windows are
+/// over, and what a crash left half written.
+fn recover_kept(
+    shared: &Shared,
+    st: &mut State,
+    segments: &[u64],
+    visit: &mut dyn FnMut(Record, Option<Location>),
+) -> Result<(), StoreError> {
+    let dir = &shared.dir;
+    kept::remove_partial(dir).map_err(|e| io_error(dir, e))?;
+    let now = super::system_now();
+    for id in kept::list(dir).map_err(|e| io_error(dir, e))? {
+        let until = kept::read(shared, id, now, &mut |r| visit(r, None))?;
+        if until > now {
+            // The segment, if a crash kept it, no longer waits for them.
+            st.accounts.carried(id, until);
+            continue;
+        }
+        kept::remove(dir, id).map_err(|e| io_error(&kept::path(dir, id), e))?;
+        if segments.binary_search(&id).is_err() {
+            forget_keys(shared, id);
+        }
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@ use ferry_core::router::{Binding, Destination, RouterConfig, RouterKind};
 use ferry_core::store::{DurableState, Location, QueueId, Record, Store, StoreError};
 
 use super::*;
+use crate::seal::{SEALED, SEALED_NAMED};
 
 const Q: QueueId = QueueId(1);
 
@@ -628,4 +629,159 @@ fn a_refused_append_that_rolled_keeps_the_new_segments_checkpoint() {
         "the queue came back from the rolled segment's checkpoint"
     );
     assert!(bodies(&s).is_empty(), "{:?}", bodies(&s));
+}
+
+/// A FIFO queue's sends, all removed again, over enough segments to roll:
+/// what is left on disk holds nothing live, only windows.
+fn fifo_sends_all_removed(j: &Journal, n: u64) {
+    write(
+        j,
+        vec![
+            Record::NamespaceCreated { name: "ns".into() },
+            Record::QueueDeclared {
+                id: Q,
+                namespace: "ns".into(),
+                name: "q.fifo".into(),
+                config: QueueConfig::fifo(),
+            },
+        ],
+    );
+    let now = system_now();
+    for seq in 1..=n {
+        let mut m = Message::new("p".repeat(300)).persistent();
+        m.group_id = Some("g".into());
+        m.dedup_id = Some(format!("order-{seq}"));
+        write(
+            j,
+            vec![
+                Record::Enqueued {
+                    queue: Q,
+                    seq,
+                    at: now,
+                    deliveries: 0,
+                    message: Arc::new(m),
+                    replaces: None,
+                    forwarded: false,
+                },
+                Record::Removed {
+                    queue: Q,
+                    seq,
+                    loc: None,
+                },
+            ],
+        );
+    }
+}
+
+fn kept_files(dir: &Path) -> Vec<u64> {
+    kept::list(dir).expect("list")
+}
+
+/// The kept keys a journal hands back on recovery, by dedup id.
+fn kept_on_recovery(dir: &Path, cfg: JournalConfig) -> Result<Vec<String>, StoreError> {
+    let j = Journal::open(dir, cfg)?;
+    let mut ids = Vec::new();
+    j.recover(&mut |r, _| {
+        if let Record::DedupKept { message, .. } = r {
+            ids.extend(message.dedup_id.clone());
+        }
+    })?;
+    Ok(ids)
+}
+
+#[test]
+fn dead_segments_go_once_their_windows_keys_are_carried_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (j, _) = open(dir.path(), config(4096)).expect("open");
+        fifo_sends_all_removed(&j, 80);
+        let before = segment_files(dir.path()).len();
+        assert!(before > 4, "rolled: {before}");
+        // The windows are open: nothing went by itself.
+        assert_eq!(before, j.segments().len());
+        let freed = j.carry_dedup_windows();
+        assert_eq!(freed + 1, before, "every segment but the head");
+        wait_for_files(dir.path(), |f| f.len() == 1);
+        assert_eq!(kept_files(dir.path()).len(), freed);
+        // Carried once: a second pass has nothing to do.
+        assert_eq!(j.carry_dedup_windows(), 0);
+    }
+    let mut ids = kept_on_recovery(dir.path(), config(4096)).expect("opens");
+    ids.sort_by_key(|id| id[6..].parse::<u64>().unwrap_or(0));
+    // The head's own sends come back from the head, not from a file.
+    assert!(ids.len() >= 60 && ids.len() < 80, "{}", ids.len());
+    assert_eq!(ids.first().map(String::as_str), Some("order-1"));
+}
+
+#[test]
+fn a_damaged_kept_keys_file_stops_the_start_unless_repairing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (j, _) = open(dir.path(), config(4096)).expect("open");
+        fifo_sends_all_removed(&j, 20);
+        assert!(j.carry_dedup_windows() > 0);
+    }
+    let id = kept_files(dir.path())[0];
+    let path = kept::path(dir.path(), id);
+    let mut data = std::fs::read(&path).expect("read");
+    let last = data.len() - 3;
+    data[last] ^= 0x55;
+    std::fs::write(&path, &data).expect("write");
+    match kept_on_recovery(dir.path(), config(4096)) {
+        Err(StoreError::Corrupt { file, .. }) => assert!(file.ends_with(".keys"), "{file}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let repaired = JournalConfig {
+        repair: true,
+        ..config(4096)
+    };
+    let ids = kept_on_recovery(dir.path(), repaired).expect("repair opens");
+    assert!(!ids.is_empty(), "the undamaged keys still come back");
+}
+
+#[test]
+fn expired_and_half_written_kept_files_go_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (j, _) = open(dir.path(), config(4096)).expect("open");
+        fifo_sends_all_removed(&j, 20);
+        assert!(j.carry_dedup_windows() > 0);
+    }
+    let ids = kept_files(dir.path());
+    // One file's windows are over (rewritten with an old end); a crash
+    // left another half written.
+    let old = kept::path(dir.path(), ids[0]);
+    let mut data = std::fs::read(&old).expect("read");
+    data[..kept::HEADER].copy_from_slice(&kept::header(ids[0], Timestamp(1)));
+    std::fs::write(&old, &data).expect("write");
+    let tmp = dir.path().join("00000000000000000099.keys.tmp");
+    std::fs::write(&tmp, b"FERRYKEY half").expect("write");
+    kept_on_recovery(dir.path(), config(4096)).expect("opens");
+    assert!(!old.exists(), "an expired kept-keys file is deleted");
+    assert!(!tmp.exists(), "a half-written one too");
+    assert_eq!(kept_files(dir.path()), ids[1..]);
+}
+
+#[test]
+fn kept_keys_of_an_encrypted_journal_are_sealed_and_keep_their_data_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = Arc::new(MasterKey::generate().expect("key"));
+    let cfg = || JournalConfig {
+        encryption: Some(Arc::clone(&key)),
+        ..config(4096)
+    };
+    {
+        let (j, _) = open(dir.path(), cfg()).expect("open");
+        fifo_sends_all_removed(&j, 20);
+        assert!(j.carry_dedup_windows() > 0);
+        wait_for_files(dir.path(), |f| f.len() == 1);
+    }
+    let id = kept_files(dir.path())[0];
+    let data = std::fs::read(kept::path(dir.path(), id)).expect("read");
+    assert!(
+        !data.windows(6).any(|w| w == b"order-"),
+        "dedup ids are sealed"
+    );
+    let ids = kept_on_recovery(dir.path(), cfg()).expect("opens with its data keys");
+    assert!(ids.iter().any(|i| i == "order-1"));
 }

@@ -31,11 +31,11 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
     let mut last_batch: u64 = 0;
     let mut sync_time = Duration::ZERO;
     loop {
-        let (chunks, closing) = {
+        let (chunks, closing, sweep) = {
             let mut st = shared.lock();
             st.wake_at = st.last_commit + 1;
             loop {
-                if !st.chunks.is_empty() || st.closed {
+                if !st.chunks.is_empty() || st.closed || st.sweep {
                     break;
                 }
                 match policy {
@@ -53,7 +53,7 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
                     _ => st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner),
                 }
             }
-            if policy == FsyncPolicy::Always && !st.closed {
+            if policy == FsyncPolicy::Always && !st.closed && !st.chunks.is_empty() {
                 let gather_until = Instant::now() + sync_time / 2;
                 st.wake_at = settled + last_batch;
                 while st.last_commit - settled < last_batch && !st.closed {
@@ -70,7 +70,11 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
             }
             // Writing: appends need not wake anyone until it waits again.
             st.wake_at = u64::MAX;
-            (std::mem::take(&mut st.chunks), st.closed)
+            (
+                std::mem::take(&mut st.chunks),
+                st.closed,
+                std::mem::take(&mut st.sweep),
+            )
         };
         let last = chunks
             .iter()
@@ -123,13 +127,18 @@ pub(super) fn run(shared: &Shared, mut head: Option<Head>) {
                 }
             }
             delete_dead(shared, &head, &mut unsynced);
-        } else if unsynced {
-            // The interval ran out with nothing new: sync what was written.
-            if let Err(e) = sync(shared, &head) {
-                tracing::error!(error = %e, "journal sync failed; recent confirmed messages may be lost on power failure");
+        } else {
+            if unsynced {
+                // The interval ran out with nothing new: sync what was written.
+                if let Err(e) = sync(shared, &head) {
+                    tracing::error!(error = %e, "journal sync failed; recent confirmed messages may be lost on power failure");
+                }
+                unsynced = false;
+                last_sync = Instant::now();
             }
-            unsynced = false;
-            last_sync = Instant::now();
+            if sweep {
+                delete_dead(shared, &head, &mut unsynced);
+            }
         }
         if closing {
             if unsynced && let Err(e) = sync(shared, &head) {
@@ -257,7 +266,17 @@ fn delete_dead(shared: &Shared, head: &Option<Head>, unsynced: &mut bool) {
         use ferry_core::clock::Clock;
         ferry_core::clock::SystemClock::new().now()
     };
-    let dead = shared.lock().accounts.take_dead_prefix(current, now);
+    let (dead, keyed) = {
+        let mut st = shared.lock();
+        let dead = st.accounts.take_dead_prefix(current, now);
+        // A kept-keys file sealed with a segment's data keys keeps them.
+        let keyed: Vec<u64> = dead
+            .iter()
+            .copied()
+            .filter(|id| st.accounts.keeps(*id))
+            .collect();
+        (dead, keyed)
+    };
     if dead.is_empty() {
         return;
     }
@@ -290,6 +309,7 @@ fn delete_dead(shared: &Shared, head: &Option<Head>, unsynced: &mut bool) {
     if let Some(k) = &shared.keyring {
         // Once the segments are gone, so are their keys (saved at the next
         // write or here).
+        deleted.retain(|id| !keyed.contains(id));
         k.forget(&deleted);
         if let Err(e) = k.persist() {
             tracing::warn!(error = %e, "could not save the encryption keys");
