@@ -82,6 +82,22 @@ done
 ferry_amqp=$(awk '/^listening amqp/ {print $3}' "$work/ferry.out")
 ferry_aws=$(awk '/^listening aws/ {print $3}' "$work/ferry.out")
 
+# As a user's broker would have: a FIFO queue with one deduplicated send,
+# consumed. Its five-minute window must not keep the journal the runs
+# below write (once it held every later segment for the whole window).
+python3 - "$ferry_aws" <<'EOF'
+import json, sys, urllib.request
+def call(action, body):
+    req = urllib.request.Request("http://" + sys.argv[1] + "/", json.dumps(body).encode(), {
+        "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "AmazonSQS." + action})
+    return json.load(urllib.request.urlopen(req))
+url = call("CreateQueue", {"QueueName": "pinned.fifo", "Attributes": {"FifoQueue": "true"}})["QueueUrl"]
+call("SendMessage", {"QueueUrl": url, "MessageBody": "once", "MessageGroupId": "g", "MessageDeduplicationId": "once"})
+got = call("ReceiveMessage", {"QueueUrl": url})["Messages"][0]
+call("DeleteMessage", {"QueueUrl": url, "ReceiptHandle": got["ReceiptHandle"]})
+EOF
+journal_bytes() { du -sb "$work/ferry/journal" | cut -f1; }
+
 rabbit_pid=""
 if [ "$ONLY" != sqs ]; then
     echo "== starting RabbitMQ"
@@ -151,6 +167,7 @@ amqp_scenarios=(
 sqs_scenarios=(
     "single calls, 4x4|sqs|--size 64 --batch 1 --producers 4 --consumers 4"
     "batches of 10, 4x4|sqs|--size 64 --batch 10 --producers 4 --consumers 4"
+    "FIFO batches of 10, 4x4, queues kept|sqs|--size 64 --batch 10 --producers 4 --consumers 4 --fifo --keep-queues"
 )
 scenarios=()
 [ "$ONLY" != sqs ] && scenarios+=("${amqp_scenarios[@]}")
@@ -171,11 +188,22 @@ for s in "${scenarios[@]}"; do
         # shellcheck disable=SC2086 # the options are words on purpose
         "$ferry_bin" bench "$protocol" --url "$url" --broker-pid "$pid" --duration "$DURATION" \
             --quiet --json "$results/$i-$broker.json" $opts | grep -E 'received|latency|lost' || true
-        python3 - "$results/$i-$broker.json" "$name" "$broker" <<'EOF'
+        # ferry's journal on disk: at the end of the run, and once
+        # compaction (every second) has had 5 s.
+        at_end=""
+        settled=""
+        if [ "$broker" = ferry ]; then
+            at_end=$(journal_bytes)
+            sleep 5
+            settled=$(journal_bytes)
+        fi
+        python3 - "$results/$i-$broker.json" "$name" "$broker" "$at_end" "$settled" <<'EOF'
 import json, sys
-path, name, broker = sys.argv[1:]
+path, name, broker, at_end, settled = sys.argv[1:]
 r = json.load(open(path))
 r["scenario_name"], r["broker"] = name, broker
+if at_end:
+    r["journal_bytes"] = {"at_end": int(at_end), "after_5s": int(settled)}
 json.dump(r, open(path, "w"), indent=1)
 EOF
     done
@@ -222,8 +250,8 @@ lines = [
     "the load generator shares the cores with the broker. "
     f"Peers: RabbitMQ {rabbit_version or '-'} (Debian), moto (PyPI). Raw reports: `{results}/`.",
     "",
-    "| scenario | ferry msg/s | peer msg/s | ratio | ferry msg per broker CPU-s | peer msg per broker CPU-s | ratio | ferry p50 / p99 / p99.9 µs | peer p50 / p99 / p99.9 µs | ferry confirm p99 µs | peer confirm p99 µs | loss |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| scenario | ferry msg/s | peer msg/s | ratio | ferry msg per broker CPU-s | peer msg per broker CPU-s | ratio | ferry p50 / p99 / p99.9 µs | peer p50 / p99 / p99.9 µs | ferry confirm p99 µs | peer confirm p99 µs | loss | ferry journal at end / +5 s |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 for n in sorted(runs):
     pair = runs[n]
@@ -235,10 +263,12 @@ for n in sorted(runs):
     lat = lambda r: "{p50} / {p99} / {p999}".format(**r["latency_us"])
     conf = lambda r: str(r["confirm_latency_us"]["p99"]) if r.get("confirm_latency_us") else "-"
     loss = "none" if f["passed"] and p["passed"] else f"ferry {f['lost']}, {peer_name} {p['lost']}"
+    j = f.get("journal_bytes")
+    disk = f"{j['at_end'] / 2**20:,.1f} / {j['after_5s'] / 2**20:,.1f} MiB" if j else "-"
     lines.append(
         f"| {f['scenario_name']} (vs {peer_name}) | {fmt(rate(f))} | {fmt(rate(p))} | {ratio(rate(f), rate(p))} "
         f"| {fmt(per_cpu(f))} | {fmt(per_cpu(p))} | {ratio(per_cpu(f), per_cpu(p))} "
-        f"| {lat(f)} | {lat(p)} | {conf(f)} | {conf(p)} | {loss} |"
+        f"| {lat(f)} | {lat(p)} | {conf(f)} | {conf(p)} | {loss} | {disk} |"
     )
 sinks = sorted(glob.glob(os.path.join(results, "sink-*.json")))
 if sinks:

@@ -254,6 +254,7 @@ pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError
         Counters::get(&ctx.counters.received),
     );
     match protocol {
+        _ if opts.keep_queues => {}
         Protocol::Amqp => {
             let _ = amqp::teardown(&ctx).await;
         }

@@ -76,6 +76,16 @@ pub struct Options {
     #[arg(long, default_value_t = 10)]
     pub batch: usize,
 
+    /// SQS FIFO queues (`.fifo` names): each message gets an explicit
+    /// deduplication id and one of 16 message groups per producer.
+    #[arg(long)]
+    pub fifo: bool,
+
+    /// Leave the queues when done (they are deleted otherwise), so what
+    /// they keep (deduplication windows, say) can be looked at.
+    #[arg(long)]
+    pub keep_queues: bool,
+
     /// Queue names start with this.
     #[arg(long, default_value = "ferry-bench")]
     pub queue_prefix: String,
@@ -99,7 +109,8 @@ pub struct Options {
 
 impl Options {
     pub fn queue_name(&self, i: usize) -> String {
-        format!("{}-{i}", self.queue_prefix)
+        let suffix = if self.fifo { ".fifo" } else { "" };
+        format!("{}-{i}{suffix}", self.queue_prefix)
     }
 
     /// Per-producer rate, messages per second (0: unlimited).

@@ -92,9 +92,11 @@ impl Http {
     }
 
     async fn queue_url(&mut self, name: &str) -> Result<String, BenchError> {
-        let v = self
-            .call("CreateQueue", &json!({"QueueName": name}))
-            .await?;
+        let mut input = json!({"QueueName": name});
+        if name.ends_with(".fifo") {
+            input["Attributes"] = json!({"FifoQueue": "true"});
+        }
+        let v = self.call("CreateQueue", &input).await?;
         v["QueueUrl"]
             .as_str()
             .map(str::to_owned)
@@ -117,6 +119,21 @@ pub async fn teardown(ctx: &Ctx) -> Result<(), BenchError> {
         h.call("DeleteQueue", &json!({"QueueUrl": url})).await?;
     }
     Ok(())
+}
+
+/// Message groups per producer on FIFO queues: enough for several
+/// receivers to have groups to take while others are in flight.
+const GROUPS_PER_PRODUCER: u64 = 16;
+
+/// A send's entry: body, and on FIFO queues its group and deduplication id
+/// (unique per producer and sequence number, so nothing is a duplicate).
+fn entry(opts: &crate::Options, producer: u16, seq: u64, sent_ns: u64) -> Value {
+    let mut e = json!({"MessageBody": body(opts.size, producer, seq, sent_ns)});
+    if opts.fifo {
+        e["MessageGroupId"] = json!(format!("p{producer}-{}", seq % GROUPS_PER_PRODUCER));
+        e["MessageDeduplicationId"] = json!(format!("p{producer}-{seq}"));
+    }
+    e
 }
 
 fn body(size: usize, producer: u16, seq: u64, sent_ns: u64) -> String {
@@ -151,7 +168,8 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
             }
         }
         if opts.batch == 1 {
-            let input = json!({"QueueUrl": url, "MessageBody": body(opts.size, id, seq, ctx.clock.now_ns())});
+            let mut input = entry(opts, id, seq, ctx.clock.now_ns());
+            input["QueueUrl"] = json!(url);
             match h.call("SendMessage", &input).await {
                 Ok(_) => {
                     accepted.record(id, seq);
@@ -161,7 +179,9 @@ pub async fn producer(ctx: Ctx, id: u16, queue: String) -> Result<ProducerResult
         } else {
             let entries: Vec<Value> = (0..n)
                 .map(|i| {
-                    json!({"Id": i.to_string(), "MessageBody": body(opts.size, id, seq + i, ctx.clock.now_ns())})
+                    let mut e = entry(opts, id, seq + i, ctx.clock.now_ns());
+                    e["Id"] = json!(i.to_string());
+                    e
                 })
                 .collect();
             let input = json!({"QueueUrl": url, "Entries": entries});
