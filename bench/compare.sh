@@ -82,21 +82,25 @@ done
 ferry_amqp=$(awk '/^listening amqp/ {print $3}' "$work/ferry.out")
 ferry_aws=$(awk '/^listening aws/ {print $3}' "$work/ferry.out")
 
-# As a user's broker would have: a FIFO queue with one deduplicated send,
+# As a user's broker would have: a FIFO queue with a deduplicated send,
 # consumed. Its five-minute window must not keep the journal the runs
-# below write (once it held every later segment for the whole window).
-python3 - "$ferry_aws" <<'EOF'
+# write (once it held every later segment for the whole window), so one is
+# sent before each ferry run (`pin_window ID`).
+pin_window() {
+    python3 - "$ferry_aws" "$1" <<'EOF'
 import json, sys, urllib.request
 def call(action, body):
     req = urllib.request.Request("http://" + sys.argv[1] + "/", json.dumps(body).encode(), {
         "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "AmazonSQS." + action})
     return json.load(urllib.request.urlopen(req))
 url = call("CreateQueue", {"QueueName": "pinned.fifo", "Attributes": {"FifoQueue": "true"}})["QueueUrl"]
-call("SendMessage", {"QueueUrl": url, "MessageBody": "once", "MessageGroupId": "g", "MessageDeduplicationId": "once"})
+call("SendMessage", {"QueueUrl": url, "MessageBody": "once", "MessageGroupId": "g", "MessageDeduplicationId": sys.argv[2]})
 got = call("ReceiveMessage", {"QueueUrl": url})["Messages"][0]
 call("DeleteMessage", {"QueueUrl": url, "ReceiptHandle": got["ReceiptHandle"]})
 EOF
-journal_bytes() { du -sb "$work/ferry/journal" | cut -f1; }
+}
+# Files vanish while du walks (that is what is measured): never fatal.
+journal_bytes() { du -sb "$work/ferry/journal" 2>/dev/null | cut -f1 || true; }
 
 rabbit_pid=""
 if [ "$ONLY" != sqs ]; then
@@ -185,6 +189,7 @@ for s in "${scenarios[@]}"; do
     for t in "${targets[@]}"; do
         IFS='|' read -r broker url pid <<<"$t"
         echo "== $name: $broker"
+        if [ "$broker" = ferry ]; then pin_window "run-$i"; fi
         # shellcheck disable=SC2086 # the options are words on purpose
         "$ferry_bin" bench "$protocol" --url "$url" --broker-pid "$pid" --duration "$DURATION" \
             --quiet --json "$results/$i-$broker.json" $opts | grep -E 'received|latency|lost' || true
@@ -202,7 +207,7 @@ import json, sys
 path, name, broker, at_end, settled = sys.argv[1:]
 r = json.load(open(path))
 r["scenario_name"], r["broker"] = name, broker
-if at_end:
+if at_end and settled:
     r["journal_bytes"] = {"at_end": int(at_end), "after_5s": int(settled)}
 json.dump(r, open(path, "w"), indent=1)
 EOF

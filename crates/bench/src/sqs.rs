@@ -126,7 +126,8 @@ pub async fn teardown(ctx: &Ctx) -> Result<(), BenchError> {
 const GROUPS_PER_PRODUCER: u64 = 16;
 
 /// A send's entry: body, and on FIFO queues its group and deduplication id
-/// (unique per producer and sequence number, so nothing is a duplicate).
+/// (unique per producer and sequence number, so nothing is a duplicate;
+/// every run has queues of its own).
 fn entry(opts: &crate::Options, producer: u16, seq: u64, sent_ns: u64) -> Value {
     let mut e = json!({"MessageBody": body(opts.size, producer, seq, sent_ns)});
     if opts.fifo {

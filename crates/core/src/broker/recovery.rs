@@ -324,6 +324,7 @@ impl Broker {
                 for slot in q.slots.into_sequence_order() {
                     core.restore_place(slot, now, &mut fx);
                 }
+                core.restore_dedup_done();
             }
             let ns = ns_of(&dq.namespace);
             write(&ns.queues).insert(dq.name.clone(), Arc::clone(&q.handle));

@@ -194,10 +194,10 @@ impl DedupWindow {
         if self.seen.get(&key).is_some_and(|s| s.until > at) {
             return;
         }
-        // Replay is in journal order, which compaction copies break: keep
-        // `order` sorted by expiry, as `expire` needs.
-        let at = self.order.partition_point(|(u, _)| *u <= until);
-        self.order.insert(at, (until, key.clone()));
+        // Replay is not in expiry order (compaction copies, keys the store
+        // kept apart from their segments): sorted once replay is over
+        // ([`DedupWindow::restored`]), not per key, which was quadratic.
+        self.order.push_back((until, key.clone()));
         self.seen.insert(
             key,
             Seen {
@@ -206,6 +206,14 @@ impl DedupWindow {
                 commit: Commit::done(),
             },
         );
+    }
+
+    /// Replay is over: puts `order` in expiry order, as `expire` needs
+    /// (stable, so of two entries for a key, the replaced one stays first).
+    pub(super) fn restored(&mut self) {
+        self.order
+            .make_contiguous()
+            .sort_by_key(|(until, _)| *until);
     }
 
     fn expire(&mut self, now: Timestamp) {

@@ -35,6 +35,8 @@ impl QueueCore {
     /// unless its window is over by `now`: a send of its duplicate after a
     /// restart is refused as it would have been before (acked or not).
     pub fn restore_dedup(&mut self, msg: &Message, seq: u64, at: Timestamp, now: Timestamp) {
+        // The original may be long gone; its number is still not reused.
+        self.next_seq = self.next_seq.max(seq + 1);
         if let Some(d) = self.dedup.as_mut() {
             let original = super::dedup::Original {
                 id: msg.id,
@@ -42,6 +44,13 @@ impl QueueCore {
                 published_at: msg.published_at,
             };
             d.restore(msg, original, at, now);
+        }
+    }
+
+    /// Replay is over: the deduplication window is put in expiry order.
+    pub fn restore_dedup_done(&mut self) {
+        if let Some(d) = self.dedup.as_mut() {
+            d.restored();
         }
     }
 

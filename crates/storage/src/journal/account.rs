@@ -51,9 +51,8 @@ pub(super) struct Accounts {
 /// under the journal's lock and used outside it.
 pub(super) struct Carry {
     pub segment: u64,
-    /// Deduplicating queues: window, content-based, and the key their
-    /// messages are sealed with.
-    pub queues: HashMap<QueueId, (Duration, bool, Option<String>)>,
+    /// Deduplicating queues: window, and whether content alone keys.
+    pub queues: HashMap<QueueId, (Duration, bool)>,
 }
 
 /// Whether a record changes topology (namespaces, queues, routers,
@@ -298,14 +297,7 @@ impl Accounts {
             .take_while(|(id, seg)| **id < written_below && seg.live == 0)
             .find(|(id, seg)| seg.dedup_until > now && !self.uncarriable.contains(id))?;
         self.carrying = Some(id);
-        let queues = self
-            .deduplicating
-            .iter()
-            .map(|(q, (window, by_content))| {
-                let key = self.key_of(*q).map(str::to_owned);
-                (*q, (*window, *by_content, key))
-            })
-            .collect();
+        let queues = self.deduplicating.clone();
         Some(Carry {
             segment: id,
             queues,
@@ -334,22 +326,18 @@ impl Accounts {
         }
     }
 
-    /// Takes the kept-keys files whose windows are all over at `now`, each
-    /// with whether its segment is gone too (its data keys may go).
-    pub(super) fn take_expired_kept(&mut self, now: Timestamp) -> Vec<(u64, bool)> {
+    /// Takes the kept-keys files whose windows are all over at `now`.
+    pub(super) fn take_expired_kept(&mut self, now: Timestamp) -> Vec<u64> {
         let expired: Vec<u64> = self
             .kept
             .iter()
             .filter(|(_, until)| **until <= now)
             .map(|(id, _)| *id)
             .collect();
+        for id in &expired {
+            self.kept.remove(id);
+        }
         expired
-            .into_iter()
-            .map(|id| {
-                self.kept.remove(&id);
-                (id, !self.segments.contains_key(&id))
-            })
-            .collect()
     }
 
     /// Whether a kept-keys file of segment `id` still needs its data keys.

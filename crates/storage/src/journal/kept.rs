@@ -98,17 +98,23 @@ fn check_header(data: &[u8], id: u64) -> Result<Timestamp, String> {
     Ok(Timestamp(word(20..28)))
 }
 
+/// A kept record, and how its send was sealed in the segment (see
+/// [`sealing::sealed_under`]): it is sealed the same way, with the same
+/// data keys, so it reveals no more than the segment did and needs no key
+/// the segment did not.
+pub(super) type Kept = (Record, Option<Option<String>>);
+
 /// The keys of segment `id`'s sends whose windows are still open at `now`,
-/// for the deduplicating queues in `queues` (window, content-based, key),
+/// for the deduplicating queues in `queues` (window, content-based),
 /// and when the last of them ends. The segment is wholly written and
 /// was checked at start or written since: damage here is an error, and the
 /// segment then simply waits for its windows.
 pub(super) fn collect(
     shared: &Shared,
     id: u64,
-    queues: &HashMap<QueueId, (Duration, bool, Option<String>)>,
+    queues: &HashMap<QueueId, (Duration, bool)>,
     now: Timestamp,
-) -> Result<(Vec<Record>, Timestamp), StoreError> {
+) -> Result<(Vec<Kept>, Timestamp), StoreError> {
     let p = segment::path(&shared.dir, id);
     let data = std::fs::read(&p).map_err(|e| io_error(&p, e))?;
     let corrupt = |offset: usize, detail: String| StoreError::Corrupt {
@@ -150,7 +156,7 @@ pub(super) fn collect(
         else {
             continue;
         };
-        let Some((window, by_content, _)) = queues.get(&queue) else {
+        let Some((window, by_content)) = queues.get(&queue) else {
             continue;
         };
         let until = at.plus(*window);
@@ -168,12 +174,13 @@ pub(super) fn collect(
         stand_in.published_at = message.published_at;
         stand_in.group_id = message.group_id.clone();
         stand_in.dedup_id = Some(token);
-        kept.push(Record::DedupKept {
+        let record = Record::DedupKept {
             queue,
             seq,
             at,
             message: Arc::new(stand_in),
-        });
+        };
+        kept.push((record, sealing::sealed_under(f.kind, f.payload)));
     }
     Ok((kept, last))
 }
@@ -192,19 +199,18 @@ fn is_message_frame(kind: u8) -> bool {
 pub(super) fn write(
     shared: &Shared,
     id: u64,
-    records: &[Record],
-    queues: &HashMap<QueueId, (Duration, bool, Option<String>)>,
+    records: &[Kept],
     until: Timestamp,
 ) -> Result<(), StoreError> {
     let mut bytes = header(id, until).to_vec();
-    for r in records {
+    for (r, how) in records {
         let offset = bytes.len() as u64;
-        let sealed = match (&shared.keyring, r) {
-            (Some(k), Record::DedupKept { queue, .. }) => {
-                let name = queues.get(queue).and_then(|(_, _, n)| n.as_deref());
-                sealing::seal(k, name, id, offset, r)?
+        let sealed = match (&shared.keyring, how) {
+            (Some(k), Some(name)) => Some(sealing::seal_under(k, name.as_deref(), id, offset, r)?),
+            (None, Some(_)) => {
+                return Err(StoreError::Io("a sealed send, and no keys".into()));
             }
-            _ => None,
+            (_, None) => None,
         };
         sealing::put_frame(&mut bytes, r, sealed.as_ref());
     }

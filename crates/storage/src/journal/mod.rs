@@ -295,17 +295,25 @@ impl Journal {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
-            let Some(carry) = self.shared.lock().accounts.start_carry(written_below, now) else {
+            let carry = {
+                let mut st = self.shared.lock();
+                if st.closed {
+                    break;
+                }
+                st.accounts.start_carry(written_below, now)
+            };
+            let Some(carry) = carry else {
                 break;
             };
             let id = carry.segment;
             let done = kept::collect(&self.shared, id, &carry.queues, now).map(|(keys, until)| {
                 if keys.is_empty() {
-                    // Their queues are gone or no longer deduplicate.
+                    // Their queues are gone or no longer deduplicate (a
+                    // file an earlier try left unsynced goes too).
+                    let _ = kept::remove(&self.shared.dir, id);
                     return Ok((0, Timestamp(0)));
                 }
-                kept::write(&self.shared, id, &keys, &carry.queues, until)
-                    .map(|()| (keys.len(), until))
+                kept::write(&self.shared, id, &keys, until).map(|()| (keys.len(), until))
             });
             let mut st = self.shared.lock();
             match done {
@@ -339,19 +347,21 @@ impl Journal {
     }
 
     /// Deletes the kept-keys files whose windows are all over, then the
-    /// data keys only they still needed (the deletions synced first, so no
-    /// file can come back that its keys no longer open).
+    /// data keys only they still needed: those of segments whose file is
+    /// gone too (the accounts let a segment go before the writer deletes
+    /// its file, and a failed delete leaves it for the next start, which
+    /// must still open it). The deletions are synced first, so no file can
+    /// come back that its keys no longer open.
     fn drop_expired_kept(&self, now: Timestamp) {
         let expired = self.shared.lock().accounts.take_expired_kept(now);
         if expired.is_empty() {
             return;
         }
         let dir = &self.shared.dir;
-        let mut unkeyed = Vec::new();
-        for (id, segment_gone) in expired {
+        let mut removed = Vec::new();
+        for id in expired {
             match kept::remove(dir, id) {
-                Ok(()) if segment_gone => unkeyed.push(id),
-                Ok(()) => {}
+                Ok(()) => removed.push(id),
                 Err(e) => {
                     tracing::warn!(error = %e, file = %kept::path(dir, id).display(), "could not delete an expired kept-keys file");
                 }
@@ -361,10 +371,14 @@ impl Journal {
             tracing::warn!(error = %e, "could not sync the journal directory");
             return;
         }
+        // A segment the writer deletes after this keeps its keys in the
+        // file until the next start drops them (they are older than every
+        // segment then): never the other way round.
+        removed.retain(|id| !segment::path(dir, *id).exists());
         if let Some(k) = &self.shared.keyring
-            && !unkeyed.is_empty()
+            && !removed.is_empty()
         {
-            k.forget(&unkeyed);
+            k.forget(&removed);
             if let Err(e) = k.persist() {
                 tracing::warn!(error = %e, "could not save the encryption keys");
             }

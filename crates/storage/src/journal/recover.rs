@@ -54,13 +54,22 @@ pub(super) fn replay(
             match frame::read(&data[pos..end]) {
                 Ok(f) => {
                     let at = location(id, pos as u64);
-                    match super::decode_frame(
+                    let decoded = super::decode_frame(
                         shared.keyring.as_ref(),
                         id,
                         pos as u64,
                         f.kind,
                         f.payload,
-                    ) {
+                    )
+                    .and_then(|r| match r {
+                        // Written only to kept-keys files: one in a segment
+                        // was put there (sealed ones open alike in both).
+                        Record::DedupKept { .. } => Err(super::Unreadable::Damaged(
+                            "a kept deduplication key in a segment".into(),
+                        )),
+                        r => Ok(r),
+                    });
+                    match decoded {
                         Ok(r) => {
                             st.accounts.apply(&r, at);
                             let loc = matches!(r, Record::Enqueued { .. }).then_some(at);

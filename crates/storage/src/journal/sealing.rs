@@ -32,6 +32,17 @@ pub(super) fn seal(
     if name.is_none() && !keyring.has_key(None) {
         return Ok(None);
     }
+    seal_under(keyring, name, segment, offset, r).map(Some)
+}
+
+/// Seals `r` under key `name` (`None`: the journal's), as [`seal`] does.
+pub(super) fn seal_under(
+    keyring: &Keyring,
+    name: Option<&str>,
+    segment: u64,
+    offset: u64,
+    r: &Record,
+) -> Result<Sealed, StoreError> {
     let seal_error = |e: SealError| StoreError::Io(format!("sealing a record: {e}"));
     let mut plain = Vec::new();
     let kind = codec::encode(r, &mut plain);
@@ -45,11 +56,26 @@ pub(super) fn seal(
         buf[..len].copy_from_slice(&n.as_bytes()[..len]);
         (buf, len)
     });
-    Ok(Some(Sealed {
+    Ok(Sealed {
         kind,
         named,
         ciphertext,
-    }))
+    })
+}
+
+/// How a frame of kind `kind` with `payload` was sealed: `None` in the
+/// clear, `Some(None)` under the journal's key, `Some(Some(name))` under a
+/// queue's (for a frame that opened: its layout is known good).
+pub(super) fn sealed_under(kind: u8, payload: &[u8]) -> Option<Option<String>> {
+    match kind {
+        SEALED => Some(None),
+        SEALED_NAMED => {
+            let len = usize::from(*payload.get(1)?);
+            let name = payload.get(2..2 + len)?;
+            Some(std::str::from_utf8(name).ok().map(str::to_owned))
+        }
+        _ => None,
+    }
 }
 
 /// Appends `r`'s frame to `out` (its sealed form if given); returns the

@@ -266,17 +266,7 @@ fn delete_dead(shared: &Shared, head: &Option<Head>, unsynced: &mut bool) {
         use ferry_core::clock::Clock;
         ferry_core::clock::SystemClock::new().now()
     };
-    let (dead, keyed) = {
-        let mut st = shared.lock();
-        let dead = st.accounts.take_dead_prefix(current, now);
-        // A kept-keys file sealed with a segment's data keys keeps them.
-        let keyed: Vec<u64> = dead
-            .iter()
-            .copied()
-            .filter(|id| st.accounts.keeps(*id))
-            .collect();
-        (dead, keyed)
-    };
+    let dead = shared.lock().accounts.take_dead_prefix(current, now);
     if dead.is_empty() {
         return;
     }
@@ -308,8 +298,13 @@ fn delete_dead(shared: &Shared, head: &Option<Head>, unsynced: &mut bool) {
     }
     if let Some(k) = &shared.keyring {
         // Once the segments are gone, so are their keys (saved at the next
-        // write or here).
-        deleted.retain(|id| !keyed.contains(id));
+        // write or here), but for those a kept-keys file still needs. Asked
+        // once the files are gone: a kept-keys file that expired meanwhile
+        // left the keys to whoever deleted the segment last.
+        {
+            let st = shared.lock();
+            deleted.retain(|id| !st.accounts.keeps(*id));
+        }
         k.forget(&deleted);
         if let Err(e) = k.persist() {
             tracing::warn!(error = %e, "could not save the encryption keys");
