@@ -812,8 +812,11 @@ fn a_segment_left_beside_its_kept_keys_opens_and_goes() {
     {
         let (j, _) = open(dir.path(), encrypted()).expect("open");
         for id in &old {
-            std::fs::copy(segment::path(dir.path(), *id), segment::path(aside.path(), *id))
-                .expect("copy");
+            std::fs::copy(
+                segment::path(dir.path(), *id),
+                segment::path(aside.path(), *id),
+            )
+            .expect("copy");
         }
         assert!(j.carry_dedup_windows() > 0);
         wait_for_files(dir.path(), |f| f.first() != old.first());
@@ -822,8 +825,11 @@ fn a_segment_left_beside_its_kept_keys_opens_and_goes() {
     assert!(!carried.is_empty());
     for id in &old {
         if !segment::path(dir.path(), *id).exists() {
-            std::fs::copy(segment::path(aside.path(), *id), segment::path(dir.path(), *id))
-                .expect("put back");
+            std::fs::copy(
+                segment::path(aside.path(), *id),
+                segment::path(dir.path(), *id),
+            )
+            .expect("put back");
         }
     }
     let (j, _) = open(dir.path(), encrypted()).expect("opens with both");
