@@ -19,6 +19,7 @@ pub mod message;
 pub mod queue;
 pub mod router;
 pub mod store;
+pub mod stream;
 
 pub use broker::Broker;
 pub use clock::{Clock, FakeClock, SystemClock, Timestamp};
