@@ -8,10 +8,12 @@
 //! - [`segment`]: segment files and their headers.
 //! - [`journal`]: the journal itself.
 //! - [`seal`]: encryption at rest of message records (envelope keys).
+//! - [`log`]: the streams engine's segment logs, one per partition.
 
 pub mod codec;
 pub mod frame;
 pub mod journal;
+pub mod log;
 pub mod seal;
 pub mod segment;
 

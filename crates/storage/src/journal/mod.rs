@@ -412,7 +412,7 @@ impl Drop for Journal {
     }
 }
 
-fn io_error(path: &Path, e: std::io::Error) -> StoreError {
+pub(crate) fn io_error(path: &Path, e: std::io::Error) -> StoreError {
     if e.raw_os_error() == Some(28) {
         // ENOSPC
         return StoreError::Full;

@@ -1,0 +1,261 @@
+//! The streams engine's durable log: under `<data>/streams/`, a directory
+//! per stream (`<stream-id:020>/`, with `stream.json`) and in it one per
+//! partition (`<partition>/`), holding that partition's segments
+//! (`<base-offset:020>.log`) and closed segments' indexes (`.index`).
+//!
+//! - [`segment`]: the segment file and its in-memory sparse index; the scan
+//!   that checks a segment when it is opened.
+//! - [`index`]: index files written when a segment rolls.
+//! - [`partition`]: reads, retention, and writing a batch.
+//! - [`writer`]: the `ferry-log` thread (group commit across partitions).
+//! - [`meta`]: the `stream.json` file.
+//!
+//! Opening a partition reads only its active (last) segment's data and
+//! the other segments' index files, so restart time does not grow with
+//! what is retained.
+
+mod index;
+mod meta;
+mod partition;
+mod segment;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use ferry_core::store::StoreError;
+use ferry_core::stream::{Durable, LogStore, OpenedLog, StreamMeta};
+
+use crate::FsyncPolicy;
+use crate::journal::io_error;
+use partition::{PartitionFiles, PartitionHandle, Roll};
+use segment::{HEADER, Segment};
+use writer::Writer;
+
+pub use segment::FORMAT_VERSION;
+
+/// How many of the newest batch headers a partition's opening hands back
+/// to rebuild idempotent producers' sequences.
+const TAIL_HEADERS: usize = 10_000;
+
+/// Every stream's logs, in one directory.
+pub struct SegmentLogs {
+    root: PathBuf,
+    writer: Arc<Writer>,
+    /// Open partitions by stream id, to fence on deletion and to update
+    /// their roll settings.
+    open: Mutex<HashMap<u64, Vec<Arc<PartitionFiles>>>>,
+}
+
+fn stream_dir(root: &Path, id: u64) -> PathBuf {
+    root.join(format!("{id:020}"))
+}
+
+impl SegmentLogs {
+    /// Opens (creating) `root`, finishing any deletion a crash interrupted.
+    pub fn open(root: &Path, fsync: FsyncPolicy) -> Result<SegmentLogs, StoreError> {
+        std::fs::create_dir_all(root).map_err(|e| io_error(root, e))?;
+        for e in std::fs::read_dir(root).map_err(|e| io_error(root, e))? {
+            let e = e.map_err(|e| io_error(root, e))?;
+            if e.file_name().to_string_lossy().ends_with(".deleting") {
+                std::fs::remove_dir_all(e.path()).map_err(|err| io_error(&e.path(), err))?;
+            }
+        }
+        Ok(SegmentLogs {
+            root: root.to_owned(),
+            writer: Writer::start(fsync)?,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn open_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<Arc<PartitionFiles>>>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for SegmentLogs {
+    fn drop(&mut self) {
+        self.writer.close();
+    }
+}
+
+impl LogStore for SegmentLogs {
+    fn create_stream(&self, m: &StreamMeta) -> Result<(), StoreError> {
+        let dir = stream_dir(&self.root, m.id);
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        meta::write(&dir, m)?;
+        crate::segment::sync_dir(&self.root).map_err(|e| io_error(&self.root, e))
+    }
+
+    fn update_stream(&self, m: &StreamMeta) -> Result<(), StoreError> {
+        meta::write(&stream_dir(&self.root, m.id), m)?;
+        if let Some(parts) = self.open_map().get(&m.id) {
+            for p in parts {
+                *p.roll.lock().unwrap_or_else(PoisonError::into_inner) = roll_of(m);
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_stream(&self, id: u64) -> Result<(), StoreError> {
+        if let Some(parts) = self.open_map().remove(&id) {
+            for p in parts {
+                p.deleted.store(true, Ordering::Release);
+            }
+        }
+        let dir = stream_dir(&self.root, id);
+        let doomed = self.root.join(format!("{id:020}.deleting"));
+        // The rename is the deletion (durable once the directory is
+        // synced); removing the files after it may be finished at start.
+        std::fs::rename(&dir, &doomed).map_err(|e| io_error(&dir, e))?;
+        crate::segment::sync_dir(&self.root).map_err(|e| io_error(&self.root, e))?;
+        std::fs::remove_dir_all(&doomed).map_err(|e| io_error(&doomed, e))
+    }
+
+    fn streams(&self) -> Result<Vec<StreamMeta>, StoreError> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(&self.root).map_err(|e| io_error(&self.root, e))? {
+            let e = e.map_err(|e| io_error(&self.root, e))?;
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) {
+                v.push(meta::read(&e.path())?);
+            }
+        }
+        Ok(v)
+    }
+
+    fn open_partition(
+        &self,
+        m: &StreamMeta,
+        partition: u32,
+        durable: Arc<Durable>,
+    ) -> Result<OpenedLog, StoreError> {
+        let dir = stream_dir(&self.root, m.id).join(partition.to_string());
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        let bases = segment::list(&dir).map_err(|e| io_error(&dir, e))?;
+        let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len().max(1));
+        let mut tail = Vec::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let (seg, headers) = open_segment(&dir, m.id, partition, base, active)?;
+            if active {
+                tail = headers;
+            }
+            segments.push(seg);
+        }
+        if segments.is_empty() {
+            segments.push(partition::create_segment(&dir, m.id, partition, 0)?);
+        }
+        let (start, next) = {
+            let first = &segments[0];
+            let last = &segments[segments.len() - 1];
+            let next = last.lock().next_offset;
+            (first.base, next)
+        };
+        durable.set_start(start);
+        durable.advance(next);
+        let files = Arc::new(PartitionFiles {
+            stream: m.id,
+            partition,
+            dir,
+            durable,
+            segments: RwLock::new(segments),
+            roll: Mutex::new(roll_of(m)),
+            deleted: Default::default(),
+            broken: Mutex::new(None),
+        });
+        self.open_map()
+            .entry(m.id)
+            .or_default()
+            .push(Arc::clone(&files));
+        Ok(OpenedLog {
+            log: Arc::new(PartitionHandle {
+                files,
+                writer: Arc::clone(&self.writer),
+            }),
+            next_offset: next,
+            tail,
+        })
+    }
+}
+
+fn roll_of(m: &StreamMeta) -> Roll {
+    Roll {
+        segment_bytes: m.config.segment_bytes,
+        segment_ms: m.config.segment_ms,
+    }
+}
+
+/// Opens one segment: a closed one from its index file when that matches
+/// (else a scan), the active one always by a scan that trims a torn tail.
+fn open_segment(
+    dir: &Path,
+    stream: u64,
+    partition: u32,
+    base: u64,
+    active: bool,
+) -> Result<(Arc<Segment>, Vec<ferry_core::stream::batch::BatchHeader>), StoreError> {
+    let path = segment::log_path(dir, base);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_error(&path, e))?;
+    let len = file.metadata().map_err(|e| io_error(&path, e))?.len();
+    let mut h = [0u8; HEADER as usize];
+    if len < HEADER {
+        return Err(StoreError::Corrupt {
+            file: path.display().to_string(),
+            offset: 0,
+            detail: format!("{len} bytes, shorter than a segment header"),
+        });
+    }
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut h, 0).map_err(|e| io_error(&path, e))?;
+    segment::check_header(&h, stream, partition, base).map_err(|detail| StoreError::Corrupt {
+        file: path.display().to_string(),
+        offset: 0,
+        detail,
+    })?;
+    if !active {
+        let indexed = std::fs::read(segment::index_path(dir, base))
+            .ok()
+            .and_then(|b| index::decode(&b, len));
+        if let Some(state) = indexed {
+            return Ok((
+                Arc::new(Segment {
+                    base,
+                    path,
+                    file,
+                    state: Mutex::new(state),
+                }),
+                Vec::new(),
+            ));
+        }
+    }
+    let scanned = segment::scan(&file, &path, base, if active { TAIL_HEADERS } else { 0 })?;
+    if let Some(at) = scanned.torn_at {
+        tracing::warn!(file = %path.display(), at, dropped = len - at, "log segment had a torn tail; trimmed");
+        file.set_len(at)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| io_error(&path, e))?;
+    }
+    if !active {
+        // Write the missing index, so the next start need not scan.
+        let _ = index::write(&segment::index_path(dir, base), &scanned.state);
+    }
+    Ok((
+        Arc::new(Segment {
+            base,
+            path,
+            file,
+            state: Mutex::new(scanned.state),
+        }),
+        scanned.tail,
+    ))
+}
+
+#[cfg(test)]
+mod tests;
