@@ -189,6 +189,39 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", env = "FERRY_AMQP_MAX_MESSAGE_SIZE", value_parser = toml_u64())]
     amqp_max_message_size: Option<u64>,
 
+    /// Create a topic when a Kafka client asks for one that does not exist
+    /// (Kafka's auto.create.topics.enable): true or false [default: true]
+    /// (config key: kafka-auto-create-topics).
+    #[arg(
+        long,
+        value_name = "true|false",
+        env = "FERRY_KAFKA_AUTO_CREATE_TOPICS"
+    )]
+    kafka_auto_create_topics: Option<bool>,
+
+    /// Partitions of a Kafka topic created without a count (Kafka's
+    /// num.partitions) [default: 1] (config key: kafka-num-partitions).
+    #[arg(long, value_name = "N", env = "FERRY_KAFKA_NUM_PARTITIONS")]
+    kafka_num_partitions: Option<u32>,
+
+    /// The host Kafka clients are told to connect to (Kafka's advertised
+    /// listeners) [default: the listener's address] (config key:
+    /// kafka-advertised-host).
+    #[arg(long, value_name = "HOST", env = "FERRY_KAFKA_ADVERTISED_HOST")]
+    kafka_advertised_host: Option<String>,
+
+    /// The user a Kafka client that does not authenticate acts as, with
+    /// its permissions and loopback rule; "" refuses such clients
+    /// [default: guest] (config key: kafka-anonymous-user).
+    #[arg(long, value_name = "USER", env = "FERRY_KAFKA_ANONYMOUS_USER")]
+    kafka_anonymous_user: Option<String>,
+
+    /// How often streams' retention (retention.ms, retention.bytes) deletes
+    /// old segments, in ms [default: 300000] (config key:
+    /// retention-check-interval-ms).
+    #[arg(long, value_name = "MS", env = "FERRY_RETENTION_CHECK_INTERVAL_MS", value_parser = toml_u64())]
+    retention_check_interval_ms: Option<u64>,
+
     /// Per-queue series at /metrics: true or false (false keeps only
     /// totals, for brokers with very many queues) [default: true]
     /// (config key: metrics-per-queue).

@@ -23,6 +23,8 @@ pub enum ServerError {
     Core(#[from] ferry_core::CoreError),
     #[error("storage: {0}")]
     Storage(#[from] ferry_core::store::StoreError),
+    #[error("streams: {0}")]
+    Streams(#[from] ferry_core::stream::StreamError),
     #[error("recovery was interrupted")]
     RecoveryAborted,
     #[error("TLS: {0}")]

@@ -28,7 +28,7 @@ pub static AWS: FaceSpec = FaceSpec {
 };
 
 /// Every face, in start order.
-pub static FACES: [&FaceSpec; 3] = [&ADMIN, &AWS, &ferry_amqp::SPEC];
+pub static FACES: [&FaceSpec; 4] = [&ADMIN, &AWS, &ferry_amqp::SPEC, &ferry_kafka::SPEC];
 
 /// The spec of the face named `name`.
 pub fn find(name: &str) -> Option<&'static FaceSpec> {

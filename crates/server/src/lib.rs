@@ -61,6 +61,8 @@ pub struct Server {
     memory: tokio::task::JoinHandle<()>,
     disk: tokio::task::JoinHandle<()>,
     upkeep: tokio::task::JoinHandle<()>,
+    streams: Arc<ferry_core::stream::Streams>,
+    retention: tokio::task::JoinHandle<()>,
     tls: Option<Arc<Tls>>,
     _data_dir: DataDir,
 }
@@ -150,6 +152,7 @@ impl Server {
             "recovering"
         );
         let started = std::time::Instant::now();
+        let log_fsync = config.journal.fsync;
         let (broker, journal) = tokio::task::spawn_blocking(move || {
             let journal = Arc::new(Journal::open(&journal_dir, config.journal)?);
             let broker = Broker::open_with_budget(
@@ -163,6 +166,33 @@ impl Server {
         .await
         .map_err(|_| ServerError::RecoveryAborted)??;
         tracing::info!(elapsed = ?started.elapsed(), "recovered");
+        // The streams engine, on its own segment logs beside the journal:
+        // opening reads each partition's active segment only.
+        let streams_dir = data_dir.path().join("streams");
+        let started = std::time::Instant::now();
+        let streams = tokio::task::spawn_blocking(move || {
+            let logs = ferry_storage::log::SegmentLogs::open(&streams_dir, log_fsync)?;
+            let streams =
+                ferry_core::stream::Streams::open(Arc::new(SystemClock::new()), Arc::new(logs))?;
+            Ok::<_, ServerError>(streams)
+        })
+        .await
+        .map_err(|_| ServerError::RecoveryAborted)??;
+        tracing::info!(elapsed = ?started.elapsed(), streams = streams.all().len(), "streams opened");
+        let retention = {
+            let streams = Arc::clone(&streams);
+            let every = config.retention_check;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let s = Arc::clone(&streams);
+                    // Deleting segments is file work: off the runtime's threads.
+                    let _ = tokio::task::spawn_blocking(move || s.enforce_retention()).await;
+                }
+            })
+        };
         broker.set_max_queues(config.max_queues);
         broker.set_max_queue_length(config.max_queue_length);
         let timers = tokio::spawn(Arc::clone(&broker).run_timers());
@@ -183,7 +213,7 @@ impl Server {
         // admin API declares queues and binds to them); all of it is
         // durable before the first client is served.
         let sqs = ferry_sqs::Sqs::new(Arc::clone(&broker), sqs_config, Arc::clone(&users))?;
-        let amqp = ferry_amqp::Amqp::new(Arc::clone(&broker), amqp_config, users)?;
+        let amqp = ferry_amqp::Amqp::new(Arc::clone(&broker), amqp_config, Arc::clone(&users))?;
         broker
             .barrier()
             .wait()
@@ -200,6 +230,33 @@ impl Server {
                 &mut tasks,
                 b,
                 Arc::clone(&amqp),
+                Arc::clone(&connections),
+                stopped.clone(),
+            );
+        }
+        // Kafka: one face per listener, each telling its clients its own
+        // address (Kafka's advertised listeners).
+        for b in listeners::take(&mut bound, &ferry_kafka::SPEC) {
+            let mut kafka_config = config.kafka.clone();
+            if kafka_config.advertised_host.is_empty() {
+                kafka_config.advertised_host = if b.addr.ip().is_unspecified() {
+                    tracing::warn!(listener = %b.name, "kafka listens on every address; set kafka-advertised-host to the name clients reach it by");
+                    "127.0.0.1".into()
+                } else {
+                    b.addr.ip().to_string()
+                };
+            }
+            kafka_config.advertised_port = b.addr.port();
+            let kafka = ferry_kafka::Kafka::new(
+                Arc::clone(&streams),
+                Arc::clone(&broker),
+                Arc::clone(&users),
+                kafka_config,
+            );
+            listeners::stream::serve(
+                &mut tasks,
+                b,
+                kafka,
                 Arc::clone(&connections),
                 stopped.clone(),
             );
@@ -228,6 +285,8 @@ impl Server {
         Ok(Server {
             broker,
             journal,
+            streams,
+            retention,
             listening,
             stop,
             tasks,
@@ -260,6 +319,10 @@ impl Server {
         &self.broker
     }
 
+    pub fn streams(&self) -> &Arc<ferry_core::stream::Streams> {
+        &self.streams
+    }
+
     /// Stops accepting, lets in-flight requests finish (for at most
     /// [`SHUTDOWN_GRACE`], so a stalled client cannot hold the broker up),
     /// stops the timers.
@@ -279,6 +342,11 @@ impl Server {
         self.memory.abort();
         self.disk.abort();
         self.upkeep.abort();
+        self.retention.abort();
+        // The log writer writes and syncs what is pending once the last
+        // handle to the streams goes.
+        let streams = self.streams;
+        let _ = tokio::task::spawn_blocking(move || drop(streams)).await;
         // Flush: the journal writes and syncs what is pending.
         let journal = self.journal;
         let _ = tokio::task::spawn_blocking(move || journal.close()).await;

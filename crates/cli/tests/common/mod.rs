@@ -13,7 +13,16 @@ use std::time::{Duration, Instant};
 /// Every listener, each set on the command line (a test's own choice, or
 /// off): the defaults would take fixed ports, and TLS ones turn on by
 /// themselves once a certificate is configured.
-const LISTENERS: [&str; 6] = ["admin", "aws", "amqp", "admin-tls", "aws-tls", "amqps"];
+const LISTENERS: [&str; 8] = [
+    "admin",
+    "aws",
+    "amqp",
+    "kafka",
+    "admin-tls",
+    "aws-tls",
+    "amqps",
+    "kafka-tls",
+];
 
 pub struct Ferry {
     pub child: Child,

@@ -190,6 +190,10 @@ pub struct ServerConfig {
     pub sqs: ferry_sqs::SqsConfig,
     /// AMQP 0-9-1.
     pub amqp: ferry_amqp::AmqpConfig,
+    /// Kafka (its advertised address is the listener's unless set).
+    pub kafka: ferry_kafka::KafkaConfig,
+    /// How often streams' retention runs.
+    pub retention_check: std::time::Duration,
     /// Connections of every face together, in all and per user.
     pub limits: ConnectionLimits,
     /// The config file's users and permissions. Users made through the

@@ -57,6 +57,29 @@ pub struct Settings {
     pub admin: AdminSection,
     pub aws: AwsSection,
     pub amqp: AmqpSection,
+    pub kafka: KafkaSection,
+    /// How often streams' retention is applied (Kafka's
+    /// `log.retention.check.interval.ms`).
+    pub retention_check_interval_ms: u64,
+}
+
+/// `[kafka]`: the Kafka protocol on the streams engine.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct KafkaSection {
+    pub listen: Listen,
+    pub tls_listen: Option<Listen>,
+    /// Kafka's `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// Kafka's `num.partitions`.
+    pub num_partitions: u32,
+    /// What Metadata tells clients to connect to [default: the listener's
+    /// own address].
+    pub advertised_host: Option<String>,
+    /// Kafka's `socket.request.max.bytes`.
+    pub max_request_bytes: usize,
+    /// The user a client without credentials acts as ("" refuses them).
+    pub anonymous_user: String,
 }
 
 /// `[admin]`: the admin HTTP API and console.
@@ -126,6 +149,23 @@ impl Default for Settings {
             admin: AdminSection::default(),
             aws: AwsSection::default(),
             amqp: AmqpSection::default(),
+            kafka: KafkaSection::default(),
+            retention_check_interval_ms: 300_000,
+        }
+    }
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        let k = ferry_kafka::KafkaConfig::default();
+        KafkaSection {
+            listen: Listen::loopback(ferry_kafka::SPEC.port),
+            tls_listen: None,
+            auto_create_topics: k.auto_create_topics,
+            num_partitions: k.default_partitions,
+            advertised_host: None,
+            max_request_bytes: k.max_request_bytes,
+            anonymous_user: k.anonymous_user.unwrap_or_default(),
         }
     }
 }
@@ -204,6 +244,18 @@ impl Settings {
             &ferry_amqp::SPEC,
             listen(&ferry_amqp::SPEC, self.amqp.listen, self.amqp.tls_listen),
         );
+        listeners.set(
+            &ferry_kafka::SPEC,
+            listen(&ferry_kafka::SPEC, self.kafka.listen, self.kafka.tls_listen),
+        );
+        let kafka = ferry_kafka::KafkaConfig {
+            auto_create_topics: self.kafka.auto_create_topics,
+            default_partitions: self.kafka.num_partitions,
+            advertised_host: self.kafka.advertised_host.clone().unwrap_or_default(),
+            max_request_bytes: self.kafka.max_request_bytes,
+            anonymous_user: Some(self.kafka.anonymous_user.clone()).filter(|u| !u.is_empty()),
+            ..ferry_kafka::KafkaConfig::default()
+        };
         let journal = JournalConfig {
             segment_size: self.segment_size,
             fsync: fsync_policy(self.fsync, self.fsync_interval_ms),
@@ -240,6 +292,10 @@ impl Settings {
             tls,
             sqs,
             amqp,
+            kafka,
+            retention_check: std::time::Duration::from_millis(
+                self.retention_check_interval_ms.max(1),
+            ),
             limits: ConnectionLimits {
                 max: self.max_connections,
                 max_per_user: self.max_connections_per_user,
@@ -264,6 +320,13 @@ impl Settings {
         // client make the broker hold that much.
         if !(4096..=4 * 1024 * 1024).contains(&self.amqp.frame_max) {
             return Err(bad("amqp-frame-max must be from 4096 to 4194304 bytes"));
+        }
+        if !(1..=ferry_core::stream::MAX_PARTITIONS_PER_STREAM).contains(&self.kafka.num_partitions)
+        {
+            return Err(bad("kafka-num-partitions must be from 1 to 10000"));
+        }
+        if !(1024..=1 << 30).contains(&self.kafka.max_request_bytes) {
+            return Err(bad("kafka-max-request-bytes must be from 1 KiB to 1 GiB"));
         }
         if self.amqp.channel_max < 1 {
             return Err(bad("amqp-channel-max must be at least 1"));

@@ -1,0 +1,296 @@
+//! The Kafka face against a real `ferry serve` with librdkafka (through
+//! rdkafka): topics, produce with every acks mode and idempotence, fetch
+//! with long polls, offsets by time, restart with the data kept.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use common::Ferry;
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> Ferry {
+    Ferry::start(dir, &["kafka"], extra)
+}
+
+fn config(ferry: &Ferry) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", ferry.addr("kafka").to_string())
+        .set("socket.timeout.ms", "10000")
+        .set("message.timeout.ms", "15000");
+    c
+}
+
+fn producer(ferry: &Ferry, acks: &str, idempotent: bool) -> FutureProducer {
+    config(ferry)
+        .set("acks", acks)
+        .set(
+            "enable.idempotence",
+            if idempotent { "true" } else { "false" },
+        )
+        .set("linger.ms", "1")
+        .create()
+        .expect("producer")
+}
+
+async fn create_topic(ferry: &Ferry, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = config(ferry).create().expect("admin");
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let res = admin
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("create topics");
+    assert!(res[0].is_ok(), "{res:?}");
+}
+
+/// Every record of `topic`'s partitions from the start: (partition,
+/// offset, key, value), read until `want` came or 20 s passed.
+type Got = (i32, i64, String, String, Option<String>);
+
+fn consume_all(ferry: &Ferry, topic: &str, partitions: i32, want: usize) -> Vec<Got> {
+    let consumer: BaseConsumer = config(ferry)
+        .set("group.id", "unused-no-commits")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < want && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => got.push((
+                m.partition(),
+                m.offset(),
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                m.headers()
+                    .and_then(|h| h.iter().find(|h| h.key == "n"))
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+            )),
+            Some(Err(e)) => panic!("consume: {e}"),
+            None => {}
+        }
+    }
+    got.sort();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_with_every_acks_mode_consume_and_keep_it_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = start(dir.path(), &[]);
+    create_topic(&ferry, "orders", 3, &[("retention.ms", "-1")]).await;
+
+    let durable = producer(&ferry, "all", true);
+    for i in 0..30 {
+        let key = format!("k{i}");
+        let value = format!("order {i}");
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "n",
+            value: Some(&i.to_string()),
+        });
+        let d = durable
+            .send(
+                FutureRecord::to("orders")
+                    .partition(i % 3)
+                    .key(&key)
+                    .payload(&value)
+                    .headers(headers),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("acked");
+        assert_eq!((d.partition, d.offset), (i % 3, i64::from(i / 3)));
+    }
+    let one = producer(&ferry, "1", false);
+    let zero = producer(&ferry, "0", false);
+    for i in 0..5 {
+        let v = format!("acks1 {i}");
+        one.send(
+            FutureRecord::to("orders")
+                .partition(0)
+                .key("a1")
+                .payload(&v),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("acks=1");
+        let v = format!("acks0 {i}");
+        zero.send(
+            FutureRecord::to("orders")
+                .partition(1)
+                .key("a0")
+                .payload(&v),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("acks=0");
+    }
+    rdkafka::producer::Producer::flush(&zero, Duration::from_secs(10)).expect("flush");
+
+    let got = consume_all(&ferry, "orders", 3, 40);
+    assert_eq!(got.len(), 40, "{got:?}");
+    for p in 0..3 {
+        let offsets: Vec<i64> = got.iter().filter(|r| r.0 == p).map(|r| r.1).collect();
+        let dense: Vec<i64> = (0..offsets.len() as i64).collect();
+        assert_eq!(offsets, dense, "partition {p} offsets are dense");
+    }
+    assert!(
+        got.iter()
+            .any(|r| (r.0, r.1, r.2.as_str(), r.3.as_str()) == (2, 3, "k11", "order 11"))
+    );
+    assert!(
+        got.iter()
+            .any(|r| (r.0, r.1, r.2.as_str(), r.3.as_str()) == (0, 14, "a1", "acks1 4"))
+    );
+
+    // Headers come back as sent.
+    assert!(
+        got.iter()
+            .any(|r| r.0 == 2 && r.1 == 3 && r.4.as_deref() == Some("11"))
+    );
+    drop((durable, one, zero));
+
+    // SIGKILL: what was acknowledged was synced.
+    ferry.kill();
+    let ferry = start(dir.path(), &[]);
+    let again = consume_all(&ferry, "orders", 3, 40);
+    assert_eq!(again, got, "everything is there after a restart");
+    let d = producer(&ferry, "all", true)
+        .send(
+            FutureRecord::to("orders")
+                .partition(0)
+                .key("x")
+                .payload("after"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("acked");
+    assert_eq!(d.offset, 15, "offsets go on from where they were");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_by_time_auto_creation_and_refusals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = start(dir.path(), &["--kafka-num-partitions", "2"]);
+    let p = producer(&ferry, "all", true);
+    // Auto-created on the producer's metadata request, with 2 partitions.
+    for (i, ts) in [1_000i64, 2_000, 3_000].into_iter().enumerate() {
+        let v = format!("at {ts}");
+        let d = p
+            .send(
+                FutureRecord::to("clicks")
+                    .partition(1)
+                    .key("k")
+                    .payload(&v)
+                    .timestamp(ts),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("acked");
+        assert_eq!(d.offset, i as i64);
+    }
+    let consumer: BaseConsumer = config(&ferry)
+        .set("group.id", "t")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let meta = consumer
+        .fetch_metadata(Some("clicks"), Duration::from_secs(10))
+        .expect("metadata");
+    assert_eq!(meta.topics()[0].partitions().len(), 2);
+    let mut q = TopicPartitionList::new();
+    q.add_partition_offset("clicks", 1, Offset::Offset(1_500))
+        .expect("tpl");
+    q.add_partition_offset("clicks", 0, Offset::Offset(1_500))
+        .expect("tpl");
+    let found = consumer
+        .offsets_for_times(q, Duration::from_secs(10))
+        .expect("offsets for times");
+    let at = |part: i32| {
+        found
+            .find_partition("clicks", part)
+            .expect("partition")
+            .offset()
+    };
+    assert_eq!(
+        at(1),
+        Offset::Offset(1),
+        "the first record at or after the time"
+    );
+    assert_eq!(at(0), Offset::End, "nothing that new: the end");
+
+    // A partition that does not exist is refused with Kafka's error.
+    let err = p
+        .send(
+            FutureRecord::to("clicks")
+                .partition(7)
+                .key("k")
+                .payload("x"),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect_err("no partition 7");
+    assert!(
+        matches!(
+            err.0,
+            KafkaError::MessageProduction(RDKafkaErrorCode::UnknownPartition)
+        ),
+        "{err:?}"
+    );
+
+    // Topic names Kafka refuses, and an existing topic, are refused on create.
+    let admin: AdminClient<DefaultClientContext> = config(&ferry).create().expect("admin");
+    let res = admin
+        .create_topics(
+            &[
+                NewTopic::new("bad name!", 1, TopicReplication::Fixed(1)),
+                NewTopic::new("clicks", 1, TopicReplication::Fixed(1)),
+                NewTopic::new("fine", 1, TopicReplication::Fixed(3)),
+                NewTopic::new("cfg", 1, TopicReplication::Fixed(1)).set("retention.ms", "soon"),
+            ],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create topics");
+    let codes: Vec<RDKafkaErrorCode> = res
+        .iter()
+        .map(|r| r.as_ref().expect_err("refused").1)
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            RDKafkaErrorCode::InvalidTopic,
+            RDKafkaErrorCode::TopicAlreadyExists,
+            RDKafkaErrorCode::InvalidReplicationFactor,
+            RDKafkaErrorCode::InvalidConfig,
+        ]
+    );
+    let res = admin
+        .delete_topics(&["clicks", "never-made"], &AdminOptions::new())
+        .await
+        .expect("delete topics");
+    assert!(res[0].is_ok(), "{res:?}");
+    assert_eq!(
+        res[1].as_ref().expect_err("unknown").1,
+        RDKafkaErrorCode::UnknownTopicOrPartition
+    );
+}

@@ -1,0 +1,84 @@
+//! Dispatch: a request's header picks its handler; every handler decodes
+//! its own body and gives back the answer.
+
+mod fetch;
+mod metadata;
+mod produce;
+mod producers;
+mod topics;
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use ferry_auth::Access;
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+use crate::Kafka;
+use crate::session::{Answer, Client};
+use crate::wire::{self, DecodeError, Header};
+
+pub async fn handle(kafka: &Arc<Kafka>, client: &Arc<Client>, frame: Bytes) -> Answer {
+    let (h, key, mut r) = match wire::header(frame) {
+        Ok(x) => x,
+        Err(e) => return Answer::Close(e.to_string()),
+    };
+    let Some(key) = key else {
+        return Answer::Close(format!("unknown api key {}", h.api_key));
+    };
+    let served = wire::supported(key).is_some_and(|(lo, hi)| (lo..=hi).contains(&h.version));
+    if !served {
+        if key == ApiKey::ApiVersions {
+            // Kafka's rule: a version it does not know is answered in
+            // version 0, with UNSUPPORTED_VERSION and the versions it has.
+            return Answer::Now(metadata::api_versions(&h, 0, true));
+        }
+        return Answer::Close(format!(
+            "{key:?} version {} is not served (ApiVersions lists what is)",
+            h.version
+        ));
+    }
+    let v = h.version;
+    let answer = match key {
+        ApiKey::ApiVersions => Ok(Answer::Now(metadata::api_versions(&h, v, false))),
+        ApiKey::Metadata => metadata::metadata(kafka, client, &h, &mut r).await,
+        ApiKey::Produce => produce::produce(kafka, client, &h, &mut r),
+        ApiKey::Fetch => fetch::fetch(kafka, client, &h, &mut r),
+        ApiKey::ListOffsets => fetch::list_offsets(kafka, client, &h, &mut r),
+        ApiKey::CreateTopics => topics::create_topics(kafka, client, &h, &mut r).await,
+        ApiKey::DeleteTopics => topics::delete_topics(kafka, client, &h, &mut r).await,
+        ApiKey::InitProducerId => producers::init_producer_id(kafka, &h, &mut r),
+        _ => Ok(Answer::Close(format!("{key:?} is not served"))),
+    };
+    answer.unwrap_or_else(|e: DecodeError| Answer::Close(format!("{key:?} v{v}: {e}")))
+}
+
+/// A response frame: size, header (in the version `key` takes at `version`),
+/// body. `None` (logged) if the message cannot be encoded in that version,
+/// which is a bug here, never the client's doing.
+pub fn frame<T: Encodable>(h: &Header, key: ApiKey, version: i16, body: &T) -> Option<Bytes> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(h.correlation_id);
+    let encoded = header
+        .encode(&mut buf, key.response_header_version(version))
+        .and_then(|()| body.encode(&mut buf, version));
+    if let Err(e) = encoded {
+        tracing::error!(?key, version, error = %e, "could not encode a kafka response");
+        return None;
+    }
+    let size = (buf.len() - 4) as i32;
+    if let Some(head) = buf.get_mut(..4) {
+        head.copy_from_slice(&size.to_be_bytes());
+    }
+    Some(buf.freeze())
+}
+
+pub fn text(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// Whether the client may do `access` to `topic`.
+pub fn may(client: &Client, access: Access, topic: &str) -> bool {
+    client.user.may(&client.namespace, access, topic)
+}

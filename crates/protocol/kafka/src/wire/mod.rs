@@ -1,0 +1,84 @@
+//! Kafka requests off the wire. Requests are decoded here, by hand, into
+//! the few fields the broker acts on; responses are encoded with the
+//! `kafka-protocol` crate's generated message types (its request decoders
+//! reserve memory from counts read off the wire before checking them, so
+//! they are not used on what clients send).
+//!
+//! A frame is a 4-byte big-endian size and then the request: api key,
+//! api version, correlation id, client id (a classic nullable string even
+//! in flexible versions), tagged fields (flexible versions), the body.
+
+mod reader;
+mod requests;
+
+pub use reader::Reader;
+pub use requests::*;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("malformed request: {0}")]
+    Malformed(String),
+}
+
+/// A request's header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub api_key: i16,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+}
+
+/// The versions of each API this broker serves, as ApiVersions tells them.
+/// Ranges start where Kafka 4 starts them.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 5),
+];
+
+/// The versions served of `key`, if it is served.
+pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, a, b)| (*a, *b))
+}
+
+/// Whether `key` at `version` uses the flexible encoding.
+pub fn flexible(key: ApiKey, version: i16) -> bool {
+    key.request_header_version(version) >= 2
+}
+
+/// Reads a request's header; the reader is left at the body.
+pub fn header(frame: Bytes) -> Result<(Header, Option<ApiKey>, Reader), DecodeError> {
+    let mut r = Reader::new(frame, 0, false);
+    let api_key = r.i16()?;
+    let version = r.i16()?;
+    let correlation_id = r.i32()?;
+    let key = ApiKey::try_from(api_key).ok();
+    let client_id = r.classic_nullable_string()?;
+    if let Some(k) = key {
+        r.flexible = flexible(k, version);
+        r.tagged()?;
+    }
+    Ok((
+        Header {
+            api_key,
+            version,
+            correlation_id,
+            client_id,
+        },
+        key,
+        r,
+    ))
+}
