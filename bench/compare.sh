@@ -72,7 +72,7 @@ fi
 
 echo "== starting ferry"
 "$ferry_bin" serve --data-dir "$work/ferry" --admin-listen off \
-    --aws-listen 127.0.0.1:0 --amqp-listen 127.0.0.1:0 >"$work/ferry.out" 2>"$work/ferry.err" &
+    --aws-listen 127.0.0.1:0 --amqp-listen 127.0.0.1:0 --kafka-listen off >"$work/ferry.out" 2>"$work/ferry.err" &
 ferry_pid=$!
 pids+=("$ferry_pid")
 for _ in $(seq 1 100); do

@@ -8,7 +8,7 @@ import tempfile
 
 # Each is set on the command line: the defaults would take fixed ports, and
 # the TLS ones turn on by themselves once a certificate is configured.
-LISTENERS = ("admin", "aws", "amqp", "admin-tls", "aws-tls", "amqps")
+LISTENERS = ("admin", "aws", "amqp", "kafka", "admin-tls", "aws-tls", "amqps", "kafka-tls")
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ before(async () => {
   const bin = process.env.FERRY_BIN || path.join(__dirname, '..', '..', 'target', 'debug', 'ferry');
   const data = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-amqplib-'));
   ferry = spawn(bin, ['serve', '--data-dir', data, '--admin-listen', 'off', '--aws-listen', 'off',
-    '--amqp-listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    '--kafka-listen', 'off', '--amqp-listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = readline.createInterface({ input: ferry.stdout });
   url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('ferry did not start')), 30000);

@@ -62,7 +62,7 @@ before(async () => {
   screenshots = process.env.FERRY_SCREENSHOTS || root;
   fs.mkdirSync(screenshots, { recursive: true });
   ferry = spawn(bin, ['serve', '--data-dir', path.join(root, 'data'), '--admin-listen', '127.0.0.1:0',
-    '--aws-listen', 'off', '--amqp-listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    '--aws-listen', 'off', '--kafka-listen', 'off', '--amqp-listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = readline.createInterface({ input: ferry.stdout });
   const admin = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('ferry did not start')), 30000);

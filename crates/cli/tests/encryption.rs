@@ -33,6 +33,8 @@ fn refused(data: &Path, extra: &[&str]) -> String {
             "127.0.0.1:0",
             "--aws-listen",
             "off",
+            "--kafka-listen",
+            "off",
             "--amqp-listen",
             "off",
         ])

@@ -73,6 +73,8 @@ fn run_ferry(data: &Path, extra: &[&str]) -> Outcome {
         "127.0.0.1:0",
         "--aws-listen",
         "127.0.0.1:0",
+        "--kafka-listen",
+        "off",
         "--amqp-listen",
         "off",
         "--segment-size",

@@ -34,6 +34,8 @@ fn start() -> Ferry {
             "off",
             "--aws-listen",
             "127.0.0.1:0",
+            "--kafka-listen",
+            "off",
             "--amqp-listen",
             "off",
         ])

@@ -269,6 +269,8 @@ fn a_tls_listener_without_a_certificate_is_a_start_error() {
             "off",
             "--aws-listen",
             "off",
+            "--kafka-listen",
+            "off",
             "--amqp-listen",
             "off",
         ])
