@@ -14,6 +14,7 @@
 pub mod broker;
 pub mod clock;
 pub mod error;
+pub mod group;
 pub mod ids;
 pub mod message;
 pub mod queue;

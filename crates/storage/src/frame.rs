@@ -94,6 +94,13 @@ pub fn read(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
     })
 }
 
+/// The first offset at or after `from` where a whole, valid frame starts.
+/// Recovery tells a torn tail (nothing valid after the damage: cut it off)
+/// from damage inside the data (something valid after it) with this.
+pub fn resync(data: &[u8], from: usize) -> Option<usize> {
+    (from..data.len().saturating_sub(FRAME_HEADER)).find(|&p| read(&data[p..]).is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,11 +9,13 @@
 //! - [`journal`]: the journal itself.
 //! - [`seal`]: encryption at rest of message records (envelope keys).
 //! - [`log`]: the streams engine's segment logs, one per partition.
+//! - [`offsets`]: consumer groups' committed offsets, in a compacted log.
 
 pub mod codec;
 pub mod frame;
 pub mod journal;
 pub mod log;
+pub mod offsets;
 pub mod seal;
 pub mod segment;
 

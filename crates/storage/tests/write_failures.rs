@@ -17,17 +17,8 @@ use ferry_core::queue::{QueueConfig, ReceiveMode};
 use ferry_core::store::{DurableState, Store};
 use ferry_storage::{Journal, JournalConfig};
 
-fn set_file_size_limit(bytes: u64) {
-    let lim = libc::rlimit {
-        rlim_cur: bytes,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: plain syscalls on this process's own limits and signal disposition.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0, "setrlimit");
-    }
-}
+mod support;
+use support::set_file_size_limit;
 
 #[tokio::test]
 async fn refused_writes_fail_their_commits_and_publishing_resumes_after() {

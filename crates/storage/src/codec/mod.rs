@@ -4,7 +4,8 @@
 
 mod config;
 mod message;
-mod wire;
+/// Also the offsets log's primitives (`crate::offsets`).
+pub(crate) mod wire;
 
 pub use wire::DecodeError;
 

@@ -38,6 +38,18 @@ impl Enc<'_> {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
 
+    pub fn u32_le(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn i32_le(&mut self, v: i32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn i64_le(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+
     pub fn f64(&mut self, v: f64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
@@ -123,18 +135,31 @@ impl<'a> Dec<'a> {
         Ok(self.u8()? != 0)
     }
 
+    /// The next `N` bytes, for fixed-width values.
+    fn array<const N: usize>(&mut self) -> DecodeResult<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
     pub fn u128_le(&mut self) -> DecodeResult<u128> {
-        let b = self.take(16)?;
-        let mut a = [0u8; 16];
-        a.copy_from_slice(b);
-        Ok(u128::from_le_bytes(a))
+        self.array().map(u128::from_le_bytes)
+    }
+
+    pub fn u32_le(&mut self) -> DecodeResult<u32> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    pub fn i32_le(&mut self) -> DecodeResult<i32> {
+        self.array().map(i32::from_le_bytes)
+    }
+
+    pub fn i64_le(&mut self) -> DecodeResult<i64> {
+        self.array().map(i64::from_le_bytes)
     }
 
     pub fn f64(&mut self) -> DecodeResult<f64> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(f64::from_le_bytes(a))
+        self.array().map(f64::from_le_bytes)
     }
 
     pub fn var(&mut self) -> DecodeResult<u64> {

@@ -25,7 +25,7 @@ pub(super) fn replay(
         let name = path.display().to_string();
         let data = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
         if let Err(why) = segment::check_header(&data, id) {
-            let nothing_valid = resync(&data, segment::HEADER as usize).is_none();
+            let nothing_valid = frame::resync(&data, segment::HEADER as usize).is_none();
             if newest && (data.len() < segment::HEADER as usize || nothing_valid) {
                 // Created, but the crash came before its header (or anything
                 // after it) reached the disk: it holds nothing.
@@ -98,7 +98,7 @@ pub(super) fn replay(
                     pos += f.size;
                 }
                 Err(fe) => {
-                    let next = resync(&data[..end], pos + 1);
+                    let next = frame::resync(&data[..end], pos + 1);
                     if newest && next.is_none() {
                         tracing::warn!(file = %name, offset = pos, lost_bytes = end - pos, reason = %fe, "torn tail: cutting the newest segment back to its last whole record");
                         truncate(&path, pos as u64)?;
@@ -157,12 +157,6 @@ fn forget_keys(shared: &Shared, id: u64) {
     if let Some(k) = &shared.keyring {
         k.forget(&[id]);
     }
-}
-
-/// The first offset at or after `from` where a whole, valid frame starts.
-fn resync(data: &[u8], from: usize) -> Option<usize> {
-    (from..data.len().saturating_sub(frame::FRAME_HEADER))
-        .find(|&p| frame::read(&data[p..]).is_ok())
 }
 
 fn truncate(path: &std::path::Path, len: u64) -> Result<(), StoreError> {
