@@ -216,6 +216,26 @@ pub struct ServeArgs {
     #[arg(long, value_name = "USER", env = "FERRY_KAFKA_ANONYMOUS_USER")]
     kafka_anonymous_user: Option<String>,
 
+    /// How long the first rebalance of an empty consumer group waits for
+    /// more members, in ms (Kafka's group.initial.rebalance.delay.ms)
+    /// [default: 3000] (config key: kafka-group-initial-rebalance-delay-ms).
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "FERRY_KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"
+    )]
+    kafka_group_initial_rebalance_delay_ms: Option<i64>,
+
+    /// The shortest session timeout a consumer group member may ask for,
+    /// in ms (Kafka's group.min.session.timeout.ms) [default: 6000]
+    /// (config key: kafka-group-min-session-timeout-ms).
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "FERRY_KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS"
+    )]
+    kafka_group_min_session_timeout_ms: Option<i32>,
+
     /// How often streams' retention (retention.ms, retention.bytes) deletes
     /// old segments, in ms [default: 300000] (config key:
     /// retention-check-interval-ms).

@@ -3,56 +3,20 @@
 //! with long polls, offsets by time, restart with the data kept.
 
 mod common;
+mod kafka_support;
 
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use common::Ferry;
-
-fn start(dir: &std::path::Path, extra: &[&str]) -> Ferry {
-    Ferry::start(dir, &["kafka"], extra)
-}
-
-fn config(ferry: &Ferry) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", ferry.addr("kafka").to_string())
-        .set("socket.timeout.ms", "10000")
-        .set("message.timeout.ms", "15000");
-    c
-}
-
-fn producer(ferry: &Ferry, acks: &str, idempotent: bool) -> FutureProducer {
-    config(ferry)
-        .set("acks", acks)
-        .set(
-            "enable.idempotence",
-            if idempotent { "true" } else { "false" },
-        )
-        .set("linger.ms", "1")
-        .create()
-        .expect("producer")
-}
-
-async fn create_topic(ferry: &Ferry, name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = config(ferry).create().expect("admin");
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    for (k, v) in configs {
-        topic = topic.set(k, v);
-    }
-    let res = admin
-        .create_topics(&[topic], &AdminOptions::new())
-        .await
-        .expect("create topics");
-    assert!(res[0].is_ok(), "{res:?}");
-}
+use kafka_support::{config, create_topic, producer, start};
 
 /// Every record of `topic`'s partitions from the start: (partition,
 /// offset, key, value), read until `want` came or 20 s passed.

@@ -62,7 +62,9 @@ pub struct Server {
     disk: tokio::task::JoinHandle<()>,
     upkeep: tokio::task::JoinHandle<()>,
     streams: Arc<ferry_core::stream::Streams>,
+    groups: Arc<ferry_core::group::Groups>,
     retention: tokio::task::JoinHandle<()>,
+    group_timers: tokio::task::JoinHandle<()>,
     tls: Option<Arc<Tls>>,
     _data_dir: DataDir,
 }
@@ -170,11 +172,21 @@ impl Server {
         // opening reads each partition's active segment only.
         let streams_dir = data_dir.path().join("streams");
         let started = std::time::Instant::now();
-        let streams = tokio::task::spawn_blocking(move || {
+        let group_config = config.groups.clone();
+        let (streams, groups) = tokio::task::spawn_blocking(move || {
             let logs = ferry_storage::log::SegmentLogs::open(&streams_dir, log_fsync)?;
             let streams =
                 ferry_core::stream::Streams::open(Arc::new(SystemClock::new()), Arc::new(logs))?;
-            Ok::<_, ServerError>(streams)
+            // Consumer groups' committed offsets, in their own log beside
+            // the streams' (read whole at start; compacted to what is live).
+            let offsets =
+                ferry_storage::offsets::OffsetsLog::open(&streams_dir.join("offsets"), log_fsync)?;
+            let groups = ferry_core::group::Groups::open(
+                Arc::new(SystemClock::new()),
+                Arc::new(offsets),
+                group_config,
+            )?;
+            Ok::<_, ServerError>((streams, groups))
         })
         .await
         .map_err(|_| ServerError::RecoveryAborted)??;
@@ -190,6 +202,18 @@ impl Server {
                     let s = Arc::clone(&streams);
                     // Deleting segments is file work: off the runtime's threads.
                     let _ = tokio::task::spawn_blocking(move || s.enforce_retention()).await;
+                }
+            })
+        };
+        // Group membership times out on this tick (sessions, rebalances).
+        let group_timers = {
+            let groups = Arc::clone(&groups);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    groups.tick();
                 }
             })
         };
@@ -249,6 +273,7 @@ impl Server {
             kafka_config.advertised_port = b.addr.port();
             let kafka = ferry_kafka::Kafka::new(
                 Arc::clone(&streams),
+                Arc::clone(&groups),
                 Arc::clone(&broker),
                 Arc::clone(&users),
                 kafka_config,
@@ -286,7 +311,9 @@ impl Server {
             broker,
             journal,
             streams,
+            groups,
             retention,
+            group_timers,
             listening,
             stop,
             tasks,
@@ -323,6 +350,10 @@ impl Server {
         &self.streams
     }
 
+    pub fn groups(&self) -> &Arc<ferry_core::group::Groups> {
+        &self.groups
+    }
+
     /// Stops accepting, lets in-flight requests finish (for at most
     /// [`SHUTDOWN_GRACE`], so a stalled client cannot hold the broker up),
     /// stops the timers.
@@ -343,10 +374,12 @@ impl Server {
         self.disk.abort();
         self.upkeep.abort();
         self.retention.abort();
-        // The log writer writes and syncs what is pending once the last
-        // handle to the streams goes.
+        self.group_timers.abort();
+        // The log writers write and sync what is pending once the last
+        // handles to the streams and groups go.
         let streams = self.streams;
-        let _ = tokio::task::spawn_blocking(move || drop(streams)).await;
+        let groups = self.groups;
+        let _ = tokio::task::spawn_blocking(move || drop((streams, groups))).await;
         // Flush: the journal writes and syncs what is pending.
         let journal = self.journal;
         let _ = tokio::task::spawn_blocking(move || journal.close()).await;

@@ -1,6 +1,7 @@
 //! The one table from the streams engine's refusals to Kafka error codes
 //! (with the message Kafka's newer responses can carry).
 
+use ferry_core::group::GroupError;
 use ferry_core::store::StoreError;
 use ferry_core::stream::StreamError;
 use ferry_core::stream::batch::BatchError;
@@ -55,4 +56,35 @@ pub fn valid_topic_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The Kafka error for a group coordinator's refusal.
+pub fn group_error(e: &GroupError) -> ResponseError {
+    match e {
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::InvalidSessionTimeout { .. } => ResponseError::InvalidSessionTimeout,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::MemberIdRequired(_) => ResponseError::MemberIdRequired,
+        GroupError::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::FencedInstanceId(_) => ResponseError::FencedInstanceId,
+        GroupError::GroupMaxSizeReached(_) => ResponseError::GroupMaxSizeReached,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::OffsetMetadataTooLarge { .. } => ResponseError::OffsetMetadataTooLarge,
+        // The offsets log failed: clients retry against "another"
+        // coordinator, which is where an operator's fix shows up.
+        GroupError::Store(_) => ResponseError::CoordinatorNotAvailable,
+    }
+}
+
+/// The error code of a group call's outcome (0 for success).
+pub fn group_code<T>(r: &Result<T, GroupError>) -> i16 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => group_error(e).code(),
+    }
 }

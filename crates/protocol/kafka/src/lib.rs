@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use ferry_auth::Users;
 use ferry_core::Broker;
+use ferry_core::group::Groups;
 use ferry_core::stream::Streams;
 use ferry_face::{Accepted, FaceSpec, Stream, StreamFace, Transport};
 
@@ -80,6 +81,7 @@ pub static SPEC: FaceSpec = FaceSpec {
 
 pub struct Kafka {
     streams: Arc<Streams>,
+    groups: Arc<Groups>,
     broker: Arc<Broker>,
     users: Arc<Users>,
     config: KafkaConfig,
@@ -88,12 +90,14 @@ pub struct Kafka {
 impl Kafka {
     pub fn new(
         streams: Arc<Streams>,
+        groups: Arc<Groups>,
         broker: Arc<Broker>,
         users: Arc<Users>,
         config: KafkaConfig,
     ) -> Arc<Kafka> {
         Arc::new(Kafka {
             streams,
+            groups,
             broker,
             users,
             config,

@@ -192,6 +192,8 @@ pub struct ServerConfig {
     pub amqp: ferry_amqp::AmqpConfig,
     /// Kafka (its advertised address is the listener's unless set).
     pub kafka: ferry_kafka::KafkaConfig,
+    /// Consumer groups' timeouts and limits (set in `[kafka]`).
+    pub groups: ferry_core::group::GroupConfig,
     /// How often streams' retention runs.
     pub retention_check: std::time::Duration,
     /// Connections of every face together, in all and per user.

@@ -80,6 +80,15 @@ pub struct KafkaSection {
     pub max_request_bytes: usize,
     /// The user a client without credentials acts as ("" refuses them).
     pub anonymous_user: String,
+    /// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    /// Kafka's `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: i64,
+    /// Kafka's `group.max.size` (0: no limit).
+    pub group_max_size: usize,
+    /// Kafka's `offsets.retention.minutes`.
+    pub offsets_retention_minutes: i64,
 }
 
 /// `[admin]`: the admin HTTP API and console.
@@ -158,6 +167,7 @@ impl Default for Settings {
 impl Default for KafkaSection {
     fn default() -> Self {
         let k = ferry_kafka::KafkaConfig::default();
+        let g = ferry_core::group::GroupConfig::default();
         KafkaSection {
             listen: Listen::loopback(ferry_kafka::SPEC.port),
             tls_listen: None,
@@ -166,6 +176,11 @@ impl Default for KafkaSection {
             advertised_host: None,
             max_request_bytes: k.max_request_bytes,
             anonymous_user: k.anonymous_user.unwrap_or_default(),
+            group_min_session_timeout_ms: g.min_session_timeout_ms,
+            group_max_session_timeout_ms: g.max_session_timeout_ms,
+            group_initial_rebalance_delay_ms: g.initial_rebalance_delay_ms,
+            group_max_size: 0,
+            offsets_retention_minutes: g.offsets_retention_ms / 60_000,
         }
     }
 }
@@ -256,6 +271,17 @@ impl Settings {
             anonymous_user: Some(self.kafka.anonymous_user.clone()).filter(|u| !u.is_empty()),
             ..ferry_kafka::KafkaConfig::default()
         };
+        let groups = ferry_core::group::GroupConfig {
+            min_session_timeout_ms: self.kafka.group_min_session_timeout_ms,
+            max_session_timeout_ms: self.kafka.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms: self.kafka.group_initial_rebalance_delay_ms,
+            max_size: match self.kafka.group_max_size {
+                0 => usize::MAX,
+                n => n,
+            },
+            offsets_retention_ms: self.kafka.offsets_retention_minutes.saturating_mul(60_000),
+            ..ferry_core::group::GroupConfig::default()
+        };
         let journal = JournalConfig {
             segment_size: self.segment_size,
             fsync: fsync_policy(self.fsync, self.fsync_interval_ms),
@@ -293,6 +319,7 @@ impl Settings {
             sqs,
             amqp,
             kafka,
+            groups,
             retention_check: std::time::Duration::from_millis(
                 self.retention_check_interval_ms.max(1),
             ),
@@ -327,6 +354,22 @@ impl Settings {
         }
         if !(1024..=1 << 30).contains(&self.kafka.max_request_bytes) {
             return Err(bad("kafka-max-request-bytes must be from 1 KiB to 1 GiB"));
+        }
+        let k = &self.kafka;
+        if k.group_min_session_timeout_ms < 1
+            || k.group_max_session_timeout_ms < k.group_min_session_timeout_ms
+        {
+            return Err(bad(
+                "kafka-group-min-session-timeout-ms must be at least 1 and at most kafka-group-max-session-timeout-ms",
+            ));
+        }
+        if !(0..=300_000).contains(&k.group_initial_rebalance_delay_ms) {
+            return Err(bad(
+                "kafka-group-initial-rebalance-delay-ms must be from 0 to 300000",
+            ));
+        }
+        if k.offsets_retention_minutes < 1 {
+            return Err(bad("kafka-offsets-retention-minutes must be at least 1"));
         }
         if self.amqp.channel_max < 1 {
             return Err(bad("amqp-channel-max must be at least 1"));

@@ -2,7 +2,9 @@
 //! its own body and gives back the answer.
 
 mod fetch;
+mod groups;
 mod metadata;
+mod offsets;
 mod produce;
 mod producers;
 mod topics;
@@ -48,6 +50,17 @@ pub async fn handle(kafka: &Arc<Kafka>, client: &Arc<Client>, frame: Bytes) -> A
         ApiKey::CreateTopics => topics::create_topics(kafka, client, &h, &mut r).await,
         ApiKey::DeleteTopics => topics::delete_topics(kafka, client, &h, &mut r).await,
         ApiKey::InitProducerId => producers::init_producer_id(kafka, &h, &mut r),
+        ApiKey::FindCoordinator => groups::find_coordinator(kafka, &h, &mut r),
+        ApiKey::JoinGroup => groups::join_group(kafka, client, &h, &mut r),
+        ApiKey::SyncGroup => groups::sync_group(kafka, client, &h, &mut r),
+        ApiKey::Heartbeat => groups::heartbeat(kafka, client, &h, &mut r),
+        ApiKey::LeaveGroup => groups::leave_group(kafka, client, &h, &mut r),
+        ApiKey::DescribeGroups => groups::describe_groups(kafka, client, &h, &mut r),
+        ApiKey::ListGroups => groups::list_groups(kafka, client, &h, &mut r),
+        ApiKey::DeleteGroups => groups::delete_groups(kafka, client, &h, &mut r),
+        ApiKey::OffsetCommit => offsets::offset_commit(kafka, client, &h, &mut r),
+        ApiKey::OffsetFetch => offsets::offset_fetch(kafka, client, &h, &mut r),
+        ApiKey::OffsetDelete => offsets::offset_delete(kafka, client, &h, &mut r),
         _ => Ok(Answer::Close(format!("{key:?} is not served"))),
     };
     answer.unwrap_or_else(|e: DecodeError| Answer::Close(format!("{key:?} v{v}: {e}")))

@@ -204,7 +204,17 @@ pub async fn delete_topics(
                     Some(n) => kafka
                         .streams
                         .delete(ns, n)
-                        .map_err(|e: StreamError| code_and_message(&e)),
+                        .map_err(|e: StreamError| code_and_message(&e))
+                        .and_then(|()| {
+                            // A topic made again under the name starts
+                            // with no group's offsets.
+                            let forgotten = kafka.groups.forget_topic(ns, n);
+                            tokio::runtime::Handle::current()
+                                .block_on(forgotten.wait())
+                                .map_err(|e| {
+                                    (ResponseError::KafkaStorageError.code(), e.to_string())
+                                })
+                        }),
                 };
                 if let Err((code, message)) = outcome {
                     res.error_code = code;
