@@ -155,6 +155,7 @@ impl Server {
         );
         let started = std::time::Instant::now();
         let log_fsync = config.journal.fsync;
+        let repair = config.journal.repair;
         let (broker, journal) = tokio::task::spawn_blocking(move || {
             let journal = Arc::new(Journal::open(&journal_dir, config.journal)?);
             let broker = Broker::open_with_budget(
@@ -179,8 +180,11 @@ impl Server {
                 ferry_core::stream::Streams::open(Arc::new(SystemClock::new()), Arc::new(logs))?;
             // Consumer groups' committed offsets, in their own log beside
             // the streams' (read whole at start; compacted to what is live).
-            let offsets =
-                ferry_storage::offsets::OffsetsLog::open(&streams_dir.join("offsets"), log_fsync)?;
+            let offsets = ferry_storage::offsets::OffsetsLog::open(
+                &streams_dir.join("offsets"),
+                log_fsync,
+                repair,
+            )?;
             let groups = ferry_core::group::Groups::open(
                 Arc::new(SystemClock::new()),
                 Arc::new(offsets),

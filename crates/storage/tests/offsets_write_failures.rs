@@ -35,7 +35,7 @@ fn commit(partition: u32, metadata: &str) -> OffsetChange {
 #[tokio::test]
 async fn refused_offsets_writes_fail_and_fence_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = OffsetsLog::open(dir.path(), FsyncPolicy::Always).expect("open");
+    let log = OffsetsLog::open(dir.path(), FsyncPolicy::Always, false).expect("open");
     log.record(vec![commit(0, "before")])
         .wait()
         .await
@@ -57,7 +57,7 @@ async fn refused_offsets_writes_fail_and_fence_the_log() {
         .len();
     assert_eq!(torn, len + 100, "the refused write left part of its frame");
 
-    let log = OffsetsLog::open(dir.path(), FsyncPolicy::Always).expect("reopen");
+    let log = OffsetsLog::open(dir.path(), FsyncPolicy::Always, false).expect("reopen");
     let keys: Vec<u32> = log
         .load()
         .expect("load")

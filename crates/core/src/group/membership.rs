@@ -193,6 +193,9 @@ pub(super) struct Membership {
     pub phase_since: i64,
 }
 
+/// The most protocols (assignors) one member may offer.
+pub const MAX_PROTOCOLS: usize = 64;
+
 impl Membership {
     pub fn new(now: i64) -> Self {
         Membership {
@@ -309,6 +312,11 @@ impl Membership {
                 match self.statics.get(&inst).cloned() {
                     Some(old) => self.replace_static(&old, id, req, now, reply, config),
                     None => {
+                        if self.members.len() + self.pending.len() >= config.max_size {
+                            let _ =
+                                reply.send(Err(GroupError::GroupMaxSizeReached(config.max_size)));
+                            return;
+                        }
                         self.statics.insert(inst, id.clone());
                         self.add_member(id, req, now, reply, config);
                     }
@@ -334,6 +342,10 @@ impl Membership {
         }
         if self.pending.remove(&req.member_id).is_some() {
             let id = req.member_id.clone();
+            // check_fenced passed: the instance id, if any, is not taken.
+            if let Some(inst) = req.instance_id.clone() {
+                self.statics.insert(inst, id.clone());
+            }
             self.add_member(id, req, now, reply, config);
             return;
         }
@@ -341,10 +353,11 @@ impl Membership {
             let _ = reply.send(Err(GroupError::UnknownMemberId));
             return;
         };
+        // An instance id the member did not join with is unknown here
+        // (Kafka: UNKNOWN_MEMBER_ID; FENCED_INSTANCE_ID is for an instance
+        // id now held by another member, which check_fenced refused).
         if req.instance_id.is_some() && self.members[i].instance_id != req.instance_id {
-            let _ = reply.send(Err(GroupError::FencedInstanceId(
-                req.instance_id.unwrap_or_default(),
-            )));
+            let _ = reply.send(Err(GroupError::UnknownMemberId));
             return;
         }
         self.rejoin(i, req, now, reply, config);
@@ -365,7 +378,13 @@ impl Membership {
         if self.phase == Phase::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
         }
-        if req.protocol_type.is_empty() || req.protocols.is_empty() {
+        // Clients offer a handful of assignors; the cap keeps protocol
+        // matching (quadratic in protocols, under the group's lock) cheap
+        // whatever a request carries.
+        if req.protocol_type.is_empty()
+            || req.protocols.is_empty()
+            || req.protocols.len() > MAX_PROTOCOLS
+        {
             return Err(GroupError::InconsistentGroupProtocol);
         }
         if !self.members.is_empty() {
@@ -456,7 +475,6 @@ impl Membership {
             self.add_member(new_id, req, now, reply, config);
             return;
         };
-        let unchanged = self.members[i].protocols == req.protocols;
         let m = &mut self.members[i];
         if let Some(r) = m.awaiting_join.take() {
             let _ = r.send(Err(GroupError::FencedInstanceId(
@@ -480,10 +498,19 @@ impl Membership {
         let is_leader = self.leader.as_deref() == Some(new_id.as_str());
         let skip = fresh.can_skip_assignment;
         self.members[i] = fresh;
-        if self.phase == Phase::Stable && unchanged && (!is_leader || skip) {
-            // Nothing about the group changed: the member carries on in the
-            // current generation with its old assignment.
-            let joined = self.joined_for(i, is_leader && skip);
+        // A restarted member's subscription bytes differ from its last ones
+        // (they no longer list owned partitions), so what decides, as in
+        // Kafka, is whether the group would pick another protocol.
+        if self.phase == Phase::Stable && self.select_protocol() == self.protocol {
+            // The member carries on in the current generation with its old
+            // assignment. A leader that cannot skip the assignment (JoinGroup
+            // below v9) is told the old leader id and no members, so it acts
+            // as a follower and just syncs.
+            let mut joined = self.joined_for(i, is_leader && skip);
+            if is_leader && !skip {
+                joined.leader = old.to_owned();
+                joined.members.clear();
+            }
             let _ = reply.send(Ok(joined));
             return;
         }
@@ -882,16 +909,20 @@ impl Membership {
 
     /// The topics the members of a "consumer" group subscribe to, read by
     /// `subscriptions` from each member's metadata for the chosen protocol.
-    pub fn subscribed(&self, subscriptions: &dyn Fn(&[u8]) -> Vec<String>) -> Vec<String> {
-        let protocol = self.protocol.clone().unwrap_or_default();
-        let mut topics: Vec<String> = self
-            .members
-            .iter()
-            .flat_map(|m| subscriptions(&m.metadata_for(&protocol)))
-            .collect();
+    /// `None` (as in Kafka: take it as every topic) while no protocol is
+    /// chosen yet or when any member's metadata cannot be read.
+    pub fn subscribed(
+        &self,
+        subscriptions: &dyn Fn(&[u8]) -> Option<Vec<String>>,
+    ) -> Option<Vec<String>> {
+        let protocol = self.protocol.as_deref()?;
+        let mut topics = Vec::new();
+        for m in &self.members {
+            topics.extend(subscriptions(&m.metadata_for(protocol))?);
+        }
         topics.sort();
         topics.dedup();
-        topics
+        Some(topics)
     }
 
     /// Leaves for good: every waiting call is answered, and later calls see

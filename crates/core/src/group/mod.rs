@@ -23,7 +23,9 @@ mod offsets;
 mod tests;
 
 pub use error::GroupError;
-pub use membership::{GroupConfig, JoinRequest, Joined, JoinedMember, MemberView, Phase, Synced};
+pub use membership::{
+    GroupConfig, JoinRequest, Joined, JoinedMember, MAX_PROTOCOLS, MemberView, Phase, Synced,
+};
 pub use offsets::{Committed, MemoryOffsets, OffsetChange, OffsetKey, OffsetStore};
 
 use std::collections::HashMap;
@@ -133,8 +135,13 @@ impl Groups {
                 .entry(k.namespace)
                 .or_default()
                 .entry(k.group)
-                .or_insert_with(|| Arc::new(Group::new(now)));
-            lock(&g.state).offsets.insert((k.topic, k.partition), c);
+                .or_insert_with(|| Arc::new(Group::new(0)));
+            // A reloaded group has been empty since its newest commit at
+            // the latest (not since this start: restarts must not keep
+            // postponing the offsets' expiry).
+            let mut st = lock(&g.state);
+            st.membership.phase_since = st.membership.phase_since.max(c.commit_ms);
+            st.offsets.insert((k.topic, k.partition), c);
         }
         Ok(Arc::new(Groups {
             clock,
@@ -371,23 +378,32 @@ impl Groups {
         if group.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
-        let simple = who.generation < 0 && who.member_id.is_empty();
+        // A commit without a generation may create the group (simple
+        // consumers and admin tools commit so).
+        let create = who.generation < 0;
         let now = self.now();
         let max = self.config.max_metadata_bytes;
-        let done = self.with(namespace, group, simple, |st| {
+        let done = self.with(namespace, group, create, |st| {
             let m = &mut st.membership;
-            if !(simple && m.phase == Phase::Empty) {
+            // Kafka's order of checks: an empty group takes any commit
+            // without a generation; otherwise the member and generation
+            // first, and only then the rebalance state.
+            if !(create && m.phase == Phase::Empty) {
+                if who.generation >= 0 || !who.member_id.is_empty() || who.instance_id.is_some() {
+                    m.check_commit(
+                        &who.member_id,
+                        who.instance_id.as_deref(),
+                        who.generation,
+                        now,
+                    )?;
+                } else {
+                    return Err(GroupError::UnknownMemberId);
+                }
                 if m.phase == Phase::CompletingRebalance {
-                    // Kafka's rule: members commit before rejoining, or
-                    // once the new assignment is theirs, not in between.
+                    // Members commit before rejoining, or once the new
+                    // assignment is theirs, not in between.
                     return Err(GroupError::RebalanceInProgress);
                 }
-                m.check_commit(
-                    &who.member_id,
-                    who.instance_id.as_deref(),
-                    who.generation,
-                    now,
-                )?;
             }
             let mut answers = Vec::with_capacity(offsets.len());
             let mut changes = Vec::with_capacity(offsets.len());
@@ -425,11 +441,9 @@ impl Groups {
             };
             Ok((answers, commit))
         });
-        // A member's commit to a group that is gone: its generation is.
-        done.unwrap_or(Err(GroupError::IllegalGeneration {
-            given: who.generation,
-            current: -1,
-        }))
+        // A commit with a generation to a group that does not exist (the
+        // Kafka face answers ILLEGAL_GENERATION to OffsetCommit below v9).
+        done.unwrap_or_else(|| Err(GroupError::GroupIdNotFound(group.to_owned())))
     }
 
     /// Committed offsets of the partitions asked for (`None`: every one
@@ -477,7 +491,7 @@ impl Groups {
         namespace: &str,
         group: &str,
         partitions: &[(String, Vec<u32>)],
-        subscriptions: &dyn Fn(&[u8]) -> Vec<String>,
+        subscriptions: &dyn Fn(&[u8]) -> Option<Vec<String>>,
     ) -> Result<(Vec<PartitionAnswer>, Commit), GroupError> {
         let not_found = || GroupError::GroupIdNotFound(group.to_owned());
         if group.is_empty() {
@@ -485,8 +499,9 @@ impl Groups {
         }
         self.with(namespace, group, false, |st| {
             let m = &st.membership;
+            // `None`: subscribed to every topic.
             let subscribed = if m.phase == Phase::Empty {
-                Vec::new()
+                Some(Vec::new())
             } else if m.protocol_type.as_deref() == Some("consumer") {
                 m.subscribed(subscriptions)
             } else {
@@ -496,7 +511,7 @@ impl Groups {
             let mut changes = Vec::new();
             for (t, parts) in partitions {
                 for p in parts {
-                    if subscribed.contains(t) {
+                    if subscribed.as_ref().is_none_or(|s| s.contains(t)) {
                         answers.push((t.clone(), *p, Err(GroupError::GroupSubscribedToTopic)));
                         continue;
                     }
@@ -580,7 +595,9 @@ impl Groups {
         let now = self.now();
         let commit = self
             .with(namespace, group, false, |st| {
-                if st.membership.phase != Phase::Empty || !st.membership.is_empty() {
+                // Pending MEMBER_ID_REQUIRED ids do not count: the group is
+                // Empty until one of them joins.
+                if st.membership.phase != Phase::Empty || !st.membership.members.is_empty() {
                     return Err(GroupError::NonEmptyGroup);
                 }
                 Ok(self.kill(namespace, group, st, now))

@@ -306,6 +306,65 @@ fn static_members_rejoin_without_a_rebalance_and_fence_their_old_id() {
         Err(GroupError::FencedInstanceId("i2".into()))
     );
     assert_eq!(f.groups.describe("/", "g").phase, Phase::Stable);
+
+    // The leader restarts, its subscription bytes changed (it no longer
+    // lists owned partitions), with a JoinGroup below v9: no rebalance; it
+    // is told the old leader id and no members, so it only syncs.
+    let mut req = request("", Some("i1"));
+    req.protocols[0].1 = Bytes::from_static(b"r2");
+    let mut lb = f.groups.join("/", req);
+    let lb = answered(&mut lb).unwrap().unwrap();
+    assert_eq!(lb.generation, 2);
+    assert_eq!(lb.leader, leader.member_id);
+    assert_ne!(lb.member_id, leader.member_id);
+    assert!(lb.members.is_empty());
+    assert_eq!(f.groups.describe("/", "g").phase, Phase::Stable);
+
+    // A restart that changes the protocol the group would choose does
+    // rebalance.
+    let mut req = request("", Some("i2"));
+    req.protocols.remove(0);
+    let mut changed = f.groups.join("/", req);
+    assert!(answered(&mut changed).is_none());
+    assert_eq!(f.groups.describe("/", "g").phase, Phase::PreparingRebalance);
+}
+
+#[test]
+fn commits_during_a_rebalance_check_the_member_first() {
+    let f = fixture(0);
+    let (a, mut ja) = join_new(&f);
+    answered(&mut ja).unwrap().unwrap();
+    let _sa = sync(&f, &a, 1, vec![]);
+    let (_b, mut jb) = join_new(&f);
+    let mut ja2 = f.groups.join("/", request(&a, None));
+    answered(&mut ja2).unwrap().unwrap();
+    answered(&mut jb).unwrap().unwrap();
+    assert_eq!(
+        f.groups.describe("/", "g").phase,
+        Phase::CompletingRebalance
+    );
+    let member = |generation| Committer {
+        generation,
+        member_id: a.clone(),
+        instance_id: None,
+    };
+    assert!(matches!(
+        f.groups
+            .commit("/", "g", &member(1), vec![offset("t", 0, 1)]),
+        Err(GroupError::IllegalGeneration { .. })
+    ));
+    assert_eq!(
+        f.groups
+            .commit("/", "g", &member(2), vec![offset("t", 0, 1)])
+            .err(),
+        Some(GroupError::RebalanceInProgress)
+    );
+    assert_eq!(
+        f.groups
+            .commit("/", "missing", &member(2), vec![offset("t", 0, 1)])
+            .err(),
+        Some(GroupError::GroupIdNotFound("missing".into()))
+    );
 }
 
 #[test]
@@ -329,6 +388,16 @@ fn inconsistent_protocols_and_bad_timeouts_are_refused() {
     ));
     let mut rx = f.groups.join("/", request("ghost", None));
     assert_eq!(answered(&mut rx).unwrap(), Err(GroupError::UnknownMemberId));
+    let mut many = request("", None);
+    many.protocols = (0..=MAX_PROTOCOLS)
+        .map(|i| (format!("p{i}"), Bytes::new()))
+        .chain([("range".to_owned(), Bytes::new())])
+        .collect();
+    let mut rx = f.groups.join("/", many);
+    assert_eq!(
+        answered(&mut rx).unwrap(),
+        Err(GroupError::InconsistentGroupProtocol)
+    );
 }
 
 fn offset(topic: &str, partition: u32, offset: i64) -> OffsetCommit {
@@ -437,7 +506,7 @@ fn deleting_groups_and_offsets() {
         Some(GroupError::NonEmptyGroup)
     );
     // The member's metadata says it reads "t".
-    let subscribed = |_: &[u8]| vec!["t".to_owned()];
+    let subscribed = |_: &[u8]| Some(vec!["t".to_owned()]);
     let (answers, _) = f
         .groups
         .delete_offsets(
@@ -449,6 +518,13 @@ fn deleting_groups_and_offsets() {
         .unwrap();
     assert_eq!(answers[0].2, Err(GroupError::GroupSubscribedToTopic));
     assert_eq!(answers[1].2, Ok(()));
+    // Metadata that cannot be read counts as a subscription to everything.
+    let unreadable = |_: &[u8]| None;
+    let (answers, _) = f
+        .groups
+        .delete_offsets("/", "g", &[("u".into(), vec![0])], &unreadable)
+        .unwrap();
+    assert_eq!(answers[0].2, Err(GroupError::GroupSubscribedToTopic));
     f.groups.leave("/", "g", &[(a, None)]).unwrap();
     let _ = f.groups.delete("/", "g").unwrap();
     assert_eq!(
@@ -501,4 +577,17 @@ fn empty_groups_offsets_expire_after_retention() {
     let names: Vec<String> = f.groups.list("/").into_iter().map(|s| s.group).collect();
     assert_eq!(names, vec!["new"]);
     assert_eq!(f.store.load().unwrap().len(), 1);
+
+    // After a restart the retention still counts from the commit.
+    f.clock.advance(Duration::from_secs(6 * 24 * 3600));
+    let reopened = Groups::open(
+        Arc::new(f.clock.clone()),
+        f.store.clone(),
+        GroupConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(reopened.list("/").len(), 1);
+    f.clock.advance(Duration::from_secs(61));
+    reopened.tick();
+    assert!(reopened.list("/").is_empty());
 }

@@ -101,7 +101,9 @@ pub struct OffsetsLog {
 impl OffsetsLog {
     /// Opens (creating) the offsets log in `dir`: removes a compaction a
     /// crash left unfinished, replays the file, cuts off a torn tail.
-    pub fn open(dir: &Path, fsync: FsyncPolicy) -> Result<OffsetsLog, StoreError> {
+    /// Damage with records after it refuses to open unless `repair`, which
+    /// skips the damaged bytes and rewrites the file from what was read.
+    pub fn open(dir: &Path, fsync: FsyncPolicy, repair: bool) -> Result<OffsetsLog, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let new = dir.join(NEW_FILE);
         match std::fs::remove_file(&new) {
@@ -116,10 +118,16 @@ impl OffsetsLog {
         // Appending: writes go to the end even after a torn tail is cut.
         let opened = OpenOptions::new().read(true).append(true).open(&path);
         let (file, len, live) = match opened {
-            Ok(file) => {
-                let (len, live) = replay(&path, &file)?;
-                (file, len, live)
-            }
+            Ok(file) => match replay(&path, &file, repair)? {
+                Replayed::Whole(len, live) => (file, len, live),
+                Replayed::Repaired(live) => {
+                    let mut contents = header().to_vec();
+                    live.encode(&mut contents);
+                    let file = write_new(dir, &contents)?;
+                    install(dir)?;
+                    (file, contents.len() as u64, live)
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let (file, len) = create(dir)?;
                 (file, len, Live::default())
@@ -172,27 +180,58 @@ impl OffsetStore for OffsetsLog {
     }
 }
 
-/// Reads the whole file (bounded by compaction) into the live offsets;
-/// returns its length, after cutting off a torn tail.
-fn replay(path: &Path, mut file: &File) -> Result<(u64, Live), StoreError> {
+/// What a replay read.
+enum Replayed {
+    /// The file's length (after cutting off a torn tail) and its offsets.
+    Whole(u64, Live),
+    /// With `repair`: the offsets around damage that was skipped; the file
+    /// must be rewritten before it is appended to.
+    Repaired(Live),
+}
+
+/// Reads the whole file (bounded by compaction) into the live offsets.
+fn replay(path: &Path, mut file: &File, repair: bool) -> Result<Replayed, StoreError> {
     let mut data = Vec::new();
     file.read_to_end(&mut data).map_err(|e| io_error(path, e))?;
     check_header(path, &data)?;
     let mut live = Live::default();
     let mut pos = HEADER_LEN;
+    let mut damaged = false;
     while pos < data.len() {
         match frame::read(&data[pos..]) {
             Ok(f) => {
                 // A whole frame that does not decode was written so: not
-                // a torn write, and skipping it could resurrect offsets.
-                let change = codec::decode(f.kind, f.payload)
-                    .map_err(|e| corrupt(path, pos, format!("record does not decode: {e}")))?;
-                live.apply(change, f.size as u64);
+                // a torn write, and skipping it could resurrect offsets
+                // (so only `repair` does).
+                match codec::decode(f.kind, f.payload) {
+                    Ok(change) => live.apply(change, f.size as u64),
+                    Err(e) if repair => {
+                        tracing::error!(file = %path.display(), offset = pos, reason = %e, "repair: skipping an offsets record that does not decode");
+                        damaged = true;
+                    }
+                    Err(e) => {
+                        return Err(corrupt(
+                            path,
+                            pos,
+                            format!("record does not decode: {e} (start with --repair to skip it)"),
+                        ));
+                    }
+                }
                 pos += f.size;
             }
             Err(fe) => {
-                if frame::resync(&data, pos + 1).is_some() {
-                    return Err(corrupt(path, pos, format!("{fe}, with records after it")));
+                if let Some(next) = frame::resync(&data, pos + 1) {
+                    if !repair {
+                        return Err(corrupt(
+                            path,
+                            pos,
+                            format!("{fe}, with records after it (start with --repair to skip it)"),
+                        ));
+                    }
+                    tracing::error!(file = %path.display(), offset = pos, skipped_bytes = next - pos, reason = %fe, "repair: skipping damaged offsets records; commits in them are lost");
+                    damaged = true;
+                    pos = next;
+                    continue;
                 }
                 // Nothing valid after it: the end of a write a crash cut
                 // short, which no commit was confirmed for.
@@ -204,7 +243,11 @@ fn replay(path: &Path, mut file: &File) -> Result<(u64, Live), StoreError> {
             }
         }
     }
-    Ok((pos as u64, live))
+    Ok(if damaged {
+        Replayed::Repaired(live)
+    } else {
+        Replayed::Whole(pos as u64, live)
+    })
 }
 
 /// Writes `contents` (a whole file) as `offsets.log.new` and syncs it; the

@@ -30,7 +30,7 @@ fn commit(k: &OffsetKey, offset: i64) -> OffsetChange {
 }
 
 fn open(dir: &Path) -> OffsetsLog {
-    OffsetsLog::open(dir, FsyncPolicy::Always).unwrap()
+    OffsetsLog::open(dir, FsyncPolicy::Always, false).unwrap()
 }
 
 fn file_len(dir: &Path) -> u64 {
@@ -112,7 +112,7 @@ async fn interval_and_never_policies_keep_what_is_closed() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         {
-            let log = OffsetsLog::open(dir.path(), policy).unwrap();
+            let log = OffsetsLog::open(dir.path(), policy, false).unwrap();
             for i in 0..20 {
                 record(&log, vec![commit(&key("g", "t", i % 3), i.into())]).await;
             }
@@ -190,11 +190,20 @@ async fn damage_with_records_after_it_refuses_to_open() {
         // Inside the second frame (its length, checksum, or payload).
         data[ends[0] as usize + flip_at] ^= 0x01;
         std::fs::write(&path, &data).unwrap();
-        match OffsetsLog::open(dir.path(), FsyncPolicy::Always) {
+        match OffsetsLog::open(dir.path(), FsyncPolicy::Always, false) {
             Err(StoreError::Corrupt { offset, .. }) => assert_eq!(offset, ends[0]),
             other => panic!("flip at {flip_at}: {:?}", other.map(|_| ())),
         }
         assert_eq!(std::fs::read(&path).unwrap(), data, "left as it was");
+
+        // --repair skips the damaged record and keeps the others, and the
+        // rewritten file opens cleanly afterwards.
+        let log = OffsetsLog::open(dir.path(), FsyncPolicy::Always, true).unwrap();
+        assert_eq!(keys_of(&log), vec![0, 2], "flip at {flip_at}");
+        record(&log, vec![commit(&key("g", "t", 3), 3)]).await;
+        drop(log);
+        let log = OffsetsLog::open(dir.path(), FsyncPolicy::Always, false).unwrap();
+        assert_eq!(keys_of(&log), vec![0, 2, 3]);
     }
 }
 
@@ -205,7 +214,7 @@ fn a_foreign_header_or_unknown_version_refuses_to_open() {
     for contents in [v2, b"FERRYJNL\x01\0\0\0".to_vec(), b"FERRY".to_vec()] {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE), &contents).unwrap();
-        let opened = OffsetsLog::open(dir.path(), FsyncPolicy::Always);
+        let opened = OffsetsLog::open(dir.path(), FsyncPolicy::Always, false);
         assert!(matches!(opened, Err(StoreError::Corrupt { .. })));
     }
 }

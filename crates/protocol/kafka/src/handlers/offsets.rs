@@ -70,6 +70,7 @@ pub fn offset_commit(
             slots.push((t, p.partition_index, slot));
         }
     }
+    let who_generation = req.generation_id_or_member_epoch;
     let who = Committer {
         generation: req.generation_id_or_member_epoch,
         member_id: req.member_id,
@@ -89,6 +90,15 @@ pub fn offset_commit(
             Ok((answers, commit)) => (
                 answers.iter().map(group_code).collect(),
                 commit.wait().await.map_err(GroupError::Store),
+            ),
+            // OffsetCommit below v9 knows no GROUP_ID_NOT_FOUND: a member's
+            // commit to a missing group has a stale generation there.
+            Err(GroupError::GroupIdNotFound(_)) if v < 9 => (
+                Vec::new(),
+                Err(GroupError::IllegalGeneration {
+                    given: who_generation,
+                    current: -1,
+                }),
             ),
             Err(e) => (Vec::new(), Err(e)),
         };
@@ -259,13 +269,10 @@ pub fn offset_fetch(
 
 /// The topics a "consumer" protocol member subscribes to, from its
 /// metadata (Kafka's ConsumerProtocolSubscription: version, then the
-/// topics, in the classic encoding). Unreadable metadata subscribes to
-/// nothing.
-fn subscribed_topics(metadata: &[u8]) -> Vec<String> {
+/// topics, in the classic encoding); `None` if it cannot be read.
+fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
     let mut r = Reader::new(Bytes::copy_from_slice(metadata), 0, false);
-    r.i16()
-        .and_then(|_| r.array(|r| r.string()))
-        .unwrap_or_default()
+    r.i16().and_then(|_| r.array(|r| r.string())).ok()
 }
 
 pub fn offset_delete(
