@@ -148,3 +148,62 @@ def test_missing_topic_error(name):
         p.flush(10)
         assert len(errors) == 1 and errors[0] is not None
         assert errors[0].code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._MSG_TIMED_OUT, KafkaError._UNKNOWN_TOPIC)
+
+
+def test_topic_admin(broker, name):
+    """CreatePartitions, IncrementalAlterConfigs, AlterConfigs refusals in
+    Kafka's codes, DescribeConfigs and DescribeCluster."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource,
+                                       NewPartitions, ResourceType)
+
+    create(broker, name, 1)
+    a = admin(broker)
+    a.create_partitions([NewPartitions(name, 4)])[name].result(timeout=10)
+    md = a.list_topics(name, timeout=10)
+    assert len(md.topics[name].partitions) == 4
+    try:
+        a.create_partitions([NewPartitions(name, 2)])[name].result(timeout=10)
+        raise AssertionError("a topic shrank")
+    except KafkaException as e:
+        assert e.args[0].code() == KafkaError.INVALID_PARTITIONS
+
+    res = ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
+        ConfigEntry("retention.ms", "120000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("segment.bytes", "2097152", incremental_operation=AlterConfigOpType.SET),
+    ])
+    for f in a.incremental_alter_configs([res]).values():
+        f.result(timeout=10)
+    res = ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
+        ConfigEntry("segment.bytes", None, incremental_operation=AlterConfigOpType.DELETE),
+    ])
+    for f in a.incremental_alter_configs([res]).values():
+        f.result(timeout=10)
+    [f] = a.describe_configs([ConfigResource(ResourceType.TOPIC, name)]).values()
+    configs = f.result(timeout=10)
+    assert configs["retention.ms"].value == "120000"
+    assert configs["segment.bytes"].value == str(1 << 30), "deleted: back to the default"
+
+    for cfg, code in (({"no.such.key": "1"}, KafkaError.INVALID_CONFIG),
+                      ({"retention.ms": "-7"}, KafkaError.INVALID_CONFIG)):
+        [f] = a.incremental_alter_configs([ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
+            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in cfg.items()])]).values()
+        try:
+            f.result(timeout=10)
+            raise AssertionError(f"{cfg} accepted")
+        except KafkaException as e:
+            assert e.args[0].code() == code, e
+    [f] = a.incremental_alter_configs([ConfigResource(ResourceType.TOPIC, "t-missing", incremental_configs=[
+        ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)])]).values()
+    try:
+        f.result(timeout=10)
+        raise AssertionError("altered a missing topic")
+    except KafkaException as e:
+        assert e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, e
+
+    cluster = a.describe_cluster(request_timeout=10).result()
+    assert cluster.cluster_id == "ferry"
+    [node] = cluster.nodes
+    assert f"{node.host}:{node.port}" == broker.addr
+    [f] = a.describe_configs([ConfigResource(ResourceType.BROKER, str(node.id))]).values()
+    assert f.result(timeout=10)["auto.create.topics.enable"].value == "true"

@@ -13,17 +13,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
     ApiKey, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
-    OffsetCommitRequest, OffsetCommitResponse, RequestHeader, ResponseHeader, SyncGroupRequest,
-    SyncGroupResponse, TopicName,
+    OffsetCommitRequest, OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{
@@ -34,7 +32,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 
 use common::Ferry;
-use kafka_support::{config, create_topic, producer, start};
+use kafka_support::{call, config, create_topic, producer, start};
 
 /// Groups here rebalance at once (Kafka waits 3 s for more members).
 const NO_DELAY: &[&str] = &["--kafka-group-initial-rebalance-delay-ms", "0"];
@@ -316,38 +314,6 @@ async fn committed_offsets_survive_a_crash_and_groups_can_be_deleted() {
         left.groups().iter().all(|g| g.state() == "Dead"),
         "the group is gone"
     );
-}
-
-/// One request over a raw connection, and its response.
-fn call<Req: Encodable, Res: Decodable>(
-    conn: &mut TcpStream,
-    key: ApiKey,
-    version: i16,
-    req: &Req,
-) -> Res {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("raw")))
-        .encode(&mut buf, key.request_header_version(version))
-        .expect("header");
-    req.encode(&mut buf, version).expect("request");
-    let size = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    conn.write_all(&buf).expect("send");
-    let mut size = [0u8; 4];
-    conn.read_exact(&mut size).expect("response size");
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    conn.read_exact(&mut body).expect("response");
-    let mut body = bytes::Bytes::from(body);
-    let h = ResponseHeader::decode(&mut body, key.response_header_version(version)).expect("hdr");
-    assert_eq!(h.correlation_id, 7);
-    let res = Res::decode(&mut body, version).expect("response body");
-    assert_eq!(body.remaining(), 0, "the whole response was read");
-    res
 }
 
 fn join(conn: &mut TcpStream, member: &str, session_ms: i32) -> JoinGroupResponse {

@@ -8,7 +8,9 @@
 //! - `handlers/`: the APIs, grouped as Kafka's protocol guide groups them
 //!   (`metadata.rs`: ApiVersions and Metadata; `produce.rs`; `fetch.rs`:
 //!   Fetch and ListOffsets; `topics.rs`: CreateTopics and DeleteTopics;
-//!   `producers.rs`: InitProducerId; `unsupported.rs`: the rest).
+//!   `producers.rs`: InitProducerId; `groups.rs` and `offsets.rs`: the
+//!   group coordinator; `admin.rs`: CreatePartitions, the configs APIs,
+//!   DescribeCluster; `unsupported.rs`: Kafka's errors for the rest).
 //! - [`error`]: the error table.
 
 #![cfg_attr(

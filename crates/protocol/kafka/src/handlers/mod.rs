@@ -1,6 +1,7 @@
 //! Dispatch: a request's header picks its handler; every handler decodes
 //! its own body and gives back the answer.
 
+mod admin;
 mod fetch;
 mod groups;
 mod metadata;
@@ -8,6 +9,7 @@ mod offsets;
 mod produce;
 mod producers;
 mod topics;
+mod unsupported;
 
 use std::sync::Arc;
 
@@ -35,10 +37,7 @@ pub async fn handle(kafka: &Arc<Kafka>, client: &Arc<Client>, frame: Bytes) -> A
             // version 0, with UNSUPPORTED_VERSION and the versions it has.
             return Answer::Now(metadata::api_versions(&h, 0, true));
         }
-        return Answer::Close(format!(
-            "{key:?} version {} is not served (ApiVersions lists what is)",
-            h.version
-        ));
+        return unsupported::answer(&h, key);
     }
     let v = h.version;
     let answer = match key {
@@ -61,7 +60,12 @@ pub async fn handle(kafka: &Arc<Kafka>, client: &Arc<Client>, frame: Bytes) -> A
         ApiKey::OffsetCommit => offsets::offset_commit(kafka, client, &h, &mut r),
         ApiKey::OffsetFetch => offsets::offset_fetch(kafka, client, &h, &mut r),
         ApiKey::OffsetDelete => offsets::offset_delete(kafka, client, &h, &mut r),
-        _ => Ok(Answer::Close(format!("{key:?} is not served"))),
+        ApiKey::CreatePartitions => admin::create_partitions(kafka, client, &h, &mut r),
+        ApiKey::DescribeConfigs => admin::describe_configs(kafka, client, &h, &mut r),
+        ApiKey::AlterConfigs => admin::alter_configs(kafka, client, &h, &mut r, false),
+        ApiKey::IncrementalAlterConfigs => admin::alter_configs(kafka, client, &h, &mut r, true),
+        ApiKey::DescribeCluster => admin::describe_cluster(kafka, &h, &mut r),
+        _ => Ok(unsupported::answer(&h, key)),
     };
     answer.unwrap_or_else(|e: DecodeError| Answer::Close(format!("{key:?} v{v}: {e}")))
 }
@@ -70,21 +74,33 @@ pub async fn handle(kafka: &Arc<Kafka>, client: &Arc<Client>, frame: Bytes) -> A
 /// body. `None` (logged) if the message cannot be encoded in that version,
 /// which is a bug here, never the client's doing.
 pub fn frame<T: Encodable>(h: &Header, key: ApiKey, version: i16, body: &T) -> Option<Bytes> {
+    try_frame(h, key, version, body)
+        .map_err(
+            |e| tracing::error!(?key, version, error = %e, "could not encode a kafka response"),
+        )
+        .ok()
+}
+
+/// A response frame, or why `body` cannot be encoded in `version` (a
+/// field set that the version lacks, or a version past the crate's).
+pub fn try_frame<T: Encodable>(
+    h: &Header,
+    key: ApiKey,
+    version: i16,
+    body: &T,
+) -> Result<Bytes, String> {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(h.correlation_id);
-    let encoded = header
+    header
         .encode(&mut buf, key.response_header_version(version))
-        .and_then(|()| body.encode(&mut buf, version));
-    if let Err(e) = encoded {
-        tracing::error!(?key, version, error = %e, "could not encode a kafka response");
-        return None;
-    }
+        .and_then(|()| body.encode(&mut buf, version))
+        .map_err(|e| e.to_string())?;
     let size = (buf.len() - 4) as i32;
     if let Some(head) = buf.get_mut(..4) {
         head.copy_from_slice(&size.to_be_bytes());
     }
-    Some(buf.freeze())
+    Ok(buf.freeze())
 }
 
 pub fn text(s: impl Into<String>) -> StrBytes {

@@ -19,8 +19,8 @@ use crate::session::{Answer, Client};
 use crate::wire::{self, CreatableTopic, DecodeError, Header, Reader, TopicRef};
 
 /// Kafka's `ConfigSource` for a topic's own setting and for a default.
-const TOPIC_CONFIG: i8 = 1;
-const DEFAULT_CONFIG: i8 = 5;
+pub(super) const TOPIC_CONFIG: i8 = 1;
+pub(super) const DEFAULT_CONFIG: i8 = 5;
 
 pub async fn create_topics(
     kafka: &Arc<Kafka>,

@@ -8,10 +8,14 @@
 //! api version, correlation id, client id (a classic nullable string even
 //! in flexible versions), tagged fields (flexible versions), the body.
 
+mod admin;
 mod groups;
 mod reader;
 mod requests;
+#[cfg(test)]
+mod testing;
 
+pub use admin::*;
 pub use groups::*;
 pub use reader::Reader;
 pub use requests::*;
@@ -57,6 +61,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
 ];
 
 /// The versions served of `key`, if it is served.
