@@ -10,6 +10,7 @@
 
 mod config;
 mod live;
+pub mod scram;
 
 pub use config::{AccessKey, AuthConfig, PermissionConfig, UserConfig};
 pub use live::Users;

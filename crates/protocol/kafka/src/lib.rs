@@ -20,6 +20,7 @@
 
 pub mod error;
 mod handlers;
+mod sasl;
 mod session;
 pub mod wire;
 

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::Kafka;
-use crate::handlers;
+use crate::{handlers, sasl};
 
 /// How many requests may be started and not yet answered on one
 /// connection (librdkafka keeps at most 5 produce requests in flight per
@@ -42,34 +42,43 @@ pub struct Client {
 
 pub async fn run<S: Stream>(kafka: Arc<Kafka>, conn: Accepted<S>) {
     let Accepted {
-        stream,
+        mut stream,
         peer,
         certified,
         admission,
         mut stop,
     } = conn;
     let store = kafka.users.current();
-    // Without SASL (next), a client is the user its certificate names, or
-    // the configured anonymous user.
-    let who = certified
-        .as_deref()
-        .map(|c| store.certified(c, peer.ip()))
-        .or_else(|| {
-            kafka
-                .config
-                .anonymous_user
+    let mut inbuf = BytesMut::with_capacity(64 * 1024);
+    let max = kafka.config.max_request_bytes;
+    let outcome = sasl::authenticate(&mut stream, &mut inbuf, &store, peer, max, &mut stop).await;
+    let user = match outcome {
+        sasl::Outcome::Closed => return,
+        sasl::Outcome::Authenticated(u) => u,
+        // No SASL: the user the client's certificate names, or the
+        // configured anonymous user.
+        sasl::Outcome::Skipped => {
+            let who = certified
                 .as_deref()
-                .map(|a| store.certified(a, peer.ip()))
-        });
-    let user = match who {
-        Some(Ok(u)) => u.clone(),
-        Some(Err(e)) => {
-            tracing::info!(%peer, error = %e, "kafka connection refused");
-            return;
-        }
-        None => {
-            tracing::info!(%peer, "kafka connection refused: no anonymous user and no SASL yet");
-            return;
+                .map(|c| store.certified(c, peer.ip()))
+                .or_else(|| {
+                    kafka
+                        .config
+                        .anonymous_user
+                        .as_deref()
+                        .map(|a| store.certified(a, peer.ip()))
+                });
+            match who {
+                Some(Ok(u)) => u.clone(),
+                Some(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "kafka connection refused");
+                    return;
+                }
+                None => {
+                    tracing::info!(%peer, "kafka connection refused: it did not authenticate (SASL) and there is no anonymous user");
+                    return;
+                }
+            }
         }
     };
     let namespace = kafka.config.namespace.clone();
@@ -115,8 +124,6 @@ pub async fn run<S: Stream>(kafka: Arc<Kafka>, conn: Accepted<S>) {
     });
     let close_requested = entry.close_requested();
     tokio::pin!(close_requested);
-    let mut inbuf = BytesMut::with_capacity(64 * 1024);
-    let max = kafka.config.max_request_bytes;
     'conn: loop {
         // Frames already buffered first.
         while let Some(&[a, b, c, d]) = inbuf.get(..4) {

@@ -30,6 +30,11 @@ pub async fn handle(kafka: &Arc<Kafka>, client: &Arc<Client>, frame: Bytes) -> A
     let Some(key) = key else {
         return Answer::Close(format!("unknown api key {}", h.api_key));
     };
+    if matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
+        // Only before the session starts (sasl.rs); re-authentication
+        // (KIP-368) is not supported.
+        return sasl_state(&h, key);
+    }
     let served = wire::supported(key).is_some_and(|(lo, hi)| (lo..=hi).contains(&h.version));
     if !served {
         if key == ApiKey::ApiVersions {
@@ -68,6 +73,47 @@ pub async fn handle(kafka: &Arc<Kafka>, client: &Arc<Client>, frame: Bytes) -> A
         _ => Ok(unsupported::answer(&h, key)),
     };
     answer.unwrap_or_else(|e: DecodeError| Answer::Close(format!("{key:?} v{v}: {e}")))
+}
+
+/// ApiVersions' answer, in the version asked for if it is served (else
+/// in version 0 with UNSUPPORTED_VERSION, as Kafka answers).
+pub fn api_versions_answer(h: &Header) -> Option<Bytes> {
+    match wire::supported(ApiKey::ApiVersions) {
+        Some((lo, hi)) if (lo..=hi).contains(&h.version) => {
+            metadata::api_versions(h, h.version, false)
+        }
+        _ => metadata::api_versions(h, 0, true),
+    }
+}
+
+/// SASL after the session started: ILLEGAL_SASL_STATE.
+fn sasl_state(h: &Header, key: ApiKey) -> Answer {
+    let code = kafka_protocol::ResponseError::IllegalSaslState.code();
+    let v = h.version;
+    let encoded = match key {
+        ApiKey::SaslHandshake => try_frame(
+            h,
+            key,
+            v,
+            &kafka_protocol::messages::SaslHandshakeResponse::default()
+                .with_error_code(code)
+                .with_mechanisms(crate::sasl::MECHANISMS.iter().map(|m| text(*m)).collect()),
+        ),
+        _ => try_frame(
+            h,
+            key,
+            v,
+            &kafka_protocol::messages::SaslAuthenticateResponse::default()
+                .with_error_code(code)
+                .with_error_message(Some(text(
+                    "already authenticated; re-authentication is not supported",
+                ))),
+        ),
+    };
+    match encoded {
+        Ok(f) => Answer::Now(Some(f)),
+        Err(e) => Answer::Close(format!("{key:?} v{v}: {e}")),
+    }
 }
 
 /// A response frame: size, header (in the version `key` takes at `version`),

@@ -50,14 +50,6 @@ pub fn answer(h: &Header, key: ApiKey) -> Answer {
     macro_rules! top_level_error {
         ($($api:ident => $resp:ty),* $(,)?) => {
             match key {
-                // No SASL mechanisms are enabled yet: the handshake says so.
-                ApiKey::SaslHandshake => try_frame(
-                    h,
-                    key,
-                    v,
-                    &SaslHandshakeResponse::default()
-                        .with_error_code(ResponseError::UnsupportedSaslMechanism.code()),
-                ),
                 $(ApiKey::$api => try_frame(h, key, v, &<$resp>::default().with_error_code(code)),)*
                 _ => Err(String::new()),
             }
@@ -95,7 +87,6 @@ pub fn answer(h: &Header, key: ApiKey) -> Answer {
         OffsetFetch => OffsetFetchResponse,
         PushTelemetry => PushTelemetryResponse,
         RenewDelegationToken => RenewDelegationTokenResponse,
-        SaslAuthenticate => SaslAuthenticateResponse,
         ShareAcknowledge => ShareAcknowledgeResponse,
         ShareFetch => ShareFetchResponse,
         ShareGroupHeartbeat => ShareGroupHeartbeatResponse,

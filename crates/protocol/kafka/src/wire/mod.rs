@@ -12,6 +12,7 @@ mod admin;
 mod groups;
 mod reader;
 mod requests;
+mod sasl;
 #[cfg(test)]
 mod testing;
 
@@ -19,6 +20,7 @@ pub use admin::*;
 pub use groups::*;
 pub use reader::Reader;
 pub use requests::*;
+pub use sasl::*;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
@@ -66,6 +68,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    // Version 0 of the handshake sends the tokens as bare frames, not as
+    // SaslAuthenticate requests; clients since Kafka 1.0 use version 1.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// The versions served of `key`, if it is served.
