@@ -201,6 +201,15 @@ def test_topic_admin(broker, name):
     except KafkaException as e:
         assert e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, e
 
+    # Broker settings come from ferry's config: altering them is refused.
+    [f] = a.incremental_alter_configs([ConfigResource(ResourceType.BROKER, "0", incremental_configs=[
+        ConfigEntry("num.partitions", "3", incremental_operation=AlterConfigOpType.SET)])]).values()
+    try:
+        f.result(timeout=10)
+        raise AssertionError("altered a broker setting")
+    except KafkaException as e:
+        assert e.args[0].code() == KafkaError.INVALID_REQUEST, e
+
     cluster = a.describe_cluster(request_timeout=10).result()
     assert cluster.cluster_id == "ferry"
     [node] = cluster.nodes

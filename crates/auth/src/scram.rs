@@ -124,9 +124,17 @@ pub enum ScramError {
 
 /// An exchange after the server's first message, awaiting the client's
 /// final one.
+/// Whom an exchange is for.
+enum Lookup {
+    Found(User),
+    /// Stored only as an argon2 hash: SCRAM cannot check it.
+    HashOnly(String),
+    Unknown,
+}
+
 pub struct Exchange {
     mech: Mechanism,
-    user: Option<User>,
+    user: Lookup,
     peer: IpAddr,
     credentials: Credentials,
     gs2_header: String,
@@ -201,22 +209,38 @@ impl UserStore {
         {
             return Err(ScramError::Malformed("a bad nonce"));
         }
-        if let Some(a) = authzid.strip_prefix("a=")
-            && unescape(a)? != name
-        {
-            return Err(ScramError::Refused);
+        // The authzid is empty or "a=" the user itself (no acting as
+        // another user).
+        if !authzid.is_empty() {
+            let a = authzid
+                .strip_prefix("a=")
+                .ok_or(ScramError::Malformed("a bad authzid in the gs2 header"))?;
+            if unescape(a)? != name {
+                return Err(ScramError::Refused);
+            }
         }
         let salt = random(24);
         let server_nonce = B64.encode(random(24));
         if salt.is_empty() || server_nonce.is_empty() {
             return Err(ScramError::Refused);
         }
-        let user = self.users.iter().find(|u| u.name == name).cloned();
-        let credentials = match user.as_ref().map(|u| &u.secret) {
-            Some(Secret::Plain(p)) => Credentials::derive(mech, p, salt, ITERATIONS),
-            Some(Secret::Hash(_)) => return Err(ScramError::NoCredentials(name)),
-            // Unknown: the same work with a password nobody has.
-            None => Credentials::derive(mech, &B64.encode(random(24)), salt, ITERATIONS),
+        let known = self.users.iter().find(|u| u.name == name);
+        // Unknown users, and users with only a hash, get the same work
+        // with a password nobody has: which users exist, and how they are
+        // stored, must not show before the proof fails.
+        let (user, credentials) = match known.map(|u| (u, &u.secret)) {
+            Some((u, Secret::Plain(p))) => (
+                Lookup::Found(u.clone()),
+                Credentials::derive(mech, p, salt, ITERATIONS),
+            ),
+            Some((_, Secret::Hash(_))) => (
+                Lookup::HashOnly(name),
+                Credentials::derive(mech, &B64.encode(random(24)), salt, ITERATIONS),
+            ),
+            None => (
+                Lookup::Unknown,
+                Credentials::derive(mech, &B64.encode(random(24)), salt, ITERATIONS),
+            ),
         };
         let nonce = format!("{client_nonce}{server_nonce}");
         let server_first = format!(
@@ -248,6 +272,12 @@ impl Exchange {
     /// Checks the client's final message; returns the user and the
     /// server's final message (its own proof).
     pub fn finish(self, client_final: &[u8]) -> Result<(User, Vec<u8>), ScramError> {
+        // Why a proof that does not check out failed (for the log; the
+        // client is told only that it did).
+        let refused = || match &self.user {
+            Lookup::HashOnly(name) => ScramError::NoCredentials(name.clone()),
+            _ => ScramError::Refused,
+        };
         let msg =
             std::str::from_utf8(client_final).map_err(|_| ScramError::Malformed("not UTF-8"))?;
         let (without_proof, proof) = msg
@@ -272,13 +302,17 @@ impl Exchange {
         let mech = self.mech;
         let signature = mech.hmac(&self.credentials.stored_key, auth_message.as_bytes());
         if proof.len() != signature.len() {
-            return Err(ScramError::Refused);
+            return Err(refused());
         }
         let client_key: Vec<u8> = proof.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
         if !constant_time_eq(&mech.hash(&client_key), &self.credentials.stored_key) {
-            return Err(ScramError::Refused);
+            return Err(refused());
         }
-        let user = self.user.ok_or(ScramError::Refused)?;
+        let user = match self.user {
+            Lookup::Found(u) => u,
+            Lookup::HashOnly(name) => return Err(ScramError::NoCredentials(name)),
+            Lookup::Unknown => return Err(ScramError::Refused),
+        };
         if user.loopback_only && !self.peer.is_loopback() {
             return Err(AuthError::LoopbackOnly(user.name.clone()).into());
         }
@@ -367,6 +401,7 @@ mod tests {
         for bad in [
             "",
             "n",
+            "n,junk,n=guest,r=x",
             "p=tls-unique,,n=guest,r=x",
             "n,,r=x,n=guest",
             "n,,n=gu=est,r=x",
@@ -387,5 +422,22 @@ mod tests {
             Err(ScramError::Malformed(_))
         ));
         assert_eq!(unescape("a=2Cb=3Dc").unwrap(), "a,b=c");
+    }
+
+    #[test]
+    fn a_user_stored_as_a_hash_fails_only_at_the_proof() {
+        let mut users = UserStore::default().users;
+        users[0].secret = Secret::Hash(crate::hash_password("guest").unwrap());
+        let store = UserStore::new(users);
+        let m = Mechanism::Sha256;
+        let bare = "n=guest,r=abc";
+        let (first, ex) = store
+            .scram_start(m, format!("n,,{bare}").as_bytes(), LOCAL)
+            .expect("a first message like any other");
+        let (fin, _) = client_final(m, "guest", bare, &String::from_utf8(first).unwrap());
+        assert_eq!(
+            ex.finish(fin.as_bytes()).err(),
+            Some(ScramError::NoCredentials("guest".into()))
+        );
     }
 }

@@ -279,7 +279,11 @@ impl Streams {
         if self.partitions.load(Ordering::Relaxed) + (total - have) as usize > max {
             return Err(StreamError::TooManyPartitions(max));
         }
-        let mut meta = stream.meta();
+        // The metadata is read, written and replaced under its lock (as
+        // set_config does), so a config change at the same time is
+        // neither lost nor written with the old partition count.
+        let mut current = write(&stream.meta);
+        let mut meta = current.clone();
         meta.partitions = total;
         self.logs.update_stream(&meta)?;
         let now = self.clock.now().as_millis();
@@ -287,7 +291,7 @@ impl Streams {
             parts.push(Arc::new(self.open_partition(&meta, i, now)?));
             self.partitions.fetch_add(1, Ordering::Relaxed);
         }
-        *write(&stream.meta) = meta;
+        *current = meta;
         Ok(())
     }
 
@@ -298,13 +302,25 @@ impl Streams {
         name: &str,
         config: StreamConfig,
     ) -> Result<(), StreamError> {
+        self.update_config(namespace, name, |_| Ok(config))
+    }
+
+    /// Changes a stream's config with `change` (given the current one)
+    /// and writes it durably, all under the stream's metadata lock, so
+    /// changes at the same time apply one after the other.
+    pub fn update_config<E: From<StreamError>>(
+        &self,
+        namespace: &str,
+        name: &str,
+        change: impl FnOnce(&StreamConfig) -> Result<StreamConfig, E>,
+    ) -> Result<(), E> {
         let stream = self
             .get(namespace, name)
             .ok_or_else(|| StreamError::UnknownStream(name.to_owned()))?;
         let mut meta = write(&stream.meta);
         let mut next = meta.clone();
-        next.config = config;
-        self.logs.update_stream(&next)?;
+        next.config = change(&meta.config)?;
+        self.logs.update_stream(&next).map_err(StreamError::from)?;
         *meta = next;
         Ok(())
     }

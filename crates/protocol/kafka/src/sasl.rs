@@ -10,6 +10,7 @@
 //! ILLEGAL_SASL_STATE (re-authentication is not supported).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use ferry_auth::scram::{Exchange, Mechanism};
@@ -18,7 +19,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{ApiKey, SaslAuthenticateResponse, SaslHandshakeResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::handlers::{frame, text};
+use crate::handlers::{frame, text, try_frame};
 use crate::wire::{self, Header};
 
 /// The mechanisms offered, in SaslHandshake's answer.
@@ -48,72 +49,121 @@ pub enum Outcome {
     Closed,
 }
 
+/// The longest a connection may take to start its session (SASL or not),
+/// as RabbitMQ bounds its handshake: until then it is not registered, so
+/// no operator can see or close it.
+pub const PHASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The largest request taken before the session starts (Kafka's
+/// `sasl.server.max.receive.size`).
+const MAX_FRAME: usize = 512 * 1024;
+
+/// Requests answered before the session starts (ApiVersions, handshakes
+/// with mechanisms not offered, the exchange itself).
+const MAX_REQUESTS: usize = 32;
+
 /// Runs the phase on `stream`, answering ApiVersions and SASL requests;
 /// the frames it does not handle stay in `inbuf`.
 pub async fn authenticate<S: AsyncReadExt + AsyncWriteExt + Unpin>(
     stream: &mut S,
     inbuf: &mut BytesMut,
-    store: &UserStore,
+    store: &Arc<UserStore>,
     peer: SocketAddr,
-    max_request: usize,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Outcome {
     let mut state = State::Start;
+    let mut answered = 0;
     loop {
-        // Whole frames already read first.
-        while let Some(&[a, b, c, d]) = inbuf.get(..4) {
+        // The size and the api key and version decide before the body is
+        // waited for: a request of the session proper is left for it.
+        while let Some(&[a, b, c, d, k0, k1, v0, v1]) = inbuf.get(..8) {
+            let key = ApiKey::try_from(i16::from_be_bytes([k0, k1])).ok();
+            let version = i16::from_be_bytes([v0, v1]);
+            let sasl = matches!(
+                key,
+                Some(ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+            );
+            if !sasl {
+                if matches!(state, State::Start) {
+                    return Outcome::Skipped;
+                }
+                // A handshake was made: nothing else until it completes.
+                tracing::info!(%peer, ?key, "closing a kafka connection: a request before SASL completed");
+                return Outcome::Closed;
+            }
             let size = i32::from_be_bytes([a, b, c, d]);
             let Some(size) = usize::try_from(size)
                 .ok()
-                .filter(|s| *s > 0 && *s <= max_request)
+                .filter(|s| *s >= 4 && *s <= MAX_FRAME)
             else {
-                tracing::info!(%peer, size, "closing a kafka connection: request size out of range");
+                tracing::info!(%peer, size, "closing a kafka connection: a SASL-phase request size out of range");
                 return Outcome::Closed;
             };
             let Some(frame) = inbuf.get(4..4 + size).map(Bytes::copy_from_slice) else {
                 break; // not all of it yet
             };
-            let Ok((h, key, mut r)) = wire::header(frame) else {
+            answered += 1;
+            if answered > MAX_REQUESTS {
+                tracing::info!(%peer, "closing a kafka connection: too many requests before its session");
+                return Outcome::Closed;
+            }
+            let Ok((h, _, mut r)) = wire::header(frame) else {
                 return Outcome::Closed;
             };
-            let reply = match key {
-                Some(ApiKey::ApiVersions) => crate::handlers::api_versions_answer(&h),
+            let served = wire::supported(key.unwrap_or(ApiKey::ApiVersions))
+                .is_some_and(|(lo, hi)| (lo..=hi).contains(&version));
+            inbuf_advance(inbuf, 4 + size);
+            let (reply, step) = match key {
+                Some(ApiKey::ApiVersions) => (
+                    crate::handlers::api_versions_answer(&h),
+                    Step::Continue(state),
+                ),
+                Some(ApiKey::SaslHandshake) if !served => (
+                    unsupported_version(&h, ApiKey::SaslHandshake),
+                    Step::Continue(state),
+                ),
                 Some(ApiKey::SaslHandshake) if matches!(state, State::Start) => {
                     match handshake(&h, &mut r) {
-                        Ok((reply, next)) => {
-                            if let Some(next) = next {
-                                state = next;
-                            }
-                            reply
-                        }
+                        Ok((reply, Some(next))) => (reply, Step::Continue(next)),
+                        Ok((reply, None)) => (reply, Step::Continue(State::Start)),
                         Err(()) => return Outcome::Closed,
                     }
                 }
-                Some(ApiKey::SaslAuthenticate) if !matches!(state, State::Start) => {
+                Some(ApiKey::SaslAuthenticate) if served && !matches!(state, State::Start) => {
                     let Ok(token) = wire::sasl_authenticate(&mut r, h.version) else {
                         return Outcome::Closed;
                     };
-                    let (reply, next) = step(&h, state, &token, store, peer);
-                    inbuf_advance(inbuf, 4 + size);
-                    write(stream, reply.as_ref()).await;
-                    match next {
-                        Step::Continue(s) => {
-                            state = s;
-                            continue;
-                        }
-                        Step::Done(user) => return Outcome::Authenticated(user),
-                        Step::Failed => return Outcome::Closed,
+                    // Password hashing (argon2, PBKDF2) is slow on purpose:
+                    // off the async threads.
+                    let store = Arc::clone(store);
+                    let h2 = h.clone();
+                    match tokio::task::spawn_blocking(move || {
+                        step(&h2, state, &token, &store, peer)
+                    })
+                    .await
+                    {
+                        Ok(done) => done,
+                        Err(_) => return Outcome::Closed,
                     }
                 }
-                _ if matches!(state, State::Start) => return Outcome::Skipped,
-                // A handshake was made: nothing else until it completes.
+                // A second handshake, an exchange without one, or a
+                // version not served.
                 _ => {
-                    tracing::info!(%peer, ?key, "closing a kafka connection: a request before SASL completed");
+                    tracing::info!(%peer, ?key, version, "closing a kafka connection: a SASL request out of turn");
                     return Outcome::Closed;
                 }
             };
-            inbuf_advance(inbuf, 4 + size);
-            write(stream, reply.as_ref()).await;
+            let Some(reply) = reply else {
+                return Outcome::Closed;
+            };
+            if stream.write_all(&reply).await.is_err() || stream.flush().await.is_err() {
+                return Outcome::Closed;
+            }
+            match step {
+                Step::Continue(s) => state = s,
+                Step::Done(user) => return Outcome::Authenticated(user),
+                Step::Failed => return Outcome::Closed,
+            }
         }
         tokio::select! {
             n = stream.read_buf(inbuf) => match n {
@@ -125,14 +175,17 @@ pub async fn authenticate<S: AsyncReadExt + AsyncWriteExt + Unpin>(
     }
 }
 
-fn inbuf_advance(inbuf: &mut BytesMut, n: usize) {
-    let _ = inbuf.split_to(n.min(inbuf.len()));
+/// UNSUPPORTED_VERSION in the response of the version asked for, if it can
+/// be written (else the connection closes).
+fn unsupported_version(h: &Header, key: ApiKey) -> Option<Bytes> {
+    let res = SaslHandshakeResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_mechanisms(MECHANISMS.iter().map(|m| text(*m)).collect());
+    try_frame(h, key, h.version, &res).ok()
 }
 
-async fn write<S: AsyncWriteExt + Unpin>(stream: &mut S, frame: Option<&Bytes>) {
-    if let Some(f) = frame {
-        let _ = stream.write_all(f).await;
-    }
+fn inbuf_advance(inbuf: &mut BytesMut, n: usize) {
+    let _ = inbuf.split_to(n.min(inbuf.len()));
 }
 
 /// SaslHandshake: the mechanisms offered, and the state the chosen one

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use ferry_auth::User;
+use ferry_core::clock::within;
 use ferry_face::{Accepted, Stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -51,13 +52,23 @@ pub async fn run<S: Stream>(kafka: Arc<Kafka>, conn: Accepted<S>) {
     let store = kafka.users.current();
     let mut inbuf = BytesMut::with_capacity(64 * 1024);
     let max = kafka.config.max_request_bytes;
-    let outcome = sasl::authenticate(&mut stream, &mut inbuf, &store, peer, max, &mut stop).await;
+    let clock = Arc::clone(kafka.streams.clock());
+    let outcome = within(
+        &*clock,
+        sasl::PHASE_TIMEOUT,
+        sasl::authenticate(&mut stream, &mut inbuf, &store, peer, &mut stop),
+    )
+    .await;
     let user = match outcome {
-        sasl::Outcome::Closed => return,
-        sasl::Outcome::Authenticated(u) => u,
+        None => {
+            tracing::info!(%peer, "closing a kafka connection: it did not start its session in time");
+            return;
+        }
+        Some(sasl::Outcome::Closed) => return,
+        Some(sasl::Outcome::Authenticated(u)) => u,
         // No SASL: the user the client's certificate names, or the
         // configured anonymous user.
-        sasl::Outcome::Skipped => {
+        Some(sasl::Outcome::Skipped) => {
             let who = certified
                 .as_deref()
                 .map(|c| store.certified(c, peer.ip()))

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use ferry_auth::Access;
-use ferry_core::stream::{CONFIG_KEYS as KEYS, StreamConfig};
+use ferry_core::stream::{CONFIG_KEYS as KEYS, StreamConfig, StreamError};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -25,8 +25,8 @@ use crate::Kafka;
 use crate::error::{code_and_message, kafka_error};
 use crate::session::{Answer, Client};
 use crate::wire::{
-    self, AlterConfigsResource, ConfigOp, DecodeError, Header, RESOURCE_BROKER, RESOURCE_TOPIC,
-    Reader,
+    self, AlterConfigsResource, ConfigChange, ConfigOp, DecodeError, Header, RESOURCE_BROKER,
+    RESOURCE_TOPIC, Reader,
 };
 
 /// Kafka's `ConfigSource` of a setting from the broker's config file.
@@ -46,6 +46,27 @@ fn config_type(key: &str) -> i8 {
     }
 }
 
+/// The most topics or resources one admin request may name: past it the
+/// request is taken as abuse and its connection closed (each entry costs
+/// work and answer bytes; no tool sends nearly this many).
+const MAX_ITEMS: usize = 10_000;
+
+fn too_many(key: ApiKey, n: usize) -> Option<Answer> {
+    (n > MAX_ITEMS)
+        .then(|| Answer::Close(format!("{key:?} names {n} items, more than {MAX_ITEMS}")))
+}
+
+/// How many times each name comes in a request.
+fn counts<'a>(
+    names: impl Iterator<Item = (i8, &'a str)>,
+) -> std::collections::HashMap<(i8, &'a str), usize> {
+    let mut m = std::collections::HashMap::new();
+    for n in names {
+        *m.entry(n).or_insert(0) += 1;
+    }
+    m
+}
+
 /// A refusal's code and message, or `None` for success.
 type Outcome = Option<(ResponseError, String)>;
 
@@ -57,14 +78,18 @@ pub fn create_partitions(
 ) -> Result<Answer, DecodeError> {
     let v = h.version;
     let req = wire::create_partitions(r, v)?;
+    if let Some(close) = too_many(ApiKey::CreatePartitions, req.topics.len()) {
+        return Ok(close);
+    }
     let (kafka, client, h) = (Arc::clone(kafka), Arc::clone(client), h.clone());
     Ok(Answer::Later(tokio::task::spawn_blocking(move || {
+        let named = counts(req.topics.iter().map(|t| (0, t.name.as_str())));
         let results = req
             .topics
             .iter()
             .map(|t| {
                 // Kafka refuses a topic named twice in one request, both times.
-                let twice = req.topics.iter().filter(|o| o.name == t.name).count() > 1;
+                let twice = named.get(&(0, t.name.as_str())).is_some_and(|n| *n > 1);
                 let (code, message) = if twice {
                     (
                         ResponseError::InvalidRequest.code(),
@@ -150,6 +175,9 @@ pub fn describe_configs(
 ) -> Result<Answer, DecodeError> {
     let v = h.version;
     let req = wire::describe_configs(r, v)?;
+    if let Some(close) = too_many(ApiKey::DescribeConfigs, req.resources.len()) {
+        return Ok(close);
+    }
     let results = req
         .resources
         .iter()
@@ -172,9 +200,10 @@ pub fn describe_configs(
                 Ok(all) => base.with_configs(
                     all.into_iter()
                         .filter(|(k, ..)| {
+                            // No keys, or an empty list: every key (as Kafka).
                             res.keys
                                 .as_ref()
-                                .is_none_or(|keys| keys.iter().any(|w| w == k))
+                                .is_none_or(|keys| keys.is_empty() || keys.iter().any(|w| w == k))
                         })
                         .map(|(k, val, source, read_only)| {
                             let mut c = DescribeConfigsResourceResult::default()
@@ -304,13 +333,37 @@ pub fn alter_configs(
 ) -> Result<Answer, DecodeError> {
     let v = h.version;
     let req = wire::alter_configs(r, v, incremental)?;
+    let key = if incremental {
+        ApiKey::IncrementalAlterConfigs
+    } else {
+        ApiKey::AlterConfigs
+    };
+    if let Some(close) = too_many(key, req.resources.len()) {
+        return Ok(close);
+    }
     let (kafka, client, h) = (Arc::clone(kafka), Arc::clone(client), h.clone());
     Ok(Answer::Later(tokio::task::spawn_blocking(move || {
+        let named = counts(
+            req.resources
+                .iter()
+                .map(|r| (r.resource_type, r.name.as_str())),
+        );
         let outcomes: Vec<(i8, String, Outcome)> = req
             .resources
             .iter()
             .map(|res| {
-                let outcome = alter_one(&kafka, &client, res, incremental, req.validate_only);
+                // Kafka refuses a resource named twice, both times.
+                let twice = named
+                    .get(&(res.resource_type, res.name.as_str()))
+                    .is_some_and(|n| *n > 1);
+                let outcome = if twice {
+                    Some((
+                        ResponseError::InvalidRequest,
+                        format!("resource {} is named more than once", res.name),
+                    ))
+                } else {
+                    alter_one(&kafka, &client, res, incremental, req.validate_only)
+                };
                 (res.resource_type, res.name.clone(), outcome)
             })
             .collect();
@@ -389,66 +442,100 @@ fn alter_one(
             format!("topic {name} does not exist"),
         ));
     };
+    // Kafka refuses a key named twice for one resource.
+    let mut names = std::collections::HashSet::new();
+    if let Some(c) = res.changes.iter().find(|c| !names.insert(c.name.as_str())) {
+        return Some((
+            ResponseError::InvalidRequest,
+            format!("config {} is named more than once", c.name),
+        ));
+    }
     // AlterConfigs replaces the topic's settings (keys not named go back
     // to their defaults); IncrementalAlterConfigs changes what it names.
-    let mut config = if incremental {
-        stream.config()
-    } else {
-        StreamConfig::default()
-    };
-    let defaults = StreamConfig::default();
-    for c in &res.changes {
-        if !KEYS.contains(&c.name.as_str()) {
-            return Some((
-                ResponseError::InvalidConfig,
-                format!("unknown topic config {}", c.name),
-            ));
+    // Either is worked out from the current config under the stream's
+    // metadata lock, so alters at the same time do not undo each other.
+    let apply = |current: &StreamConfig| -> Result<StreamConfig, Refusal> {
+        let mut config = if incremental {
+            current.clone()
+        } else {
+            StreamConfig::default()
+        };
+        for c in &res.changes {
+            if let Some(value) = new_value(c, &config)? {
+                config
+                    .set(&c.name, &value)
+                    .map_err(|m| Refusal(ResponseError::InvalidConfig, m))?;
+            }
         }
-        let value = match c.op {
-            ConfigOp::Delete => defaults.get(&c.name).unwrap_or_default(),
-            ConfigOp::Set => match &c.value {
-                Some(val) => val.clone(),
-                None => {
-                    return Some((
-                        ResponseError::InvalidRequest,
-                        format!("{}: a null value", c.name),
-                    ));
-                }
-            },
-            ConfigOp::Append | ConfigOp::Subtract => {
-                // Only cleanup.policy is a list, and its only value here is
-                // `delete`: appending it again or any other is refused by
-                // the set below, as is removing it.
-                if c.name != "cleanup.policy" {
-                    return Some((
-                        ResponseError::InvalidConfig,
-                        format!("{} is not a list", c.name),
-                    ));
-                }
-                match (c.op, c.value.as_deref()) {
-                    (ConfigOp::Append, Some("delete")) => "delete".into(),
-                    (ConfigOp::Append, Some(other)) => format!("delete,{other}"),
-                    _ => {
-                        return Some((
-                            ResponseError::InvalidConfig,
-                            "cleanup.policy cannot be empty".into(),
-                        ));
+        Ok(config)
+    };
+    let outcome = if validate_only {
+        apply(&stream.config()).map(drop)
+    } else {
+        kafka.streams.update_config(&client.namespace, name, apply)
+    };
+    outcome.err().map(|Refusal(e, m)| (e, m))
+}
+
+/// A refusal of a config change (core's errors become Kafka's).
+struct Refusal(ResponseError, String);
+
+impl From<StreamError> for Refusal {
+    fn from(e: StreamError) -> Self {
+        Refusal(kafka_error(&e), e.to_string())
+    }
+}
+
+/// The value one change gives its key (`None`: nothing changes).
+fn new_value(c: &ConfigChange, config: &StreamConfig) -> Result<Option<String>, Refusal> {
+    if !KEYS.contains(&c.name.as_str()) {
+        return Err(Refusal(
+            ResponseError::InvalidConfig,
+            format!("unknown topic config {}", c.name),
+        ));
+    }
+    let value = || {
+        c.value.clone().ok_or_else(|| {
+            Refusal(
+                ResponseError::InvalidRequest,
+                format!("{}: a null value", c.name),
+            )
+        })
+    };
+    match c.op {
+        ConfigOp::Delete => Ok(StreamConfig::default().get(&c.name)),
+        ConfigOp::Set => value().map(Some),
+        ConfigOp::Append | ConfigOp::Subtract => {
+            let v = value()?;
+            // Only cleanup.policy is a list here.
+            if c.name != "cleanup.policy" {
+                return Err(Refusal(
+                    ResponseError::InvalidConfig,
+                    format!("{} is not a list", c.name),
+                ));
+            }
+            let mut items: Vec<String> = config
+                .get(&c.name)
+                .unwrap_or_default()
+                .split(',')
+                .filter(|i| !i.is_empty())
+                .map(str::to_owned)
+                .collect();
+            for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let at = items.iter().position(|i| i == item);
+                match (c.op, at) {
+                    (ConfigOp::Append, None) => items.push(item.to_owned()),
+                    (ConfigOp::Subtract, Some(i)) => {
+                        items.remove(i);
                     }
+                    // Appending what is there or taking away what is not:
+                    // nothing to do.
+                    _ => {}
                 }
             }
-        };
-        if let Err(m) = config.set(&c.name, &value) {
-            return Some((ResponseError::InvalidConfig, m));
+            Ok(Some(items.join(",")))
         }
     }
-    if validate_only {
-        return None;
-    }
-    kafka
-        .streams
-        .set_config(&client.namespace, name, config)
-        .err()
-        .map(|e| (kafka_error(&e), e.to_string()))
 }
 
 pub fn describe_cluster(kafka: &Kafka, h: &Header, r: &mut Reader) -> Result<Answer, DecodeError> {
@@ -467,6 +554,13 @@ pub fn describe_cluster(kafka: &Kafka, h: &Header, r: &mut Reader) -> Result<Ans
         .with_cluster_authorized_operations(i32::MIN);
     if v >= 1 {
         res.endpoint_type = req.endpoint_type;
+        if req.endpoint_type != 1 {
+            // Brokers answer for brokers (KIP-919: controllers for
+            // controllers); this node has no separate controller endpoint.
+            res.error_code = ResponseError::MismatchedEndpointType.code();
+            res.error_message = Some(text("this is a broker endpoint"));
+            res.brokers.clear();
+        }
     }
     if req.include_authorized_operations {
         // AclOperation bits: CREATE (5), DESCRIBE (8), DESCRIBE_CONFIGS

@@ -38,6 +38,24 @@ fn why_not(key: ApiKey) -> (ResponseError, &'static str) {
     }
 }
 
+/// Whether `key`'s response has its top-level error code at `version`.
+/// Where the specs give the field to some versions only, the encoder
+/// would drop it silently elsewhere, and an empty answer without an error
+/// reads as success (an AddPartitionsToTxn with nothing to add).
+fn has_top_level_error(key: ApiKey, version: i16) -> bool {
+    let (lo, hi) = match key {
+        ApiKey::AddPartitionsToTxn => (4, i16::MAX),
+        ApiKey::DescribeLogDirs => (3, i16::MAX),
+        ApiKey::ElectLeaders => (1, i16::MAX),
+        ApiKey::Fetch => (7, i16::MAX),
+        ApiKey::FindCoordinator => (1, 3),
+        ApiKey::Metadata => (13, i16::MAX),
+        ApiKey::OffsetFetch => (2, 7),
+        _ => (0, i16::MAX),
+    };
+    (lo..=hi).contains(&version)
+}
+
 /// Kafka's error answer to `key` at `h.version`, which is not served.
 pub fn answer(h: &Header, key: ApiKey) -> Answer {
     let v = h.version;
@@ -47,6 +65,11 @@ pub fn answer(h: &Header, key: ApiKey) -> Answer {
         why_not(key)
     };
     let code = error.code();
+    if !has_top_level_error(key, v) {
+        return Answer::Close(format!(
+            "{key:?} v{v} is not served ({reason}) and its response has no error to say so"
+        ));
+    }
     macro_rules! top_level_error {
         ($($api:ident => $resp:ty),* $(,)?) => {
             match key {
