@@ -23,6 +23,7 @@ pub mod faces;
 mod listeners;
 pub mod memory;
 pub mod metrics;
+mod streams_view;
 mod tls;
 mod tls_listener;
 
@@ -98,6 +99,7 @@ impl Server {
         let connections = Arc::new(ferry_face::Registry::new(config.limits));
 
         let admin_broker = Arc::new(std::sync::OnceLock::new());
+        let admin_streams = Arc::new(std::sync::OnceLock::new());
         // A user's key id equal to the broker's own would be shadowed by it.
         if let Some(k) = config
             .users
@@ -137,6 +139,7 @@ impl Server {
             started: std::time::Instant::now(),
             connections: Arc::clone(&connections),
             rates: Arc::clone(&rates),
+            streams: Arc::clone(&admin_streams),
         }));
         for b in listeners::take(&mut bound, &faces::ADMIN) {
             listeners::http::serve(&mut tasks, b, app.clone(), stopped.clone())?;
@@ -296,6 +299,12 @@ impl Server {
         );
 
         exporter.set_broker(Arc::clone(&broker));
+        let engines = streams_view::StreamsAndGroups {
+            streams: Arc::clone(&streams),
+            groups: Arc::clone(&groups),
+        };
+        exporter.set_streams(engines.clone());
+        let _ = admin_streams.set(engines);
         let upkeep = {
             let exporter = Arc::clone(&exporter);
             let broker = Arc::clone(&broker);

@@ -41,6 +41,7 @@ fn handle() -> Option<&'static PrometheusHandle> {
 /// What `/metrics` needs; the broker arrives once recovery is done.
 pub struct Exporter {
     broker: OnceLock<Arc<Broker>>,
+    streams: OnceLock<crate::streams_view::StreamsAndGroups>,
     started: Instant,
     per_queue: bool,
     memory_budget: u64,
@@ -53,6 +54,7 @@ impl Exporter {
         let _ = handle();
         Exporter {
             broker: OnceLock::new(),
+            streams: OnceLock::new(),
             started: Instant::now(),
             per_queue,
             memory_budget,
@@ -64,11 +66,18 @@ impl Exporter {
         let _ = self.broker.set(broker);
     }
 
+    pub fn set_streams(&self, engines: crate::streams_view::StreamsAndGroups) {
+        let _ = self.streams.set(engines);
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
+        // Both set gauges the recorder renders: before it does.
         let per_queue = self.refresh();
+        let streams = self.streams_series();
         let mut text = handle().map(PrometheusHandle::render).unwrap_or_default();
         text.push_str(&per_queue);
+        text.push_str(&streams);
         text
     }
 
@@ -149,20 +158,94 @@ impl Exporter {
         gauge!("ferry_messages_delayed").set(totals[2] as f64);
         gauge!("ferry_consumers").set(totals[3] as f64);
         gauge!("ferry_message_bodies_resident_bytes").set(bodies as f64);
-        let mut out = String::new();
-        for (name, kind, values) in series {
-            if values.is_empty() {
-                continue;
-            }
-            out.push_str(&format!("# TYPE {name} {kind}\n"));
-            for (labels, v) in values {
-                out.push_str(&format!("{name}{labels} {v}\n"));
-            }
-            out.push('\n');
-        }
-        out
+        exposition(series)
     }
 }
+
+impl Exporter {
+    /// Streams and groups: totals always; per partition, and each group's
+    /// committed offset and lag per partition, unless per-queue series are
+    /// off (they bound cardinality the same way).
+    fn streams_series(&self) -> String {
+        let Some(e) = self.streams.get() else {
+            return String::new();
+        };
+        let all = e.streams.all();
+        gauge!("ferry_streams").set(all.len() as f64);
+        let namespaces = e.groups.namespaces();
+        let groups: usize = namespaces.iter().map(|ns| e.groups.list(ns).len()).sum();
+        gauge!("ferry_stream_groups").set(groups as f64);
+        if !self.per_queue {
+            return String::new();
+        }
+        let mut series: Vec<Series> = PER_PARTITION
+            .iter()
+            .map(|(name, kind)| (*name, *kind, Vec::new()))
+            .collect();
+        for s in &all {
+            let meta = s.meta();
+            for p in crate::streams_view::partitions(s) {
+                let labels = format!(
+                    "{{namespace=\"{}\",stream=\"{}\",partition=\"{}\"}}",
+                    escape(&meta.namespace),
+                    escape(&meta.name),
+                    p.index
+                );
+                for (slot, v) in series
+                    .iter_mut()
+                    .zip([p.log_start, p.high_watermark, p.bytes])
+                {
+                    slot.2.push((labels.clone(), v));
+                }
+            }
+        }
+        let mut lag: Series = ("ferry_group_lag", "gauge", Vec::new());
+        let mut committed: Series = ("ferry_group_committed_offset", "gauge", Vec::new());
+        for ns in &namespaces {
+            for g in e.groups.list(ns) {
+                for l in crate::streams_view::group_lag(e, ns, &g.group) {
+                    let labels = format!(
+                        "{{namespace=\"{}\",group=\"{}\",stream=\"{}\",partition=\"{}\"}}",
+                        escape(ns),
+                        escape(&g.group),
+                        escape(&l.topic),
+                        l.partition
+                    );
+                    lag.2.push((labels.clone(), l.lag));
+                    committed
+                        .2
+                        .push((labels, u64::try_from(l.committed).unwrap_or(0)));
+                }
+            }
+        }
+        series.push(lag);
+        series.push(committed);
+        exposition(series)
+    }
+}
+
+/// The text format of `series` (those with values).
+fn exposition(series: Vec<Series>) -> String {
+    let mut out = String::new();
+    for (name, kind, values) in series {
+        if values.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("# TYPE {name} {kind}\n"));
+        for (labels, v) in values {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The per-partition series, in the order `streams_series` fills them.
+const PER_PARTITION: [(&str, &str); 3] = [
+    ("ferry_stream_partition_log_start_offset", "gauge"),
+    ("ferry_stream_partition_high_watermark", "gauge"),
+    ("ferry_stream_partition_bytes", "gauge"),
+];
 
 /// One per-queue metric: name, type, and (labels, value) per queue.
 type Series = (&'static str, &'static str, Vec<(String, u64)>);

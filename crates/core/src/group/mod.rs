@@ -561,6 +561,20 @@ impl Groups {
     }
 
     /// Every group of a namespace, by name.
+    /// The namespaces that have groups, sorted.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .by_namespace
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, groups)| !groups.is_empty())
+            .map(|(ns, _)| ns.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn list(&self, namespace: &str) -> Vec<GroupSummary> {
         let groups = self.in_namespace(namespace);
         let mut out: Vec<GroupSummary> = groups

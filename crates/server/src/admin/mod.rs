@@ -38,6 +38,8 @@ pub struct AdminState {
     /// Every face's open connections (listed, and closed on request).
     pub connections: Arc<ferry_face::Registry>,
     pub rates: Arc<rates::Rates>,
+    /// The streams engine and its groups, once opened.
+    pub streams: Arc<std::sync::OnceLock<crate::streams_view::StreamsAndGroups>>,
 }
 
 pub fn router(state: AdminState) -> Router {

@@ -7,6 +7,7 @@
 //! - `connections.rs`: client connections (list, close) and consumers.
 //! - `access.rs`: users and permissions (listed; changed for the API's own).
 //! - `definitions.rs`: the durable topology as one document, out and in.
+//! - `streams.rs`: streams (Kafka topics) and consumer groups, with lag.
 
 mod access;
 mod connections;
@@ -15,6 +16,7 @@ mod headers;
 mod messages;
 mod queues;
 mod routers;
+mod streams;
 
 use std::sync::Arc;
 
@@ -66,6 +68,10 @@ pub fn routes() -> Router<AdminState> {
             "/api/routers/{namespace}/{name}/bindings",
             post(routers::bind).delete(routers::unbind),
         )
+        .route("/api/streams", get(streams::list))
+        .route("/api/streams/{namespace}/{name}", get(streams::one))
+        .route("/api/groups", get(streams::groups))
+        .route("/api/groups/{namespace}/{name}", get(streams::group))
         .route("/api/connections", get(connections::list))
         .route(
             "/api/connections/{id}",
