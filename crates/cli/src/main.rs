@@ -47,6 +47,22 @@ enum Command {
         #[command(subcommand)]
         command: admin::QueuesCommand,
     },
+    /// Streams (Kafka topics): list, describe, create, delete (through the
+    /// admin API).
+    Streams {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::StreamsCommand,
+    },
+    /// Consumer groups: list, describe (with lag), delete, reset offsets
+    /// (through the admin API).
+    Groups {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::GroupsCommand,
+    },
     /// Publish a message to a queue (through the admin API).
     Publish {
         #[command(flatten)]
@@ -125,6 +141,8 @@ fn main() -> ExitCode {
         Command::HashPassword { password } => hash_password(password),
         Command::Status(target) => admin::status(target),
         Command::Queues { target, command } => admin::queues(target, command),
+        Command::Streams { target, command } => admin::streams(target, command),
+        Command::Groups { target, command } => admin::groups(target, command),
         Command::Publish { target, message } => admin::publish(target, message),
         Command::Consume { target, take } => admin::consume(target, take),
         Command::Dlq { target, command } => admin::dlq(target, command),

@@ -8,12 +8,22 @@ mod kafka_support;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 use common::{Ferry, http, http_get};
 use kafka_support::{config, create_topic, producer};
+
+/// A ferry with the Kafka and admin listeners; groups rebalance at once.
+fn start(dir: &std::path::Path) -> Ferry {
+    Ferry::start(
+        dir,
+        &["kafka", "admin"],
+        &["--kafka-group-initial-rebalance-delay-ms", "0"],
+    )
+}
 
 fn api(ferry: &Ferry, path: &str) -> (u16, Value) {
     let (status, _, body) = http(
@@ -29,11 +39,7 @@ fn api(ferry: &Ferry, path: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_groups_and_lag_in_the_admin_api_and_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ferry = Ferry::start(
-        dir.path(),
-        &["kafka", "admin"],
-        &["--kafka-group-initial-rebalance-delay-ms", "0"],
-    );
+    let ferry = start(dir.path());
     create_topic(&ferry, "orders", 2, &[("retention.ms", "3600000")]).await;
     let p = producer(&ferry, "all", true);
     for i in 0..10 {
@@ -123,4 +129,116 @@ async fn streams_groups_and_lag_in_the_admin_api_and_metrics() {
     }
     assert!(metrics.contains("ferry_streams 1"), "{metrics}");
     assert!(metrics.contains("ferry_stream_groups 1"), "{metrics}");
+}
+
+/// `ferry streams …` and `ferry groups …` against a real ferry: a stream
+/// made from the CLI takes Kafka records; a group's offsets are reset
+/// while it has no members, and a consumer of that group resumes there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streams_and_groups_commands_drive_the_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = start(dir.path());
+    let url = format!("http://{}", ferry.addr("admin"));
+    let run = |args: &[&str]| -> (bool, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .args(["--admin-url", &url])
+            .env_remove("FERRY_ADMIN_PASSWORD")
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, out) = run(&[
+        "streams",
+        "create",
+        "events",
+        "--partitions",
+        "3",
+        "--config",
+        "retention.ms=60000",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["streams", "create", "bad", "--config", "retention.ms=-9"]);
+    assert!(!ok, "a bad config is refused: {out}");
+    let (ok, out) = run(&["streams", "create", "events"]);
+    assert!(!ok && out.contains("409"), "exists: {out}");
+
+    let p = producer(&ferry, "all", false);
+    for i in 0..6 {
+        let v = format!("e{i}");
+        p.send(
+            FutureRecord::<(), _>::to("events").partition(0).payload(&v),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+    }
+    let (ok, out) = run(&["streams", "describe", "events", "--json"]);
+    assert!(ok, "{out}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["partitions"][0]["high_watermark"], 6);
+    assert_eq!(v["config"]["retention.ms"], "60000");
+    let (ok, out) = run(&["streams", "list"]);
+    assert!(ok && out.contains("events"), "{out}");
+
+    // The group does not exist yet: the reset makes its offsets.
+    let (ok, out) = run(&[
+        "groups",
+        "reset-offsets",
+        "audit",
+        "--stream",
+        "events",
+        "--to",
+        "4",
+        "--partition",
+        "0",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["groups", "describe", "audit", "--json"]);
+    assert!(ok, "{out}");
+    let g: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(g["offsets"][0]["committed"], 4);
+    assert_eq!(g["offsets"][0]["lag"], 2);
+
+    // A consumer of the group starts at the reset offset.
+    let c: BaseConsumer = config(&ferry)
+        .set("group.id", "audit")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    c.subscribe(&["events"]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut first = None;
+    while first.is_none() && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            first = Some((m.partition(), m.offset()));
+        }
+    }
+    assert_eq!(first, Some((0, 4)));
+    // With a member, a reset and a delete are refused.
+    let (ok, out) = run(&[
+        "groups",
+        "reset-offsets",
+        "audit",
+        "--stream",
+        "events",
+        "--to",
+        "earliest",
+    ]);
+    assert!(!ok && out.contains("409"), "{out}");
+    let (ok, out) = run(&["groups", "delete", "audit"]);
+    assert!(!ok && out.contains("409"), "{out}");
+    let (ok, out) = run(&["groups", "list"]);
+    assert!(
+        ok && out.contains("audit") && out.contains("Stable"),
+        "{out}"
+    );
+    drop(c);
+
+    let (ok, out) = run(&["streams", "delete", "events"]);
+    assert!(ok, "{out}");
+    let (_, out) = run(&["streams", "list", "--json"]);
+    assert_eq!(out.trim(), "[]");
 }

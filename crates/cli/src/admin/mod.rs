@@ -10,11 +10,13 @@
 mod definitions;
 mod messages;
 mod queues;
+mod streams;
 mod users;
 
 pub use definitions::{DefinitionsCommand, definitions};
 pub use messages::{ConsumeArgs, DlqCommand, PublishArgs, consume, dlq, publish};
 pub use queues::{QueuesCommand, queues};
+pub use streams::{GroupsCommand, StreamsCommand, groups, streams};
 pub use users::{PermissionsCommand, UsersCommand, permissions, users};
 
 use anyhow::{Context, bail};

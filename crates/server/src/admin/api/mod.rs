@@ -69,9 +69,21 @@ pub fn routes() -> Router<AdminState> {
             post(routers::bind).delete(routers::unbind),
         )
         .route("/api/streams", get(streams::list))
-        .route("/api/streams/{namespace}/{name}", get(streams::one))
+        .route(
+            "/api/streams/{namespace}/{name}",
+            get(streams::one)
+                .put(streams::create)
+                .delete(streams::delete),
+        )
         .route("/api/groups", get(streams::groups))
-        .route("/api/groups/{namespace}/{name}", get(streams::group))
+        .route(
+            "/api/groups/{namespace}/{name}",
+            get(streams::group).delete(streams::delete_group),
+        )
+        .route(
+            "/api/groups/{namespace}/{name}/reset-offsets",
+            post(streams::reset_offsets),
+        )
         .route("/api/connections", get(connections::list))
         .route(
             "/api/connections/{id}",

@@ -1,14 +1,17 @@
 //! Streams (Kafka topics) and consumer groups: partitions, offsets,
 //! sizes, members and lag.
 
+use std::sync::Arc;
+
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
-use ferry_core::group::Phase;
-use ferry_core::stream::Stream;
+use ferry_core::group::{Committer, GroupError, OffsetCommit, Phase};
+use ferry_core::stream::{Stream, StreamConfig, StreamError};
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult};
+use super::{ApiError, ApiResult, blocking, body, durable, required_body};
 use crate::admin::AdminState;
 use crate::streams_view::{self, StreamsAndGroups};
 
@@ -176,4 +179,166 @@ pub async fn group(
         )));
     };
     Ok(Json(group_json(e, &ns, &name, g.phase, true)).into_response())
+}
+
+/// PUT /api/streams/{namespace}/{name}'s body.
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewStream {
+    /// 1 if not given.
+    partitions: Option<u32>,
+    /// Topic config keys (`retention.ms`, ...), as Kafka names them.
+    #[serde(default)]
+    config: std::collections::BTreeMap<String, String>,
+}
+
+fn stream_error(e: StreamError) -> ApiError {
+    let status = match e {
+        StreamError::UnknownStream(_) | StreamError::UnknownPartition { .. } => {
+            StatusCode::NOT_FOUND
+        }
+        StreamError::StreamExists(_) => StatusCode::CONFLICT,
+        StreamError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError(status, e.to_string())
+}
+
+pub async fn create(
+    State(s): State<AdminState>,
+    Path((ns, name)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    let e = engines(&s)?.clone();
+    let req: NewStream = body(&bytes, "stream")?;
+    let mut config = StreamConfig::default();
+    for (k, v) in &req.config {
+        config.set(k, v).map_err(ApiError::bad_request)?;
+    }
+    let partitions = req.partitions.unwrap_or(1);
+    let created = blocking("creating the stream", move || {
+        e.streams.create(&ns, &name, partitions, config)
+    })
+    .await?
+    .map_err(stream_error)?;
+    Ok((StatusCode::CREATED, Json(stream_json(&created))).into_response())
+}
+
+pub async fn delete(
+    State(s): State<AdminState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult {
+    let e = engines(&s)?.clone();
+    let (ns2, name2) = (ns.clone(), name.clone());
+    let streams = Arc::clone(&e.streams);
+    blocking("deleting the stream", move || streams.delete(&ns2, &name2))
+        .await?
+        .map_err(stream_error)?;
+    // Groups' offsets on it go too (as DeleteTopics does).
+    durable(e.groups.forget_topic(&ns, &name)).await?;
+    Ok(Json(json!({ "deleted": name })).into_response())
+}
+
+pub async fn delete_group(
+    State(s): State<AdminState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult {
+    let e = engines(&s)?;
+    let commit = e.groups.delete(&ns, &name).map_err(group_error)?;
+    durable(commit).await?;
+    Ok(Json(json!({ "deleted": name })).into_response())
+}
+
+fn group_error(e: GroupError) -> ApiError {
+    let status = match e {
+        GroupError::GroupIdNotFound(_) => StatusCode::NOT_FOUND,
+        GroupError::NonEmptyGroup | GroupError::RebalanceInProgress => StatusCode::CONFLICT,
+        GroupError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError(status, e.to_string())
+}
+
+/// POST /api/groups/{namespace}/{name}/reset-offsets's body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reset {
+    stream: String,
+    /// `earliest`, `latest`, or an offset.
+    to: Value,
+    /// Only these partitions (all if not given).
+    partitions: Option<Vec<u32>>,
+}
+
+/// Moves a group's committed offsets on one stream, as Kafka's
+/// `kafka-consumer-groups --reset-offsets` does: only while the group has
+/// no members (it would overwrite them at its next commit otherwise).
+pub async fn reset_offsets(
+    State(s): State<AdminState>,
+    Path((ns, name)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    let e = engines(&s)?;
+    let req: Reset = required_body(&bytes, "reset")?;
+    let stream = e.streams.get(&ns, &req.stream).ok_or_else(|| {
+        ApiError::not_found(format!("no stream {} in namespace {ns}", req.stream))
+    })?;
+    // A group that does not exist yet is made by the commit (Dead here).
+    if !matches!(
+        e.groups.describe(&ns, &name).phase,
+        Phase::Empty | Phase::Dead
+    ) {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("group {name} has members: stop them before resetting its offsets"),
+        ));
+    }
+    let parts = streams_view::partitions(&stream);
+    let chosen: Vec<_> = parts
+        .iter()
+        .filter(|p| {
+            req.partitions
+                .as_ref()
+                .is_none_or(|ps| ps.contains(&p.index))
+        })
+        .collect();
+    let mut offsets = Vec::new();
+    for p in &chosen {
+        let to = match &req.to {
+            Value::String(s) if s == "earliest" => p.log_start,
+            Value::String(s) if s == "latest" => p.high_watermark,
+            // An offset, kept within what the partition holds.
+            v => v
+                .as_u64()
+                .ok_or_else(|| {
+                    ApiError::bad_request("\"to\" is \"earliest\", \"latest\" or an offset")
+                })?
+                .clamp(p.log_start, p.high_watermark),
+        };
+        offsets.push(OffsetCommit {
+            topic: req.stream.clone(),
+            partition: p.index,
+            offset: i64::try_from(to).unwrap_or(i64::MAX),
+            leader_epoch: -1,
+            metadata: None,
+        });
+    }
+    let admin = Committer {
+        generation: -1,
+        member_id: String::new(),
+        instance_id: None,
+    };
+    let set: Vec<Value> = offsets
+        .iter()
+        .map(|o| json!({ "partition": o.partition, "offset": o.offset }))
+        .collect();
+    let (answers, commit) = e
+        .groups
+        .commit(&ns, &name, &admin, offsets)
+        .map_err(group_error)?;
+    if let Some(Err(err)) = answers.into_iter().find(Result::is_err) {
+        return Err(group_error(err));
+    }
+    durable(commit).await?;
+    Ok(Json(json!({ "group": name, "stream": req.stream, "offsets": set })).into_response())
 }
