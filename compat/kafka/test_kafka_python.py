@@ -102,3 +102,24 @@ def test_group_admin(broker, name):
         assert name not in [g["group_id"] for g in a.list_groups()]
     finally:
         a.close()
+
+
+def test_topic_admin(broker, name):
+    """kafka-python's admin: CreatePartitions, DescribeConfigs,
+    IncrementalAlterConfigs and DescribeCluster as it speaks them."""
+    from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions
+
+    create(broker, name, 1)
+    a = KafkaAdminClient(bootstrap_servers=broker.addr, request_timeout_ms=10000)
+    try:
+        a.create_partitions({name: NewPartitions(3)})
+        assert len(a.describe_topics([name])[0]["partitions"]) == 3
+        a.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs={"retention.ms": "90000"})])
+        described = a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+        text = repr(described)
+        assert "retention.ms" in text and "90000" in text, text
+        cluster = a.describe_cluster()
+        assert cluster["cluster_id"] == "ferry"
+        assert [b["port"] for b in cluster["brokers"]] == [int(broker.addr.rsplit(":", 1)[1])]
+    finally:
+        a.close()
