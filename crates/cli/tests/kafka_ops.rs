@@ -118,6 +118,7 @@ async fn streams_groups_and_lag_in_the_admin_api_and_metrics() {
 
     let (status, metrics) = http_get(ferry.addr("admin"), "/metrics");
     assert_eq!(status, 200);
+    let lines: Vec<&str> = metrics.lines().collect();
     for line in [
         "ferry_stream_partition_high_watermark{namespace=\"/\",stream=\"orders\",partition=\"0\"} 5",
         "ferry_stream_partition_log_start_offset{namespace=\"/\",stream=\"orders\",partition=\"1\"} 0",
@@ -125,10 +126,10 @@ async fn streams_groups_and_lag_in_the_admin_api_and_metrics() {
         "ferry_group_lag{namespace=\"/\",group=\"billing\",stream=\"orders\",partition=\"1\"} 0",
         "ferry_group_committed_offset{namespace=\"/\",group=\"billing\",stream=\"orders\",partition=\"0\"} 3",
     ] {
-        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+        assert!(lines.contains(&line), "{line} missing from:\n{metrics}");
     }
-    assert!(metrics.contains("ferry_streams 1"), "{metrics}");
-    assert!(metrics.contains("ferry_stream_groups 1"), "{metrics}");
+    assert!(lines.contains(&"ferry_streams 1"), "{metrics}");
+    assert!(lines.contains(&"ferry_stream_groups 1"), "{metrics}");
 }
 
 /// `ferry streams …` and `ferry groups …` against a real ferry: a stream
@@ -161,7 +162,12 @@ async fn the_streams_and_groups_commands_drive_the_api() {
     ]);
     assert!(ok, "{out}");
     let (ok, out) = run(&["streams", "create", "bad", "--config", "retention.ms=-9"]);
-    assert!(!ok, "a bad config is refused: {out}");
+    assert!(!ok && out.contains("400"), "a bad config is refused: {out}");
+    let (ok, out) = run(&["streams", "create", "a b"]);
+    assert!(
+        !ok && out.contains("400"),
+        "a name Kafka cannot address: {out}"
+    );
     let (ok, out) = run(&["streams", "create", "events"]);
     assert!(!ok && out.contains("409"), "exists: {out}");
 
@@ -235,10 +241,88 @@ async fn the_streams_and_groups_commands_drive_the_api() {
         ok && out.contains("audit") && out.contains("Stable"),
         "{out}"
     );
-    drop(c);
+    drop(c); // leaves the group
 
+    // Without members: a reset to the end, refusals of what is not there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out) = run(&[
+            "groups",
+            "reset-offsets",
+            "audit",
+            "--stream",
+            "events",
+            "--to",
+            "latest",
+        ]);
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group never emptied: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, out) = run(&["groups", "describe", "audit", "--json"]);
+    let g: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(g["offsets"][0]["committed"], 6);
+    assert_eq!(g["lag"], 0);
+    let (ok, out) = run(&[
+        "groups",
+        "reset-offsets",
+        "audit",
+        "--stream",
+        "events",
+        "--to",
+        "0",
+        "--partition",
+        "9",
+    ]);
+    assert!(!ok && out.contains("404"), "{out}");
+    let (ok, out) = run(&[
+        "groups",
+        "reset-offsets",
+        "audit",
+        "--stream",
+        "events",
+        "--to",
+        "soon",
+    ]);
+    assert!(!ok && out.contains("400"), "{out}");
+
+    // Deleting the stream forgets the group's offsets on it.
     let (ok, out) = run(&["streams", "delete", "events"]);
     assert!(ok, "{out}");
     let (_, out) = run(&["streams", "list", "--json"]);
     assert_eq!(out.trim(), "[]");
+    let (_, out) = run(&["groups", "describe", "audit", "--json"]);
+    let forgot = out.contains("404")
+        || serde_json::from_str::<Value>(&out).is_ok_and(|g| g["offsets"] == Value::Array(vec![]));
+    assert!(forgot, "{out}");
+
+    // An empty group is deleted.
+    let (ok, out) = run(&[
+        "groups",
+        "reset-offsets",
+        "audit2",
+        "--stream",
+        "missing",
+        "--to",
+        "0",
+    ]);
+    assert!(!ok && out.contains("404"), "{out}");
+    let (ok, out) = run(&["streams", "create", "more"]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&[
+        "groups",
+        "reset-offsets",
+        "audit2",
+        "--stream",
+        "more",
+        "--to",
+        "earliest",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["groups", "delete", "audit2"]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["groups", "describe", "audit2"]);
+    assert!(!ok && out.contains("404"), "{out}");
 }

@@ -28,16 +28,24 @@ pub struct PartitionView {
 pub fn partitions(s: &Stream) -> Vec<PartitionView> {
     s.partitions()
         .iter()
-        .map(|p| PartitionView {
-            index: p.index(),
-            log_start: p.log_start(),
-            high_watermark: p.high_watermark(),
-            bytes: p.size(),
+        .map(|p| {
+            let high_watermark = p.high_watermark();
+            PartitionView {
+                index: p.index(),
+                // Retention can move the start past a new segment's first
+                // batches an instant before they are synced and the end
+                // moves: never show a start past the end.
+                log_start: p.log_start().min(high_watermark),
+                high_watermark,
+                bytes: p.size(),
+            }
         })
         .collect()
 }
 
-/// One partition's committed offset for a group, and its lag.
+/// One partition's committed offset for a group, and its lag. A commit
+/// below the log start counts the records retention deleted too, as
+/// `kafka-consumer-groups` counts them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lag {
     pub topic: String,
@@ -56,7 +64,12 @@ pub fn group_lag(sg: &StreamsAndGroups, namespace: &str, group: &str) -> Vec<Lag
         .fetch(namespace, group, None)
         .into_iter()
         .filter_map(|(topic, partition, committed)| {
+            // A negative commit (clients may commit -1) says nothing about
+            // a position: left out, as Kafka's tools show "-".
             let committed = committed?.offset;
+            if committed < 0 {
+                return None;
+            }
             let hw = sg
                 .streams
                 .get(namespace, &topic)?

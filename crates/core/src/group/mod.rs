@@ -560,7 +560,6 @@ impl Groups {
         })
     }
 
-    /// Every group of a namespace, by name.
     /// The namespaces that have groups, sorted.
     pub fn namespaces(&self) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -575,6 +574,7 @@ impl Groups {
         v
     }
 
+    /// Every group of a namespace, by name.
     pub fn list(&self, namespace: &str) -> Vec<GroupSummary> {
         let groups = self.in_namespace(namespace);
         let mut out: Vec<GroupSummary> = groups

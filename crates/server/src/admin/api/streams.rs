@@ -1,8 +1,6 @@
 //! Streams (Kafka topics) and consumer groups: partitions, offsets,
 //! sizes, members and lag.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -37,7 +35,7 @@ fn stream_json(s: &Stream) -> Value {
         "namespace": meta.namespace,
         "name": meta.name,
         "topic_id": uuid_text(meta.topic_id),
-        "records": parts.iter().map(|p| p.high_watermark - p.log_start).sum::<u64>(),
+        "records": parts.iter().map(|p| p.high_watermark.saturating_sub(p.log_start)).sum::<u64>(),
         "bytes": parts.iter().map(|p| p.bytes).sum::<u64>(),
         "partitions": parts.iter().map(|p| json!({
             "partition": p.index,
@@ -197,9 +195,17 @@ fn stream_error(e: StreamError) -> ApiError {
         StreamError::UnknownStream(_) | StreamError::UnknownPartition { .. } => {
             StatusCode::NOT_FOUND
         }
-        StreamError::StreamExists(_) => StatusCode::CONFLICT,
+        StreamError::StreamExists(_) | StreamError::TooManyPartitions(_) => StatusCode::CONFLICT,
         StreamError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
+        StreamError::InvalidName(_)
+        | StreamError::InvalidPartitions(_)
+        | StreamError::InvalidConfig(_)
+        | StreamError::InvalidBatch(_)
+        | StreamError::BatchTooLarge { .. }
+        | StreamError::Transactional
+        | StreamError::OutOfOrderSequence { .. }
+        | StreamError::ProducerFenced { .. }
+        | StreamError::OffsetOutOfRange { .. } => StatusCode::BAD_REQUEST,
     };
     ApiError(status, e.to_string())
 }
@@ -211,6 +217,8 @@ pub async fn create(
 ) -> ApiResult {
     let e = engines(&s)?.clone();
     let req: NewStream = body(&bytes, "stream")?;
+    // Names Kafka clients can address (the Kafka face's own rule).
+    ferry_kafka::error::valid_topic_name(&name).map_err(ApiError::bad_request)?;
     let mut config = StreamConfig::default();
     for (k, v) in &req.config {
         config.set(k, v).map_err(ApiError::bad_request)?;
@@ -229,13 +237,25 @@ pub async fn delete(
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult {
     let e = engines(&s)?.clone();
-    let (ns2, name2) = (ns.clone(), name.clone());
-    let streams = Arc::clone(&e.streams);
-    blocking("deleting the stream", move || streams.delete(&ns2, &name2))
-        .await?
-        .map_err(stream_error)?;
-    // Groups' offsets on it go too (as DeleteTopics does).
-    durable(e.groups.forget_topic(&ns, &name)).await?;
+    let n = name.clone();
+    // In one task that runs to its end even if the request is dropped: the
+    // groups' offsets on the stream go with it (as DeleteTopics does),
+    // also when the files could not all be removed after the stream left.
+    let (deleted, forgotten) = blocking("deleting the stream", move || {
+        let deleted = e.streams.delete(&ns, &n);
+        let gone = e.streams.get(&ns, &n).is_none();
+        let forgotten = match &deleted {
+            Err(StreamError::UnknownStream(_)) => None,
+            Ok(()) => Some(e.groups.forget_topic(&ns, &n)),
+            Err(_) => gone.then(|| e.groups.forget_topic(&ns, &n)),
+        };
+        (deleted, forgotten)
+    })
+    .await?;
+    if let Some(commit) = forgotten {
+        durable(commit).await?;
+    }
+    deleted.map_err(stream_error)?;
     Ok(Json(json!({ "deleted": name })).into_response())
 }
 
@@ -252,9 +272,22 @@ pub async fn delete_group(
 fn group_error(e: GroupError) -> ApiError {
     let status = match e {
         GroupError::GroupIdNotFound(_) => StatusCode::NOT_FOUND,
-        GroupError::NonEmptyGroup | GroupError::RebalanceInProgress => StatusCode::CONFLICT,
+        // The group's members are in the way (for an admin's commit: a
+        // member joined after the check).
+        GroupError::NonEmptyGroup
+        | GroupError::RebalanceInProgress
+        | GroupError::UnknownMemberId
+        | GroupError::IllegalGeneration { .. }
+        | GroupError::FencedInstanceId(_)
+        | GroupError::GroupSubscribedToTopic
+        | GroupError::GroupMaxSizeReached(_) => StatusCode::CONFLICT,
+        GroupError::CoordinatorNotAvailable => StatusCode::SERVICE_UNAVAILABLE,
         GroupError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
+        GroupError::InvalidGroupId
+        | GroupError::InvalidSessionTimeout { .. }
+        | GroupError::MemberIdRequired(_)
+        | GroupError::InconsistentGroupProtocol
+        | GroupError::OffsetMetadataTooLarge { .. } => StatusCode::BAD_REQUEST,
     };
     ApiError(status, e.to_string())
 }
@@ -293,7 +326,30 @@ pub async fn reset_offsets(
             format!("group {name} has members: stop them before resetting its offsets"),
         ));
     }
+    enum To {
+        Earliest,
+        Latest,
+        At(u64),
+    }
+    let to = match &req.to {
+        Value::String(s) if s == "earliest" => To::Earliest,
+        Value::String(s) if s == "latest" => To::Latest,
+        v => To::At(v.as_u64().ok_or_else(|| {
+            ApiError::bad_request("\"to\" is \"earliest\", \"latest\" or an offset")
+        })?),
+    };
     let parts = streams_view::partitions(&stream);
+    if let Some(asked) = &req.partitions {
+        if asked.is_empty() {
+            return Err(ApiError::bad_request("\"partitions\" is empty"));
+        }
+        if let Some(missing) = asked.iter().find(|a| !parts.iter().any(|p| p.index == **a)) {
+            return Err(ApiError::not_found(format!(
+                "stream {} has no partition {missing}",
+                req.stream
+            )));
+        }
+    }
     let chosen: Vec<_> = parts
         .iter()
         .filter(|p| {
@@ -304,16 +360,11 @@ pub async fn reset_offsets(
         .collect();
     let mut offsets = Vec::new();
     for p in &chosen {
-        let to = match &req.to {
-            Value::String(s) if s == "earliest" => p.log_start,
-            Value::String(s) if s == "latest" => p.high_watermark,
-            // An offset, kept within what the partition holds.
-            v => v
-                .as_u64()
-                .ok_or_else(|| {
-                    ApiError::bad_request("\"to\" is \"earliest\", \"latest\" or an offset")
-                })?
-                .clamp(p.log_start, p.high_watermark),
+        let to = match to {
+            To::Earliest => p.log_start,
+            To::Latest => p.high_watermark,
+            // Kept within what the partition holds, as Kafka's tool does.
+            To::At(n) => n.max(p.log_start).min(p.high_watermark),
         };
         offsets.push(OffsetCommit {
             topic: req.stream.clone(),
