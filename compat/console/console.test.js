@@ -173,3 +173,27 @@ test('a queue filled through the API shows in Queues and is purged from the UI',
   await until('the queue on a phone', async () => (await cell(phone, name, 'Ready')) === '0');
   await phone.screenshot({ path: path.join(screenshots, 'phone-queues.png'), fullPage: true });
 });
+
+test('streams and consumer groups show in Streams', { timeout: 120000 }, async (t) => {
+  const name = unique();
+  await api('PUT', `/api/streams/%2F/${name}`, { partitions: 2 });
+  await api('POST', `/api/groups/%2F/${name}-readers/reset-offsets`, { stream: name, to: 'earliest' });
+
+  const page = await newPage(t);
+  await logIn(page);
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Streams' }).click();
+  await page.getByRole('heading', { name: 'Streams', exact: true }).waitFor();
+  // A table's cell in the row that holds `text`, by column header.
+  const cellOf = async (table, text, column) => {
+    const t = page.getByRole('table', { name: table, exact: true });
+    const headers = await t.getByRole('columnheader').allTextContents();
+    const index = headers.findIndex((x) => x.replace(/[▲▼]/g, '').trim() === column);
+    assert.ok(index >= 0, `no column ${column} in ${headers}`);
+    const row = t.getByRole('row').filter({ has: page.getByRole('cell', { name: text, exact: true }) });
+    return (await row.getByRole('cell').nth(index).textContent()).trim();
+  };
+  await until('the stream with its 2 partitions', async () => (await cellOf('Streams', name, 'Partitions')) === '2');
+  await until('the group, empty, with no lag', async () => (await cellOf('Consumer groups', `${name}-readers`, 'State')) === 'Empty'
+    && (await cellOf('Consumer groups', `${name}-readers`, 'Lag')) === '0');
+  await page.screenshot({ path: path.join(screenshots, 'streams.png'), fullPage: true });
+});

@@ -788,6 +788,45 @@ function routerPage(main, ns, name) {
   };
 }
 
+function streamsPage(main) {
+  const streams = dataTable({
+    label: 'Streams',
+    sortable: true,
+    sortBy: 1,
+    empty: 'No streams. Kafka clients make them (or the CLI: ferry streams create).',
+    columns: [
+      { label: 'Namespace', value: (s) => s.namespace },
+      { label: 'Name', value: (s) => s.name },
+      { label: 'Partitions', num: true, value: (s) => s.partitions.length, format: fmtInt },
+      { label: 'Records', num: true, value: (s) => s.records, format: fmtInt },
+      { label: 'Size', num: true, value: (s) => s.bytes, format: fmtBytes },
+    ],
+  });
+  const groups = dataTable({
+    label: 'Consumer groups',
+    sortable: true,
+    sortBy: 1,
+    empty: 'No consumer groups.',
+    columns: [
+      { label: 'Namespace', value: (g) => g.namespace },
+      { label: 'Group', value: (g) => g.group },
+      { label: 'State', value: (g) => g.state },
+      { label: 'Members', num: true, value: (g) => g.members, format: fmtInt },
+      // Records past the group's commits, over its partitions.
+      { label: 'Lag', num: true, value: (g) => g.lag, format: fmtInt },
+    ],
+  });
+  main.append(h('h1', {}, 'Streams'), streams.el, section('Consumer groups', groups.el));
+  return {
+    async refresh() {
+      await allParts([
+        api('GET', apiPath('streams')).then((rows) => streams.show(rows)),
+        api('GET', apiPath('groups')).then((rows) => groups.show(rows)),
+      ]);
+    },
+  };
+}
+
 function connectionsPage(main) {
   const close = (c) => actionButton('Close', async () => {
     const ok = await confirmAction({
@@ -879,6 +918,7 @@ const routes = [
   [/^\/queues\/([^/]+)\/([^/]+)$/, queuePage],
   [/^\/routers$/, routersPage],
   [/^\/routers\/([^/]+)\/([^/]+)$/, routerPage],
+  [/^\/streams$/, streamsPage],
   [/^\/connections$/, connectionsPage],
   [/^\/users$/, usersPage],
 ];
