@@ -9,14 +9,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::{
     ApiKey, DescribeAclsRequest, DescribeAclsResponse, DescribeClusterRequest,
     DescribeClusterResponse, EndTxnRequest, EndTxnResponse, FetchRequest, FetchResponse,
     SaslHandshakeRequest, SaslHandshakeResponse, TransactionalId,
 };
-use kafka_protocol::messages::{ProduceRequest, RequestHeader};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, OwnedResourceSpecifier,
@@ -27,7 +26,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 
-use kafka_support::{call, config, create_topic, producer, start};
+use kafka_support::{call, config, create_topic, producer, send, start};
 
 fn admin(ferry: &common::Ferry) -> AdminClient<DefaultClientContext> {
     config(ferry).create().expect("admin")
@@ -228,23 +227,6 @@ fn closed(conn: &mut TcpStream) -> bool {
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
         Err(e) => panic!("neither answered nor closed: {e}"),
     }
-}
-
-/// Sends a well-formed request for `key` at `version` (its default body)
-/// without waiting for an answer.
-fn send<Req: Encodable>(conn: &mut TcpStream, key: ApiKey, version: i16, req: &Req) {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(3)
-        .encode(&mut buf, key.request_header_version(version))
-        .expect("header");
-    req.encode(&mut buf, version).expect("body");
-    let size = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    conn.write_all(&buf).expect("send");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

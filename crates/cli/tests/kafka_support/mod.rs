@@ -60,6 +60,21 @@ pub fn call<Req: Encodable, Res: Decodable>(
     version: i16,
     req: &Req,
 ) -> Res {
+    send(conn, key, version, req);
+    let mut size = [0u8; 4];
+    conn.read_exact(&mut size).expect("response size");
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    conn.read_exact(&mut body).expect("response");
+    let mut body = bytes::Bytes::from(body);
+    let h = ResponseHeader::decode(&mut body, key.response_header_version(version)).expect("hdr");
+    assert_eq!(h.correlation_id, 7);
+    let res = Res::decode(&mut body, version).expect("response body");
+    assert_eq!(body.remaining(), 0, "the whole response was read");
+    res
+}
+
+/// Writes one request (correlation id 7) without reading its answer.
+pub fn send<Req: Encodable>(conn: &mut TcpStream, key: ApiKey, version: i16, req: &Req) {
     let mut buf = BytesMut::new();
     buf.put_i32(0);
     RequestHeader::default()
@@ -73,14 +88,4 @@ pub fn call<Req: Encodable, Res: Decodable>(
     let size = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     conn.write_all(&buf).expect("send");
-    let mut size = [0u8; 4];
-    conn.read_exact(&mut size).expect("response size");
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    conn.read_exact(&mut body).expect("response");
-    let mut body = bytes::Bytes::from(body);
-    let h = ResponseHeader::decode(&mut body, key.response_header_version(version)).expect("hdr");
-    assert_eq!(h.correlation_id, 7);
-    let res = Res::decode(&mut body, version).expect("response body");
-    assert_eq!(body.remaining(), 0, "the whole response was read");
-    res
 }

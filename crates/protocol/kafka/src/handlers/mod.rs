@@ -35,18 +35,15 @@ pub async fn handle(kafka: &Arc<Kafka>, client: &Arc<Client>, frame: Bytes) -> A
         // (KIP-368) is not supported.
         return sasl_state(&h, key);
     }
+    if key == ApiKey::ApiVersions {
+        return Answer::Now(api_versions_answer(&h));
+    }
     let served = wire::supported(key).is_some_and(|(lo, hi)| (lo..=hi).contains(&h.version));
     if !served {
-        if key == ApiKey::ApiVersions {
-            // Kafka's rule: a version it does not know is answered in
-            // version 0, with UNSUPPORTED_VERSION and the versions it has.
-            return Answer::Now(metadata::api_versions(&h, 0, true));
-        }
         return unsupported::answer(&h, key);
     }
     let v = h.version;
     let answer = match key {
-        ApiKey::ApiVersions => Ok(Answer::Now(metadata::api_versions(&h, v, false))),
         ApiKey::Metadata => metadata::metadata(kafka, client, &h, &mut r).await,
         ApiKey::Produce => produce::produce(kafka, client, &h, &mut r),
         ApiKey::Fetch => fetch::fetch(kafka, client, &h, &mut r),
@@ -75,8 +72,9 @@ pub async fn handle(kafka: &Arc<Kafka>, client: &Arc<Client>, frame: Bytes) -> A
     answer.unwrap_or_else(|e: DecodeError| Answer::Close(format!("{key:?} v{v}: {e}")))
 }
 
-/// ApiVersions' answer, in the version asked for if it is served (else
-/// in version 0 with UNSUPPORTED_VERSION, as Kafka answers).
+/// ApiVersions' answer, in the version asked for if it is served (else,
+/// Kafka's rule, in version 0 with UNSUPPORTED_VERSION and the versions
+/// it has), before and after SASL alike.
 pub fn api_versions_answer(h: &Header) -> Option<Bytes> {
     match wire::supported(ApiKey::ApiVersions) {
         Some((lo, hi)) if (lo..=hi).contains(&h.version) => {

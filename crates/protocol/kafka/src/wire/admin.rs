@@ -185,10 +185,9 @@ mod tests {
     use super::*;
 
     use kafka_protocol::messages::{self as km, ApiKey};
-    use proptest::prelude::*;
 
     use crate::wire::flexible;
-    use crate::wire::testing::{TAG, body, check, s, strings, t};
+    use crate::wire::testing::{TAG, check, s, strings, t};
 
     #[test]
     fn create_partitions_every_version() {
@@ -419,29 +418,6 @@ mod tests {
                 },
                 "v{v}"
             );
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
-
-        #[test]
-        fn arbitrary_bodies_never_panic(body in body()) {
-            let body = bytes::Bytes::from(body);
-            let flex = |k, v| flexible(k, v);
-            for v in 0..=3 {
-                let _ = create_partitions(&mut Reader::new(body.clone(), 0, flex(ApiKey::CreatePartitions, v)), v);
-            }
-            for v in 1..=4 {
-                let _ = describe_configs(&mut Reader::new(body.clone(), 0, flex(ApiKey::DescribeConfigs, v)), v);
-            }
-            for v in 0..=2 {
-                let _ = alter_configs(&mut Reader::new(body.clone(), 0, flex(ApiKey::AlterConfigs, v)), v, false);
-                let _ = describe_cluster(&mut Reader::new(body.clone(), 0, true), v);
-            }
-            for v in 0..=1 {
-                let _ = alter_configs(&mut Reader::new(body.clone(), 0, flex(ApiKey::IncrementalAlterConfigs, v)), v, true);
-            }
         }
     }
 }

@@ -396,38 +396,9 @@ mod tests {
     use super::*;
 
     use kafka_protocol::messages::{self as km, ApiKey};
-    use proptest::prelude::*;
 
     use crate::wire::flexible;
-    use crate::wire::testing::{Decoder, TAG, body, check, g, s, strings, t};
-
-    /// A decoder whose answer is reduced to whether it decoded.
-    type Run = fn(&mut Reader, i16) -> bool;
-
-    /// Every decoder with the versions it serves.
-    const ALL: &[(ApiKey, i16, i16, Run)] = &[
-        (ApiKey::FindCoordinator, 0, 6, |r, v| {
-            find_coordinator(r, v).is_ok()
-        }),
-        (ApiKey::JoinGroup, 0, 9, |r, v| join_group(r, v).is_ok()),
-        (ApiKey::SyncGroup, 0, 5, |r, v| sync_group(r, v).is_ok()),
-        (ApiKey::Heartbeat, 0, 4, |r, v| heartbeat(r, v).is_ok()),
-        (ApiKey::LeaveGroup, 0, 5, |r, v| leave_group(r, v).is_ok()),
-        (ApiKey::OffsetCommit, 2, 9, |r, v| {
-            offset_commit(r, v).is_ok()
-        }),
-        (ApiKey::OffsetFetch, 1, 9, |r, v| offset_fetch(r, v).is_ok()),
-        (ApiKey::DescribeGroups, 0, 6, |r, v| {
-            describe_groups(r, v).is_ok()
-        }),
-        (ApiKey::ListGroups, 0, 5, |r, v| list_groups(r, v).is_ok()),
-        (ApiKey::DeleteGroups, 0, 2, |r, v| {
-            delete_groups(r, v).is_ok()
-        }),
-        (ApiKey::OffsetDelete, 0, 0, |r, v| {
-            offset_delete(r, v).is_ok()
-        }),
-    ];
+    use crate::wire::testing::{Decoder, TAG, check, g, s, strings, t};
 
     #[test]
     fn find_coordinator_every_version() {
@@ -1228,20 +1199,5 @@ mod tests {
         // Flexible from 3: the tagged fields' count is required.
         let mut r = Reader::new(Bytes::new(), 0, flexible(ApiKey::ListGroups, 3));
         assert!(list_groups(&mut r, 3).is_err());
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
-
-        #[test]
-        fn arbitrary_bodies_never_panic(body in body()) {
-            let body = Bytes::from(body);
-            for &(key, lo, hi, run) in ALL {
-                for v in lo..=hi {
-                    let mut r = Reader::new(body.clone(), 0, flexible(key, v));
-                    run(&mut r, v);
-                }
-            }
-        }
     }
 }
