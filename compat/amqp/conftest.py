@@ -2,6 +2,7 @@
 
 import uuid
 
+import pika
 import pytest
 from ferryproc import ferry
 
@@ -23,3 +24,12 @@ def amqp_url(amqp_addr):
 def name():
     """A queue or exchange name no other test uses."""
     return "t-" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture()
+def conn(amqp_addr):
+    """A pika blocking connection, closed after the test."""
+    c = pika.BlockingConnection(pika.ConnectionParameters(*amqp_addr))
+    yield c
+    if c.is_open:
+        c.close()

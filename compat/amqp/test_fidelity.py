@@ -5,14 +5,6 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker
 
 
-@pytest.fixture()
-def conn(amqp_addr):
-    c = pika.BlockingConnection(pika.ConnectionParameters(*amqp_addr))
-    yield c
-    if c.is_open:
-        c.close()
-
-
 def test_unbinding_what_is_gone_succeeds(conn, name):
     ch = conn.channel()
     ch.exchange_declare(name + "-x", "direct", auto_delete=False)

@@ -13,14 +13,6 @@ from pika.exceptions import (
 
 
 @pytest.fixture()
-def conn(amqp_addr):
-    c = pika.BlockingConnection(pika.ConnectionParameters(*amqp_addr))
-    yield c
-    if c.is_open:
-        c.close()
-
-
-@pytest.fixture()
 def ch(conn):
     return conn.channel()
 

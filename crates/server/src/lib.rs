@@ -198,6 +198,8 @@ impl Server {
         .await
         .map_err(|_| ServerError::RecoveryAborted)??;
         tracing::info!(elapsed = ?started.elapsed(), streams = streams.all().len(), "streams opened");
+        // Routers deliver into streams by name (RabbitMQ stream queues).
+        broker.attach_streams(Arc::clone(&streams));
         let retention = {
             let streams = Arc::clone(&streams);
             let every = config.retention_check;

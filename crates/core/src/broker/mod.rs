@@ -143,6 +143,9 @@ pub struct Broker {
     max_queues: std::sync::atomic::AtomicUsize,
     /// Most messages any queue may hold (`u64::MAX`: no cap).
     max_queue_length: AtomicU64,
+    /// The streams engine, once attached: routers route into streams
+    /// (RabbitMQ stream queues) by name, as they route into queues.
+    streams: std::sync::OnceLock<Arc<crate::stream::Streams>>,
 }
 
 impl Broker {
@@ -177,6 +180,7 @@ impl Broker {
             alarm: tokio::sync::watch::channel(None).0,
             max_queues: std::sync::atomic::AtomicUsize::new(usize::MAX),
             max_queue_length: AtomicU64::new(u64::MAX),
+            streams: std::sync::OnceLock::new(),
         });
         broker.recover(memory_budget)?;
         Ok(broker)
@@ -191,6 +195,22 @@ impl Broker {
         );
         // Recovery from an empty memory store cannot fail.
         b.unwrap_or_else(|e| unreachable!("empty memory store failed to open: {e}"))
+    }
+
+    /// Lets routers deliver into `streams`: a binding or default-router
+    /// key naming no queue but a stream of the namespace appends to it.
+    /// Set once; a second call is ignored.
+    pub fn attach_streams(&self, streams: Arc<crate::stream::Streams>) {
+        let _ = self.streams.set(streams);
+    }
+
+    /// The stream `name` of `namespace`, if streams are attached and it exists.
+    pub fn stream(&self, namespace: &str, name: &str) -> Option<Arc<crate::stream::Stream>> {
+        self.streams.get()?.get(namespace, name)
+    }
+
+    pub fn streams(&self) -> Option<&Arc<crate::stream::Streams>> {
+        self.streams.get()
     }
 
     pub fn now(&self) -> Timestamp {

@@ -177,6 +177,30 @@ impl Broker {
         commit
     }
 
+    /// Removes every binding to `dest` in `namespace` (a stream going
+    /// away: queues and routers do this themselves). Returns when that is
+    /// durable.
+    pub fn unbind_destination(&self, namespace: &str, dest: &Destination) -> CoreResult<Commit> {
+        let ns = self.namespace(namespace)?;
+        let routers: Vec<_> = read(&ns.routers).values().cloned().collect();
+        let mut commit = Commit::done();
+        for r in routers {
+            let bindings: Vec<Binding> = read(&r)
+                .bindings()
+                .into_iter()
+                .filter(|b| b.destination == *dest)
+                .collect();
+            // Each journaled as a client's unbind is, so a restart does not
+            // bring it back.
+            for b in bindings {
+                if let Ok((_, c)) = self.unbind(namespace, b) {
+                    commit = commit.and(c);
+                }
+            }
+        }
+        Ok(commit)
+    }
+
     /// Adds a binding; both ends must exist. Returns false if it existed,
     /// and when the binding is durable.
     pub fn bind(&self, namespace: &str, binding: Binding) -> CoreResult<(bool, Commit)> {
@@ -237,6 +261,10 @@ impl Broker {
     fn destination_durable(&self, ns: &Namespace, d: &Destination) -> CoreResult<bool> {
         Ok(match d {
             Destination::Queue(q) => {
+                // A stream is always durable.
+                if !read(&ns.queues).contains_key(&**q) && self.stream(ns.name(), q).is_some() {
+                    return Ok(true);
+                }
                 let q = read(&ns.queues)
                     .get(&**q)
                     .cloned()
@@ -277,6 +305,17 @@ impl Broker {
         };
         for name in queues {
             let Some(q) = read(&ns.queues).get(&*name).cloned() else {
+                if let Some(s) = self.stream(namespace, &name) {
+                    published.queues += 1;
+                    let now = msg.published_at.as_millis() as i64;
+                    match s.append_message(&msg, now) {
+                        Ok(a) => published.commit = published.commit.and(a.commit),
+                        Err(e) => {
+                            tracing::debug!(namespace, stream = %name, error = %e, "stream refused a routed message");
+                            published.refused += 1;
+                        }
+                    }
+                }
                 continue;
             };
             published.queues += 1;
@@ -317,7 +356,7 @@ impl Broker {
         }
         if router == DEFAULT_ROUTER {
             let key = msg.routing_key.as_str();
-            if !read(&ns.queues).contains_key(key) {
+            if !read(&ns.queues).contains_key(key) && self.stream(ns.name(), key).is_none() {
                 return 0;
             }
             if !queues.iter().any(|q| &**q == key) {

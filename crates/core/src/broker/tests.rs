@@ -1527,3 +1527,61 @@ async fn a_retry_after_a_failed_original_journals_it_again_and_is_its_duplicate(
         bodies.len()
     );
 }
+
+#[test]
+fn routers_deliver_into_streams_by_name_beside_queues() {
+    let env = Env::new();
+    let b = &env.broker;
+    let streams = crate::stream::Streams::in_memory();
+    b.attach_streams(Arc::clone(&streams));
+    let log = streams
+        .create(NS, "events", 1, crate::stream::StreamConfig::default())
+        .expect("stream");
+    let _ = b
+        .declare_queue(NS, "copies", QueueConfig::default())
+        .expect("queue");
+    let _ = b
+        .declare_router(NS, "fan", RouterConfig::new(RouterKind::Fanout))
+        .expect("router");
+    for dest in ["events", "copies"] {
+        let _ = b
+            .bind(NS, Binding::new("fan", Destination::queue(dest), ""))
+            .expect("bind");
+    }
+    // Binding to a name that is neither is still refused.
+    assert!(matches!(
+        b.bind(NS, Binding::new("fan", Destination::queue("nowhere"), "")),
+        Err(CoreError::QueueNotFound(_))
+    ));
+    let p = b
+        .publish(NS, "fan", Message::new(&b"one"[..]).with_routing_key("k"))
+        .expect("publish");
+    assert_eq!((p.queues, p.refused), (2, 0));
+    let p = b
+        .publish(
+            NS,
+            DEFAULT_ROUTER,
+            Message::new(&b"two"[..]).with_routing_key("events"),
+        )
+        .expect("publish");
+    assert_eq!(p.queues, 1);
+    let part = log.partition(0).expect("partition");
+    assert_eq!(part.high_watermark(), 2);
+    let fetched = part.read(0, 1 << 20).expect("read");
+    let mut bodies = Vec::new();
+    for (at, h) in crate::stream::batch::headers(&fetched.records) {
+        let raw = fetched.records.slice(at..at + h.size);
+        for r in crate::stream::batch::records(&raw).expect("records") {
+            let m = crate::stream::message::message_of(&r);
+            bodies.push((m.body.to_vec(), m.router.clone(), m.routing_key.clone()));
+        }
+    }
+    assert_eq!(
+        bodies,
+        vec![
+            (b"one".to_vec(), Some("fan".to_owned()), "k".to_owned()),
+            (b"two".to_vec(), None, "events".to_owned()),
+        ]
+    );
+    assert_eq!(b.queue(NS, "copies").expect("queue").stats().ready, 1);
+}

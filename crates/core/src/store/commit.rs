@@ -181,13 +181,19 @@ impl Commit {
     /// A commit that completes when both have and fails if either does
     /// (of the same store: it covers every commit from the earlier to the
     /// later, so another's failure in between fails it too; never a false
-    /// success).
+    /// success). Commits of different stores (the journal and the streams'
+    /// logs) have different trackers and are kept apart, as [`Commit::both`].
     pub fn and(self, other: Commit) -> Commit {
         use CommitState::*;
         let state = match (self.state, other.state) {
             (Failed(e), _) | (_, Failed(e)) => Failed(e),
             (Done, s) | (s, Done) => s,
-            (Pending(a1, a2, t), Pending(b1, b2, _)) => Pending(a1.min(b1), a2.max(b2), t),
+            (Pending(a1, a2, t), Pending(b1, b2, u)) if Arc::ptr_eq(&t, &u) => {
+                Pending(a1.min(b1), a2.max(b2), t)
+            }
+            (a @ Pending(..), b @ Pending(..)) => {
+                Both(Box::new(Commit { state: a }), Box::new(Commit { state: b }))
+            }
             (a @ Both(..), b) | (b, a @ Both(..)) => {
                 Both(Box::new(Commit { state: a }), Box::new(Commit { state: b }))
             }
@@ -313,6 +319,18 @@ mod tests {
             p.done = 2;
         });
         assert_eq!(joined.wait().await, Err(StoreError::Full));
+    }
+
+    #[tokio::test]
+    async fn commits_of_two_stores_join_without_mixing_their_progress() {
+        let (journal, log) = (Tracker::new(), Tracker::new());
+        let joined =
+            Commit::pending(5, Arc::clone(&journal)).and(Commit::pending(1, Arc::clone(&log)));
+        // The journal far ahead says nothing of the log's commit.
+        journal.update(|p| p.done = 100);
+        assert_eq!(joined.outcome(), None);
+        log.update(|p| p.done = 1);
+        assert_eq!(joined.wait().await, Ok(()));
     }
 
     #[tokio::test]

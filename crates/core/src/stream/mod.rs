@@ -18,6 +18,7 @@ pub mod batch;
 mod config;
 mod error;
 mod log;
+pub mod message;
 mod partition;
 mod partitioner;
 mod producer;
@@ -36,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 
 use crate::clock::{Clock, SystemClock};
 use crate::ids::{IdGenerator, RandomIds};
+use crate::message::Message;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -108,6 +110,27 @@ impl Stream {
             })?;
         let meta = read(&self.meta);
         p.append(raw, h, &meta.config, now_ms)
+    }
+
+    /// Appends a message routed here from a queue-shaped face, as one
+    /// record (see [`message`] for the mapping). On a stream of several
+    /// partitions the routing key picks the partition as Kafka's default
+    /// partitioner picks one for a key, so messages with the same routing
+    /// key keep their order.
+    pub fn append_message(&self, msg: &Message, now_ms: i64) -> Result<Appended, StreamError> {
+        let count = self.partition_count();
+        let index = if count <= 1 || msg.routing_key.is_empty() {
+            0
+        } else {
+            partition_for_key(msg.routing_key.as_bytes(), count)
+        };
+        let mut record = message::record_of(msg);
+        if record.timestamp <= 0 {
+            record.timestamp = now_ms;
+        }
+        let raw = batch::build(std::slice::from_ref(&record), None);
+        let h = batch::BatchHeader::parse(&raw)?;
+        self.append(index, &raw, &h, now_ms)
     }
 }
 

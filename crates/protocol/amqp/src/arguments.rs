@@ -158,10 +158,14 @@ pub fn queue_config(
             });
             policy.max_deliveries = Some(limit);
         }
+        // A stream queue is not a queue of the queue engine: declare takes
+        // it to `stream_queue::arguments::stream_config` before this.
         "stream" => {
             return Err(Failure::channel(
-                ReplyCode::NotImplemented,
-                format!("queue '{name}' in vhost '{vhost}': stream queues are not supported yet"),
+                ReplyCode::InternalError,
+                format!(
+                    "queue '{name}' in vhost '{vhost}': a stream queue reached the queue engine"
+                ),
             ));
         }
         other => {
@@ -294,7 +298,7 @@ pub fn check_equivalent(
     Ok(())
 }
 
-fn quorum_property(name: &str, vhost: &str, what: &str) -> Failure {
+pub(crate) fn quorum_property(name: &str, vhost: &str, what: &str) -> Failure {
     Failure::channel(
         ReplyCode::PreconditionFailed,
         format!("invalid property '{what}' for queue '{name}' in vhost '{vhost}'"),

@@ -46,6 +46,20 @@ pub enum Event {
         reply: Box<amq_protocol::protocol::AMQPClass>,
         method: (u16, u16),
     },
+    /// Work done off the connection task (a stream's creation or
+    /// deletion touches files) finished: send `reply`, or fail `method`.
+    Answer {
+        to: ChannelRef,
+        /// `None`: the method was nowait.
+        reply: Result<Option<Box<amq_protocol::protocol::AMQPClass>>, crate::error::Failure>,
+        method: (u16, u16),
+    },
+    /// Records a stream consumer's reader took credit for, as messages.
+    StreamDeliver {
+        to: ChannelRef,
+        consumer: u64,
+        messages: Vec<Message>,
+    },
     /// A direct reply-to message for this channel's reply consumer.
     Reply {
         to: ChannelRef,

@@ -32,6 +32,7 @@ mod fastpath;
 mod flow;
 mod properties;
 mod reply_to;
+mod stream_queue;
 mod values;
 
 pub use ferry_auth::{AuthConfig, User, UserStore, Users};

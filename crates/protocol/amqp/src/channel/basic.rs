@@ -9,7 +9,7 @@ use ferry_core::broker::QueueHandle;
 use ferry_core::queue::{ConsumerSpec, Delivery, ReceiveMode};
 use ferry_core::{Message, Value};
 
-use super::{Channel, Consumer, ReplyConsumer, Unacked};
+use super::{Channel, Consumer, Held, ReplyConsumer, Unacked};
 use crate::connection::Ctx;
 use crate::error::{Failure, Outcome, ReplyCode};
 use crate::events::ConsumerSink;
@@ -20,7 +20,7 @@ use crate::values::short;
 
 /// How a delivery is settled.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(super) enum Settle {
+pub(crate) enum Settle {
     Ack,
     Requeue,
     /// Rejected without requeue: dead-lettered or dropped.
@@ -113,6 +113,7 @@ impl Channel {
             c.consumer_tag.as_str().to_owned()
         };
         if self.consumers.iter().any(|k| k.tag == tag)
+            || self.stream_consumers.iter().any(|k| k.tag == tag)
             || self.reply.as_ref().is_some_and(|r| r.tag == tag)
         {
             return Err(Failure::connection(
@@ -122,6 +123,9 @@ impl Channel {
         }
         if c.queue.as_str() == reply_to::PSEUDO_QUEUE {
             return self.consume_replies(cx, tag, c.no_ack, c.nowait);
+        }
+        if let Some((name, stream)) = self.stream_named(cx, &c.queue) {
+            return self.consume_stream(cx, &c, tag, seq, name, stream);
         }
         let q = self.usable_queue(cx, &c.queue)?;
         cx.check(Access::Read, "queue", q.name())?;
@@ -226,6 +230,12 @@ impl Channel {
             cx.drain_events = true;
             return;
         }
+        if self.cancel_stream(cx, tag) {
+            if let Some(tag) = reply_tag {
+                cancel_ok(cx, self.to.id, &tag);
+            }
+            return;
+        }
         if self.reply.as_ref().is_some_and(|r| r.tag == tag)
             && let Some(r) = self.reply.take()
         {
@@ -237,6 +247,14 @@ impl Channel {
     }
 
     fn get(&mut self, cx: &mut Ctx, g: basic::Get) -> Outcome {
+        if let Some((name, _)) = self.stream_named(cx, &g.queue) {
+            cx.check(Access::Read, "queue", &name)?;
+            return Err(super::stream::not_for_streams(
+                "basic.get",
+                &name,
+                &cx.vhost,
+            ));
+        }
         let q = self.usable_queue(cx, &g.queue)?;
         cx.check(Access::Read, "queue", q.name())?;
         let mode = if g.no_ack {
@@ -265,8 +283,10 @@ impl Channel {
         if !g.no_ack {
             self.unacked.push_back(Unacked {
                 tag,
-                queue: q,
-                lease: d.lease,
+                held: Held::Lease {
+                    queue: q,
+                    lease: d.lease,
+                },
             });
             self.unacked_changed(cx);
         }
@@ -316,8 +336,10 @@ impl Channel {
         if !d.auto_acked {
             self.unacked.push_back(Unacked {
                 tag: delivery_tag,
-                queue: Arc::clone(&q),
-                lease: d.lease,
+                held: Held::Lease {
+                    queue: Arc::clone(&q),
+                    lease: d.lease,
+                },
             });
             self.unacked_changed(cx);
         }
@@ -344,6 +366,9 @@ impl Channel {
     /// The queue ended the consumer (it was deleted): tell the client if
     /// it understands basic.cancel from the server.
     pub(super) fn consumer_gone(&mut self, cx: &mut Ctx, consumer: u64) {
+        if self.stream_gone(cx, consumer) {
+            return;
+        }
         let Some(at) = self.consumers.iter().position(|c| c.seq == consumer) else {
             return;
         };
@@ -399,14 +424,7 @@ impl Channel {
         how: Settle,
     ) -> Outcome {
         let broker = &cx.amqp.broker;
-        let apply = |u: Unacked| {
-            // A queue deleted meanwhile makes the lease unknown: nothing to settle.
-            let _ = match how {
-                Settle::Ack => broker.ack(&u.queue, u.lease),
-                Settle::Requeue => broker.nack(&u.queue, u.lease, true),
-                Settle::Discard => broker.nack(&u.queue, u.lease, false),
-            };
-        };
+        let apply = |u: Unacked| u.settle(broker, how);
         if multiple {
             if tag != 0 && !self.unacked.iter().any(|u| u.tag == tag) {
                 return Err(unknown_tag(tag));
@@ -433,7 +451,7 @@ impl Channel {
     /// basic.recover: every unacked delivery goes back to its queue.
     fn recover(&mut self, cx: &mut Ctx) {
         for u in self.unacked.drain(..) {
-            let _ = cx.amqp.broker.nack(&u.queue, u.lease, true);
+            u.settle(&cx.amqp.broker, Settle::Requeue);
         }
         self.unacked_changed(cx);
     }
@@ -460,7 +478,7 @@ fn recover_without_requeue() -> Failure {
     Failure::channel(ReplyCode::NotImplemented, "requeue=false is not supported")
 }
 
-fn consume_ok(cx: &mut Ctx, channel: u16, tag: &str) {
+pub(super) fn consume_ok(cx: &mut Ctx, channel: u16, tag: &str) {
     cx.out.method(
         channel,
         AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {

@@ -7,14 +7,17 @@ mod durable;
 mod exchange;
 mod publish;
 mod queue;
+mod stream;
 mod tx;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use amq_protocol::protocol::{AMQPClass, access, channel, confirm};
+use ferry_core::Broker;
 use ferry_core::broker::QueueHandle;
 use ferry_core::queue::{ConsumerId, Lease};
+use tokio::sync::Semaphore;
 
 use crate::confirms::Confirms;
 use crate::connection::Ctx;
@@ -27,8 +30,35 @@ pub use publish::Content;
 /// A delivery the client has not settled yet.
 struct Unacked {
     tag: u64,
-    queue: Arc<QueueHandle>,
-    lease: Lease,
+    held: Held,
+}
+
+/// What settling a delivery gives back.
+enum Held {
+    /// A queue's message, leased until settled.
+    Lease {
+        queue: Arc<QueueHandle>,
+        lease: Lease,
+    },
+    /// A stream record: nothing to remove, one delivery of credit to give
+    /// back to its consumer, however it is settled (RabbitMQ's rule).
+    Credit(Arc<Semaphore>),
+}
+
+impl Unacked {
+    fn settle(self, broker: &Broker, how: basic::Settle) {
+        match self.held {
+            // A queue deleted meanwhile makes the lease unknown: nothing to settle.
+            Held::Lease { queue, lease } => {
+                let _ = match how {
+                    basic::Settle::Ack => broker.ack(&queue, lease),
+                    basic::Settle::Requeue => broker.nack(&queue, lease, true),
+                    basic::Settle::Discard => broker.nack(&queue, lease, false),
+                };
+            }
+            Held::Credit(credit) => credit.add_permits(1),
+        }
+    }
 }
 
 /// A consumer started on this channel.
@@ -61,6 +91,8 @@ pub struct Channel {
     /// In delivery-tag order.
     unacked: VecDeque<Unacked>,
     consumers: Vec<Consumer>,
+    /// Consumers of stream queues.
+    stream_consumers: Vec<stream::StreamConsumer>,
     /// Consumers cancelled by the client whose deliveries already on their
     /// way are still written (before cancel-ok), with the tags to confirm.
     cancelled: Vec<(Consumer, Option<String>)>,
@@ -86,6 +118,7 @@ impl Channel {
             next_delivery_tag: 1,
             unacked: VecDeque::new(),
             consumers: Vec::new(),
+            stream_consumers: Vec::new(),
             cancelled: Vec::new(),
             next_consumer: 1,
             flow: Arc::new(ChannelFlow::default()),
@@ -180,6 +213,10 @@ impl Channel {
             Event::Durable {
                 ok, reply, method, ..
             } => self.durable(cx, ok, *reply, method),
+            Event::Answer { reply, method, .. } => self.answered(cx, reply, method),
+            Event::StreamDeliver {
+                consumer, messages, ..
+            } => self.deliver_stream(cx, consumer, messages),
             Event::Reply { message, .. } => self.deliver_reply(cx, &message),
         }
     }
@@ -193,12 +230,15 @@ impl Channel {
             let _ = broker.cancel(&c.queue, c.id);
             cx.entry.consumer_removed(self.to.id, &c.tag);
         }
+        for c in self.stream_consumers.drain(..) {
+            cx.entry.consumer_removed(self.to.id, &c.tag);
+        }
         self.cancelled.clear();
         if let Some(r) = self.reply.take() {
             cx.amqp.replies.unregister(&r.address);
         }
         for u in self.unacked.drain(..) {
-            let _ = broker.nack(&u.queue, u.lease, true);
+            u.settle(broker, basic::Settle::Requeue);
         }
         self.flow
             .unacked

@@ -16,6 +16,7 @@ use crate::arguments::{QUEUE_TYPE_ATTRIBUTE, QueueFlags, check_equivalent, queue
 use crate::connection::Ctx;
 use crate::error::{Failure, Outcome, ReplyCode};
 use crate::reply_to;
+use crate::stream_queue::arguments::wants_stream;
 use crate::values::{headers_from_table, short};
 
 impl Channel {
@@ -47,6 +48,14 @@ impl Channel {
                 self.answer_when_durable(cx, commit, Some(ok), (50, 50))
             }
             queue::AMQPMethod::Purge(p) => {
+                if let Some((name, _)) = self.stream_named(cx, &p.queue) {
+                    cx.check(Access::Read, "queue", &name)?;
+                    return Err(super::stream::not_for_streams(
+                        "queue.purge",
+                        &name,
+                        &cx.vhost,
+                    ));
+                }
                 let q = self.usable_queue(cx, &p.queue)?;
                 cx.check(Access::Read, "queue", q.name())?;
                 let (n, commit) = cx.amqp.broker.purge(&q, false);
@@ -70,6 +79,15 @@ impl Channel {
                 self.declare_ok(cx, &name, 0, 0, d.nowait);
                 return Ok(());
             }
+            if let Some((name, stream)) = self.stream_named(cx, &d.queue) {
+                self.last_queue = Some(name.clone());
+                let n = super::stream::records(&stream);
+                if !d.nowait {
+                    cx.out
+                        .method(self.to.id, super::stream::declare_ok(&name, n));
+                }
+                return Ok(());
+            }
             let q = self.usable_queue(cx, &d.queue)?;
             let s = q.stats();
             self.last_queue = Some(name.clone());
@@ -90,6 +108,36 @@ impl Channel {
             d.queue.as_str().to_owned()
         };
         cx.check(Access::Configure, "queue", &name)?;
+        let flags = QueueFlags {
+            durable: d.durable,
+            exclusive_owner: d.exclusive.then_some(cx.conn_id),
+            auto_delete: d.auto_delete,
+        };
+        // A stream queue, asked for or already there under that name.
+        match wants_stream(&d.arguments).transpose()? {
+            Some(true) => return self.declare_stream(cx, &d, name, flags),
+            None if broker.queue(&cx.vhost, &name).is_err()
+                && broker.stream(&cx.vhost, &name).is_some() =>
+            {
+                return self.declare_stream(cx, &d, name, flags);
+            }
+            Some(false) if broker.stream(&cx.vhost, &name).is_some() => {
+                let asked = d
+                    .arguments
+                    .inner()
+                    .get("x-queue-type")
+                    .and_then(crate::values::as_text)
+                    .unwrap_or_default();
+                return Err(Failure::channel(
+                    ReplyCode::PreconditionFailed,
+                    format!(
+                        "inequivalent arg 'x-queue-type' for queue '{name}' in vhost '{}': received '{asked}' but current is 'stream'",
+                        cx.vhost
+                    ),
+                ));
+            }
+            _ => {}
+        }
         // A dead-letter exchange is written to through the queue (RabbitMQ
         // asks for read on the queue and write on the exchange).
         if let Some(dlx) = d.arguments.inner().get("x-dead-letter-exchange")
@@ -98,16 +146,7 @@ impl Channel {
             cx.check(Access::Read, "queue", &name)?;
             cx.check(Access::Write, "exchange", &dlx)?;
         }
-        let config = queue_config(
-            &name,
-            &cx.vhost,
-            QueueFlags {
-                durable: d.durable,
-                exclusive_owner: d.exclusive.then_some(cx.conn_id),
-                auto_delete: d.auto_delete,
-            },
-            &d.arguments,
-        )?;
+        let config = queue_config(&name, &cx.vhost, flags, &d.arguments)?;
         if d.exclusive
             && let Ok(existing) = broker.queue(&cx.vhost, &name)
             && existing.config().exclusive_owner.is_none()
@@ -153,6 +192,9 @@ impl Channel {
     fn queue_delete(&mut self, cx: &mut Ctx, d: queue::Delete) -> Outcome {
         let name = self.queue_name(&d.queue)?;
         cx.check(Access::Configure, "queue", &name)?;
+        if let Some((name, stream)) = self.stream_named(cx, &d.queue) {
+            return self.delete_stream(cx, name, stream, d.nowait);
+        }
         let broker = &cx.amqp.broker;
         // Deleting what is not there succeeds, as in RabbitMQ (after
         // whatever deleted it is durable).
@@ -201,17 +243,21 @@ impl Channel {
                 return Ok(cx.amqp.broker.barrier());
             }
         }
-        let q = self.usable_queue(cx, queue)?;
-        cx.check(Access::Write, "queue", q.name())?;
+        // A stream queue is bound by name, as a queue is.
+        let target = match self.stream_named(cx, queue) {
+            Some((name, _)) => name,
+            None => self.usable_queue(cx, queue)?.name().to_owned(),
+        };
+        cx.check(Access::Write, "queue", &target)?;
         cx.check(Access::Read, "exchange", exchange.as_str())?;
         // An empty routing key with an empty queue name means the last
         // declared queue's name (the spec's shorthand).
         let key = if queue.as_str().is_empty() && routing_key.as_str().is_empty() {
-            q.name()
+            target.as_str()
         } else {
             routing_key.as_str()
         };
-        let binding = Binding::new(exchange.as_str(), Destination::queue(q.name()), key)
+        let binding = Binding::new(exchange.as_str(), Destination::queue(&target), key)
             .with_args(headers_from_table(args));
         let broker = &cx.amqp.broker;
         let r = if add {
@@ -241,7 +287,7 @@ impl Channel {
         Ok(q)
     }
 
-    fn queue_name(&self, name: &ShortString) -> Outcome<String> {
+    pub(super) fn queue_name(&self, name: &ShortString) -> Outcome<String> {
         if !name.as_str().is_empty() {
             return Ok(name.as_str().to_owned());
         }

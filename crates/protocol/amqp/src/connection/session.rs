@@ -381,9 +381,11 @@ impl Session {
             | Event::ConsumerGone { to, .. }
             | Event::Confirm { to, .. }
             | Event::Durable { to, .. }
+            | Event::Answer { to, .. }
+            | Event::StreamDeliver { to, .. }
             | Event::Reply { to, .. } => *to,
         };
-        if matches!(ev, Event::Durable { .. }) {
+        if matches!(ev, Event::Durable { .. } | Event::Answer { .. }) {
             self.cx.paused = false;
         }
         match self.channels.get_mut(&to.id) {

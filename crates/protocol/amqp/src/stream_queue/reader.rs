@@ -1,0 +1,221 @@
+//! A stream consumer's reader: one task per partition, reading the log
+//! from where the consumer starts and sending records to the connection
+//! as messages while the consumer has credit (its prefetch count, given
+//! back one by one as deliveries are settled).
+//!
+//! Invariants: a record is sent once, in offset order per partition, and
+//! never before it is durable (the partition reads only below its durable
+//! end); a task holds no lock across an await.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::stream::{Partition, Stream, StreamError, batch, message};
+use ferry_core::{Broker, Value};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::arguments::Start;
+use super::{OFFSET_HEADER, PARTITION_HEADER};
+use crate::events::{ChannelRef, Event, Events};
+
+/// Bytes asked of the log per read.
+const READ_BYTES: usize = 1 << 20;
+/// Most messages in one event (bounds one turn of the connection's work).
+const MAX_PER_EVENT: usize = 256;
+/// How often a reader waiting at the end checks that its stream is still
+/// there (a deletion by another face cancels the consumer).
+const ALIVE_CHECK: Duration = Duration::from_secs(1);
+
+/// Who the reader works for.
+pub struct Target {
+    pub broker: Arc<Broker>,
+    pub namespace: String,
+    pub stream: Arc<Stream>,
+    pub events: Events,
+    pub to: ChannelRef,
+    pub consumer: u64,
+    pub credit: Arc<Semaphore>,
+}
+
+/// The readers of one consumer; dropping it stops them.
+pub struct Readers(Vec<JoinHandle<()>>);
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+/// Starts one reader per partition of the target's stream.
+pub fn start(target: Target, start: Start) -> Readers {
+    let target = Arc::new(target);
+    let partitions = target.stream.partitions();
+    let several = partitions.len() > 1;
+    Readers(
+        partitions
+            .into_iter()
+            .map(|p| {
+                let t = Arc::clone(&target);
+                tokio::spawn(async move { read(t, p, start, several).await })
+            })
+            .collect(),
+    )
+}
+
+/// The offset a consumer starting at `start` reads first.
+fn first_offset(p: &Partition, start: Start) -> Result<u64, StreamError> {
+    let (low, end) = (p.log_start(), p.high_watermark());
+    Ok(match start {
+        Start::First => low,
+        Start::Next => end,
+        Start::Offset(o) => o.clamp(low, end),
+        Start::Last => {
+            if end == low {
+                end
+            } else {
+                // The newest batch, from its first record.
+                let f = p.read(end - 1, 1)?;
+                batch::headers(&f.records)
+                    .last()
+                    .map_or(end, |(_, h)| (h.base_offset.max(0) as u64).max(low))
+            }
+        }
+        Start::Time(ms) => p.offset_for_time(ms)?.map_or(end, |(o, _)| o.max(low)),
+    })
+}
+
+async fn read(t: Arc<Target>, p: Arc<Partition>, start: Start, several: bool) {
+    let mut next = match first_offset(&p, start) {
+        Ok(o) => o,
+        Err(e) => return gone(&t, &e.to_string()),
+    };
+    let mut pending: VecDeque<ferry_core::Message> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match fill(&p, &mut next, &mut pending, several) {
+                Ok(true) => {}
+                Ok(false) => {
+                    if !wait_for_more(&t, &p, next).await {
+                        return gone(&t, "the stream was deleted");
+                    }
+                    continue;
+                }
+                Err(e) => return gone(&t, &e),
+            }
+        }
+        // At least one credit; then as many more as are free now.
+        let Ok(permit) = t.credit.acquire().await else {
+            return;
+        };
+        permit.forget();
+        let mut out = Vec::with_capacity(pending.len().min(MAX_PER_EVENT));
+        out.extend(pending.pop_front());
+        while out.len() < MAX_PER_EVENT && !pending.is_empty() {
+            let Ok(p) = t.credit.try_acquire() else { break };
+            p.forget();
+            out.extend(pending.pop_front());
+        }
+        let ev = Event::StreamDeliver {
+            to: t.to,
+            consumer: t.consumer,
+            messages: out,
+        };
+        if t.events.send(ev).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads what follows `next` into `pending` (as messages, each with its
+/// offset header), moving `next` past it. False: nothing there yet.
+fn fill(
+    p: &Partition,
+    next: &mut u64,
+    pending: &mut VecDeque<ferry_core::Message>,
+    several: bool,
+) -> Result<bool, String> {
+    loop {
+        let fetched = match p.read(*next, READ_BYTES) {
+            Ok(f) => f,
+            // Retention went past the reader: go on from what is left.
+            Err(StreamError::OffsetOutOfRange { start, end, .. }) if *next < start => {
+                *next = start.min(end);
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        if fetched.records.is_empty() {
+            return Ok(false);
+        }
+        let before = *next;
+        for (at, h) in batch::headers(&fetched.records) {
+            let raw = fetched.records.slice(at..at + h.size);
+            let records = batch::records(&raw).map_err(|e| {
+                format!(
+                    "offset {}: {e} (compressed Kafka batches cannot be read over AMQP yet)",
+                    h.base_offset
+                )
+            })?;
+            for r in records {
+                match u64::try_from(r.offset) {
+                    Ok(offset) if offset >= *next => {}
+                    _ => continue,
+                }
+                let mut m = message::message_of(&r);
+                m.headers.insert(OFFSET_HEADER, Value::Int(r.offset));
+                if several {
+                    m.headers
+                        .insert(PARTITION_HEADER, Value::Int(i64::from(p.index())));
+                }
+                pending.push_back(m);
+            }
+            *next = (*next).max(h.last_offset().max(0) as u64 + 1);
+        }
+        if !pending.is_empty() {
+            return Ok(true);
+        }
+        if *next == before {
+            // The log handed back bytes that hold no whole batch.
+            return Err(format!("offset {before}: the log returned no whole batch"));
+        }
+        // Only records before `next` (the start of the batch holding it):
+        // read on from past them.
+    }
+}
+
+/// Waits until the partition ends past `next`. False: the stream is gone.
+async fn wait_for_more(t: &Target, p: &Partition, next: u64) -> bool {
+    loop {
+        let durable = p.durable();
+        let arrived = durable.arrivals();
+        tokio::pin!(arrived);
+        arrived.as_mut().enable();
+        if durable.end() > next {
+            return true;
+        }
+        if tokio::time::timeout(ALIVE_CHECK, arrived).await.is_ok() {
+            return true;
+        }
+        let alive = t
+            .broker
+            .stream(&t.namespace, &t.stream.name())
+            .is_some_and(|s| Arc::ptr_eq(&s, &t.stream));
+        if !alive {
+            return false;
+        }
+    }
+}
+
+/// The consumer cannot go on: the connection cancels it (basic.cancel to
+/// clients that take it) and the reason is logged.
+fn gone(t: &Target, why: &str) {
+    tracing::warn!(namespace = %t.namespace, stream = %t.stream.name(), reason = why, "stream consumer cancelled");
+    let _ = t.events.send(Event::ConsumerGone {
+        to: t.to,
+        consumer: t.consumer,
+    });
+}
