@@ -174,7 +174,17 @@ async fn stream_queues_replay_from_any_offset_and_keep_their_log_across_a_restar
     let ferry = start(dir.path());
     let conn = ferry.amqp_guest().await;
     let ch = confirming(&conn).await;
-    declare_stream(&ch, "events").await;
+    // Settings that must read back after the restart, a segment size
+    // below Kafka's floor among them.
+    let mut args = stream_args();
+    args.insert("x-max-age".into(), text("30D"));
+    args.insert(
+        "x-stream-max-segment-size-bytes".into(),
+        AMQPValue::LongInt(1000),
+    );
+    ch.queue_declare("events".into(), durable(), args)
+        .await
+        .expect("declare");
     publish(&ch, "events", 0, 10).await;
 
     // Every message, in order, with its offset; a prefetch of 3 is

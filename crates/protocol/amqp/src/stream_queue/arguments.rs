@@ -26,8 +26,9 @@ const STREAM_ARGUMENTS: &[&str] = &[
 
 /// RabbitMQ's default segment size for streams.
 const DEFAULT_SEGMENT_BYTES: u64 = 500_000_000;
-/// Smaller segments would be a file per batch.
-const MIN_SEGMENT_BYTES: u64 = 4096;
+/// The smallest segment a stream takes (Kafka's floor, which the stored
+/// config is checked against when it is read back): smaller asks get it.
+const MIN_SEGMENT_BYTES: u64 = ferry_core::stream::MIN_SEGMENT_BYTES;
 
 /// Whether a declare asks for a stream queue.
 pub fn wants_stream(args: &FieldTable) -> Option<Outcome<bool>> {
@@ -231,7 +232,14 @@ mod tests {
         .expect("config");
         assert_eq!(c.retention_ms, Some(2 * 24 * 3600 * 1000));
         assert_eq!(c.retention_bytes, Some(10_000_000));
-        assert_eq!(c.segment_bytes, 100_000);
+        // Below the floor a stream's stored config may hold.
+        assert_eq!(c.segment_bytes, MIN_SEGMENT_BYTES);
+        let mut stored = StreamConfig::default();
+        assert!(
+            stored
+                .set("segment.bytes", &c.segment_bytes.to_string())
+                .is_ok()
+        );
         let plain = stream_config("s", "/", &DURABLE, &FieldTable::default()).expect("config");
         assert_eq!((plain.retention_ms, plain.retention_bytes), (None, None));
     }
