@@ -1,6 +1,7 @@
 //! Kafka's admin APIs on topics against a real `ferry serve` with
-//! librdkafka's admin client: CreatePartitions, DescribeConfigs and
-//! AlterConfigs, and that what they change takes effect.
+//! librdkafka's admin client: CreatePartitions, DeleteRecords,
+//! DescribeConfigs and AlterConfigs, and that what they change takes
+//! effect.
 
 mod common;
 mod kafka_support;
@@ -102,6 +103,83 @@ async fn partitions_grow_and_new_ones_take_records() {
         .fetch_watermarks("grow", 2, Duration::from_secs(10))
         .expect("watermarks");
     assert_eq!((low, high), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_records_are_gone_for_consumers_and_after_a_restart() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = start(dir.path(), &[]);
+    create_topic(&ferry, "trim", 2, &[]).await;
+    let p = producer(&ferry, "all", false);
+    for i in 0..10 {
+        p.send(
+            FutureRecord::<(), _>::to("trim")
+                .payload(&format!("r{i}"))
+                .partition(0),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+    }
+    let a = admin(&ferry);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("trim", 0, Offset::Offset(4))
+        .expect("offset");
+    // Partition 1 is empty: "up to the high watermark" is offset 0.
+    tpl.add_partition_offset("trim", 1, Offset::End)
+        .expect("offset");
+    tpl.add_partition_offset("trim", 7, Offset::Offset(1))
+        .expect("offset");
+    let res = a
+        .delete_records(&tpl, &AdminOptions::new())
+        .await
+        .expect("delete records");
+    let by_partition = |p: i32| res.find_partition("trim", p).expect("partition result");
+    assert_eq!(by_partition(0).offset(), Offset::Offset(4));
+    assert!(by_partition(0).error().is_ok());
+    assert_eq!(by_partition(1).offset(), Offset::Offset(0));
+    assert!(by_partition(7).error().is_err(), "a missing partition");
+    // Past the end: OFFSET_OUT_OF_RANGE.
+    let mut past = TopicPartitionList::new();
+    past.add_partition_offset("trim", 0, Offset::Offset(11))
+        .expect("offset");
+    let res = a
+        .delete_records(&past, &AdminOptions::new())
+        .await
+        .expect("delete records");
+    assert_eq!(
+        res.find_partition("trim", 0).expect("result").error(),
+        Err(KafkaError::OffsetFetch(RDKafkaErrorCode::OffsetOutOfRange))
+    );
+    drop(a);
+    drop(ferry);
+
+    // After a restart the log starts at 4, and a consumer from the
+    // beginning reads from there.
+    let ferry = start(dir.path(), &[]);
+    let c: BaseConsumer = config(&ferry)
+        .set("group.id", "trim-readers")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let (low, high) = c
+        .fetch_watermarks("trim", 0, Duration::from_secs(10))
+        .expect("watermarks");
+    assert_eq!((low, high), (4, 10));
+    let mut from = TopicPartitionList::new();
+    from.add_partition_offset("trim", 0, Offset::Beginning)
+        .expect("offset");
+    c.assign(&from).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        assert!(std::time::Instant::now() < deadline, "nothing read");
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            break rdkafka::Message::offset(&m.expect("record"));
+        }
+    };
+    assert_eq!(first, 4);
 }
 
 /// The config entries of one resource, as DescribeConfigs gives them.

@@ -98,6 +98,12 @@ pub trait PartitionLog: Send + Sync + 'static {
         retention_bytes: Option<u64>,
     ) -> Result<(), StoreError>;
 
+    /// Moves the log's start to `offset` (at most the durable end) for
+    /// good, as Kafka's DeleteRecords does: reads below it are refused from
+    /// now on and after a restart, and segments wholly before it go
+    /// (never the one being written). Blocks until the new start is durable.
+    fn delete_before(&self, offset: u64) -> Result<(), StoreError>;
+
     /// Bytes the log holds.
     fn size(&self) -> u64;
 }
@@ -240,6 +246,19 @@ impl PartitionLog for MemoryLog {
         if let Some((base, _, _, _)) = g.first() {
             self.durable.set_start(*base);
         }
+        Ok(())
+    }
+
+    fn delete_before(&self, offset: u64) -> Result<(), StoreError> {
+        let mut g = super::lock(&self.batches);
+        // The newest batch stays, as the segment being written does.
+        let keep_from = g
+            .iter()
+            .position(|(_, last, _, _)| *last >= offset)
+            .unwrap_or(g.len())
+            .min(g.len().saturating_sub(1));
+        g.drain(..keep_from);
+        self.durable.set_start(offset);
         Ok(())
     }
 

@@ -177,6 +177,26 @@ impl Partition {
         Ok(Some((h.base_offset as u64, h.max_timestamp)))
     }
 
+    /// Kafka's DeleteRecords: records before `before` go for good (`None`:
+    /// all that are durable now). Returns the log's new start. An offset
+    /// past the durable end is refused; one below the start changes
+    /// nothing. Blocks on the store.
+    pub fn delete_records(&self, before: Option<u64>) -> Result<u64, StreamError> {
+        let (start, end) = (self.durable.start(), self.durable.end());
+        let before = before.unwrap_or(end);
+        if before > end {
+            return Err(StreamError::OffsetOutOfRange {
+                offset: before,
+                start,
+                end,
+            });
+        }
+        if before > start {
+            self.log.delete_before(before)?;
+        }
+        Ok(self.durable.start())
+    }
+
     /// Retention, and forgetting producers idle for a day.
     pub(super) fn retain(&self, config: &StreamConfig, now_ms: i64) -> Result<(), StreamError> {
         self.log

@@ -9,6 +9,7 @@
 //! - [`partition`]: reads, retention, and writing a batch.
 //! - [`writer`]: the `ferry-log` thread (group commit across partitions).
 //! - [`meta`]: the `stream.json` file.
+//! - [`start`]: the `log-start` file DeleteRecords leaves.
 //!
 //! Opening a partition reads only its active (last) segment's data and
 //! the other segments' index files, so restart time does not grow with
@@ -18,6 +19,7 @@ mod index;
 mod meta;
 mod partition;
 mod segment;
+mod start;
 mod writer;
 
 use std::collections::HashMap;
@@ -153,7 +155,9 @@ impl LogStore for SegmentLogs {
             let first = &segments[0];
             let last = &segments[segments.len() - 1];
             let next = last.lock().next_offset;
-            (first.base, next)
+            // DeleteRecords may have left the start inside the first segment.
+            let deleted_to = start::read(&dir)?.unwrap_or(0);
+            (first.base.max(deleted_to.min(next)), next)
         };
         durable.set_start(start);
         durable.advance(next);

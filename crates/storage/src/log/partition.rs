@@ -315,20 +315,31 @@ impl PartitionLog for PartitionHandle {
             self.files.durable.set_start(segs[0].base);
             gone
         };
-        for seg in gone {
-            for path in [
-                seg.path.clone(),
-                segment::index_path(&self.files.dir, seg.base),
-            ] {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_error(&path, e)),
-                }
-            }
-            tracing::debug!(file = %seg.path.display(), "retention deleted a segment");
+        remove_segments(&self.files.dir, gone)
+    }
+
+    fn delete_before(&self, offset: u64) -> Result<(), StoreError> {
+        let offset = offset.min(self.files.durable.end());
+        if offset <= self.files.durable.start() {
+            return Ok(());
         }
-        Ok(())
+        // The start is durable before any segment goes: a crash between
+        // leaves segments that are unreadable anyway, never a start that
+        // went back.
+        super::start::write(&self.files.dir, offset)?;
+        let gone: Vec<Arc<Segment>> = {
+            let mut segs = wr(&self.files.segments);
+            // A segment goes when the next one starts at or before the new
+            // start: all its records are before it. The last one stays.
+            let drop = segs
+                .windows(2)
+                .take_while(|w| w.get(1).is_some_and(|next| next.base <= offset))
+                .count();
+            let gone = segs.drain(..drop).collect();
+            self.files.durable.set_start(offset);
+            gone
+        };
+        remove_segments(&self.files.dir, gone)
     }
 
     fn size(&self) -> u64 {
@@ -337,4 +348,19 @@ impl PartitionLog for PartitionHandle {
             .map(|s| s.lock().written)
             .sum()
     }
+}
+
+/// Unlinks segments that left the log, with their index files.
+fn remove_segments(dir: &std::path::Path, gone: Vec<Arc<Segment>>) -> Result<(), StoreError> {
+    for seg in gone {
+        for path in [seg.path.clone(), segment::index_path(dir, seg.base)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&path, e)),
+            }
+        }
+        tracing::debug!(file = %seg.path.display(), "a segment left the log");
+    }
+    Ok(())
 }

@@ -223,3 +223,54 @@ async fn many_partitions_commit_together() {
         assert_eq!(p.high_watermark(), 20);
     }
 }
+
+#[tokio::test]
+async fn deleted_records_stay_deleted_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StreamConfig::default();
+    config.set("segment.bytes", "1048576").unwrap();
+    {
+        let streams = open(dir.path());
+        let s = streams.create("/", "d", 1, config).unwrap();
+        // 12 batches of 10 records, about 200 KiB each: a few segments.
+        for i in 0..12 {
+            append(&s, 0, &batch_of(10, 20_000, i * 10)).await;
+        }
+        let p = s.partition(0).unwrap();
+        let files = |d: &std::path::Path| {
+            std::fs::read_dir(d)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "log")
+                })
+                .count()
+        };
+        let pdir = dir.path().join(format!("{:020}", s.id())).join("0");
+        let before = files(&pdir);
+        assert!(before > 2, "{before} segments");
+        // Mid-batch and mid-segment: the start is exactly the offset asked.
+        assert_eq!(p.delete_records(Some(75)).unwrap(), 75);
+        assert!(files(&pdir) < before, "whole segments before 75 went");
+        assert!(p.read(74, 1 << 20).is_err());
+        let got = p.read(75, 1 << 20).unwrap();
+        assert_eq!(offsets(&got.records).first(), Some(&70));
+        // Past the end is refused; below the start changes nothing.
+        assert!(p.delete_records(Some(121)).is_err());
+        assert_eq!(p.delete_records(Some(10)).unwrap(), 75);
+    }
+    let streams = open(dir.path());
+    let p = streams.get("/", "d").unwrap().partition(0).unwrap();
+    assert_eq!((p.log_start(), p.high_watermark()), (75, 120));
+    assert!(p.read(74, 1 << 20).is_err());
+    // Everything: the start is the end, and appends go on from there.
+    assert_eq!(p.delete_records(None).unwrap(), 120);
+    drop(streams);
+    let streams = open(dir.path());
+    let s = streams.get("/", "d").unwrap();
+    assert_eq!(s.partition(0).unwrap().log_start(), 120);
+    assert_eq!(append(&s, 0, &batch_of(1, 10, 500)).await, 120);
+}

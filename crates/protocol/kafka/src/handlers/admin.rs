@@ -1,5 +1,5 @@
-//! Kafka's admin APIs on topics and the cluster: CreatePartitions, the
-//! configs APIs (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs)
+//! Kafka's admin APIs on topics and the cluster: CreatePartitions,
+//! DeleteRecords, the configs APIs (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs)
 //! and DescribeCluster. Changes to a topic are written durably before they
 //! are answered, so those run on the blocking pool.
 
@@ -9,14 +9,17 @@ use ferry_auth::Access;
 use ferry_core::stream::{CONFIG_KEYS as KEYS, StreamConfig, StreamError};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{
-    AlterConfigsResponse, ApiKey, BrokerId, CreatePartitionsResponse, DescribeClusterResponse,
-    DescribeConfigsResponse, IncrementalAlterConfigsResponse, TopicName, alter_configs_response,
-    incremental_alter_configs_response,
+    AlterConfigsResponse, ApiKey, BrokerId, CreatePartitionsResponse, DeleteRecordsResponse,
+    DescribeClusterResponse, DescribeConfigsResponse, IncrementalAlterConfigsResponse, TopicName,
+    alter_configs_response, incremental_alter_configs_response,
 };
 
 use super::topics::{DEFAULT_CONFIG, TOPIC_CONFIG};
@@ -114,6 +117,85 @@ pub fn create_partitions(
             &CreatePartitionsResponse::default().with_results(results),
         )
     })))
+}
+
+/// DeleteRecords: each partition's log start moves to the offset given
+/// (-1: its high watermark), durably, before the answer. Kafka asks for
+/// DELETE on the topic; ferry's rule for that is configure, as for
+/// DeleteTopics.
+pub fn delete_records(
+    kafka: &Arc<Kafka>,
+    client: &Arc<Client>,
+    h: &Header,
+    r: &mut Reader,
+) -> Result<Answer, DecodeError> {
+    let v = h.version;
+    let topics = wire::delete_records(r, v)?;
+    let items = topics.iter().map(|t| t.partitions.len().max(1)).sum();
+    if let Some(close) = too_many(ApiKey::DeleteRecords, items) {
+        return Ok(close);
+    }
+    let (kafka, client, h) = (Arc::clone(kafka), Arc::clone(client), h.clone());
+    Ok(Answer::Later(tokio::task::spawn_blocking(move || {
+        let results = topics
+            .iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|&(index, offset)| {
+                        let (low, code) =
+                            match delete_partition(&kafka, &client, &t.name, index, offset) {
+                                Ok(low) => (low, 0),
+                                Err(e) => (-1, e.code()),
+                            };
+                        DeleteRecordsPartitionResult::default()
+                            .with_partition_index(index)
+                            .with_low_watermark(low)
+                            .with_error_code(code)
+                    })
+                    .collect();
+                DeleteRecordsTopicResult::default()
+                    .with_name(TopicName(text(t.name.clone())))
+                    .with_partitions(partitions)
+            })
+            .collect();
+        frame(
+            &h,
+            ApiKey::DeleteRecords,
+            v,
+            &DeleteRecordsResponse::default().with_topics(results),
+        )
+    })))
+}
+
+/// One partition of a DeleteRecords: its new log start, or Kafka's error.
+fn delete_partition(
+    kafka: &Kafka,
+    client: &Client,
+    topic: &str,
+    index: i32,
+    offset: i64,
+) -> Result<i64, ResponseError> {
+    if !may(client, Access::Configure, topic) {
+        return Err(ResponseError::TopicAuthorizationFailed);
+    }
+    let partition = kafka
+        .streams
+        .get(&client.namespace, topic)
+        .and_then(|s| s.partition(u32::try_from(index).ok()?))
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let before = match offset {
+        -1 => None,
+        o => Some(u64::try_from(o).map_err(|_| ResponseError::OffsetOutOfRange)?),
+    };
+    match partition.delete_records(before) {
+        Ok(low) => {
+            tracing::info!(namespace = %client.namespace, topic, partition = index, log_start = low, user = %client.user.name, "records deleted");
+            Ok(low as i64)
+        }
+        Err(e) => Err(kafka_error(&e)),
+    }
 }
 
 fn add_partitions(

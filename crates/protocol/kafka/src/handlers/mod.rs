@@ -63,6 +63,7 @@ pub async fn handle(kafka: &Arc<Kafka>, client: &Arc<Client>, frame: Bytes) -> A
         ApiKey::OffsetFetch => offsets::offset_fetch(kafka, client, &h, &mut r),
         ApiKey::OffsetDelete => offsets::offset_delete(kafka, client, &h, &mut r),
         ApiKey::CreatePartitions => admin::create_partitions(kafka, client, &h, &mut r),
+        ApiKey::DeleteRecords => admin::delete_records(kafka, client, &h, &mut r),
         ApiKey::DescribeConfigs => admin::describe_configs(kafka, client, &h, &mut r),
         ApiKey::AlterConfigs => admin::alter_configs(kafka, client, &h, &mut r, false),
         ApiKey::IncrementalAlterConfigs => admin::alter_configs(kafka, client, &h, &mut r, true),

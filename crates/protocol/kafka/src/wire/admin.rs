@@ -1,5 +1,5 @@
-//! The admin requests on topics and the cluster (CreatePartitions, the
-//! configs APIs, DescribeCluster), with only what the broker reads from
+//! The admin requests on topics and the cluster (CreatePartitions,
+//! DeleteRecords, the configs APIs, DescribeCluster), with only what the broker reads from
 //! them, and their decoders (field layouts as Kafka's message specs give
 //! them).
 
@@ -49,6 +49,31 @@ pub fn create_partitions(r: &mut Reader, _v: i16) -> R<CreatePartitionsRequest> 
         topics,
         validate_only,
     })
+}
+
+/// One topic of a DeleteRecords: each partition, and the offset before
+/// which its records go (-1: the high watermark).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordsDeletion {
+    pub name: String,
+    pub partitions: Vec<(i32, i64)>,
+}
+
+pub fn delete_records(r: &mut Reader, _v: i16) -> R<Vec<RecordsDeletion>> {
+    let topics = r.array(|r| {
+        let name = r.string()?;
+        let partitions = r.array(|r| {
+            let index = r.i32()?;
+            let offset = r.i64()?;
+            r.tagged()?;
+            Ok((index, offset))
+        })?;
+        r.tagged()?;
+        Ok(RecordsDeletion { name, partitions })
+    })?;
+    r.i32()?; // timeout: the deletion is done before the answer anyway
+    r.tagged()?;
+    Ok(topics)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,6 +258,43 @@ mod tests {
                     ],
                     validate_only: true,
                 },
+                "v{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn delete_records_every_version() {
+        for v in 0..=2 {
+            let flex = flexible(ApiKey::DeleteRecords, v);
+            let part = |i, o| {
+                let mut x = km::delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(i)
+                    .with_offset(o);
+                if flex {
+                    x = x.with_unknown_tagged_field(TAG.0, TAG.1);
+                }
+                x
+            };
+            let mut topic = km::delete_records_request::DeleteRecordsTopic::default()
+                .with_name(t("orders"))
+                .with_partitions(vec![part(0, 10), part(3, -1)]);
+            if flex {
+                topic = topic.with_unknown_tagged_field(TAG.0, TAG.1);
+            }
+            let mut m = km::DeleteRecordsRequest::default()
+                .with_topics(vec![topic])
+                .with_timeout_ms(500);
+            if flex {
+                m = m.with_unknown_tagged_field(TAG.0, TAG.1);
+            }
+            let d = check(ApiKey::DeleteRecords, v, &m, delete_records);
+            assert_eq!(
+                d,
+                vec![RecordsDeletion {
+                    name: "orders".into(),
+                    partitions: vec![(0, 10), (3, -1)],
+                }],
                 "v{v}"
             );
         }
