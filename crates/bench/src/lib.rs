@@ -1,5 +1,5 @@
-//! `ferry bench`: a load generator for any AMQP 0-9-1 broker or SQS
-//! endpoint — ferry or another — that checks what it measures.
+//! `ferry bench`: a load generator for any AMQP 0-9-1 or Kafka broker or
+//! SQS endpoint — ferry or another — that checks what it measures.
 //!
 //! Every message carries its send time and its producer's sequence
 //! number, so the run reports end-to-end latency (an HDR histogram) and
@@ -11,11 +11,13 @@
 //! - [`options`]: the scenario.
 //! - `amqp`: a lean client on ferry's AMQP codec, pre-encoded publishes.
 //! - `sqs`: the SQS JSON protocol over keep-alive HTTP/1.1 connections.
+//! - `kafka`: Produce and Fetch on the `kafka-protocol` crate's codecs.
 //! - [`stats`], [`report`]: stamps, ledgers, histograms, the report.
 //! - [`sink`]: a null AMQP broker, to show the generator's own limit.
 
 mod amqp;
 mod cpu;
+mod kafka;
 pub mod options;
 pub mod report;
 pub mod sink;
@@ -83,7 +85,7 @@ const DRAIN_MAX: Duration = Duration::from_secs(60);
 /// Runs a scenario and reports it (also to the JSON and SVG files asked for).
 pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError> {
     let min_size = match protocol {
-        Protocol::Amqp => STAMP_LEN,
+        Protocol::Amqp | Protocol::Kafka => STAMP_LEN,
         Protocol::Sqs => 2 * STAMP_LEN,
     };
     if opts.size < min_size {
@@ -109,6 +111,7 @@ pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError
     let url = opts.url.clone().unwrap_or_else(|| match protocol {
         Protocol::Amqp => amqp::DEFAULT_URL.to_owned(),
         Protocol::Sqs => sqs::DEFAULT_URL.to_owned(),
+        Protocol::Kafka => kafka::DEFAULT_URL.to_owned(),
     });
     // Fresh queues for every run: SQS refuses to recreate a queue deleted
     // less than a minute ago, and leftovers of an earlier run must not count.
@@ -127,6 +130,7 @@ pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError
     match protocol {
         Protocol::Amqp => amqp::setup(&ctx).await?,
         Protocol::Sqs => sqs::setup(&ctx).await?,
+        Protocol::Kafka => kafka::setup(&ctx).await?,
     }
     let cpu_start = (
         cpu::cpu_seconds(None),
@@ -145,6 +149,7 @@ pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError
                 match protocol {
                     Protocol::Amqp => amqp::consumer(ctx, queue).await,
                     Protocol::Sqs => sqs::consumer(ctx, queue).await,
+                    Protocol::Kafka => kafka::consumer(ctx, i).await,
                 }
             })
         })
@@ -157,6 +162,7 @@ pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError
                 match protocol {
                     Protocol::Amqp => amqp::producer(ctx, p as u16, queue).await,
                     Protocol::Sqs => sqs::producer(ctx, p as u16, queue).await,
+                    Protocol::Kafka => kafka::producer(ctx, p as u16, queue).await,
                 }
             })
         })
@@ -260,6 +266,9 @@ pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError
         }
         Protocol::Sqs => {
             let _ = sqs::teardown(&ctx).await;
+        }
+        Protocol::Kafka => {
+            let _ = kafka::teardown(&ctx).await;
         }
     }
     for f in &failures {

@@ -12,6 +12,8 @@ pub enum Protocol {
     Amqp,
     /// Any SQS endpoint (ferry, moto, ...), over the AWS JSON protocol.
     Sqs,
+    /// Any Kafka-protocol broker (ferry, tansu, Kafka, ...).
+    Kafka,
 }
 
 #[derive(Clone, Debug, Args, Serialize)]
@@ -29,9 +31,19 @@ pub struct Options {
     #[arg(long, default_value_t = 1)]
     pub consumers: usize,
 
-    /// Queues; producers and consumers are spread over them round-robin.
+    /// Queues (Kafka: topics); producers and consumers are spread over
+    /// them round-robin.
     #[arg(long, default_value_t = 1)]
     pub queues: usize,
+
+    /// Partitions of each topic (Kafka): a producer sends to them in
+    /// turn, a topic's consumers split them.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: u32,
+
+    /// Kafka producer acks: all (answered once durable), 1 or 0 (no answer).
+    #[arg(long, default_value = "all")]
+    pub acks: String,
 
     /// Message body size in bytes (at least 16: the body carries a
     /// timestamp and a sequence number).
@@ -55,7 +67,8 @@ pub struct Options {
     pub persistent: bool,
 
     /// Publisher confirms with at most this many unconfirmed messages per
-    /// producer; 0: no confirms (AMQP).
+    /// producer; 0: no confirms (AMQP). Kafka: produce requests in flight
+    /// per producer (0: 5, librdkafka's default).
     #[arg(long, default_value_t = 0)]
     pub confirm: usize,
 
@@ -72,7 +85,8 @@ pub struct Options {
     pub multi_ack_every: usize,
 
     /// Messages per SQS batch call (SendMessageBatch, ReceiveMessage,
-    /// DeleteMessageBatch); 1 uses the single-message calls.
+    /// DeleteMessageBatch); 1 uses the single-message calls. Kafka:
+    /// records per produce request (one RecordBatch).
     #[arg(long, default_value_t = 10)]
     pub batch: usize,
 

@@ -102,23 +102,37 @@ impl Report {
         let mut t = Table::new();
         t.set_header(vec!["", "value"]);
         let o = &self.options;
+        let what = if self.protocol == Protocol::Kafka {
+            // Kafka records are always stored; what varies is the answer.
+            format!(
+                ", {} partition(s) per topic, acks={}, {} record(s) per batch, {} request(s) in flight",
+                o.partitions,
+                o.acks,
+                o.batch.max(1),
+                if o.confirm == 0 { 5 } else { o.confirm }
+            )
+        } else {
+            format!(
+                "{}{}",
+                if o.persistent {
+                    ", persistent"
+                } else {
+                    ", transient"
+                },
+                if o.confirm > 0 {
+                    format!(", confirms (window {})", o.confirm)
+                } else {
+                    String::new()
+                }
+            )
+        };
         let scenario = format!(
-            "{:?} {} B, {} producer(s), {} consumer(s), {} queue(s){}{}{}",
+            "{:?} {} B, {} producer(s), {} consumer(s), {} queue(s){what}{}",
             self.protocol,
             o.size,
             o.producers,
             o.consumers,
             o.queues,
-            if o.persistent {
-                ", persistent"
-            } else {
-                ", transient"
-            },
-            if o.confirm > 0 {
-                format!(", confirms (window {})", o.confirm)
-            } else {
-                String::new()
-            },
             if o.rate > 0 {
                 format!(", {} msg/s", o.rate)
             } else {

@@ -16,6 +16,8 @@ enum BenchProtocol {
     Amqp(Options),
     /// Any SQS endpoint, over the AWS JSON protocol [default url: http://127.0.0.1:9324].
     Sqs(Options),
+    /// Any Kafka-protocol broker [default url: 127.0.0.1:9092].
+    Kafka(Options),
     /// A null AMQP broker that drops every publish (and confirms it):
     /// what the generator alone can do. Runs until killed.
     Sink {
@@ -31,6 +33,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (protocol, options) = match args.protocol {
         BenchProtocol::Amqp(o) => (Protocol::Amqp, o),
         BenchProtocol::Sqs(o) => (Protocol::Sqs, o),
+        BenchProtocol::Kafka(o) => (Protocol::Kafka, o),
         BenchProtocol::Sink { listen } => return sink(listen),
     };
     tracing_subscriber::fmt()

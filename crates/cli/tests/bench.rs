@@ -123,6 +123,44 @@ fn amqp_and_sqs_runs_count_every_message() {
 }
 
 #[test]
+fn kafka_runs_count_every_record_with_each_acks_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = Ferry::start(&dir.path().join("data"), &["kafka"], &[]);
+    let url = ferry.addr("kafka").to_string();
+    let json = dir.path().join("report.json");
+    for acks in ["all", "1", "0"] {
+        let r = bench(
+            &[
+                "kafka",
+                "--url",
+                &url,
+                "--count",
+                "4000",
+                "--acks",
+                acks,
+                "--batch",
+                "50",
+                "--partitions",
+                "4",
+                "--producers",
+                "2",
+                "--consumers",
+                "3",
+                "--queues",
+                "2",
+                "--size",
+                "256",
+            ],
+            &json,
+        );
+        assert_complete(&r);
+        assert_eq!(r["sent"], 4000, "acks={acks}");
+        assert_eq!(r["confirmed"], 4000, "acks={acks}");
+    }
+    ferry.kill();
+}
+
+#[test]
 fn bad_options_are_clear_errors() {
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args([
