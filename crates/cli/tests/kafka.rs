@@ -258,3 +258,111 @@ async fn offsets_by_time_auto_creation_and_refusals() {
         RDKafkaErrorCode::UnknownTopicOrPartition
     );
 }
+
+/// (partition, record count) of each partition in a fetch answer.
+fn fetched(r: &kafka_protocol::messages::FetchResponse) -> Vec<(i32, u64)> {
+    r.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| {
+            let n = p.records.as_ref().map_or(0, |b| {
+                ferry_core::stream::batch::headers(b)
+                    .map(|(_, h)| h.record_count as u64)
+                    .sum()
+            });
+            (p.partition_index, n)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_fetch_sessions_answer_only_what_changed() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+    use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = start(dir.path(), &[]);
+    create_topic(&ferry, "sess", 2, &[]).await;
+    let p = producer(&ferry, "all", false);
+    let send = |partition: i32| {
+        let p = p.clone();
+        async move {
+            p.send(
+                FutureRecord::<(), _>::to("sess")
+                    .payload("x")
+                    .partition(partition),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("delivered");
+        }
+    };
+    send(0).await;
+    let name = TopicName(StrBytes::from_static_str("sess"));
+    let part = |i: i32, offset: i64| {
+        FetchPartition::default()
+            .with_partition(i)
+            .with_fetch_offset(offset)
+            .with_partition_max_bytes(1 << 20)
+    };
+    let fetch = |id: i32, epoch: i32, parts: Vec<FetchPartition>, forget: Vec<i32>| {
+        let mut req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_id(id)
+            .with_session_epoch(epoch);
+        if !parts.is_empty() {
+            req.topics = vec![
+                FetchTopic::default()
+                    .with_topic(name.clone())
+                    .with_partitions(parts),
+            ];
+        }
+        if !forget.is_empty() {
+            req.forgotten_topics_data = vec![
+                ForgottenTopic::default()
+                    .with_topic(name.clone())
+                    .with_partitions(forget),
+            ];
+        }
+        req
+    };
+    let mut conn = std::net::TcpStream::connect(ferry.addr("kafka")).expect("connect");
+    let mut call = |req: FetchRequest| -> FetchResponse {
+        kafka_support::call(&mut conn, ApiKey::Fetch, 12, &req)
+    };
+
+    // A full fetch opening a session: both partitions, and the session's id.
+    let r = call(fetch(0, 0, vec![part(0, 0), part(1, 0)], vec![]));
+    assert_eq!(r.error_code, 0);
+    let id = r.session_id;
+    assert!(id > 0, "a session was opened");
+    assert_eq!(fetched(&r), vec![(0, 1), (1, 0)]);
+    // Partition 0 moved on; nothing is new anywhere: nothing comes back.
+    let r = call(fetch(id, 1, vec![part(0, 1)], vec![]));
+    assert_eq!((r.error_code, r.session_id), (0, id));
+    assert_eq!(fetched(&r), vec![]);
+    // A record on partition 1, which this request does not name: the
+    // session's offset for it (0) is used, and only it comes back.
+    send(1).await;
+    let r = call(fetch(id, 2, vec![], vec![]));
+    assert_eq!(fetched(&r), vec![(1, 1)]);
+    // Forgotten, partition 1 no longer comes back whatever arrives.
+    let r = call(fetch(id, 3, vec![part(1, 1)], vec![1]));
+    assert_eq!(fetched(&r), vec![]);
+    send(1).await;
+    send(0).await;
+    let r = call(fetch(id, 4, vec![], vec![]));
+    assert_eq!(fetched(&r), vec![(0, 1)]);
+    // A repeated epoch and an unknown session: Kafka's errors.
+    assert_eq!(call(fetch(id, 4, vec![], vec![])).error_code, 71);
+    assert_eq!(call(fetch(id + 100, 1, vec![], vec![])).error_code, 70);
+    // Closing the session: a sessionless full answer, and it is gone.
+    let r = call(fetch(id, -1, vec![part(0, 0)], vec![]));
+    assert_eq!((r.error_code, r.session_id), (0, 0));
+    assert_eq!(fetched(&r), vec![(0, 2)]);
+    assert_eq!(call(fetch(id, 5, vec![], vec![])).error_code, 70);
+}

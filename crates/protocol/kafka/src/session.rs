@@ -39,6 +39,8 @@ pub struct Client {
     pub user: User,
     pub namespace: String,
     pub entry: Arc<ferry_face::Entry>,
+    /// This connection's incremental fetch sessions.
+    pub fetch_sessions: std::sync::Mutex<crate::handlers::FetchSessions>,
 }
 
 pub async fn run<S: Stream>(kafka: Arc<Kafka>, conn: Accepted<S>) {
@@ -110,6 +112,7 @@ pub async fn run<S: Stream>(kafka: Arc<Kafka>, conn: Accepted<S>) {
         user,
         namespace,
         entry: Arc::clone(&entry),
+        fetch_sessions: Default::default(),
     });
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Answer>(IN_FLIGHT);

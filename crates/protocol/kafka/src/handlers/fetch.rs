@@ -1,5 +1,6 @@
-//! Fetch (with max wait as a long poll over every partition asked for) and
-//! ListOffsets (earliest, latest, by time).
+//! Fetch (with max wait as a long poll over every partition asked for,
+//! and incremental fetch sessions: `fetch_session.rs`) and ListOffsets
+//! (earliest, latest, by time).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ApiKey, FetchResponse, ListOffsetsResponse, TopicName};
 
+use super::fetch_session::{Plan, SessionPartition};
 use super::{frame, may, text};
 use crate::Kafka;
 use crate::error::kafka_error;
@@ -30,6 +32,21 @@ struct Wanted {
     partition: Result<Arc<Partition>, i16>,
 }
 
+/// A fetch's session, for its answer.
+#[derive(Clone, Copy)]
+enum Answering {
+    Sessionless,
+    /// A new session: every partition, with its id.
+    Full {
+        id: i32,
+    },
+    /// An existing session's request at `epoch`: only partitions with news.
+    Incremental {
+        id: i32,
+        epoch: i32,
+    },
+}
+
 pub fn fetch(
     kafka: &Arc<Kafka>,
     client: &Arc<Client>,
@@ -38,30 +55,69 @@ pub fn fetch(
 ) -> Result<Answer, DecodeError> {
     let v = h.version;
     let req = wire::fetch(r, v)?;
-    let mut names = Vec::with_capacity(req.topics.len());
-    let mut wanted = Vec::new();
-    for t in req.topics {
-        let stream = kafka.streams.get(&client.namespace, &t.name);
-        let allowed = may(client, ferry_auth::Access::Read, &t.name);
-        for p in t.partitions {
-            let partition = if !allowed {
-                Err(ResponseError::TopicAuthorizationFailed.code())
-            } else {
-                stream
-                    .as_ref()
-                    .zip(u32::try_from(p.partition).ok())
-                    .and_then(|(s, i)| s.partition(i))
-                    .ok_or(ResponseError::UnknownTopicOrPartition.code())
-            };
-            wanted.push(Wanted {
-                topic: names.len(),
-                index: p.partition,
-                offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes.max(0) as usize,
-                partition,
-            });
+    let plan = if v >= 7 {
+        client
+            .fetch_sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .plan(&req)
+    } else {
+        Plan::Sessionless
+    };
+    let (answering, asked): (Answering, Vec<SessionPartition>) = match plan {
+        Plan::Refused(e) => {
+            let resp = FetchResponse::default().with_error_code(e.code());
+            return Ok(Answer::Now(frame(h, ApiKey::Fetch, v, &resp)));
         }
-        names.push(t.name);
+        Plan::Sessionless => (
+            Answering::Sessionless,
+            req.topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(|p| SessionPartition {
+                        topic: t.name.clone(),
+                        partition: p.partition,
+                        offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes,
+                        told: None,
+                    })
+                })
+                .collect(),
+        ),
+        Plan::Full { id, partitions } => (Answering::Full { id }, partitions),
+        Plan::Incremental {
+            id,
+            epoch,
+            partitions,
+        } => (Answering::Incremental { id, epoch }, partitions),
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut wanted = Vec::with_capacity(asked.len());
+    for p in &asked {
+        let topic = match names.iter().position(|n| *n == p.topic) {
+            Some(i) => i,
+            None => {
+                names.push(p.topic.clone());
+                names.len() - 1
+            }
+        };
+        let partition = if !may(client, ferry_auth::Access::Read, &p.topic) {
+            Err(ResponseError::TopicAuthorizationFailed.code())
+        } else {
+            kafka
+                .streams
+                .get(&client.namespace, &p.topic)
+                .zip(u32::try_from(p.partition).ok())
+                .and_then(|(s, i)| s.partition(i))
+                .ok_or(ResponseError::UnknownTopicOrPartition.code())
+        };
+        wanted.push(Wanted {
+            topic,
+            index: p.partition,
+            offset: p.offset,
+            max_bytes: p.max_bytes.max(0) as usize,
+            partition,
+        });
     }
     let h = h.clone();
     let client = Arc::clone(client);
@@ -83,7 +139,7 @@ pub fn fetch(
                     .map(|p| count_records(p.records.as_ref()))
                     .sum();
                 client.entry.delivered(delivered);
-                return respond(&h, v, &names, &wanted, parts);
+                return answer(&client, &h, v, answering, &names, &wanted, &asked, parts);
             }
             let durables: Vec<(Arc<Durable>, u64)> = wanted
                 .iter()
@@ -101,6 +157,58 @@ pub fn fetch(
             let _ = tokio::time::timeout_at(deadline, any_arrival(&durables)).await;
         }
     })))
+}
+
+/// The response, with only what a session's client has not been told on
+/// an incremental fetch; the session learns what it was told.
+#[allow(clippy::too_many_arguments)]
+fn answer(
+    client: &Client,
+    h: &Header,
+    v: i16,
+    answering: Answering,
+    names: &[String],
+    wanted: &[Wanted],
+    asked: &[SessionPartition],
+    parts: Vec<PartitionData>,
+) -> Option<Bytes> {
+    let news = |pd: &PartitionData, a: &SessionPartition| {
+        pd.error_code != 0
+            || pd.records.as_ref().is_some_and(|r| !r.is_empty())
+            || a.told != Some((pd.high_watermark, pd.log_start_offset))
+    };
+    let mut kept: Vec<(&Wanted, PartitionData)> = Vec::with_capacity(parts.len());
+    for ((w, pd), a) in wanted.iter().zip(parts).zip(asked) {
+        if matches!(answering, Answering::Incremental { .. }) && !news(&pd, a) {
+            continue;
+        }
+        kept.push((w, pd));
+    }
+    let (id, epoch) = match answering {
+        Answering::Sessionless => (0, None),
+        Answering::Full { id } => (id, Some(0)),
+        Answering::Incremental { id, epoch } => (id, Some(epoch)),
+    };
+    if let Some(epoch) = epoch {
+        let told: Vec<(String, i32, i64, i64)> = kept
+            .iter()
+            .filter(|(_, pd)| pd.error_code == 0)
+            .filter_map(|(w, pd)| {
+                Some((
+                    names.get(w.topic)?.clone(),
+                    w.index,
+                    pd.high_watermark,
+                    pd.log_start_offset,
+                ))
+            })
+            .collect();
+        client
+            .fetch_sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .told(id, epoch, &told);
+    }
+    respond(h, v, id, names, kept)
 }
 
 /// Reads every partition once: the data, the bytes in all, and whether a
@@ -172,21 +280,26 @@ fn count_records(b: Option<&Bytes>) -> u64 {
 fn respond(
     h: &Header,
     v: i16,
+    session_id: i32,
     names: &[String],
-    wanted: &[Wanted],
-    parts: Vec<PartitionData>,
+    parts: Vec<(&Wanted, PartitionData)>,
 ) -> Option<Bytes> {
     let mut topics: Vec<FetchableTopicResponse> = names
         .iter()
         .map(|n| FetchableTopicResponse::default().with_topic(TopicName(text(n.clone()))))
         .collect();
-    for (w, mut pd) in wanted.iter().zip(parts) {
+    for (w, mut pd) in parts {
         pd.aborted_transactions = Some(Vec::new());
         if let Some(t) = topics.get_mut(w.topic) {
             t.partitions.push(pd);
         }
     }
-    let resp = FetchResponse::default().with_responses(topics);
+    // An incremental answer names only topics with partitions in it.
+    topics.retain(|t| session_id == 0 || !t.partitions.is_empty());
+    let mut resp = FetchResponse::default().with_responses(topics);
+    if v >= 7 {
+        resp = resp.with_session_id(session_id);
+    }
     frame(h, ApiKey::Fetch, v, &resp)
 }
 

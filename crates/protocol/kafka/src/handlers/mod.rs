@@ -3,6 +3,7 @@
 
 mod admin;
 mod fetch;
+mod fetch_session;
 mod groups;
 mod metadata;
 mod offsets;
@@ -17,6 +18,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use ferry_auth::Access;
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
+
+pub use fetch_session::FetchSessions;
 
 use crate::Kafka;
 use crate::session::{Answer, Client};
