@@ -366,3 +366,71 @@ async fn incremental_fetch_sessions_answer_only_what_changed() {
     assert_eq!(fetched(&r), vec![(0, 2)]);
     assert_eq!(call(fetch(id, 5, vec![], vec![])).error_code, 70);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_finds_the_record_with_the_newest_timestamp() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{
+        ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = start(dir.path(), &[]);
+    create_topic(&ferry, "times", 2, &[]).await;
+    let p = producer(&ferry, "all", false);
+    let base = 1_700_000_000_000i64;
+    for ts in [base + 1000, base + 5000, base + 3000, base + 5000] {
+        p.send(
+            FutureRecord::<(), _>::to("times")
+                .payload("x")
+                .partition(0)
+                .timestamp(ts),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+    }
+    let ask = |v: i16, ts: i64| {
+        let mut req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("times")))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(ts),
+                        ListOffsetsPartition::default()
+                            .with_partition_index(1)
+                            .with_timestamp(ts),
+                    ]),
+            ]);
+        if v >= 10 {
+            req = req.with_timeout_ms(1000);
+        }
+        req
+    };
+    let mut conn = std::net::TcpStream::connect(ferry.addr("kafka")).expect("connect");
+    for v in [7, 10] {
+        let r: ListOffsetsResponse =
+            kafka_support::call(&mut conn, ApiKey::ListOffsets, v, &ask(v, -3));
+        let got: Vec<_> = r.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.error_code, p.offset, p.timestamp))
+            .collect();
+        // The first record with the newest time; an empty partition has none.
+        assert_eq!(got, vec![(0, 0, 1, base + 5000), (1, 0, -1, -1)], "v{v}");
+    }
+    // Latest tiered: nothing is tiered here.
+    let r: ListOffsetsResponse =
+        kafka_support::call(&mut conn, ApiKey::ListOffsets, 9, &ask(9, -5));
+    assert_eq!(
+        (
+            r.topics[0].partitions[0].error_code,
+            r.topics[0].partitions[0].offset
+        ),
+        (0, -1)
+    );
+}

@@ -89,6 +89,9 @@ pub trait PartitionLog: Send + Sync + 'static {
     /// `ts`.
     fn find_time(&self, ts: i64, end: u64) -> Result<Option<Bytes>, StoreError>;
 
+    /// The newest timestamp of any batch the log holds (`None`: empty).
+    fn max_timestamp(&self) -> Option<i64>;
+
     /// Deletes whole segments that retention lets go (never the one being
     /// written), moving the log's start.
     fn retain(
@@ -247,6 +250,13 @@ impl PartitionLog for MemoryLog {
             self.durable.set_start(*base);
         }
         Ok(())
+    }
+
+    fn max_timestamp(&self) -> Option<i64> {
+        super::lock(&self.batches)
+            .iter()
+            .map(|(_, _, ts, _)| *ts)
+            .max()
     }
 
     fn delete_before(&self, offset: u64) -> Result<(), StoreError> {

@@ -177,6 +177,26 @@ impl Partition {
         Ok(Some((h.base_offset as u64, h.max_timestamp)))
     }
 
+    /// The record with the newest timestamp (the first such, by offset),
+    /// as ListOffsets' MAX_TIMESTAMP asks: its offset and timestamp, or
+    /// `None` for an empty log. In a compressed batch, its last offset.
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<(u64, i64)>, StreamError> {
+        let Some(ts) = self.log.max_timestamp() else {
+            return Ok(None);
+        };
+        let Some(b) = self.log.find_time(ts, self.durable.end())? else {
+            return Ok(None);
+        };
+        let h = BatchHeader::parse(&b)?;
+        if h.compression() == Compression::None
+            && let Ok(records) = batch::records(&b)
+            && let Some(r) = records.iter().find(|r| r.timestamp == h.max_timestamp)
+        {
+            return Ok(Some((r.offset as u64, r.timestamp)));
+        }
+        Ok(Some((h.last_offset().max(0) as u64, h.max_timestamp)))
+    }
+
     /// Kafka's DeleteRecords: records before `before` go for good (`None`:
     /// all that are durable now). Returns the log's new start. An offset
     /// past the durable end is refused; one below the start changes

@@ -318,6 +318,16 @@ impl PartitionLog for PartitionHandle {
         remove_segments(&self.files.dir, gone)
     }
 
+    fn max_timestamp(&self) -> Option<i64> {
+        rd(&self.files.segments)
+            .iter()
+            .filter_map(|seg| {
+                let st = seg.lock();
+                (st.written > segment::HEADER).then_some(st.max_ts)
+            })
+            .max()
+    }
+
     fn delete_before(&self, offset: u64) -> Result<(), StoreError> {
         let offset = offset.min(self.files.durable.end());
         if offset <= self.files.durable.start() {

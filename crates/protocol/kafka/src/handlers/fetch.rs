@@ -1,6 +1,6 @@
 //! Fetch (with max wait as a long poll over every partition asked for,
 //! and incremental fetch sessions: `fetch_session.rs`) and ListOffsets
-//! (earliest, latest, by time).
+//! (earliest, latest, max timestamp, by time).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -334,7 +334,20 @@ pub fn list_offsets(
                     }
                     match ts {
                         -1 => pr.offset = p.high_watermark() as i64,
+                        // Earliest, and earliest local (there is no
+                        // remote tier: the same).
                         -2 | -4 => pr.offset = p.log_start() as i64,
+                        // Max timestamp: the record with the newest.
+                        -3 => match p.offset_of_max_timestamp() {
+                            Ok(Some((off, at))) => {
+                                pr.offset = off as i64;
+                                pr.timestamp = at;
+                            }
+                            Ok(None) => {}
+                            Err(e) => pr.error_code = kafka_error(&e).code(),
+                        },
+                        // Latest tiered: nothing is tiered, so no offset.
+                        -5 => {}
                         ts if ts >= 0 => match p.offset_for_time(ts) {
                             Ok(Some((off, at))) => {
                                 pr.offset = off as i64;

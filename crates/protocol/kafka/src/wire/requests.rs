@@ -311,3 +311,59 @@ pub fn init_producer_id(r: &mut Reader, v: i16) -> R<InitProducerIdRequest> {
         producer_epoch,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use kafka_protocol::messages::{self as km, ApiKey};
+
+    use crate::wire::flexible;
+    use crate::wire::testing::{TAG, check, t};
+
+    #[test]
+    fn list_offsets_every_version() {
+        for v in 1..=10 {
+            let flex = flexible(ApiKey::ListOffsets, v);
+            let part = |i, ts| {
+                let mut x = km::list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(i)
+                    .with_timestamp(ts);
+                if v >= 4 {
+                    x = x.with_current_leader_epoch(3);
+                }
+                if flex {
+                    x = x.with_unknown_tagged_field(TAG.0, TAG.1);
+                }
+                x
+            };
+            let mut topic = km::list_offsets_request::ListOffsetsTopic::default()
+                .with_name(t("orders"))
+                .with_partitions(vec![part(0, -3), part(2, 1_700_000_000_000)]);
+            if flex {
+                topic = topic.with_unknown_tagged_field(TAG.0, TAG.1);
+            }
+            let mut m = km::ListOffsetsRequest::default()
+                .with_replica_id(km::BrokerId(-1))
+                .with_topics(vec![topic]);
+            if v >= 2 {
+                m = m.with_isolation_level(1);
+            }
+            if v >= 10 {
+                m = m.with_timeout_ms(500);
+            }
+            if flex {
+                m = m.with_unknown_tagged_field(TAG.0, TAG.1);
+            }
+            let d = check(ApiKey::ListOffsets, v, &m, list_offsets);
+            assert_eq!(
+                d,
+                vec![ListOffsetsTopic {
+                    name: "orders".into(),
+                    partitions: vec![(0, -3), (2, 1_700_000_000_000)],
+                }],
+                "v{v}"
+            );
+        }
+    }
+}
