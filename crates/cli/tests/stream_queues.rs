@@ -133,6 +133,18 @@ async fn consume(
     n: usize,
 ) -> Vec<(i64, String, Option<i64>)> {
     let (ch, mut consumer) = stream_consumer(conn, name, offset, prefetch).await;
+    let got = take(&mut consumer, n, true).await;
+    let _ = ch.close(200, "done".into()).await;
+    got
+}
+
+/// The next `n` deliveries of `consumer` as (offset header, body, i
+/// header), each acked as it comes if `ack`.
+async fn take(
+    consumer: &mut lapin::Consumer,
+    n: usize,
+    ack: bool,
+) -> Vec<(i64, String, Option<i64>)> {
     let mut got = Vec::new();
     while got.len() < n {
         let d = tokio::time::timeout(WAIT, consumer.next())
@@ -151,9 +163,10 @@ async fn consume(
             String::from_utf8_lossy(&d.data).into_owned(),
             int("i"),
         ));
-        d.ack(BasicAckOptions::default()).await.expect("ack");
+        if ack {
+            d.ack(BasicAckOptions::default()).await.expect("ack");
+        }
     }
-    let _ = ch.close(200, "done".into()).await;
     got
 }
 
@@ -205,17 +218,11 @@ async fn stream_queues_replay_from_any_offset_and_keep_their_log_across_a_restar
     assert_eq!(consume(&conn, "events", text("1h"), 5, 10).await[0].0, 0);
     // "next" (the default) sees only what comes after it starts.
     assert_eq!(nothing_within(&conn, "events", text("next")).await, 0);
-    let later = {
-        let conn2 = ferry.amqp_guest().await;
-        let reader =
-            tokio::spawn(async move { consume(&conn2, "events", text("next"), 5, 2).await });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        publish(&ch, "events", 10, 2).await;
-        tokio::time::timeout(WAIT, reader)
-            .await
-            .expect("in time")
-            .expect("reader")
-    };
+    // The consumer is registered (consume-ok) before anything is
+    // published, so "next" is before the two new messages.
+    let (_next, mut consumer) = stream_consumer(&conn, "events", text("next"), 5).await;
+    publish(&ch, "events", 10, 2).await;
+    let later = take(&mut consumer, 2, true).await;
     assert_eq!(
         later,
         vec![(10, "m10".into(), Some(10)), (11, "m11".into(), Some(11))]
@@ -241,6 +248,61 @@ async fn stream_queues_replay_from_any_offset_and_keep_their_log_across_a_restar
         consume(&conn, "events", AMQPValue::LongLongInt(12), 1, 1).await[0].0,
         12
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prefetch_count_is_credit_that_settling_gives_back() {
+    use lapin::options::{BasicNackOptions, BasicRejectOptions};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = start(dir.path());
+    let conn = ferry.amqp_guest().await;
+    let ch = confirming(&conn).await;
+    declare_stream(&ch, "credit").await;
+    publish(&ch, "credit", 0, 6).await;
+    let (_c, mut consumer) = stream_consumer(&conn, "credit", text("first"), 2).await;
+    async fn soon(c: &mut lapin::Consumer) -> Option<lapin::message::Delivery> {
+        tokio::time::timeout(Duration::from_millis(500), c.next())
+            .await
+            .ok()
+            .flatten()
+            .map(|d| d.expect("delivery ok"))
+    }
+    // Two deliveries and no more while neither is settled.
+    let d0 = soon(&mut consumer).await.expect("delivery 0");
+    let d1 = soon(&mut consumer).await.expect("delivery 1");
+    assert!(
+        soon(&mut consumer).await.is_none(),
+        "a third delivery came with no credit"
+    );
+    // Each settlement gives one back, whatever it is; nothing is
+    // redelivered (the log moves on).
+    d0.reject(BasicRejectOptions { requeue: true })
+        .await
+        .expect("reject");
+    let d2 = soon(&mut consumer).await.expect("delivery 2");
+    assert!(soon(&mut consumer).await.is_none());
+    d1.nack(BasicNackOptions {
+        requeue: true,
+        multiple: false,
+    })
+    .await
+    .expect("nack");
+    let d3 = soon(&mut consumer).await.expect("delivery 3");
+    let offset = |d: &lapin::message::Delivery| {
+        d.properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-stream-offset").cloned())
+    };
+    assert_eq!(offset(&d2), Some(AMQPValue::LongLongInt(2)));
+    assert_eq!(offset(&d3), Some(AMQPValue::LongLongInt(3)));
+    assert!(!d2.redelivered && !d3.redelivered);
+    // A multiple ack of both gives two back.
+    d3.ack(BasicAckOptions { multiple: true })
+        .await
+        .expect("ack");
+    assert!(soon(&mut consumer).await.is_some() && soon(&mut consumer).await.is_some());
+    assert!(soon(&mut consumer).await.is_none(), "all six were read");
 }
 
 /// A channel error's reply code, from the error lapin reports.

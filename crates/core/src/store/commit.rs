@@ -194,11 +194,54 @@ impl Commit {
             (a @ Pending(..), b @ Pending(..)) => {
                 Both(Box::new(Commit { state: a }), Box::new(Commit { state: b }))
             }
-            (a @ Both(..), b) | (b, a @ Both(..)) => {
-                Both(Box::new(Commit { state: a }), Box::new(Commit { state: b }))
+            // A pair joined with more: the new commit goes into the part of
+            // its own store (the later part first), so a long run of `and`
+            // over two stores stays two deep instead of one deeper each time.
+            (Both(x, y), p @ Pending(..)) | (p @ Pending(..), Both(x, y)) => {
+                let p = Commit { state: p };
+                if let Some(t) = p.tracker() {
+                    if y.holds(t) {
+                        return Commit {
+                            state: Both(x, Box::new(y.and(p))),
+                        };
+                    }
+                    if x.holds(t) {
+                        return Commit {
+                            state: Both(Box::new(x.and(p)), y),
+                        };
+                    }
+                }
+                Both(Box::new(Commit { state: Both(x, y) }), Box::new(p))
             }
+            (a @ Both(..), Both(x, y)) => Commit { state: a }.and(*x).and(*y).state,
         };
         Commit { state }
+    }
+
+    /// The tracker of a single pending range.
+    fn tracker(&self) -> Option<&Arc<Tracker>> {
+        match &self.state {
+            CommitState::Pending(_, _, t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Whether a pending range of `t`'s store is part of this commit.
+    fn holds(&self, t: &Arc<Tracker>) -> bool {
+        match &self.state {
+            CommitState::Pending(_, _, u) => Arc::ptr_eq(t, u),
+            CommitState::Both(a, b) => a.holds(t) || b.holds(t),
+            _ => false,
+        }
+    }
+
+    /// How deep `Both` pairs nest (for tests of the bound).
+    #[cfg(test)]
+    fn depth(&self) -> usize {
+        match &self.state {
+            CommitState::Both(a, b) => 1 + a.depth().max(b.depth()),
+            _ => 0,
+        }
     }
 
     /// A commit that completes when both have and fails if either does,
@@ -330,6 +373,21 @@ mod tests {
         journal.update(|p| p.done = 100);
         assert_eq!(joined.outcome(), None);
         log.update(|p| p.done = 1);
+        assert_eq!(joined.wait().await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn joining_many_commits_of_two_stores_stays_shallow() {
+        let (journal, log) = (Tracker::new(), Tracker::new());
+        let mut joined = Commit::done();
+        for i in 1..=100_000u64 {
+            let t = if i % 3 == 0 { &log } else { &journal };
+            joined = joined.and(Commit::pending(i, Arc::clone(t)));
+        }
+        assert!(joined.depth() <= 2, "depth {}", joined.depth());
+        journal.update(|p| p.done = 100_000);
+        assert_eq!(joined.outcome(), None, "the log's part is not durable yet");
+        log.update(|p| p.done = 100_000);
         assert_eq!(joined.wait().await, Ok(()));
     }
 

@@ -93,13 +93,17 @@ pub fn message_of(r: &Record) -> Message {
             }
         }
     }
+    // The typed twins, found once (most records have none): a lookup per
+    // header would cost the square of the header count.
+    let twins: std::collections::HashMap<&str, &Bytes> = r
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(TYPED)?, v.as_ref()?)))
+        .collect();
     let typed = |name: &str| -> Option<Value> {
-        let want = format!("{TYPED}{name}");
-        r.headers
-            .iter()
-            .find(|(k, _)| *k == want)
-            .and_then(|(_, v)| v.as_ref())
-            .and_then(|v| decode_value(&mut v.clone(), 0))
+        twins
+            .get(name)
+            .and_then(|v| decode_value(&mut (*v).clone(), 0))
     };
     let mut out = Vec::with_capacity(r.headers.len());
     for (name, value) in &r.headers {
@@ -275,7 +279,7 @@ fn encode_value(v: &Value, out: &mut BytesMut, depth: usize) {
 /// The inverse of [`encode_value`]; `None` for anything malformed (the
 /// header then reads as its plain text).
 fn decode_value(b: &mut Bytes, depth: usize) -> Option<Value> {
-    if depth >= MAX_DEPTH || !b.has_remaining() {
+    if depth > MAX_DEPTH || !b.has_remaining() {
         return None;
     }
     fn take(b: &mut Bytes) -> Option<Bytes> {
@@ -323,7 +327,8 @@ fn decode_value(b: &mut Bytes, depth: usize) -> Option<Value> {
             let n = b.get_u32() as usize;
             // Each item takes at least its tag byte.
             need(b, n)?;
-            let mut items = Vec::with_capacity(n);
+            // Grown as items decode, not sized by a count from the record.
+            let mut items = Vec::new();
             for _ in 0..n {
                 items.push(decode_value(b, depth + 1)?);
             }

@@ -236,6 +236,13 @@ impl Streams {
         if partitions == 0 || partitions > MAX_PARTITIONS_PER_STREAM {
             return Err(StreamError::InvalidPartitions(i64::from(partitions)));
         }
+        // What is stored is read back through `StreamConfig::set` on the
+        // next start: a config it would refuse must not be stored.
+        for (key, value, _) in config.entries() {
+            StreamConfig::default()
+                .set(key, &value)
+                .map_err(StreamError::InvalidConfig)?;
+        }
         let mut map = write(&self.by_namespace);
         let ns = map.entry(namespace.to_owned()).or_default();
         if ns.contains_key(name) {

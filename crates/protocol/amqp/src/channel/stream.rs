@@ -78,7 +78,8 @@ impl Channel {
                 ),
             ));
         }
-        let config = stream_config(&name, &cx.vhost, &flags, &d.arguments)?;
+        let max = cx.amqp.config.max_message_size;
+        let config = stream_config(&name, &cx.vhost, &flags, &d.arguments, max)?;
         self.last_queue = Some(name.clone());
         if let Some(s) = broker.stream(&cx.vhost, &name) {
             let ok = declare_ok(&name, records(&s));
@@ -318,7 +319,7 @@ impl Channel {
 pub(super) fn records(s: &Stream) -> u64 {
     s.partitions()
         .iter()
-        .map(|p| p.high_watermark() - p.log_start())
+        .map(|p| p.high_watermark().saturating_sub(p.log_start()))
         .sum()
 }
 

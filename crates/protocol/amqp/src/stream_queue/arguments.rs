@@ -29,6 +29,10 @@ const DEFAULT_SEGMENT_BYTES: u64 = 500_000_000;
 /// The smallest segment a stream takes (Kafka's floor, which the stored
 /// config is checked against when it is read back): smaller asks get it.
 const MIN_SEGMENT_BYTES: u64 = ferry_core::stream::MIN_SEGMENT_BYTES;
+const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+/// Room for a record's own framing and headers beside the body, when a
+/// stream queue's largest batch is set from AMQP's largest message.
+const RECORD_OVERHEAD: u64 = 64 * 1024;
 
 /// Whether a declare asks for a stream queue.
 pub fn wants_stream(args: &FieldTable) -> Option<Outcome<bool>> {
@@ -53,6 +57,7 @@ pub fn stream_config(
     vhost: &str,
     flags: &QueueFlags,
     args: &FieldTable,
+    max_message_size: u64,
 ) -> Outcome<StreamConfig> {
     if !flags.durable {
         return Err(quorum_property(name, vhost, "non-durable"));
@@ -74,11 +79,15 @@ pub fn stream_config(
             ));
         }
     }
-    // A RabbitMQ stream keeps everything unless told otherwise.
+    // A RabbitMQ stream keeps everything unless told otherwise, and takes
+    // every message AMQP takes (each is one record in a batch of its own).
     let mut c = StreamConfig {
         retention_ms: None,
         retention_bytes: None,
         segment_bytes: DEFAULT_SEGMENT_BYTES,
+        max_message_bytes: u32::try_from(max_message_size.saturating_add(RECORD_OVERHEAD))
+            .unwrap_or(i32::MAX as u32)
+            .min(i32::MAX as u32),
         ..StreamConfig::default()
     };
     let get = |k: &str| args.inner().get(k);
@@ -118,7 +127,9 @@ pub fn stream_config(
                     "must be a positive integer of at most 3000000000",
                 )
             })?;
-        c.segment_bytes = (n as u64).max(MIN_SEGMENT_BYTES);
+        // RabbitMQ takes up to 3 GB; a stream's segments go to 2 GiB
+        // (Kafka's segment.bytes is an int), which is what larger asks get.
+        c.segment_bytes = (n as u64).clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);
     }
     Ok(c)
 }
@@ -207,6 +218,26 @@ mod tests {
         AMQPValue::LongString(LongString::from(s))
     }
 
+    fn config(flags: &QueueFlags, a: &FieldTable) -> Outcome<StreamConfig> {
+        stream_config("s", "/", flags, a, 16 << 20)
+    }
+
+    #[test]
+    fn a_stream_queue_takes_every_message_amqp_takes_and_segments_fit_the_stored_config() {
+        let big = args(&[(
+            "x-stream-max-segment-size-bytes",
+            AMQPValue::LongLongInt(2_500_000_000),
+        )]);
+        let c = config(&DURABLE, &big).expect("config");
+        assert!(c.max_message_bytes as u64 > 16 << 20);
+        // What is stored must read back (Kafka's limits) after a restart.
+        let mut stored = StreamConfig::default();
+        for (k, v, _) in c.entries() {
+            assert!(stored.set(k, &v).is_ok(), "{k}={v}");
+        }
+        assert_eq!(stored, c);
+    }
+
     const DURABLE: QueueFlags = QueueFlags {
         durable: true,
         exclusive_owner: None,
@@ -215,9 +246,7 @@ mod tests {
 
     #[test]
     fn declare_arguments_become_the_streams_config() {
-        let c = stream_config(
-            "s",
-            "/",
+        let c = config(
             &DURABLE,
             &args(&[
                 ("x-queue-type", text("stream")),
@@ -240,7 +269,7 @@ mod tests {
                 .set("segment.bytes", &c.segment_bytes.to_string())
                 .is_ok()
         );
-        let plain = stream_config("s", "/", &DURABLE, &FieldTable::default()).expect("config");
+        let plain = config(&DURABLE, &FieldTable::default()).expect("config");
         assert_eq!((plain.retention_ms, plain.retention_bytes), (None, None));
     }
 
@@ -250,20 +279,14 @@ mod tests {
             durable: false,
             ..DURABLE
         };
-        let e = stream_config("s", "/", &transient, &FieldTable::default()).unwrap_err();
+        let e = config(&transient, &FieldTable::default()).unwrap_err();
         assert_eq!(e.code, ReplyCode::PreconditionFailed);
         assert!(e.detail.contains("'non-durable'"), "{}", e.detail);
-        let e = stream_config(
-            "s",
-            "/",
-            &DURABLE,
-            &args(&[("x-message-ttl", AMQPValue::LongInt(5))]),
-        )
-        .unwrap_err();
+        let e = config(&DURABLE, &args(&[("x-message-ttl", AMQPValue::LongInt(5))])).unwrap_err();
         assert!(e.detail.contains("rabbit_stream_queue"), "{}", e.detail);
         for bad in ["7", "D", "0D", "7d", "-1h", "1.5h"] {
             assert!(
-                stream_config("s", "/", &DURABLE, &args(&[("x-max-age", text(bad))])).is_err(),
+                config(&DURABLE, &args(&[("x-max-age", text(bad))])).is_err(),
                 "{bad}"
             );
         }

@@ -99,6 +99,12 @@ async fn read(t: Arc<Target>, p: Arc<Partition>, start: Start, several: bool) {
             match fill(&p, &mut next, &mut pending, several) {
                 Ok(true) => {}
                 Ok(false) => {
+                    // Nothing read below the end should not happen; if it
+                    // does, it must not spin a worker.
+                    if p.high_watermark() > next {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
                     if !wait_for_more(&t, &p, next).await {
                         return gone(&t, "the stream was deleted");
                     }
