@@ -303,7 +303,12 @@ pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError
         cpu,
         series,
         latency_curve: latency_curve(&histogram),
-        passed: lost == 0 && received_ledger.duplicates == 0 && errors == 0 && unconfirmed == 0,
+        // A publish the broker refused (nacked) fails the run too.
+        passed: lost == 0
+            && received_ledger.duplicates == 0
+            && errors == 0
+            && unconfirmed == 0
+            && nacked == 0,
     };
     if let Some(path) = &opts.json {
         let json = serde_json::to_string_pretty(&report)

@@ -157,6 +157,29 @@ fn kafka_runs_count_every_record_with_each_acks_mode() {
         assert_eq!(r["sent"], 4000, "acks={acks}");
         assert_eq!(r["confirmed"], 4000, "acks={acks}");
     }
+    // At a fixed rate the producer waits for answers with a timeout: the
+    // connection must keep its place through them.
+    let r = bench(
+        &[
+            "kafka",
+            "--url",
+            &url,
+            "--count",
+            "1500",
+            "--rate",
+            "3000",
+            "--batch",
+            "5",
+            "--confirm",
+            "2",
+            "--size",
+            "64",
+        ],
+        &json,
+    );
+    assert_complete(&r);
+    assert_eq!(r["confirmed"], 1500);
+    assert!(r["confirm_latency_us"]["p50"].as_u64().is_some(), "{r}");
     ferry.kill();
 }
 

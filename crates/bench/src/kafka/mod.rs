@@ -212,6 +212,9 @@ pub async fn producer(ctx: Ctx, id: u16, name: String) -> Result<ProducerResult,
                     ]),
             ]);
         c.queue(ApiKey::Produce, PRODUCE, &req)?;
+        if acks == 0 {
+            c.unanswered();
+        }
         c.flush().await?;
         Counters::add(&ctx.counters.sent, n);
         if acks == 0 {

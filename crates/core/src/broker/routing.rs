@@ -262,7 +262,8 @@ impl Broker {
         Ok(match d {
             Destination::Queue(q) => {
                 // A stream is always durable.
-                if !read(&ns.queues).contains_key(&**q) && self.stream(ns.name(), q).is_some() {
+                let queued = read(&ns.queues).contains_key(&**q);
+                if !queued && self.stream(ns.name(), q).is_some() {
                     return Ok(true);
                 }
                 let q = read(&ns.queues)
@@ -356,7 +357,9 @@ impl Broker {
         }
         if router == DEFAULT_ROUTER {
             let key = msg.routing_key.as_str();
-            if !read(&ns.queues).contains_key(key) && self.stream(ns.name(), key).is_none() {
+            // The queues' guard goes before the streams' lock is taken.
+            let queued = read(&ns.queues).contains_key(key);
+            if !queued && self.stream(ns.name(), key).is_none() {
                 return 0;
             }
             if !queues.iter().any(|q| &**q == key) {

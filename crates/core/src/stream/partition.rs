@@ -170,11 +170,18 @@ impl Partition {
         let h = BatchHeader::parse(&b)?;
         if h.compression() == Compression::None
             && let Ok(records) = batch::records(&b)
-            && let Some(r) = records.iter().find(|r| r.timestamp >= ts)
+            && let Some(r) = records
+                .iter()
+                .find(|r| r.timestamp >= ts && r.offset as u64 >= self.log_start())
         {
             return Ok(Some((r.offset as u64, r.timestamp)));
         }
-        Ok(Some((h.base_offset as u64, h.max_timestamp)))
+        // Never an offset before the log start (DeleteRecords may have put
+        // it inside this batch).
+        Ok(Some((
+            (h.base_offset.max(0) as u64).max(self.log_start()),
+            h.max_timestamp,
+        )))
     }
 
     /// The record with the newest timestamp (the first such, by offset),
@@ -192,9 +199,15 @@ impl Partition {
             && let Ok(records) = batch::records(&b)
             && let Some(r) = records.iter().find(|r| r.timestamp == h.max_timestamp)
         {
-            return Ok(Some((r.offset as u64, r.timestamp)));
+            return Ok(Some((
+                (r.offset.max(0) as u64).max(self.log_start()),
+                r.timestamp,
+            )));
         }
-        Ok(Some((h.last_offset().max(0) as u64, h.max_timestamp)))
+        Ok(Some((
+            (h.last_offset().max(0) as u64).max(self.log_start()),
+            h.max_timestamp,
+        )))
     }
 
     /// Kafka's DeleteRecords: records before `before` go for good (`None`:

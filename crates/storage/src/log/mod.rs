@@ -157,8 +157,17 @@ impl LogStore for SegmentLogs {
             let next = last.lock().next_offset;
             // DeleteRecords may have left the start inside the first segment.
             let deleted_to = start::read(&dir)?.unwrap_or(0);
+            if deleted_to > next {
+                // Records it covered were lost with an unsynced tail (a
+                // power loss without fsync): the start is the end now, or a
+                // later restart would delete what is written after this one.
+                start::write(&dir, next)?;
+            }
             (first.base.max(deleted_to.min(next)), next)
         };
+        // Segments a crash kept between DeleteRecords' start and its unlinks.
+        let stale = partition::drop_before(&mut segments, start);
+        partition::remove_segments(&dir, stale)?;
         durable.set_start(start);
         durable.advance(next);
         let files = Arc::new(PartitionFiles {
@@ -169,6 +178,7 @@ impl LogStore for SegmentLogs {
             segments: RwLock::new(segments),
             roll: Mutex::new(roll_of(m)),
             deleted: Default::default(),
+            deleting: Mutex::new(()),
             broken: Mutex::new(None),
         });
         self.open_map()

@@ -34,6 +34,9 @@ pub struct PartitionFiles {
     pub segments: RwLock<Vec<Arc<Segment>>>,
     pub roll: Mutex<Roll>,
     pub deleted: AtomicBool,
+    /// Held by DeleteRecords from its check of the start to the unlinks,
+    /// so two at once cannot store an older start after a newer one.
+    pub deleting: Mutex<()>,
     /// Set when a failed write could not be undone: the partition takes no
     /// more appends until the broker restarts (and recovery trims it).
     pub broken: Mutex<Option<StoreError>>,
@@ -329,27 +332,23 @@ impl PartitionLog for PartitionHandle {
     }
 
     fn delete_before(&self, offset: u64) -> Result<(), StoreError> {
+        let _one_at_a_time = lk(&self.files.deleting);
         let offset = offset.min(self.files.durable.end());
         if offset <= self.files.durable.start() {
             return Ok(());
         }
         // The start is durable before any segment goes: a crash between
-        // leaves segments that are unreadable anyway, never a start that
-        // went back.
+        // leaves segments that are unreadable anyway (and that the next
+        // open removes), never a start that went back.
         super::start::write(&self.files.dir, offset)?;
-        let gone: Vec<Arc<Segment>> = {
-            let mut segs = wr(&self.files.segments);
-            // A segment goes when the next one starts at or before the new
-            // start: all its records are before it. The last one stays.
-            let drop = segs
-                .windows(2)
-                .take_while(|w| w.get(1).is_some_and(|next| next.base <= offset))
-                .count();
-            let gone = segs.drain(..drop).collect();
-            self.files.durable.set_start(offset);
-            gone
-        };
-        remove_segments(&self.files.dir, gone)
+        let gone = drop_before(&mut wr(&self.files.segments), offset);
+        self.files.durable.set_start(offset);
+        // The deletion took effect with the start: a file left behind is
+        // only space, removed by the next open.
+        if let Err(e) = remove_segments(&self.files.dir, gone) {
+            tracing::warn!(error = %e, "a segment before the log start could not be removed");
+        }
+        Ok(())
     }
 
     fn size(&self) -> u64 {
@@ -361,7 +360,8 @@ impl PartitionLog for PartitionHandle {
 }
 
 /// Unlinks segments that left the log, with their index files.
-fn remove_segments(dir: &std::path::Path, gone: Vec<Arc<Segment>>) -> Result<(), StoreError> {
+pub fn remove_segments(dir: &std::path::Path, gone: Vec<Arc<Segment>>) -> Result<(), StoreError> {
+    let any = !gone.is_empty();
     for seg in gone {
         for path in [seg.path.clone(), segment::index_path(dir, seg.base)] {
             match std::fs::remove_file(&path) {
@@ -372,5 +372,18 @@ fn remove_segments(dir: &std::path::Path, gone: Vec<Arc<Segment>>) -> Result<(),
         }
         tracing::debug!(file = %seg.path.display(), "a segment left the log");
     }
+    if any {
+        crate::segment::sync_dir(dir).map_err(|e| io_error(dir, e))?;
+    }
     Ok(())
+}
+
+/// Takes out of `segs` the segments wholly before `offset` (the next one
+/// starts at or before it); the last one always stays.
+pub fn drop_before(segs: &mut Vec<Arc<Segment>>, offset: u64) -> Vec<Arc<Segment>> {
+    let drop = segs
+        .windows(2)
+        .take_while(|w| w.get(1).is_some_and(|next| next.base <= offset))
+        .count();
+    segs.drain(..drop).collect()
 }

@@ -5,7 +5,7 @@ use ferry_core::stream::batch::{self, Record};
 use ferry_core::stream::{Stream, StreamConfig, Streams};
 use ferry_core::{SystemClock, stream::LogStore};
 
-use super::SegmentLogs;
+use super::{SegmentLogs, segment};
 use crate::FsyncPolicy;
 
 fn open(dir: &std::path::Path) -> Arc<Streams> {
@@ -273,4 +273,40 @@ async fn deleted_records_stay_deleted_across_a_restart() {
     let s = streams.get("/", "d").unwrap();
     assert_eq!(s.partition(0).unwrap().log_start(), 120);
     assert_eq!(append(&s, 0, &batch_of(1, 10, 500)).await, 120);
+}
+
+#[tokio::test]
+async fn segments_a_crash_kept_behind_the_start_go_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StreamConfig::default();
+    config.set("segment.bytes", "1048576").unwrap();
+    let pdir;
+    let before;
+    {
+        let streams = open(dir.path());
+        let s = streams.create("/", "c", 1, config).unwrap();
+        for i in 0..12 {
+            append(&s, 0, &batch_of(10, 20_000, i * 10)).await;
+        }
+        pdir = dir.path().join(format!("{:020}", s.id())).join("0");
+        before = segment::list(&pdir).unwrap().len();
+        // As if DeleteRecords had written its start and the process had
+        // died before unlinking anything.
+        super::start::write(&pdir, 95).unwrap();
+    }
+    let streams = open(dir.path());
+    let p = streams.get("/", "c").unwrap().partition(0).unwrap();
+    assert_eq!(p.log_start(), 95);
+    let after = segment::list(&pdir).unwrap();
+    assert!(
+        after.len() < before,
+        "{} of {before} segments kept",
+        after.len()
+    );
+    assert!(
+        after[0] <= 95 && after.get(1).is_none_or(|b| *b > 95),
+        "{after:?}"
+    );
+    // A timestamp before everything answers the start, not a deleted record.
+    assert_eq!(p.offset_for_time(0).unwrap().map(|(o, _)| o), Some(95));
 }

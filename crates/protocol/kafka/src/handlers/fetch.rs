@@ -2,11 +2,12 @@
 //! and incremental fetch sessions: `fetch_session.rs`) and ListOffsets
 //! (earliest, latest, max timestamp, by time).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_core::stream::{Durable, Partition, StreamError, any_arrival};
+use ferry_core::stream::{Durable, Partition, Stream, StreamError, any_arrival};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
@@ -14,7 +15,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ApiKey, FetchResponse, ListOffsetsResponse, TopicName};
 
-use super::fetch_session::{Plan, SessionPartition};
+use super::fetch_session::{Plan, SessionPartition, Told};
 use super::{frame, may, text};
 use crate::Kafka;
 use crate::error::kafka_error;
@@ -31,6 +32,9 @@ struct Wanted {
     max_bytes: usize,
     partition: Result<Arc<Partition>, i16>,
 }
+
+/// A topic's stream if the client may read it, else the error code.
+type TopicAccess = Result<Arc<Stream>, i16>;
 
 /// A fetch's session, for its answer.
 #[derive(Clone, Copy)]
@@ -71,18 +75,7 @@ pub fn fetch(
         }
         Plan::Sessionless => (
             Answering::Sessionless,
-            req.topics
-                .iter()
-                .flat_map(|t| {
-                    t.partitions.iter().map(|p| SessionPartition {
-                        topic: t.name.clone(),
-                        partition: p.partition,
-                        offset: p.fetch_offset,
-                        max_bytes: p.partition_max_bytes,
-                        told: None,
-                    })
-                })
-                .collect(),
+            super::fetch_session::partitions_of(&req),
         ),
         Plan::Full { id, partitions } => (Answering::Full { id }, partitions),
         Plan::Incremental {
@@ -91,28 +84,32 @@ pub fn fetch(
             partitions,
         } => (Answering::Incremental { id, epoch }, partitions),
     };
-    let mut names: Vec<String> = Vec::new();
+    // Per topic, once: its place in the answer, and the stream if the
+    // client may read it.
+    let mut names: Vec<Arc<str>> = Vec::new();
+    let mut topics: HashMap<Arc<str>, (usize, TopicAccess)> = HashMap::new();
     let mut wanted = Vec::with_capacity(asked.len());
     for p in &asked {
-        let topic = match names.iter().position(|n| *n == p.topic) {
-            Some(i) => i,
-            None => {
-                names.push(p.topic.clone());
-                names.len() - 1
-            }
-        };
-        let partition = if !may(client, ferry_auth::Access::Read, &p.topic) {
-            Err(ResponseError::TopicAuthorizationFailed.code())
-        } else {
-            kafka
-                .streams
-                .get(&client.namespace, &p.topic)
-                .zip(u32::try_from(p.partition).ok())
-                .and_then(|(s, i)| s.partition(i))
+        let (topic, stream) = topics.entry(Arc::clone(&p.topic)).or_insert_with(|| {
+            names.push(Arc::clone(&p.topic));
+            let stream = if !may(client, ferry_auth::Access::Read, &p.topic) {
+                Err(ResponseError::TopicAuthorizationFailed.code())
+            } else {
+                kafka
+                    .streams
+                    .get(&client.namespace, &p.topic)
+                    .ok_or(ResponseError::UnknownTopicOrPartition.code())
+            };
+            (names.len() - 1, stream)
+        });
+        let partition = stream.clone().and_then(|s| {
+            u32::try_from(p.partition)
+                .ok()
+                .and_then(|i| s.partition(i))
                 .ok_or(ResponseError::UnknownTopicOrPartition.code())
-        };
+        });
         wanted.push(Wanted {
-            topic,
+            topic: *topic,
             index: p.partition,
             offset: p.offset,
             max_bytes: p.max_bytes.max(0) as usize,
@@ -167,7 +164,7 @@ fn answer(
     h: &Header,
     v: i16,
     answering: Answering,
-    names: &[String],
+    names: &[Arc<str>],
     wanted: &[Wanted],
     asked: &[SessionPartition],
     parts: Vec<PartitionData>,
@@ -190,16 +187,15 @@ fn answer(
         Answering::Incremental { id, epoch } => (id, Some(epoch)),
     };
     if let Some(epoch) = epoch {
-        let told: Vec<(String, i32, i64, i64)> = kept
+        let told: Vec<Told> = kept
             .iter()
-            .filter(|(_, pd)| pd.error_code == 0)
             .filter_map(|(w, pd)| {
-                Some((
-                    names.get(w.topic)?.clone(),
-                    w.index,
-                    pd.high_watermark,
-                    pd.log_start_offset,
-                ))
+                Some(Told {
+                    topic: Arc::clone(names.get(w.topic)?),
+                    partition: w.index,
+                    marks: (pd.error_code == 0).then_some((pd.high_watermark, pd.log_start_offset)),
+                    records: pd.records.as_ref().is_some_and(|r| !r.is_empty()),
+                })
             })
             .collect();
         client
@@ -281,12 +277,12 @@ fn respond(
     h: &Header,
     v: i16,
     session_id: i32,
-    names: &[String],
+    names: &[Arc<str>],
     parts: Vec<(&Wanted, PartitionData)>,
 ) -> Option<Bytes> {
     let mut topics: Vec<FetchableTopicResponse> = names
         .iter()
-        .map(|n| FetchableTopicResponse::default().with_topic(TopicName(text(n.clone()))))
+        .map(|n| FetchableTopicResponse::default().with_topic(TopicName(text(n.to_string()))))
         .collect();
     for (w, mut pd) in parts {
         pd.aborted_transactions = Some(Vec::new());

@@ -9,6 +9,12 @@
 //! an old session gets FETCH_SESSION_ID_NOT_FOUND and starts a new one, as
 //! Kafka's clients do after an eviction. Invariant: a session's epoch is
 //! the one its next request must carry; it moves once per request taken.
+//! Topic names are shared (`Arc<str>`), partitions are found through an
+//! index, and a session holds at most [`MAX_PARTITIONS`]: a request that
+//! would pass it is refused, so no request costs more than its own size.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 
@@ -17,12 +23,14 @@ use crate::wire::{FetchPartition, FetchRequest};
 /// Sessions one connection may hold (a consumer holds one per broker);
 /// past it the oldest goes.
 const MAX_SESSIONS: usize = 8;
+/// Partitions one session may hold.
+pub const MAX_PARTITIONS: usize = 100_000;
 
 /// One partition of a session: what the client asked, and what it was
 /// last told.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionPartition {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub max_bytes: i32,
@@ -35,7 +43,38 @@ struct Session {
     id: i32,
     /// The epoch the next request must carry.
     epoch: i32,
+    /// In answering order: partitions that got records go to the back, so
+    /// a response's size limit does not starve the ones after them.
     partitions: Vec<SessionPartition>,
+    /// Where each partition is in `partitions`.
+    index: HashMap<(Arc<str>, i32), usize>,
+}
+
+impl Session {
+    fn new(id: i32, partitions: Vec<SessionPartition>) -> Session {
+        let mut s = Session {
+            id,
+            epoch: 1,
+            partitions,
+            index: HashMap::new(),
+        };
+        s.reindex();
+        s
+    }
+
+    fn reindex(&mut self) {
+        self.index = self
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((Arc::clone(&p.topic), p.partition), i))
+            .collect();
+    }
+}
+
+/// The epoch after `e` (1 after the largest: 0 would open a session).
+fn next_epoch(e: i32) -> i32 {
+    e.checked_add(1).unwrap_or(1)
 }
 
 /// What a fetch is, once its session fields are read.
@@ -59,22 +98,37 @@ pub enum Plan {
     Refused(ResponseError),
 }
 
+/// What an answer told a client of one partition.
+#[derive(Clone, Debug)]
+pub struct Told {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    /// (high watermark, log start); `None` after an error.
+    pub marks: Option<(i64, i64)>,
+    /// Whether records came with it.
+    pub records: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct FetchSessions {
     next_id: i32,
     sessions: Vec<Session>,
 }
 
-fn partitions_of(req: &FetchRequest) -> Vec<SessionPartition> {
+/// The partitions a request names, topic names shared.
+pub fn partitions_of(req: &FetchRequest) -> Vec<SessionPartition> {
     req.topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| part(&t.name, p)))
+        .flat_map(|t| {
+            let topic: Arc<str> = Arc::from(t.name.as_str());
+            t.partitions.iter().map(move |p| part(&topic, p))
+        })
         .collect()
 }
 
-fn part(topic: &str, p: &FetchPartition) -> SessionPartition {
+fn part(topic: &Arc<str>, p: &FetchPartition) -> SessionPartition {
     SessionPartition {
-        topic: topic.to_owned(),
+        topic: Arc::clone(topic),
         partition: p.partition,
         offset: p.fetch_offset,
         max_bytes: p.partition_max_bytes,
@@ -94,75 +148,102 @@ impl FetchSessions {
             0 => {
                 self.sessions.retain(|s| s.id != id);
                 let partitions = partitions_of(req);
+                if partitions.len() > MAX_PARTITIONS {
+                    return Plan::Refused(ResponseError::InvalidRequest);
+                }
                 let id = self.new_id();
                 if self.sessions.len() >= MAX_SESSIONS {
                     self.sessions.remove(0);
                 }
-                self.sessions.push(Session {
-                    id,
-                    epoch: 1,
-                    partitions: partitions.clone(),
-                });
+                self.sessions.push(Session::new(id, partitions.clone()));
                 Plan::Full { id, partitions }
             }
-            _ if id == 0 || epoch < 0 => Plan::Refused(ResponseError::InvalidFetchSessionEpoch),
+            _ if id == 0 => Plan::Refused(ResponseError::FetchSessionIdNotFound),
+            _ if epoch < 0 => Plan::Refused(ResponseError::InvalidFetchSessionEpoch),
             _ => {
-                let Some(s) = self.sessions.iter_mut().find(|s| s.id == id) else {
+                let Some(at) = self.sessions.iter().position(|s| s.id == id) else {
                     return Plan::Refused(ResponseError::FetchSessionIdNotFound);
                 };
+                // The session used is the newest: eviction takes the one
+                // least recently used.
+                let mut s = self.sessions.remove(at);
                 if s.epoch != epoch {
+                    self.sessions.push(s);
                     return Plan::Refused(ResponseError::InvalidFetchSessionEpoch);
                 }
-                s.epoch = s.epoch.checked_add(1).unwrap_or(1);
-                for t in &req.topics {
-                    for p in &t.partitions {
-                        match s
-                            .partitions
-                            .iter_mut()
-                            .find(|x| x.topic == t.name && x.partition == p.partition)
-                        {
-                            Some(x) => {
-                                x.offset = p.fetch_offset;
-                                x.max_bytes = p.partition_max_bytes;
+                s.epoch = next_epoch(s.epoch);
+                for p in partitions_of(req) {
+                    match s.index.get(&(Arc::clone(&p.topic), p.partition)) {
+                        Some(&i) => {
+                            if let Some(x) = s.partitions.get_mut(i) {
+                                x.offset = p.offset;
+                                x.max_bytes = p.max_bytes;
                             }
-                            None => s.partitions.push(part(&t.name, p)),
+                        }
+                        None => {
+                            s.index
+                                .insert((Arc::clone(&p.topic), p.partition), s.partitions.len());
+                            s.partitions.push(p);
                         }
                     }
                 }
                 // After the additions, as Kafka applies them: a partition
                 // both named and forgotten is forgotten.
-                for (topic, gone) in &req.forgotten {
-                    s.partitions
-                        .retain(|p| !(p.topic == *topic && gone.contains(&p.partition)));
+                if !req.forgotten.is_empty() {
+                    s.partitions.retain(|p| {
+                        !req.forgotten
+                            .iter()
+                            .any(|(t, gone)| **t == *p.topic && gone.contains(&p.partition))
+                    });
+                    s.reindex();
                 }
+                if s.partitions.len() > MAX_PARTITIONS {
+                    return Plan::Refused(ResponseError::InvalidRequest);
+                }
+                let partitions = s.partitions.clone();
+                self.sessions.push(s);
                 Plan::Incremental {
                     id,
                     epoch,
-                    partitions: s.partitions.clone(),
+                    partitions,
                 }
             }
         }
     }
 
     /// After an answer: what each partition included was told, so later
-    /// answers leave it out until it has news. `epoch` is the epoch the
+    /// answers leave it out until it has news; a partition that answered an
+    /// error is told nothing (it is sent again once the error clears), and
+    /// those that got records go to the back. `epoch` is the epoch the
     /// answered request carried (0 for a new session).
-    pub fn told(&mut self, id: i32, epoch: i32, told: &[(String, i32, i64, i64)]) {
+    pub fn told(&mut self, id: i32, epoch: i32, told: &[Told]) {
         let Some(s) = self.sessions.iter_mut().find(|s| s.id == id) else {
             return;
         };
         // A later request took the session on meanwhile: its answer counts.
-        if s.epoch != epoch + 1 {
+        if s.epoch != next_epoch(epoch) {
             return;
         }
-        for (topic, partition, hw, start) in told {
-            if let Some(p) = s
-                .partitions
-                .iter_mut()
-                .find(|p| p.topic == *topic && p.partition == *partition)
+        let mut served = Vec::new();
+        for t in told {
+            if let Some(&i) = s.index.get(&(Arc::clone(&t.topic), t.partition))
+                && let Some(p) = s.partitions.get_mut(i)
             {
-                p.told = Some((*hw, *start));
+                p.told = t.marks;
+                if t.records {
+                    served.push(i);
+                }
             }
+        }
+        if !served.is_empty() && served.len() < s.partitions.len() {
+            served.sort_unstable();
+            let mut back = Vec::with_capacity(served.len());
+            for i in served.into_iter().rev() {
+                back.push(s.partitions.remove(i));
+            }
+            back.reverse();
+            s.partitions.extend(back);
+            s.reindex();
         }
     }
 
@@ -221,7 +302,7 @@ mod tests {
         match plan {
             Plan::Full { partitions, .. } | Plan::Incremental { partitions, .. } => partitions
                 .iter()
-                .map(|p| (p.topic.clone(), p.partition, p.offset))
+                .map(|p| (p.topic.to_string(), p.partition, p.offset))
                 .collect(),
             _ => Vec::new(),
         }
@@ -250,7 +331,7 @@ mod tests {
         );
         assert_eq!(
             s.plan(&req(0, 3, &[], &[])),
-            Plan::Refused(ResponseError::InvalidFetchSessionEpoch)
+            Plan::Refused(ResponseError::FetchSessionIdNotFound)
         );
         // Closing it: sessionless, and the id is gone.
         assert_eq!(s.plan(&req(id, -1, &[("a", 0, 1)], &[])), Plan::Sessionless);
@@ -260,24 +341,68 @@ mod tests {
         );
     }
 
+    fn told(topic: &str, partition: i32, hw: i64, records: bool) -> Told {
+        Told {
+            topic: Arc::from(topic),
+            partition,
+            marks: Some((hw, 0)),
+            records,
+        }
+    }
+
     #[test]
     fn what_was_told_is_kept_for_the_answered_epoch_only() {
         let mut s = FetchSessions::default();
         let Plan::Full { id, .. } = s.plan(&req(0, 0, &[("a", 0, 0)], &[])) else {
             panic!("a new session");
         };
-        s.told(id, 0, &[("a".into(), 0, 10, 0)]);
+        s.told(id, 0, &[told("a", 0, 10, false)]);
         let Plan::Incremental { partitions, .. } = s.plan(&req(id, 1, &[], &[])) else {
             panic!("incremental");
         };
         assert_eq!(partitions[0].told, Some((10, 0)));
         // An answer to an epoch the session has moved past is ignored.
         let _ = s.plan(&req(id, 2, &[], &[]));
-        s.told(id, 1, &[("a".into(), 0, 99, 0)]);
+        s.told(id, 1, &[told("a", 0, 99, false)]);
         let Plan::Incremental { partitions, .. } = s.plan(&req(id, 3, &[], &[])) else {
             panic!("incremental");
         };
         assert_eq!(partitions[0].told, Some((10, 0)));
+    }
+
+    #[test]
+    fn partitions_that_got_records_go_to_the_back() {
+        let mut s = FetchSessions::default();
+        let Plan::Full { id, .. } =
+            s.plan(&req(0, 0, &[("a", 0, 0), ("a", 1, 0), ("b", 0, 0)], &[]))
+        else {
+            panic!("a new session");
+        };
+        s.told(
+            id,
+            0,
+            &[
+                told("a", 0, 5, true),
+                told("a", 1, 0, false),
+                told("b", 0, 0, false),
+            ],
+        );
+        let p = s.plan(&req(id, 1, &[], &[]));
+        assert_eq!(
+            offsets(&p),
+            vec![("a".into(), 1, 0), ("b".into(), 0, 0), ("a".into(), 0, 0)]
+        );
+    }
+
+    #[test]
+    fn a_session_is_bounded() {
+        let mut s = FetchSessions::default();
+        let many: Vec<(&str, i32, i64)> =
+            (0..=MAX_PARTITIONS as i32).map(|i| ("a", i, 0)).collect();
+        assert_eq!(
+            s.plan(&req(0, 0, &many, &[])),
+            Plan::Refused(ResponseError::InvalidRequest)
+        );
     }
 
     #[test]
