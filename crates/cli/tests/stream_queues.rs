@@ -577,4 +577,38 @@ async fn a_kafka_topic_and_a_stream_queue_are_one_log() {
     assert_eq!(get("n").as_deref(), Some("42"));
     assert_eq!(get(":content-type").as_deref(), Some("text/plain"));
     assert_eq!(get(":exchange").as_deref(), Some("in"));
+
+    // Deleted through Kafka: the AMQP consumer is cancelled and the
+    // exchange's binding to it is gone (a mandatory publish comes back).
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        kafka_support::config(&ferry).create().expect("admin");
+    let deleted = admin
+        .delete_topics(&["clicks"], &rdkafka::admin::AdminOptions::new())
+        .await
+        .expect("delete topics");
+    assert!(deleted[0].is_ok(), "{deleted:?}");
+    let ended = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(_)) = consumer.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the consumer was not cancelled");
+    let c = pch
+        .basic_publish(
+            "in".into(),
+            "user-9".into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            b"nowhere",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    assert!(
+        c.take_message().is_some(),
+        "the unroutable message came back"
+    );
 }

@@ -199,8 +199,18 @@ impl Broker {
 
     /// Lets routers deliver into `streams`: a binding or default-router
     /// key naming no queue but a stream of the namespace appends to it.
-    /// Set once; a second call is ignored.
-    pub fn attach_streams(&self, streams: Arc<crate::stream::Streams>) {
+    /// A stream deleted by any face takes the bindings to it along
+    /// (journaled; the deletion is not held for that sync: a binding a
+    /// crash brings back names a stream that is not there, and routes
+    /// nothing). Set once; a second call is ignored.
+    pub fn attach_streams(self: &Arc<Self>, streams: Arc<crate::stream::Streams>) {
+        let broker = Arc::downgrade(self);
+        streams.on_delete(move |namespace, name| {
+            if let Some(b) = broker.upgrade() {
+                let dest = crate::router::Destination::queue(name);
+                let _unanswered = b.unbind_destination(namespace, &dest);
+            }
+        });
         let _ = self.streams.set(streams);
     }
 

@@ -59,9 +59,22 @@ pub const MAX_PARTITIONS_PER_STREAM: u32 = 10_000;
 pub struct Stream {
     meta: RwLock<StreamMeta>,
     partitions: RwLock<Vec<Arc<Partition>>>,
+    /// Turns true once the stream is deleted (readers holding it stop).
+    gone: tokio::sync::watch::Sender<bool>,
 }
 
 impl Stream {
+    /// Whether the stream was deleted.
+    pub fn is_deleted(&self) -> bool {
+        *self.gone.borrow()
+    }
+
+    /// Resolves once the stream is deleted.
+    pub async fn deleted(&self) {
+        let mut rx = self.gone.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
     pub fn name(&self) -> String {
         read(&self.meta).name.clone()
     }
@@ -144,7 +157,12 @@ pub struct Streams {
     next_producer_id: AtomicI64,
     partitions: AtomicUsize,
     max_partitions: AtomicUsize,
+    /// Told of every deletion, whichever face asked for it (the broker
+    /// removes the bindings routing into the stream).
+    on_delete: std::sync::OnceLock<DeleteHook>,
 }
+
+type DeleteHook = Box<dyn Fn(&str, &str) + Send + Sync>;
 
 impl Streams {
     /// Opens every stream `logs` holds.
@@ -165,6 +183,7 @@ impl Streams {
             next_producer_id: AtomicI64::new((now as i64).saturating_mul(1000)),
             partitions: AtomicUsize::new(0),
             max_partitions: AtomicUsize::new(usize::MAX),
+            on_delete: std::sync::OnceLock::new(),
         };
         let mut metas = streams.logs.streams()?;
         metas.sort_by_key(|m| m.id);
@@ -194,6 +213,7 @@ impl Streams {
         Ok(Arc::new(Stream {
             meta: RwLock::new(meta),
             partitions: RwLock::new(parts),
+            gone: tokio::sync::watch::channel(false).0,
         }))
     }
 
@@ -210,6 +230,12 @@ impl Streams {
                 .fetch_max(max.saturating_add(1), Ordering::Relaxed);
         }
         Ok(Partition::open(i, opened, durable, now_ms))
+    }
+
+    /// Calls `hook(namespace, name)` on every deletion from now on (set
+    /// once: a second hook is ignored).
+    pub fn on_delete(&self, hook: impl Fn(&str, &str) + Send + Sync + 'static) {
+        let _ = self.on_delete.set(Box::new(hook));
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -285,6 +311,10 @@ impl Streams {
         };
         self.partitions
             .fetch_sub(stream.partition_count() as usize, Ordering::Relaxed);
+        stream.gone.send_replace(true);
+        if let Some(hook) = self.on_delete.get() {
+            hook(namespace, name);
+        }
         self.logs.delete_stream(stream.id())?;
         tracing::info!(namespace, stream = name, "stream deleted");
         Ok(())

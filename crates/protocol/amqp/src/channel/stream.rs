@@ -9,7 +9,6 @@ use std::sync::Arc;
 use amq_protocol::protocol::{AMQPClass, basic, queue};
 use amq_protocol::types::ShortString;
 use ferry_auth::Access;
-use ferry_core::router::Destination;
 use ferry_core::store::Commit;
 use ferry_core::stream::{Stream, StreamError};
 use tokio::sync::Semaphore;
@@ -130,10 +129,9 @@ impl Channel {
                 Ok(()) | Err(StreamError::UnknownStream(_)) => {}
                 Err(e) => return Err(stream_failure(&e)),
             }
-            // The bindings to it go too, answered once that is durable.
-            let unbound = broker
-                .unbind_destination(&vhost, &Destination::queue(&name))
-                .unwrap_or_else(|_| Commit::done());
+            // The broker removed the bindings to it as it went: answered
+            // once their removal is durable.
+            let unbound = broker.barrier();
             let ok = AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk {
                 message_count: u32::try_from(n).unwrap_or(u32::MAX),
             }));
@@ -171,7 +169,6 @@ impl Channel {
         let credit = Arc::new(Semaphore::new(prefetch as usize));
         let readers = reader::start(
             Target {
-                broker: Arc::clone(&cx.amqp.broker),
                 namespace: cx.vhost.clone(),
                 stream,
                 events: cx.events.clone(),

@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_core::Value;
 use ferry_core::stream::{Partition, Stream, StreamError, batch, message};
-use ferry_core::{Broker, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -24,13 +24,9 @@ use crate::events::{ChannelRef, Event, Events};
 const READ_BYTES: usize = 1 << 20;
 /// Most messages in one event (bounds one turn of the connection's work).
 const MAX_PER_EVENT: usize = 256;
-/// How often a reader waiting at the end checks that its stream is still
-/// there (a deletion by another face cancels the consumer).
-const ALIVE_CHECK: Duration = Duration::from_secs(1);
 
 /// Who the reader works for.
 pub struct Target {
-    pub broker: Arc<Broker>,
     pub namespace: String,
     pub stream: Arc<Stream>,
     pub events: Events,
@@ -113,8 +109,13 @@ async fn read(t: Arc<Target>, p: Arc<Partition>, start: Start, several: bool) {
                 Err(e) => return gone(&t, &e),
             }
         }
-        // At least one credit; then as many more as are free now.
-        let Ok(permit) = t.credit.acquire().await else {
+        // At least one credit; then as many more as are free now. A
+        // deletion ends the wait.
+        let permit = tokio::select! {
+            p = t.credit.acquire() => p,
+            () = t.stream.deleted() => return gone(&t, "the stream was deleted"),
+        };
+        let Ok(permit) = permit else {
             return;
         };
         permit.forget();
@@ -195,24 +196,16 @@ fn fill(
 
 /// Waits until the partition ends past `next`. False: the stream is gone.
 async fn wait_for_more(t: &Target, p: &Partition, next: u64) -> bool {
-    loop {
-        let durable = p.durable();
-        let arrived = durable.arrivals();
-        tokio::pin!(arrived);
-        arrived.as_mut().enable();
-        if durable.end() > next {
-            return true;
-        }
-        if tokio::time::timeout(ALIVE_CHECK, arrived).await.is_ok() {
-            return true;
-        }
-        let alive = t
-            .broker
-            .stream(&t.namespace, &t.stream.name())
-            .is_some_and(|s| Arc::ptr_eq(&s, &t.stream));
-        if !alive {
-            return false;
-        }
+    let durable = p.durable();
+    let arrived = durable.arrivals();
+    tokio::pin!(arrived);
+    arrived.as_mut().enable();
+    if durable.end() > next {
+        return true;
+    }
+    tokio::select! {
+        () = arrived => true,
+        () = t.stream.deleted() => false,
     }
 }
 
