@@ -343,6 +343,18 @@ async fn stream_queues_refuse_what_rabbitmq_refuses() {
             .await
             .map(drop),
     );
+    // The same declare again is fine; another x-max-age is not.
+    let ch = conn.create_channel().await.expect("channel");
+    declare_stream(&ch, "s").await;
+    let mut aged = stream_args();
+    aged.insert("x-max-age".into(), text("1D"));
+    refused(
+        "another max age",
+        406,
+        ch.queue_declare("s".into(), durable(), aged)
+            .await
+            .map(drop),
+    );
     let ch = conn.create_channel().await.expect("channel");
     refused(
         "classic over a stream",

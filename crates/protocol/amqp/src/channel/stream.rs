@@ -10,7 +10,7 @@ use amq_protocol::protocol::{AMQPClass, basic, queue};
 use amq_protocol::types::ShortString;
 use ferry_auth::Access;
 use ferry_core::store::Commit;
-use ferry_core::stream::{Stream, StreamError};
+use ferry_core::stream::{Stream, StreamConfig, StreamError};
 use tokio::sync::Semaphore;
 
 use super::durable::MethodId;
@@ -81,6 +81,7 @@ impl Channel {
         let config = stream_config(&name, &cx.vhost, &flags, &d.arguments, max)?;
         self.last_queue = Some(name.clone());
         if let Some(s) = broker.stream(&cx.vhost, &name) {
+            check_equivalent(&name, &cx.vhost, &s.config(), &config, &d.arguments)?;
             let ok = declare_ok(&name, records(&s));
             if !d.nowait {
                 cx.out.method(self.to.id, ok);
@@ -310,6 +311,37 @@ impl Channel {
             Err(f) => cx.failed_channel = Some((self.to, f, method)),
         }
     }
+}
+
+/// A redeclare must agree with the stream on each setting it gives, as
+/// RabbitMQ refuses an inequivalent redeclare. Settings it leaves out are
+/// the stream's own (a Kafka topic's retention, say).
+fn check_equivalent(
+    name: &str,
+    vhost: &str,
+    current: &StreamConfig,
+    asked: &StreamConfig,
+    args: &amq_protocol::types::FieldTable,
+) -> Outcome<()> {
+    let shown = |v: Option<String>| v.unwrap_or_else(|| "none".into());
+    let checks = [
+        ("x-max-age", "retention.ms"),
+        ("x-max-length-bytes", "retention.bytes"),
+        ("x-stream-max-segment-size-bytes", "segment.bytes"),
+    ];
+    for (arg, key) in checks {
+        if args.inner().get(arg).is_some() && current.get(key) != asked.get(key) {
+            return Err(Failure::channel(
+                ReplyCode::PreconditionFailed,
+                format!(
+                    "inequivalent arg '{arg}' for queue '{name}' in vhost '{vhost}': received {key}={} but current is {key}={}",
+                    shown(asked.get(key)),
+                    shown(current.get(key))
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Records a stream holds now, over all its partitions.
