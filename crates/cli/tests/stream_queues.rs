@@ -400,6 +400,26 @@ async fn stream_queues_refuse_what_rabbitmq_refuses() {
                 .map(drop),
         );
     }
+    // A channel-wide prefetch is not credit a stream consumer takes.
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_qos(5, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    ch.basic_qos(10, BasicQosOptions { global: true })
+        .await
+        .expect("global qos");
+    refused(
+        "global qos",
+        540,
+        ch.basic_consume(
+            "s".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map(drop),
+    );
     let ch = conn.create_channel().await.expect("channel");
     refused(
         "purge",

@@ -14,8 +14,9 @@
 //!   as readable text, with its exact typed value beside it in a header
 //!   named `:t:` + the name, so the message reads back with its types.
 //! - properties and the exchange ride in headers whose names start with
-//!   `:` (HTTP/2's pseudo-header convention: never an application's), so
-//!   they come back as properties, not headers.
+//!   `:` (HTTP/2's pseudo-header convention), so they come back as
+//!   properties, not headers; an application header whose own name starts
+//!   with `:` is stored with the colon doubled (`::name`).
 
 use std::time::Duration;
 
@@ -36,6 +37,15 @@ const MAX_ROUTING_KEY: usize = 255;
 pub fn record_of(msg: &Message) -> Record {
     let mut headers: Vec<(String, Option<Bytes>)> = Vec::with_capacity(msg.headers.len());
     for (name, value) in msg.headers.iter() {
+        // An application's own `:` name is escaped by doubling the colon,
+        // so it never reads back as a property or a type.
+        let escaped;
+        let name = if name.starts_with(':') {
+            escaped = format!(":{name}");
+            escaped.as_str()
+        } else {
+            name
+        };
         match value {
             Value::Str(s) => headers.push((name.to_owned(), Some(Bytes::from(s.clone())))),
             Value::Bytes(b) => headers.push((name.to_owned(), Some(b.clone()))),
@@ -136,6 +146,12 @@ pub fn message_of(r: &Record) -> Message {
             ":trace-context" => p.trace_context = text(),
             ":group-id" => msg.group_id = text(),
             _ => {
+                // `::x` is the application's `:x` (see `record_of`).
+                let own = if name.starts_with("::") {
+                    name.get(1..).unwrap_or_default().to_owned()
+                } else {
+                    name.clone()
+                };
                 let v = match typed(name) {
                     Some(v) => v,
                     None => match value {
@@ -146,7 +162,7 @@ pub fn message_of(r: &Record) -> Message {
                         },
                     },
                 };
-                out.push((name.clone(), v));
+                out.push((own, v));
             }
         }
     }
@@ -381,6 +397,8 @@ mod tests {
             ),
             ("raw".into(), Value::Bytes(Bytes::from_static(&[0xff, 0]))),
             ("nothing".into(), Value::Null),
+            (":exchange".into(), Value::Str("not the exchange".into())),
+            (":t:n".into(), Value::Int(7)),
             (
                 "nested".into(),
                 Value::List(vec![Value::Table(Headers(vec![(

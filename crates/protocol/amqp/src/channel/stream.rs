@@ -165,6 +165,18 @@ impl Channel {
                 format!("automatic acknowledgement not supported by stream queues {what}"),
             ));
         }
+        // A channel-wide prefetch would be credit shared with queues.
+        if self
+            .flow
+            .global_limit
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+        {
+            return Err(Failure::channel(
+                ReplyCode::NotImplemented,
+                format!("{what} does not support global qos"),
+            ));
+        }
         let now = cx.amqp.broker.now().as_millis() as i64;
         let start = start_of(c.arguments.inner().get("x-stream-offset"), now)?;
         let credit = Arc::new(Semaphore::new(prefetch as usize));
