@@ -10,8 +10,9 @@ use ferry_storage::{Keyring, MasterKey};
 pub enum EncryptionCommand {
     /// Print a new random master key (64 hex digits) to put in a key file.
     NewKey,
-    /// Re-wrap the journal's data keys with a new master key, with the
-    /// broker stopped. No segment is rewritten.
+    /// Re-wrap the data keys of the journal and of every stream partition
+    /// with a new master key, with the broker stopped. No segment is
+    /// rewritten.
     Rotate {
         #[arg(long, default_value = "./ferry-data")]
         data_dir: PathBuf,
@@ -31,6 +32,29 @@ pub enum EncryptionCommand {
 fn read_key(path: &Path) -> anyhow::Result<MasterKey> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     MasterKey::parse(&text).with_context(|| format!("the key in {}", path.display()))
+}
+
+/// The partition directories under `streams` that have a keys file
+/// (`<stream>/<partition>/keys.json`; the offsets log holds no records).
+fn stream_partitions(streams: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(streams) else {
+        return Ok(out);
+    };
+    for stream in entries {
+        let stream = stream?.path();
+        if !stream.is_dir() {
+            continue;
+        }
+        for part in std::fs::read_dir(&stream)? {
+            let part = part?.path();
+            if part.is_dir() && Keyring::exists(&part) {
+                out.push(part);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 pub fn run(command: EncryptionCommand) -> anyhow::Result<()> {
@@ -54,13 +78,30 @@ pub fn run(command: EncryptionCommand) -> anyhow::Result<()> {
                 "{} is not encrypted",
                 journal.display()
             );
-            let n = Keyring::rotate(
-                &journal,
-                queue_key.as_deref(),
-                &read_key(&key_file)?,
-                &read_key(&new_key_file)?,
-            )?;
-            println!("{n} data keys re-wrapped; start the broker with the new key");
+            let (old, new) = (read_key(&key_file)?, read_key(&new_key_file)?);
+            // Every directory that must move, checked before any moves:
+            // the journal's keys first (they prove `old` is the key).
+            let mut dirs = vec![journal];
+            if queue_key.is_none() {
+                dirs.extend(stream_partitions(&data_dir.join("streams"))?);
+            }
+            let mut n = 0;
+            for dir in &dirs {
+                n += match Keyring::rotate(dir, queue_key.as_deref(), &old, &new) {
+                    Ok(n) => n,
+                    // Moved by a rotation that stopped part way: running it
+                    // again finishes it.
+                    Err(_) if Keyring::rotate(dir, queue_key.as_deref(), &new, &new).is_ok() => 0,
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("rotating the keys in {}", dir.display()));
+                    }
+                };
+            }
+            println!(
+                "{n} data keys re-wrapped in {} keys files; start the broker with the new key",
+                dirs.len()
+            );
         }
     }
     Ok(())

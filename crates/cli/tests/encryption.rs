@@ -1,9 +1,11 @@
 //! Encryption at rest on a real ferry: a message published through the
-//! admin API is nowhere in the data directory; a restart without the key
-//! or with another fails with a clear message; with it, the message is
-//! there; `ferry encryption rotate` moves the data to a new key.
+//! admin API, or a record produced over Kafka, is nowhere in the data
+//! directory; a restart without the key or with another fails with a clear
+//! message; with it, the message is there; `ferry encryption rotate` moves
+//! the data (the journal's and every stream partition's) to a new key.
 
 mod common;
+mod kafka_support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -73,6 +75,50 @@ fn rotate(data: &Path, from: &Path, to: &Path) -> std::process::Output {
         .arg(to)
         .output()
         .expect("rotate")
+}
+
+/// The values and first headers of every record in partition 0 of
+/// `topic`, read from its start with rdkafka.
+fn consume_all(ferry: &Ferry, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let c: BaseConsumer = kafka_support::config(ferry)
+        .set("group.id", "reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "20")
+        .create()
+        .expect("consumer");
+    let (lo, hi) = c
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .expect("watermarks");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Offset(lo))
+        .expect("tpl");
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (out.len() as i64) < hi - lo {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {}",
+            out.len(),
+            hi - lo
+        );
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let header = m
+                    .headers()
+                    .and_then(|h| h.iter().next())
+                    .and_then(|h| h.value)
+                    .unwrap_or_default()
+                    .to_vec();
+                out.push((m.payload().unwrap_or_default().to_vec(), header));
+            }
+            Some(Err(e)) => panic!("{e}"),
+            None => {}
+        }
+    }
+    out
 }
 
 fn grep(dir: &Path, needle: &[u8]) -> bool {
@@ -160,4 +206,66 @@ fn message_bodies_are_encrypted_at_rest() {
         None,
     );
     assert!(text.contains(SECRET), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_records_are_encrypted_at_rest() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("key");
+    new_key(&key);
+    let key_flag = ["--encryption-key-file", key.to_str().expect("path")];
+    {
+        let ferry = kafka_support::start(&data, &key_flag);
+        kafka_support::create_topic(&ferry, "ledger", 1, &[]).await;
+        let producer = kafka_support::producer(&ferry, "all", true);
+        for i in 0..50 {
+            let value = format!("{SECRET} #{i}");
+            producer
+                .send(
+                    FutureRecord::to("ledger")
+                        .key("account-7")
+                        .payload(&value)
+                        .headers(OwnedHeaders::new().insert(Header {
+                            key: "owner",
+                            value: Some("Grace Hopper"),
+                        })),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("acknowledged");
+        }
+        let got = consume_all(&ferry, "ledger");
+        assert_eq!(got.len(), 50);
+        ferry.kill();
+    }
+    assert!(!grep(&data, SECRET.as_bytes()), "a value is in the clear");
+    assert!(!grep(&data, b"Grace Hopper"), "a header is in the clear");
+    assert!(!grep(&data, b"account-7"), "a key is in the clear");
+
+    let err = refused(&data, &[]);
+    assert!(err.contains("encrypted"), "{err}");
+
+    let other = dir.path().join("other");
+    new_key(&other);
+    let out = rotate(&data, &key, &other);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = refused(&data, &key_flag);
+    assert!(err.contains("does not open"), "{err}");
+    let ferry = kafka_support::start(
+        &data,
+        &["--encryption-key-file", other.to_str().expect("path")],
+    );
+    let got = consume_all(&ferry, "ledger");
+    assert_eq!(got.len(), 50, "every record is there after the rotation");
+    for (i, (value, owner)) in got.iter().enumerate() {
+        assert_eq!(value, format!("{SECRET} #{i}").as_bytes());
+        assert_eq!(owner, b"Grace Hopper");
+    }
 }

@@ -158,6 +158,9 @@ impl Server {
         );
         let started = std::time::Instant::now();
         let log_fsync = config.journal.fsync;
+        // Streams are sealed under the journal's master key (queue keys
+        // name queues; a stream has none of its own yet).
+        let log_key = config.journal.encryption.clone();
         let repair = config.journal.repair;
         let (broker, journal) = tokio::task::spawn_blocking(move || {
             let journal = Arc::new(Journal::open(&journal_dir, config.journal)?);
@@ -178,7 +181,7 @@ impl Server {
         let started = std::time::Instant::now();
         let group_config = config.groups.clone();
         let (streams, groups) = tokio::task::spawn_blocking(move || {
-            let logs = ferry_storage::log::SegmentLogs::open(&streams_dir, log_fsync)?;
+            let logs = ferry_storage::log::SegmentLogs::open(&streams_dir, log_fsync, log_key)?;
             let streams =
                 ferry_core::stream::Streams::open(Arc::new(SystemClock::new()), Arc::new(logs))?;
             // Consumer groups' committed offsets, in their own log beside

@@ -30,7 +30,7 @@ fn env(name: &str, default: usize) -> usize {
 
 fn open(dir: &std::path::Path) -> Arc<Streams> {
     let logs: Arc<dyn LogStore> =
-        Arc::new(SegmentLogs::open(dir, FsyncPolicy::Never).expect("open the logs"));
+        Arc::new(SegmentLogs::open(dir, FsyncPolicy::Never, None).expect("open the logs"));
     Streams::open(Arc::new(SystemClock::new()), logs).expect("open the streams")
 }
 

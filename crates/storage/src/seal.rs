@@ -560,6 +560,26 @@ impl Keyring {
         seal_with(self.keys().ensure(name, segment)?, aad, plain)
     }
 
+    /// Seals `plain` under segment `segment`'s data key of the journal's
+    /// own key (made now if it has none), bound to `aad`, which the caller
+    /// builds (a stream log binds each batch's clear header and place).
+    /// The key is copied out, so sealing holds no lock.
+    pub fn seal_bound(&self, segment: u64, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, SealError> {
+        let key = self.keys().ensure("", segment)?.clone();
+        seal_with(&key, aad, plain)
+    }
+
+    /// Opens what [`Keyring::seal_bound`] sealed, with the same `aad`.
+    pub fn open_bound(
+        &self,
+        segment: u64,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        let key = self.keys().data_key("", segment)?.clone();
+        open_with(&key, aad, sealed)
+    }
+
     pub fn open_record(
         &self,
         name: Option<&str>,

@@ -238,6 +238,19 @@ pub fn split(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
     Ok(out)
 }
 
+/// Sets `batchLength` to what `batch` holds and recomputes its CRC: for a
+/// batch whose records were replaced (the log seals them at rest, and
+/// opens them again). A buffer shorter than a header is left as it is.
+pub fn reframe(batch: &mut [u8]) {
+    if batch.len() < HEADER_LEN {
+        return;
+    }
+    let length = (batch.len() - LOG_OVERHEAD) as i32;
+    batch[8..12].copy_from_slice(&length.to_be_bytes());
+    let crc = crc_of(batch);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// A copy of `batch` as the log stores it: its first record at
 /// `base_offset`, the leader epoch set, and with `append_time` the batch's
 /// timestamps made log-append time (which changes the CRC, recomputed).

@@ -10,6 +10,9 @@
 //! - [`writer`]: the `ferry-log` thread (group commit across partitions).
 //! - [`meta`]: the `stream.json` file.
 //! - [`start`]: the `log-start` file DeleteRecords leaves.
+//! - [`sealed`]: batches sealed at rest, when the broker has an encryption
+//!   key; each partition keeps its segments' data keys in its own
+//!   `keys.json`, wrapped by the master key as the journal's are.
 //!
 //! Opening a partition reads only its active (last) segment's data and
 //! the other segments' index files, so restart time does not grow with
@@ -18,6 +21,7 @@
 mod index;
 mod meta;
 mod partition;
+mod sealed;
 mod segment;
 mod start;
 mod writer;
@@ -32,6 +36,7 @@ use ferry_core::stream::{Durable, LogStore, OpenedLog, StreamMeta};
 
 use crate::FsyncPolicy;
 use crate::journal::io_error;
+use crate::seal::{Keyring, MasterKey};
 use partition::{PartitionFiles, PartitionHandle, Roll};
 use segment::{HEADER, Segment};
 use writer::Writer;
@@ -46,6 +51,8 @@ const TAIL_HEADERS: usize = 10_000;
 pub struct SegmentLogs {
     root: PathBuf,
     writer: Arc<Writer>,
+    /// The master key that wraps every partition's data keys, if any.
+    key: Option<Arc<MasterKey>>,
     /// Open partitions by stream id, to fence on deletion and to update
     /// their roll settings.
     open: Mutex<HashMap<u64, Vec<Arc<PartitionFiles>>>>,
@@ -57,7 +64,13 @@ fn stream_dir(root: &Path, id: u64) -> PathBuf {
 
 impl SegmentLogs {
     /// Opens (creating) `root`, finishing any deletion a crash interrupted.
-    pub fn open(root: &Path, fsync: FsyncPolicy) -> Result<SegmentLogs, StoreError> {
+    /// With `key`, new segments are sealed; a partition sealed before opens
+    /// only with the key its data keys were wrapped with.
+    pub fn open(
+        root: &Path,
+        fsync: FsyncPolicy,
+        key: Option<Arc<MasterKey>>,
+    ) -> Result<SegmentLogs, StoreError> {
         std::fs::create_dir_all(root).map_err(|e| io_error(root, e))?;
         for e in std::fs::read_dir(root).map_err(|e| io_error(root, e))? {
             let e = e.map_err(|e| io_error(root, e))?;
@@ -68,6 +81,7 @@ impl SegmentLogs {
         Ok(SegmentLogs {
             root: root.to_owned(),
             writer: Writer::start(fsync)?,
+            key,
             open: Mutex::new(HashMap::new()),
         })
     }
@@ -138,18 +152,34 @@ impl LogStore for SegmentLogs {
         let dir = stream_dir(&self.root, m.id).join(partition.to_string());
         std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
         let bases = segment::list(&dir).map_err(|e| io_error(&dir, e))?;
+        let keys = Keyring::open(&dir, self.key.as_deref(), &Default::default(), &bases)
+            .map_err(|e| StoreError::Io(format!("the keys of stream log {}: {e}", dir.display())))?
+            .map(Arc::new);
         let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len().max(1));
         let mut tail = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
             let (seg, headers) = open_segment(&dir, m.id, partition, base, active)?;
+            if seg.sealed && !keys.as_ref().is_some_and(|k| k.has(base)) {
+                return Err(StoreError::Io(format!(
+                    "{} is sealed and no data key for it is in {}/keys.json (the broker needs its encryption key, and that file)",
+                    seg.path.display(),
+                    dir.display()
+                )));
+            }
             if active {
                 tail = headers;
             }
             segments.push(seg);
         }
         if segments.is_empty() {
-            segments.push(partition::create_segment(&dir, m.id, partition, 0)?);
+            segments.push(partition::create_segment(
+                &dir,
+                m.id,
+                partition,
+                0,
+                keys.as_deref(),
+            )?);
         }
         let (start, next) = {
             let first = &segments[0];
@@ -167,7 +197,16 @@ impl LogStore for SegmentLogs {
         };
         // Segments a crash kept between DeleteRecords' start and its unlinks.
         let stale = partition::drop_before(&mut segments, start);
+        let stale_ids: Vec<u64> = stale.iter().map(|s| s.base).collect();
         partition::remove_segments(&dir, stale)?;
+        if let Some(k) = &keys
+            && !stale_ids.is_empty()
+        {
+            k.forget(&stale_ids);
+            k.persist().map_err(|e| {
+                StoreError::Io(format!("the keys of stream log {}: {e}", dir.display()))
+            })?;
+        }
         durable.set_start(start);
         durable.advance(next);
         let files = Arc::new(PartitionFiles {
@@ -175,6 +214,7 @@ impl LogStore for SegmentLogs {
             partition,
             dir,
             durable,
+            keys,
             segments: RwLock::new(segments),
             roll: Mutex::new(roll_of(m)),
             deleted: Default::default(),
@@ -228,10 +268,12 @@ fn open_segment(
         });
     }
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut h, 0).map_err(|e| io_error(&path, e))?;
-    segment::check_header(&h, stream, partition, base).map_err(|detail| StoreError::Corrupt {
-        file: path.display().to_string(),
-        offset: 0,
-        detail,
+    let sealed = segment::check_header(&h, stream, partition, base).map_err(|detail| {
+        StoreError::Corrupt {
+            file: path.display().to_string(),
+            offset: 0,
+            detail,
+        }
     })?;
     if !active {
         let indexed = std::fs::read(segment::index_path(dir, base))
@@ -243,6 +285,7 @@ fn open_segment(
                     base,
                     path,
                     file,
+                    sealed,
                     state: Mutex::new(state),
                 }),
                 Vec::new(),
@@ -265,11 +308,14 @@ fn open_segment(
             base,
             path,
             file,
+            sealed,
             state: Mutex::new(scanned.state),
         }),
         scanned.tail,
     ))
 }
 
+#[cfg(test)]
+mod sealed_tests;
 #[cfg(test)]
 mod tests;

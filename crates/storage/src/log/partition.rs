@@ -14,9 +14,11 @@ use ferry_core::stream::batch::{self, BatchHeader};
 use ferry_core::stream::{Durable, PartitionLog};
 
 use super::index;
+use super::sealed::{self, Place};
 use super::segment::{self, HEADER, INDEX_INTERVAL, SegState, Segment};
 use super::writer::Writer;
 use crate::journal::io_error;
+use crate::seal::Keyring;
 
 /// When the active segment rolls.
 #[derive(Copy, Clone, Debug)]
@@ -30,6 +32,10 @@ pub struct PartitionFiles {
     pub partition: u32,
     pub dir: PathBuf,
     pub durable: Arc<Durable>,
+    /// The data keys of its sealed segments (`keys.json` in `dir`), when
+    /// the broker has an encryption key or the partition was sealed
+    /// before: new segments are sealed whenever this is set.
+    pub keys: Option<Arc<Keyring>>,
     /// Oldest first; the last is the one written to. Never empty.
     pub segments: RwLock<Vec<Arc<Segment>>>,
     pub roll: Mutex<Roll>,
@@ -55,6 +61,56 @@ fn lk<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl PartitionFiles {
+    fn place(&self, seg: &Segment) -> Place {
+        Place {
+            stream: self.stream,
+            partition: self.partition,
+            segment: seg.base,
+        }
+    }
+
+    /// The keys of a sealed segment (opening the partition checked that a
+    /// sealed segment has them).
+    fn keys_of(&self, seg: &Segment) -> Result<&Keyring, StoreError> {
+        self.keys.as_deref().ok_or_else(|| {
+            StoreError::Io(format!(
+                "{} is sealed and the broker has no encryption key",
+                seg.path.display()
+            ))
+        })
+    }
+
+    /// A read's stored bytes as the engine hands them on: opened when the
+    /// segment is sealed.
+    fn opened(&self, seg: &Segment, position: u64, stored: Bytes) -> Result<Bytes, StoreError> {
+        if !seg.sealed || stored.is_empty() {
+            return Ok(stored);
+        }
+        sealed::open_all(
+            self.keys_of(seg)?,
+            self.place(seg),
+            &seg.path,
+            position,
+            &stored,
+        )
+    }
+
+    /// Forgets the data keys of segments that left the log, so an old copy
+    /// of them cannot be opened with this partition's keys file.
+    fn forget_keys(&self, gone: &[Arc<Segment>]) {
+        if let Some(keys) = &self.keys
+            && !gone.is_empty()
+        {
+            let ids: Vec<u64> = gone.iter().map(|s| s.base).collect();
+            keys.forget(&ids);
+            if let Err(e) = keys.persist() {
+                // Kept keys are dropped at the next open (they are older
+                // than every segment left).
+                tracing::warn!(dir = %self.dir.display(), error = %e, "could not save a partition's keys");
+            }
+        }
+    }
+
     fn active(&self) -> Arc<Segment> {
         let segs = rd(&self.segments);
         // Never empty: opening makes a first segment, retention keeps the last.
@@ -75,17 +131,36 @@ impl PartitionFiles {
         }
         let mut seg = self.active();
         let roll = *lk(&self.roll);
+        let stored_len = raw.len()
+            + if self.keys.is_some() {
+                sealed::OVERHEAD
+            } else {
+                0
+            };
         let full = {
             let st = seg.lock();
             st.written > HEADER
-                && (st.written + raw.len() as u64 > roll.segment_bytes
+                && (st.written + stored_len as u64 > roll.segment_bytes
                     || st
                         .first_append_ms
                         .is_some_and(|t| now_ms.saturating_sub(t) >= roll.segment_ms.max(0) as u64))
         };
-        if full {
+        if full || (self.keys.is_some() && !seg.sealed) {
+            // A key given to a partition written in the clear: its next
+            // batch starts a sealed segment.
             seg = self.roll_to(h.base_offset as u64)?;
         }
+        let sealed_batch;
+        let (raw, h) = if seg.sealed {
+            sealed_batch = sealed::seal(self.keys_of(&seg)?, self.place(&seg), raw)?;
+            let h = BatchHeader {
+                size: sealed_batch.len(),
+                ..*h
+            };
+            (&sealed_batch[..], h)
+        } else {
+            (raw, *h)
+        };
         let position = seg.lock().written;
         if let Err(e) = seg.file.write_all_at(raw, position) {
             let err = io_error(&seg.path, e);
@@ -97,25 +172,40 @@ impl PartitionFiles {
             return Err(err);
         }
         let mut st = seg.lock();
-        st.add(seg.base, h, position);
+        st.add(seg.base, &h, position);
         st.first_append_ms.get_or_insert(now_ms);
         drop(st);
         Ok(seg)
     }
 
     /// Closes the active segment (writing its index) and starts one whose
-    /// first batch is at `base`.
+    /// first batch is at `base`. An empty active segment (a clear one, when
+    /// a key was given since) is replaced by the new one, at its base.
     fn roll_to(&self, base: u64) -> Result<Arc<Segment>, StoreError> {
         let old = self.active();
-        {
+        let empty = {
             let st = old.lock();
-            if let Err(e) = index::write(&segment::index_path(&self.dir, old.base), &st) {
+            if st.written > HEADER
+                && let Err(e) = index::write(&segment::index_path(&self.dir, old.base), &st)
+            {
                 // Not fatal: opening scans a segment whose index is missing.
                 tracing::warn!(file = %old.path.display(), error = %e, "could not write a segment index");
             }
+            st.written <= HEADER
+        };
+        let seg = create_segment(
+            &self.dir,
+            self.stream,
+            self.partition,
+            base,
+            self.keys.as_deref(),
+        )?;
+        let mut segs = wr(&self.segments);
+        if empty && old.base == base {
+            // The same file, made again with the new header.
+            segs.pop();
         }
-        let seg = create_segment(&self.dir, self.stream, self.partition, base)?;
-        wr(&self.segments).push(Arc::clone(&seg));
+        segs.push(Arc::clone(&seg));
         Ok(seg)
     }
 
@@ -126,13 +216,20 @@ impl PartitionFiles {
     }
 }
 
-/// Creates a segment file with its header, durable in its directory.
+/// Creates a segment file with its header, durable in its directory;
+/// sealed when `keys` is given, and then its data key is saved first.
 pub fn create_segment(
     dir: &std::path::Path,
     stream: u64,
     partition: u32,
     base: u64,
+    keys: Option<&Keyring>,
 ) -> Result<Arc<Segment>, StoreError> {
+    if let Some(keys) = keys {
+        keys.ensure(None, base)
+            .and_then(|()| keys.persist())
+            .map_err(|e| StoreError::Io(format!("the data key of a log segment: {e}")))?;
+    }
     let path = segment::log_path(dir, base);
     let file = OpenOptions::new()
         .read(true)
@@ -141,7 +238,7 @@ pub fn create_segment(
         .truncate(true)
         .open(&path)
         .map_err(|e| io_error(&path, e))?;
-    file.write_all_at(&segment::header(stream, partition, base), 0)
+    file.write_all_at(&segment::header(stream, partition, base, keys.is_some()), 0)
         .and_then(|()| file.sync_data())
         .map_err(|e| io_error(&path, e))?;
     crate::segment::sync_dir(dir).map_err(|e| io_error(dir, e))?;
@@ -149,6 +246,7 @@ pub fn create_segment(
         base,
         path,
         file,
+        sealed: keys.is_some(),
         state: Mutex::new(SegState {
             written: HEADER,
             synced: HEADER,
@@ -262,7 +360,11 @@ impl PartitionLog for PartitionHandle {
             if let Some(b) = got {
                 // The first batch may start at or past `end` (not durable).
                 let durable = BatchHeader::parse(&b).is_ok_and(|h| (h.base_offset as u64) < end);
-                return Ok(if durable { b } else { Bytes::new() });
+                return if durable {
+                    self.files.opened(&seg, from, b)
+                } else {
+                    Ok(Bytes::new())
+                };
             }
         }
         Ok(Bytes::new())
@@ -288,7 +390,11 @@ impl PartitionLog for PartitionHandle {
             )?;
             if let Some(b) = got {
                 let before_end = BatchHeader::parse(&b).is_ok_and(|h| (h.base_offset as u64) < end);
-                return Ok(before_end.then_some(b));
+                return if before_end {
+                    self.files.opened(&seg, from, b).map(Some)
+                } else {
+                    Ok(None)
+                };
             }
         }
         Ok(None)
@@ -318,7 +424,10 @@ impl PartitionLog for PartitionHandle {
             self.files.durable.set_start(segs[0].base);
             gone
         };
-        remove_segments(&self.files.dir, gone)
+        let ids = gone.clone();
+        remove_segments(&self.files.dir, gone)?;
+        self.files.forget_keys(&ids);
+        Ok(())
     }
 
     fn max_timestamp(&self) -> Option<i64> {
@@ -342,11 +451,15 @@ impl PartitionLog for PartitionHandle {
         // open removes), never a start that went back.
         super::start::write(&self.files.dir, offset)?;
         let gone = drop_before(&mut wr(&self.files.segments), offset);
+        let ids = gone.clone();
         self.files.durable.set_start(offset);
         // The deletion took effect with the start: a file left behind is
         // only space, removed by the next open.
-        if let Err(e) = remove_segments(&self.files.dir, gone) {
-            tracing::warn!(error = %e, "a segment before the log start could not be removed");
+        match remove_segments(&self.files.dir, gone) {
+            Ok(()) => self.files.forget_keys(&ids),
+            Err(e) => {
+                tracing::warn!(error = %e, "a segment before the log start could not be removed")
+            }
         }
         Ok(())
     }

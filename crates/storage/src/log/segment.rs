@@ -4,8 +4,9 @@
 //! of ours is needed and a fetch reads contiguous bytes).
 //!
 //! Header (little-endian): magic `FERRYLOG`, format version u16, flags u16
-//! (none yet; bit 0 is kept for sealed segments), partition u32, stream id
-//! u64, base offset u64, reserved u32, CRC-32C of the 36 bytes before.
+//! (bit 0: [`SEALED`], the batches are sealed at rest as `sealed.rs`
+//! describes), partition u32, stream id u64, base offset u64, reserved
+//! u32, CRC-32C of the 36 bytes before.
 //!
 //! In memory a segment keeps a sparse index: an entry at least every
 //! [`INDEX_INTERVAL`] bytes (and for the first batch) with the batch's
@@ -27,6 +28,8 @@ pub const HEADER: u64 = 40;
 const MAGIC: &[u8; 8] = b"FERRYLOG";
 /// Bumped when the layout changes; readers refuse versions they do not know.
 pub const FORMAT_VERSION: u16 = 1;
+/// The header flag of a segment whose batches are sealed.
+pub const SEALED: u16 = 1;
 /// Kafka's `index.interval.bytes`.
 pub const INDEX_INTERVAL: u64 = 4096;
 
@@ -56,10 +59,12 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<u64>> {
     Ok(v)
 }
 
-pub fn header(stream: u64, partition: u32, base: u64) -> [u8; HEADER as usize] {
+pub fn header(stream: u64, partition: u32, base: u64, sealed: bool) -> [u8; HEADER as usize] {
     let mut h = [0u8; HEADER as usize];
     h[..8].copy_from_slice(MAGIC);
     h[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let flags = if sealed { SEALED } else { 0 };
+    h[10..12].copy_from_slice(&flags.to_le_bytes());
     h[12..16].copy_from_slice(&partition.to_le_bytes());
     h[16..24].copy_from_slice(&stream.to_le_bytes());
     h[24..32].copy_from_slice(&base.to_le_bytes());
@@ -68,8 +73,9 @@ pub fn header(stream: u64, partition: u32, base: u64) -> [u8; HEADER as usize] {
     h
 }
 
-/// Checks a segment header against where the file is.
-pub fn check_header(h: &[u8], stream: u64, partition: u32, base: u64) -> Result<(), String> {
+/// Checks a segment header against where the file is; whether its
+/// batches are sealed.
+pub fn check_header(h: &[u8], stream: u64, partition: u32, base: u64) -> Result<bool, String> {
     if h.len() < HEADER as usize {
         return Err(format!("header is {} of {HEADER} bytes", h.len()));
     }
@@ -87,7 +93,7 @@ pub fn check_header(h: &[u8], stream: u64, partition: u32, base: u64) -> Result<
         ));
     }
     let flags = u16::from_le_bytes([h[10], h[11]]);
-    if flags != 0 {
+    if flags & !SEALED != 0 {
         return Err(format!("unknown flags {flags:#x}"));
     }
     let got = (
@@ -101,7 +107,7 @@ pub fn check_header(h: &[u8], stream: u64, partition: u32, base: u64) -> Result<
             got.1, got.0, got.2
         ));
     }
-    Ok(())
+    Ok(flags & SEALED != 0)
 }
 
 /// A sparse index entry.
@@ -178,6 +184,8 @@ pub struct Segment {
     pub base: u64,
     pub path: PathBuf,
     pub file: File,
+    /// Its batches are sealed (its header says so): reads open them.
+    pub sealed: bool,
     pub state: Mutex<SegState>,
 }
 

@@ -9,7 +9,8 @@ use super::{SegmentLogs, segment};
 use crate::FsyncPolicy;
 
 fn open(dir: &std::path::Path) -> Arc<Streams> {
-    let logs: Arc<dyn LogStore> = Arc::new(SegmentLogs::open(dir, FsyncPolicy::Always).unwrap());
+    let logs: Arc<dyn LogStore> =
+        Arc::new(SegmentLogs::open(dir, FsyncPolicy::Always, None).unwrap());
     Streams::open(Arc::new(SystemClock::new()), logs).unwrap()
 }
 
@@ -192,7 +193,7 @@ async fn a_torn_tail_is_trimmed_and_damage_before_data_refused() {
     bad[80] ^= 0xff;
     std::fs::write(&seg, &bad).unwrap();
     let logs: Arc<dyn LogStore> =
-        Arc::new(SegmentLogs::open(dir.path(), FsyncPolicy::Always).unwrap());
+        Arc::new(SegmentLogs::open(dir.path(), FsyncPolicy::Always, None).unwrap());
     let err = Streams::open(Arc::new(SystemClock::new()), logs)
         .err()
         .unwrap();
