@@ -45,6 +45,9 @@ use tokio::task::JoinSet;
 
 use tls::Tls;
 
+/// How often the streams' recovery points are written.
+const RECOVERY_POINT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long shutdown waits for in-flight work before closing connections.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -65,6 +68,7 @@ pub struct Server {
     streams: Arc<ferry_core::stream::Streams>,
     groups: Arc<ferry_core::group::Groups>,
     retention: tokio::task::JoinHandle<()>,
+    recovery_points: tokio::task::JoinHandle<()>,
     group_timers: tokio::task::JoinHandle<()>,
     tls: Option<Arc<Tls>>,
     _data_dir: DataDir,
@@ -217,6 +221,21 @@ impl Server {
                 }
             })
         };
+        // Recovery points, so that a restart after a crash scans at most
+        // what was appended in the last few seconds of each partition.
+        let recovery_points = {
+            let streams = Arc::clone(&streams);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(RECOVERY_POINT_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let s = Arc::clone(&streams);
+                    let _ = tokio::task::spawn_blocking(move || s.checkpoint()).await;
+                }
+            })
+        };
         // Group membership times out on this tick (sessions, rebalances).
         let group_timers = {
             let groups = Arc::clone(&groups);
@@ -331,6 +350,7 @@ impl Server {
             streams,
             groups,
             retention,
+            recovery_points,
             group_timers,
             listening,
             stop,
@@ -392,12 +412,18 @@ impl Server {
         self.disk.abort();
         self.upkeep.abort();
         self.retention.abort();
+        self.recovery_points.abort();
         self.group_timers.abort();
-        // The log writers write and sync what is pending once the last
-        // handles to the streams and groups go.
+        // The log writers write and sync what is pending (the streams'
+        // then record recovery points, so the next start scans nothing);
+        // the groups' offsets log does so once its last handle goes.
         let streams = self.streams;
         let groups = self.groups;
-        let _ = tokio::task::spawn_blocking(move || drop((streams, groups))).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            streams.close();
+            drop((streams, groups))
+        })
+        .await;
         // Flush: the journal writes and syncs what is pending.
         let journal = self.journal;
         let _ = tokio::task::spawn_blocking(move || journal.close()).await;

@@ -1,15 +1,18 @@
 //! Restart time of the streams engine with many retained records: fills
 //! partitions of one stream through the segment log, closes it, and times
 //! opening it again (`SegmentLogs::open` + `Streams::open`), which reads
-//! each partition's closed segments' index files and scans only its active
-//! segment.
+//! each partition's closed segments' index files and scans its active
+//! segment from the recovery point the close left (so: nothing).
 //!
 //! `cargo bench -p ferry-storage --bench streams_restart`
 //! Environment: FERRY_BENCH_RECORDS (per partition, default 10000000),
 //! FERRY_BENCH_PARTITIONS (default 1), FERRY_BENCH_VALUE (bytes, default
 //! 16), FERRY_BENCH_BATCH (records per batch, default 1000),
 //! FERRY_BENCH_DIR (default: the system temp dir), FERRY_BENCH_COLD=1
-//! (sync and drop the page cache before the restart: needs root).
+//! (sync and drop the page cache before the restart: needs root),
+//! FERRY_BENCH_CRASH=1 (remove the active segments' recovery points
+//! first: a crash before any point, the worst case, where each active
+//! segment is scanned whole).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -85,6 +88,10 @@ fn main() {
     });
     let fill_s = filled.elapsed().as_secs_f64();
     let on_disk: u64 = walk(dir.path());
+    let crash = std::env::var("FERRY_BENCH_CRASH").is_ok_and(|v| v == "1");
+    if crash {
+        remove_recovery_points(dir.path());
+    }
     let cold = std::env::var("FERRY_BENCH_COLD").is_ok_and(|v| v == "1");
     if cold {
         let _ = std::process::Command::new("sync").status();
@@ -97,11 +104,38 @@ fn main() {
     let kept: u64 = s.partitions().iter().map(|p| p.high_watermark()).sum();
     println!(
         "records per partition {records}, partitions {partitions}, value {value} B, batch {per}: \
-         filled in {fill_s:.1} s, {:.0} MiB on disk; restart{} {:.3} s; {kept} records back",
+         filled in {fill_s:.1} s, {:.0} MiB on disk; restart{}{} {:.3} s; {kept} records back",
         on_disk as f64 / (1 << 20) as f64,
+        if crash {
+            " without recovery points"
+        } else {
+            ""
+        },
         if cold { " from a cold page cache" } else { "" },
         restart.as_secs_f64()
     );
+}
+
+/// Removes the index file of each partition's newest segment (its
+/// recovery point), under `dir/<stream>/<partition>/`.
+fn remove_recovery_points(dir: &std::path::Path) {
+    for stream in std::fs::read_dir(dir).expect("dir").flatten() {
+        let Ok(parts) = std::fs::read_dir(stream.path()) else {
+            continue;
+        };
+        for part in parts.flatten().filter(|p| p.path().is_dir()) {
+            let mut logs: Vec<_> = std::fs::read_dir(part.path())
+                .expect("partition")
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect();
+            logs.sort();
+            if let Some(active) = logs.last() {
+                let _ = std::fs::remove_file(active.with_extension("index"));
+            }
+        }
+    }
 }
 
 fn walk(dir: &std::path::Path) -> u64 {

@@ -139,6 +139,14 @@ pub trait LogStore: Send + Sync + 'static {
         partition: u32,
         durable: Arc<Durable>,
     ) -> Result<OpenedLog, StoreError>;
+    /// Records how far each partition is known good, so the next opening
+    /// checks only what comes after (run every few seconds).
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Writes and syncs what is pending, then checkpoints; appends after
+    /// this fail.
+    fn close(&self) {}
 }
 
 /// Streams kept in memory only.

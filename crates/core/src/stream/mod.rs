@@ -413,6 +413,22 @@ impl Streams {
         self.next_producer_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Writes every partition's recovery point, so a restart scans only
+    /// what was appended since (run every few seconds; file work, so off
+    /// the runtime's threads). Failures are logged: a partition without a
+    /// point is scanned whole.
+    pub fn checkpoint(&self) {
+        if let Err(e) = self.logs.checkpoint() {
+            tracing::warn!(error = %e, "a recovery point was not written");
+        }
+    }
+
+    /// Writes and syncs what is pending and checkpoints every partition
+    /// (at shutdown; appends fail from now on).
+    pub fn close(&self) {
+        self.logs.close();
+    }
+
     /// Applies every stream's retention (run every few minutes).
     pub fn enforce_retention(&self) {
         let now = self.clock.now().as_millis() as i64;

@@ -1,7 +1,13 @@
-//! A closed segment's index file, `<base-offset:020>.index`, written when
-//! the segment rolls so that opening a partition reads only its active
-//! segment's data. If it is missing, damaged, or describes a segment of
-//! another size, the segment is scanned instead.
+//! A segment's index file, `<base-offset:020>.index`. A closed segment's
+//! is written when the segment rolls, so that opening a partition reads no
+//! closed segment's data; if it is missing, damaged, or describes a
+//! segment of another size, the segment is scanned instead.
+//!
+//! The active segment's is a recovery point: written (after a sync of the
+//! segment) every few seconds and at shutdown, it describes a durable
+//! prefix of the segment, so opening scans only what was written after it.
+//! A prefix stays true as the segment grows; one longer than the file (a
+//! power loss took data it described) is ignored.
 //!
 //! Layout (little-endian): magic `FERRYIDX`, format version u16, reserved
 //! u16, entry count u32, the segment's size u64, next offset u64, newest
@@ -48,6 +54,16 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 /// The state an index file describes, if it is whole and describes a
 /// segment of `segment_len` bytes.
 pub fn decode(b: &[u8], segment_len: u64) -> Option<SegState> {
+    decode_any(b).filter(|st| st.written == segment_len)
+}
+
+/// The state a recovery point describes, if it is whole and describes a
+/// prefix of a segment of `segment_len` bytes.
+pub fn decode_prefix(b: &[u8], segment_len: u64) -> Option<SegState> {
+    decode_any(b).filter(|st| (super::segment::HEADER..=segment_len).contains(&st.written))
+}
+
+fn decode_any(b: &[u8]) -> Option<SegState> {
     if b.len() < FIXED + 4 || b.get(..8)? != MAGIC {
         return None;
     }
@@ -63,9 +79,6 @@ pub fn decode(b: &[u8], segment_len: u64) -> Option<SegState> {
         return None;
     }
     let written = u64_at(b, 16)?;
-    if written != segment_len {
-        return None;
-    }
     let mut index = Vec::with_capacity(count);
     for i in 0..count {
         let at = FIXED + i * ENTRY;
@@ -82,13 +95,24 @@ pub fn decode(b: &[u8], segment_len: u64) -> Option<SegState> {
         max_ts: u64_at(b, 32)? as i64,
         index,
         first_append_ms: None,
+        checkpointed: written,
     })
 }
 
 /// Writes the index beside its segment (through a temporary file and a
 /// rename, so a crash leaves the old one or the new one, never half).
 pub fn write(path: &Path, st: &SegState) -> std::io::Result<()> {
-    let tmp = path.with_extension("index.tmp");
+    write_via(path, "index.tmp", st)
+}
+
+/// Writes a recovery point (through its own temporary file: a roll may be
+/// writing the full index at the same time).
+pub fn write_recovery_point(path: &Path, st: &SegState) -> std::io::Result<()> {
+    write_via(path, "index.point", st)
+}
+
+fn write_via(path: &Path, tmp: &str, st: &SegState) -> std::io::Result<()> {
+    let tmp = path.with_extension(tmp);
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(&encode(st))?;
     f.sync_data()?;
@@ -119,12 +143,18 @@ mod tests {
                 },
             ],
             first_append_ms: None,
+            checkpointed: 0,
         };
         let b = encode(&st);
         let back = decode(&b, 9000).unwrap();
         assert_eq!((back.next_offset, back.max_ts), (77, 1234));
         assert_eq!(back.index, st.index);
         assert!(decode(&b, 9001).is_none());
+        assert_eq!(decode_prefix(&b, 9001).map(|p| p.written), Some(9000));
+        assert!(
+            decode_prefix(&b, 8999).is_none(),
+            "a prefix longer than the file"
+        );
         let mut bad = b.clone();
         bad[20] ^= 1;
         assert!(decode(&bad, 9000).is_none());

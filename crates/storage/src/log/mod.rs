@@ -14,9 +14,10 @@
 //!   key; each partition keeps its segments' data keys in its own
 //!   `keys.json`, wrapped by the master key as the journal's are.
 //!
-//! Opening a partition reads only its active (last) segment's data and
-//! the other segments' index files, so restart time does not grow with
-//! what is retained.
+//! Opening a partition reads its closed segments' index files and, of its
+//! active (last) segment, what follows the recovery point (`index`), so
+//! restart time grows neither with what is retained nor, after a clean
+//! shutdown, with the active segment's size.
 
 mod index;
 mod meta;
@@ -46,6 +47,8 @@ pub use segment::FORMAT_VERSION;
 /// How many of the newest batch headers a partition's opening hands back
 /// to rebuild idempotent producers' sequences.
 const TAIL_HEADERS: usize = 10_000;
+/// How far back from a recovery point those headers are looked for.
+const TAIL_WINDOW: u64 = 4 << 20;
 
 /// Every stream's logs, in one directory.
 pub struct SegmentLogs {
@@ -93,7 +96,7 @@ impl SegmentLogs {
 
 impl Drop for SegmentLogs {
     fn drop(&mut self) {
-        self.writer.close();
+        self.close();
     }
 }
 
@@ -113,6 +116,28 @@ impl LogStore for SegmentLogs {
             }
         }
         Ok(())
+    }
+
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let parts: Vec<Arc<PartitionFiles>> = self.open_map().values().flatten().cloned().collect();
+        let mut first_error = None;
+        for p in parts {
+            if p.deleted.load(Ordering::Acquire) {
+                continue;
+            }
+            if let Err(e) = p.checkpoint() {
+                tracing::warn!(dir = %p.dir.display(), error = %e, "could not write a recovery point");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn close(&self) {
+        // The writer writes and syncs what is pending first, so the points
+        // cover every batch: the next start scans nothing.
+        self.writer.close();
+        let _ = self.checkpoint();
     }
 
     fn delete_stream(&self, id: u64) -> Result<(), StoreError> {
@@ -292,7 +317,31 @@ fn open_segment(
             ));
         }
     }
-    let scanned = segment::scan(&file, &path, base, if active { TAIL_HEADERS } else { 0 })?;
+    // The active segment resumes from its recovery point, if it has a
+    // true one; the headers before it are read from the point's last
+    // few MiB.
+    let resume = if active {
+        std::fs::read(segment::index_path(dir, base))
+            .ok()
+            .and_then(|b| index::decode_prefix(&b, len))
+    } else {
+        None
+    };
+    let mut tail = match &resume {
+        Some(st) => segment::prefix_tail(&file, &path, st, TAIL_WINDOW, TAIL_HEADERS)?,
+        None => Vec::new(),
+    };
+    let checkpointed = resume.as_ref().map_or(0, |st| st.written);
+    let mut scanned = segment::scan(
+        &file,
+        &path,
+        base,
+        if active { TAIL_HEADERS } else { 0 },
+        resume,
+    )?;
+    scanned.state.checkpointed = checkpointed;
+    tail.append(&mut scanned.tail);
+    let tail = tail.split_off(tail.len().saturating_sub(TAIL_HEADERS));
     if let Some(at) = scanned.torn_at {
         tracing::warn!(file = %path.display(), at, dropped = len - at, "log segment had a torn tail; trimmed");
         file.set_len(at)
@@ -311,10 +360,12 @@ fn open_segment(
             sealed,
             state: Mutex::new(scanned.state),
         }),
-        scanned.tail,
+        tail,
     ))
 }
 
+#[cfg(test)]
+mod recovery_point_tests;
 #[cfg(test)]
 mod sealed_tests;
 #[cfg(test)]

@@ -209,6 +209,42 @@ impl PartitionFiles {
         Ok(seg)
     }
 
+    /// Writes the active segment's recovery point if it grew since the
+    /// last: a snapshot of its state (every byte it counts is in the file,
+    /// as a write precedes its accounting), the segment synced, then the
+    /// point. If the segment rolled meanwhile, its full index is written
+    /// again over the point.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let seg = self.active();
+        let point = {
+            let st = seg.lock();
+            if st.written <= st.checkpointed.max(HEADER) {
+                return Ok(());
+            }
+            SegState {
+                written: st.written,
+                synced: st.written,
+                next_offset: st.next_offset,
+                max_ts: st.max_ts,
+                index: st.index.clone(),
+                first_append_ms: None,
+                checkpointed: st.written,
+            }
+        };
+        let path = segment::index_path(&self.dir, seg.base);
+        seg.file
+            .sync_data()
+            .and_then(|()| index::write_recovery_point(&path, &point))
+            .map_err(|e| io_error(&path, e))?;
+        if Arc::ptr_eq(&seg, &self.active()) {
+            let mut st = seg.lock();
+            st.checkpointed = st.checkpointed.max(point.written);
+        } else {
+            index::write(&path, &seg.lock()).map_err(|e| io_error(&path, e))?;
+        }
+        Ok(())
+    }
+
     /// Marks what the last sync made durable.
     pub fn synced(&self, seg: &Segment) {
         let mut st = seg.lock();

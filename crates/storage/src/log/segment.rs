@@ -133,6 +133,8 @@ pub struct SegState {
     pub index: Vec<IndexEntry>,
     /// Wall-clock ms of the first append (for `segment.ms`), if any.
     pub first_append_ms: Option<u64>,
+    /// `written` as of the last recovery point (0: none).
+    pub checkpointed: u64,
 }
 
 impl SegState {
@@ -221,29 +223,32 @@ pub struct Scanned {
     pub torn_at: Option<u64>,
 }
 
-/// Reads a whole segment in chunks, checking every batch's CRC and that
-/// offsets follow on (`base` first). A tail that is incomplete or zeroed
-/// (a write cut short by a crash) is reported in `torn_at`; damage with
-/// data after it is an error, not something to truncate away.
+/// Reads a segment in chunks, checking every batch's CRC and that
+/// offsets follow on (`base` first), from its start or from a recovery
+/// point (`from`, a durable prefix whose batches were checked when they
+/// were written). A tail that is incomplete or zeroed (a write cut short by
+/// a crash) is reported in `torn_at`; damage with data after it is an
+/// error, not something to truncate away.
 pub fn scan(
     seg: &File,
     path: &Path,
     base: u64,
     keep_headers: usize,
+    from: Option<SegState>,
 ) -> Result<Scanned, StoreError> {
     const CHUNK: usize = 1 << 20;
     let len = seg.metadata().map_err(|e| io_error(path, e))?.len();
-    let mut state = SegState {
+    let mut state = from.unwrap_or(SegState {
         written: HEADER,
         synced: HEADER,
         next_offset: base,
         ..SegState::default()
-    };
+    });
     let mut tail: std::collections::VecDeque<BatchHeader> = std::collections::VecDeque::new();
     // `buf` holds the file from `buf_at` on.
     let mut buf: Vec<u8> = Vec::new();
-    let mut buf_at = HEADER;
-    let mut at = HEADER;
+    let mut buf_at = state.written;
+    let mut at = state.written;
     let mut torn_at = None;
     let read = |from: u64, n: usize| -> Result<Vec<u8>, StoreError> {
         let n = n.min((len - from) as usize);
@@ -312,6 +317,34 @@ pub fn scan(
         tail: tail.into(),
         torn_at,
     })
+}
+
+/// Headers of the newest batches of a durable prefix `st` (at most `keep`,
+/// oldest first), read in one piece from the index entry nearest `window`
+/// bytes before its end; none if that entry is much further back (a few
+/// huge batches), since they only seed idempotent producers' windows.
+pub fn prefix_tail(
+    seg: &File,
+    path: &Path,
+    st: &SegState,
+    window: u64,
+    keep: usize,
+) -> Result<Vec<BatchHeader>, StoreError> {
+    let want_from = st.written.saturating_sub(window);
+    let from = st
+        .index
+        .iter()
+        .find(|e| u64::from(e.position) >= want_from)
+        .or(st.index.last())
+        .map_or(HEADER, |e| u64::from(e.position));
+    if keep == 0 || from >= st.written || st.written - from > 4 * window {
+        return Ok(Vec::new());
+    }
+    let mut buf = vec![0u8; (st.written - from) as usize];
+    seg.read_exact_at(&mut buf, from)
+        .map_err(|e| io_error(path, e))?;
+    let all: Vec<BatchHeader> = batch::headers(&buf).map(|(_, h)| h).collect();
+    Ok(all[all.len().saturating_sub(keep)..].to_vec())
 }
 
 /// Whether the file is all zeros from `from` to `len` (space a crash left
