@@ -141,19 +141,26 @@ pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError
         ..ctx
     };
 
-    let consumers: Vec<_> = (0..opts.consumers)
-        .map(|i| {
-            let queue = opts.queue_name(i % opts.queues);
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                match protocol {
-                    Protocol::Amqp => amqp::consumer(ctx, queue).await,
-                    Protocol::Sqs => sqs::consumer(ctx, queue).await,
-                    Protocol::Kafka => kafka::consumer(ctx, i).await,
-                }
+    let spawn_consumers = |ctx: &Ctx| -> Vec<_> {
+        (0..opts.consumers)
+            .map(|i| {
+                let queue = opts.queue_name(i % opts.queues);
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    match protocol {
+                        Protocol::Amqp => amqp::consumer(ctx, queue).await,
+                        Protocol::Sqs => sqs::consumer(ctx, queue).await,
+                        Protocol::Kafka => kafka::consumer(ctx, i).await,
+                    }
+                })
             })
-        })
-        .collect();
+            .collect()
+    };
+    let mut consumers = if opts.replay {
+        Vec::new()
+    } else {
+        spawn_consumers(&ctx)
+    };
     let producers: Vec<_> = (0..opts.producers)
         .map(|p| {
             let queue = opts.queue_name(p % opts.queues);
@@ -214,6 +221,13 @@ pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError
             Err(e) => failures.push(e.to_string()),
         }
     }
+    // A replay's consumers start now, on what was kept.
+    let consume_start = if opts.replay {
+        consumers = spawn_consumers(&ctx);
+        ctx.clock.elapsed_s()
+    } else {
+        0.0
+    };
     // Let the consumers catch up: until everything accepted has arrived,
     // or nothing arrives for a while.
     let expected = accepted.count();
@@ -296,8 +310,10 @@ pub async fn run(protocol: Protocol, opts: Options) -> Result<Report, BenchError
         duplicated: received_ledger.duplicates,
         errors,
         sent_per_s: sent as f64 / publish_s.max(1e-9),
-        received_per_s: received as f64 / elapsed_s.max(1e-9),
-        received_mb_per_s: received as f64 * opts.size as f64 / elapsed_s.max(1e-9) / 1e6,
+        received_per_s: received as f64 / (elapsed_s - consume_start).max(1e-9),
+        received_mb_per_s: received as f64 * opts.size as f64
+            / (elapsed_s - consume_start).max(1e-9)
+            / 1e6,
         latency_us: Latency::of(&histogram),
         confirm_latency_us: confirm_latency.as_ref().map(Latency::of),
         cpu,

@@ -100,6 +100,12 @@ pub struct Options {
     #[arg(long)]
     pub keep_queues: bool,
 
+    /// Consumers start only once the producers are done, and read what
+    /// was kept from the start (Kafka: a replay, from the page cache); the
+    /// receive rate is then over the consuming time alone.
+    #[arg(long)]
+    pub replay: bool,
+
     /// Queue names start with this.
     #[arg(long, default_value = "ferry-bench")]
     pub queue_prefix: String,

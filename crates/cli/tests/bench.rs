@@ -180,6 +180,32 @@ fn kafka_runs_count_every_record_with_each_acks_mode() {
     assert_complete(&r);
     assert_eq!(r["confirmed"], 1500);
     assert!(r["confirm_latency_us"]["p50"].as_u64().is_some(), "{r}");
+    // A replay: consumers start after the producers and read it all back.
+    let r = bench(
+        &[
+            "kafka",
+            "--url",
+            &url,
+            "--count",
+            "3000",
+            "--batch",
+            "50",
+            "--partitions",
+            "3",
+            "--consumers",
+            "2",
+            "--size",
+            "128",
+            "--replay",
+        ],
+        &json,
+    );
+    assert_complete(&r);
+    assert_eq!(r["received"], 3000);
+    assert!(
+        r["received_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "the rate is over the consuming time: {r}"
+    );
     ferry.kill();
 }
 
