@@ -79,8 +79,9 @@ pub fn run(command: EncryptionCommand) -> anyhow::Result<()> {
                 journal.display()
             );
             let (old, new) = (read_key(&key_file)?, read_key(&new_key_file)?);
-            // Every directory that must move, checked before any moves:
-            // the journal's keys first (they prove `old` is the key).
+            // The journal's keys first (they prove `old` is the key), then
+            // each partition's, one by one: not all or nothing, but a
+            // re-run after an interruption finishes the ones left.
             let mut dirs = vec![journal];
             if queue_key.is_none() {
                 dirs.extend(stream_partitions(&data_dir.join("streams"))?);

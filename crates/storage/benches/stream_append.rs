@@ -249,6 +249,7 @@ fn main() {
     let ring = ferry_storage::Keyring::open(&ring_dir, Some(&key), &Default::default(), &[])
         .expect("keyring")
         .expect("a keyring");
+    ring.ensure(None, 0).expect("data key");
     let started = Instant::now();
     let mut sealed_bytes = 0u64;
     while started.elapsed() < Duration::from_secs(1) {

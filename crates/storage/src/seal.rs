@@ -561,11 +561,13 @@ impl Keyring {
     }
 
     /// Seals `plain` under segment `segment`'s data key of the journal's
-    /// own key (made now if it has none), bound to `aad`, which the caller
+    /// own key (which it must have), bound to `aad`, which the caller
     /// builds (a stream log binds each batch's clear header and place).
     /// The key is copied out, so sealing holds no lock.
     pub fn seal_bound(&self, segment: u64, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, SealError> {
-        let key = self.keys().ensure("", segment)?.clone();
+        // The segment's key was made and saved when it was created: one
+        // made here would never be saved.
+        let key = self.keys().data_key("", segment)?.clone();
         seal_with(&key, aad, plain)
     }
 

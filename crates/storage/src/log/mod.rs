@@ -120,12 +120,13 @@ impl LogStore for SegmentLogs {
 
     fn checkpoint(&self) -> Result<(), StoreError> {
         let parts: Vec<Arc<PartitionFiles>> = self.open_map().values().flatten().cloned().collect();
+        let own_sync = self.writer.never_syncs();
         let mut first_error = None;
         for p in parts {
             if p.deleted.load(Ordering::Acquire) {
                 continue;
             }
-            if let Err(e) = p.checkpoint() {
+            if let Err(e) = p.checkpoint(own_sync) {
                 tracing::warn!(dir = %p.dir.display(), error = %e, "could not write a recovery point");
                 first_error.get_or_insert(e);
             }
@@ -321,9 +322,20 @@ fn open_segment(
     // true one; the headers before it are read from the point's last
     // few MiB.
     let resume = if active {
-        std::fs::read(segment::index_path(dir, base))
+        let point = segment::index_path(dir, base);
+        let decoded = std::fs::read(&point)
             .ok()
-            .and_then(|b| index::decode_prefix(&b, len))
+            .and_then(|b| index::decode_prefix(&b, len));
+        if decoded.is_none() {
+            // Not trusted now, and never later: once the file grows past
+            // it again, it would describe bytes written since.
+            match std::fs::remove_file(&point) {
+                Ok(()) => crate::segment::sync_dir(dir).map_err(|e| io_error(dir, e))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&point, e)),
+            }
+        }
+        decoded
     } else {
         None
     };

@@ -95,22 +95,6 @@ impl PartitionFiles {
         )
     }
 
-    /// Forgets the data keys of segments that left the log, so an old copy
-    /// of them cannot be opened with this partition's keys file.
-    fn forget_keys(&self, gone: &[Arc<Segment>]) {
-        if let Some(keys) = &self.keys
-            && !gone.is_empty()
-        {
-            let ids: Vec<u64> = gone.iter().map(|s| s.base).collect();
-            keys.forget(&ids);
-            if let Err(e) = keys.persist() {
-                // Kept keys are dropped at the next open (they are older
-                // than every segment left).
-                tracing::warn!(dir = %self.dir.display(), error = %e, "could not save a partition's keys");
-            }
-        }
-    }
-
     fn active(&self) -> Arc<Segment> {
         let segs = rd(&self.segments);
         // Never empty: opening makes a first segment, retention keeps the last.
@@ -211,10 +195,21 @@ impl PartitionFiles {
 
     /// Writes the active segment's recovery point if it grew since the
     /// last: a snapshot of its state (every byte it counts is in the file,
-    /// as a write precedes its accounting), the segment synced, then the
-    /// point. If the segment rolled meanwhile, its full index is written
-    /// again over the point.
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
+    /// as a write precedes its accounting), then the point once that much
+    /// is durable. If the segment rolled meanwhile, its full index is
+    /// written again over the point.
+    ///
+    /// Durable means synced by the log writer (`own_sync` false): this
+    /// never syncs a file the writer syncs, since a write-back error is
+    /// reported to one fsync only and the writer must be the one to see
+    /// it (it fences the partition and fails the batches). It waits a
+    /// little for the writer's round and otherwise tries at the next tick.
+    /// With `own_sync` (no fsync policy: the writer never syncs) it syncs
+    /// the segment itself. A fenced partition gets no point.
+    pub fn checkpoint(&self, own_sync: bool) -> Result<(), StoreError> {
+        if lk(&self.broken).is_some() {
+            return Ok(());
+        }
         let seg = self.active();
         let point = {
             let st = seg.lock();
@@ -232,10 +227,18 @@ impl PartitionFiles {
             }
         };
         let path = segment::index_path(&self.dir, seg.base);
-        seg.file
-            .sync_data()
-            .and_then(|()| index::write_recovery_point(&path, &point))
-            .map_err(|e| io_error(&path, e))?;
+        if own_sync {
+            seg.file.sync_data().map_err(|e| io_error(&seg.path, e))?;
+        } else {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+            while seg.lock().synced < point.written {
+                if std::time::Instant::now() > deadline || lk(&self.broken).is_some() {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        index::write_recovery_point(&path, &point).map_err(|e| io_error(&path, e))?;
         if Arc::ptr_eq(&seg, &self.active()) {
             let mut st = seg.lock();
             st.checkpointed = st.checkpointed.max(point.written);
@@ -267,6 +270,12 @@ pub fn create_segment(
             .map_err(|e| StoreError::Io(format!("the data key of a log segment: {e}")))?;
     }
     let path = segment::log_path(dir, base);
+    // An index left by a file this one replaces describes other bytes.
+    match std::fs::remove_file(segment::index_path(dir, base)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(&segment::index_path(dir, base), e)),
+    }
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -460,10 +469,9 @@ impl PartitionLog for PartitionHandle {
             self.files.durable.set_start(segs[0].base);
             gone
         };
-        let ids = gone.clone();
-        remove_segments(&self.files.dir, gone)?;
-        self.files.forget_keys(&ids);
-        Ok(())
+        // Their data keys stay until the next open drops them (a reader may
+        // still be reading an unlinked segment it looked up before).
+        remove_segments(&self.files.dir, gone)
     }
 
     fn max_timestamp(&self) -> Option<i64> {
@@ -487,15 +495,11 @@ impl PartitionLog for PartitionHandle {
         // open removes), never a start that went back.
         super::start::write(&self.files.dir, offset)?;
         let gone = drop_before(&mut wr(&self.files.segments), offset);
-        let ids = gone.clone();
         self.files.durable.set_start(offset);
         // The deletion took effect with the start: a file left behind is
         // only space, removed by the next open.
-        match remove_segments(&self.files.dir, gone) {
-            Ok(()) => self.files.forget_keys(&ids),
-            Err(e) => {
-                tracing::warn!(error = %e, "a segment before the log start could not be removed")
-            }
+        if let Err(e) = remove_segments(&self.files.dir, gone) {
+            tracing::warn!(error = %e, "a segment before the log start could not be removed");
         }
         Ok(())
     }

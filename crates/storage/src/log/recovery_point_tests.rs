@@ -97,9 +97,12 @@ async fn after_a_crash_only_what_follows_the_point_is_scanned() {
     append(&s, &batch(5, Some(10))).await;
     drop(s);
     crash(streams);
-    // A torn write after the point: trimmed.
+    // A torn write after the point: trimmed. And damage inside the
+    // first batch's records, before the point: not read again (a scan of
+    // the whole segment would refuse it).
     let seg = segment(dir.path());
-    let whole = std::fs::read(&seg).expect("read");
+    let mut whole = std::fs::read(&seg).expect("read");
+    whole[40 + 100] ^= 0xff;
     let third = batch(5, Some(15));
     std::fs::write(&seg, [&whole[..], &third[..third.len() - 20]].concat()).expect("write");
 
@@ -150,4 +153,13 @@ async fn a_point_past_the_end_of_its_segment_is_not_trusted() {
     let s = streams.get("/", "t").expect("stream");
     assert_eq!(s.partition(0).expect("partition").high_watermark(), 5);
     assert_eq!(append(&s, &batch(1, None)).await, 5);
+    // The file grows past the old point's length again; a crash before
+    // any new point must not make the old one true.
+    assert_eq!(append(&s, &batch(5, None)).await, 6);
+    drop(s);
+    crash(streams);
+    let streams = open(dir.path());
+    let s = streams.get("/", "t").expect("stream");
+    assert_eq!(s.partition(0).expect("partition").high_watermark(), 11);
+    assert_eq!(append(&s, &batch(1, None)).await, 11);
 }

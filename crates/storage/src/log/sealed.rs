@@ -117,9 +117,11 @@ mod tests {
 
     fn ring(dir: &std::path::Path) -> Keyring {
         let key = MasterKey::generate().expect("key");
-        Keyring::open(dir, Some(&key), &Default::default(), &[])
+        let ring = Keyring::open(dir, Some(&key), &Default::default(), &[])
             .expect("open")
-            .expect("a keyring")
+            .expect("a keyring");
+        ring.ensure(None, 0).expect("segment 0's data key");
+        ring
     }
 
     fn sample() -> Bytes {

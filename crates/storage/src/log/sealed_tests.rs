@@ -182,6 +182,13 @@ async fn a_fresh_sealed_partition_starts_sealed_and_retention_forgets_its_keys()
     streams.enforce_retention();
     let p = s.partition(0).expect("partition");
     assert!(p.log_start() > 0);
+    let start = p.log_start();
+    drop((p, s, streams));
+    // The next start drops the keys of the segments retention unlinked.
+    let streams = open(dir.path(), Some(&key)).expect("reopen");
+    let s = streams.get("/", "short").expect("stream");
+    let p = s.partition(0).expect("partition");
+    assert_eq!(p.log_start(), start);
     let part = dir.path().join(format!("{:020}", 1)).join("0");
     let keys: serde_json::Value =
         serde_json::from_slice(&std::fs::read(part.join("keys.json")).expect("keys.json"))

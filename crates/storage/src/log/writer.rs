@@ -61,6 +61,12 @@ impl Writer {
         Ok(w)
     }
 
+    /// Whether the fsync policy is never to sync (so a recovery point
+    /// must sync the segment itself).
+    pub fn never_syncs(&self) -> bool {
+        matches!(self.fsync, FsyncPolicy::Never)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
