@@ -77,6 +77,22 @@ fn rotate(data: &Path, from: &Path, to: &Path) -> std::process::Output {
         .expect("rotate")
 }
 
+/// Rotates from `from` to `to`, which must succeed; after it the old key
+/// no longer opens the data.
+fn rotate_and_refuse_the_old_key(data: &Path, from: &Path, to: &Path) {
+    let out = rotate(data, from, to);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = refused(
+        data,
+        &["--encryption-key-file", from.to_str().expect("path")],
+    );
+    assert!(err.contains("does not open"), "{err}");
+}
+
 /// The values and first headers of every record in partition 0 of
 /// `topic`, read from its start with rdkafka.
 fn consume_all(ferry: &Ferry, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -185,14 +201,7 @@ fn message_bodies_are_encrypted_at_rest() {
     assert!(err.contains("does not open"), "{err}");
 
     // Rotation, offline: the new key opens the data, the old one no longer.
-    let out = rotate(&data, &key, &other);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = refused(&data, &key_flag);
-    assert!(err.contains("does not open"), "{err}");
+    rotate_and_refuse_the_old_key(&data, &key, &other);
     let ferry = Ferry::start(
         &data,
         &["admin"],
@@ -250,14 +259,7 @@ async fn kafka_records_are_encrypted_at_rest() {
 
     let other = dir.path().join("other");
     new_key(&other);
-    let out = rotate(&data, &key, &other);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = refused(&data, &key_flag);
-    assert!(err.contains("does not open"), "{err}");
+    rotate_and_refuse_the_old_key(&data, &key, &other);
     let ferry = kafka_support::start(
         &data,
         &["--encryption-key-file", other.to_str().expect("path")],

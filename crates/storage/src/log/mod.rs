@@ -121,12 +121,15 @@ impl LogStore for SegmentLogs {
     fn checkpoint(&self) -> Result<(), StoreError> {
         let parts: Vec<Arc<PartitionFiles>> = self.open_map().values().flatten().cloned().collect();
         let own_sync = self.writer.never_syncs();
+        // Time for the writer's current round to sync what the snapshots
+        // count, shared by the whole pass.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
         let mut first_error = None;
         for p in parts {
             if p.deleted.load(Ordering::Acquire) {
                 continue;
             }
-            if let Err(e) = p.checkpoint(own_sync) {
+            if let Err(e) = p.checkpoint(own_sync, deadline) {
                 tracing::warn!(dir = %p.dir.display(), error = %e, "could not write a recovery point");
                 first_error.get_or_insert(e);
             }

@@ -202,11 +202,16 @@ impl PartitionFiles {
     /// Durable means synced by the log writer (`own_sync` false): this
     /// never syncs a file the writer syncs, since a write-back error is
     /// reported to one fsync only and the writer must be the one to see
-    /// it (it fences the partition and fails the batches). It waits a
-    /// little for the writer's round and otherwise tries at the next tick.
+    /// it (it fences the partition and fails the batches). It waits for
+    /// the writer's round until `deadline` (one for a whole pass, so many
+    /// partitions do not each wait) and otherwise tries at the next tick.
     /// With `own_sync` (no fsync policy: the writer never syncs) it syncs
     /// the segment itself. A fenced partition gets no point.
-    pub fn checkpoint(&self, own_sync: bool) -> Result<(), StoreError> {
+    pub fn checkpoint(
+        &self,
+        own_sync: bool,
+        deadline: std::time::Instant,
+    ) -> Result<(), StoreError> {
         if lk(&self.broken).is_some() {
             return Ok(());
         }
@@ -230,7 +235,6 @@ impl PartitionFiles {
         if own_sync {
             seg.file.sync_data().map_err(|e| io_error(&seg.path, e))?;
         } else {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
             while seg.lock().synced < point.written {
                 if std::time::Instant::now() > deadline || lk(&self.broken).is_some() {
                     return Ok(());

@@ -115,6 +115,12 @@ mod tests {
     use crate::seal::MasterKey;
     use ferry_core::stream::batch::{Record, build, records, validate};
 
+    const PLACE: Place = Place {
+        stream: 3,
+        partition: 1,
+        segment: 0,
+    };
+
     fn ring(dir: &std::path::Path) -> Keyring {
         let key = MasterKey::generate().expect("key");
         let ring = Keyring::open(dir, Some(&key), &Default::default(), &[])
@@ -143,11 +149,7 @@ mod tests {
     fn a_sealed_batch_validates_as_stored_and_opens_to_the_producers_bytes() {
         let dir = tempfile::tempdir().expect("dir");
         let keys = ring(dir.path());
-        let place = Place {
-            stream: 3,
-            partition: 1,
-            segment: 0,
-        };
+        let place = PLACE;
         let raw = sample();
         let stored = seal(&keys, place, &raw).expect("seal");
         assert_eq!(stored.len(), raw.len() + OVERHEAD);
@@ -173,11 +175,7 @@ mod tests {
     fn a_batch_moved_relabelled_or_damaged_does_not_open() {
         let dir = tempfile::tempdir().expect("dir");
         let keys = ring(dir.path());
-        let place = Place {
-            stream: 3,
-            partition: 1,
-            segment: 0,
-        };
+        let place = PLACE;
         let stored = Bytes::from(seal(&keys, place, &sample()).expect("seal"));
         let elsewhere = Place {
             partition: 2,
