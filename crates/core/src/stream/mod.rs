@@ -6,7 +6,8 @@
 //! - [`Streams`]: the streams of each namespace, their creation, deletion
 //!   and recovery, producer ids, retention.
 //! - [`Partition`]: offsets, idempotent producers' sequences, reads.
-//! - [`batch`]: Kafka's RecordBatch v2, the stored unit.
+//! - [`batch`]: Kafka's RecordBatch v2, the stored unit; [`compression`]
+//!   inflates a compressed one's records for faces that read records.
 //! - [`LogStore`] / [`PartitionLog`]: the storage boundary.
 //!
 //! Invariants: a partition's offsets are handed out under its lock, in
@@ -15,6 +16,7 @@
 //! offsets after a restart continue from what it saw.
 
 pub mod batch;
+pub mod compression;
 mod config;
 mod error;
 mod log;

@@ -161,12 +161,11 @@ fn fill(
         let before = *next;
         for (at, h) in batch::headers(&fetched.records) {
             let raw = fetched.records.slice(at..at + h.size);
-            let records = batch::records(&raw).map_err(|e| {
-                format!(
-                    "offset {}: {e} (compressed Kafka batches cannot be read over AMQP yet)",
-                    h.base_offset
-                )
-            })?;
+            // A batch its producer compressed is inflated here, per read;
+            // one that cannot be read ends the consumer (its reason logged)
+            // rather than skip records silently.
+            let records =
+                batch::records(&raw).map_err(|e| format!("offset {}: {e}", h.base_offset))?;
             for r in records {
                 match u64::try_from(r.offset) {
                     Ok(offset) if offset >= *next => {}
