@@ -712,3 +712,59 @@ async fn compressed_kafka_batches_read_over_amqp() {
     codecs.sort();
     assert_eq!(codecs, vec![2, 3], "stored batches' codecs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_reads_partitions_added_after_it_started() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = start(dir.path());
+    kafka_support::create_topic(&ferry, "growing", 1, &[]).await;
+    let conn = ferry.amqp_guest().await;
+    let (_ch, mut consumer) = stream_consumer(&conn, "growing", text("next"), 10).await;
+
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        kafka_support::config(&ferry).create().expect("admin");
+    let grown = admin
+        .create_partitions(
+            &[rdkafka::admin::NewPartitions::new("growing", 3)],
+            &rdkafka::admin::AdminOptions::new(),
+        )
+        .await
+        .expect("create partitions");
+    assert!(grown[0].is_ok(), "{grown:?}");
+    // Into the new partitions only, after they exist: the consumer started
+    // at `next` when they did not, and still reads them from their start.
+    let producer = kafka_support::producer(&ferry, "all", true);
+    for p in [1, 2] {
+        let body = format!("into {p}");
+        producer
+            .send(
+                FutureRecord::to("growing")
+                    .partition(p)
+                    .key("k")
+                    .payload(&body),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produce");
+    }
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let d = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .expect("a record from a new partition in time")
+            .expect("delivery")
+            .expect("ok");
+        let headers = d.properties.headers().clone().unwrap_or_default();
+        let partition = headers.inner().get("x-stream-partition").cloned();
+        got.push((String::from_utf8_lossy(&d.data).into_owned(), partition));
+        d.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        vec![
+            ("into 1".to_owned(), Some(AMQPValue::LongLongInt(1))),
+            ("into 2".to_owned(), Some(AMQPValue::LongLongInt(2))),
+        ]
+    );
+}

@@ -63,6 +63,9 @@ pub struct Stream {
     partitions: RwLock<Vec<Arc<Partition>>>,
     /// Turns true once the stream is deleted (readers holding it stop).
     gone: tokio::sync::watch::Sender<bool>,
+    /// The partition count, sent after new partitions are in `partitions`
+    /// (so whoever sees it grow finds them there).
+    count: tokio::sync::watch::Sender<u32>,
 }
 
 impl Stream {
@@ -95,6 +98,13 @@ impl Stream {
 
     pub fn config(&self) -> StreamConfig {
         read(&self.meta).config.clone()
+    }
+
+    /// Resolves once the stream has more than `have` partitions (never, if
+    /// it is deleted first: callers also wait on [`Stream::deleted`]).
+    pub async fn grown_past(&self, have: u32) {
+        let mut rx = self.count.subscribe();
+        let _ = rx.wait_for(|n| *n > have).await;
     }
 
     pub fn partition_count(&self) -> u32 {
@@ -214,6 +224,7 @@ impl Streams {
         self.partitions.fetch_add(parts.len(), Ordering::Relaxed);
         Ok(Arc::new(Stream {
             meta: RwLock::new(meta),
+            count: tokio::sync::watch::channel(parts.len() as u32).0,
             partitions: RwLock::new(parts),
             gone: tokio::sync::watch::channel(false).0,
         }))
@@ -354,6 +365,8 @@ impl Streams {
             self.partitions.fetch_add(1, Ordering::Relaxed);
         }
         *current = meta;
+        drop((current, parts));
+        stream.count.send_replace(total);
         Ok(())
     }
 

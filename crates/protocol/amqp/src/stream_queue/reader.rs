@@ -1,4 +1,5 @@
-//! A stream consumer's reader: one task per partition, reading the log
+//! A stream consumer's reader: one task per partition (partitions added
+//! later get theirs as they appear), reading the log
 //! from where the consumer starts and sending records to the connection
 //! as messages while the consumer has credit (its prefetch count, given
 //! back one by one as deliveries are settled).
@@ -9,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferry_core::Value;
@@ -36,30 +38,56 @@ pub struct Target {
 }
 
 /// The readers of one consumer; dropping it stops them.
-pub struct Readers(Vec<JoinHandle<()>>);
+pub struct Readers(JoinHandle<()>);
 
 impl Drop for Readers {
     fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
-        }
+        // Aborting the supervisor drops its JoinSet, which aborts every
+        // partition's reader.
+        self.0.abort();
     }
 }
 
-/// Starts one reader per partition of the target's stream.
+/// Starts one reader per partition of the target's stream, and one more
+/// for each partition added while the consumer lives.
 pub fn start(target: Target, start: Start) -> Readers {
-    let target = Arc::new(target);
-    let partitions = target.stream.partitions();
-    let several = partitions.len() > 1;
-    Readers(
-        partitions
-            .into_iter()
-            .map(|p| {
-                let t = Arc::clone(&target);
-                tokio::spawn(async move { read(t, p, start, several).await })
-            })
-            .collect(),
-    )
+    Readers(tokio::spawn(supervise(Arc::new(target), start)))
+}
+
+/// Runs the partitions' readers, starting one for each partition added to
+/// the stream later. Those start from their first record when the
+/// consumer asked for `next` or `last` (everything in them is newer than
+/// the consumer), and as asked otherwise.
+async fn supervise(t: Arc<Target>, start: Start) {
+    let mut readers = tokio::task::JoinSet::new();
+    let mut have = 0usize;
+    let mut later = start;
+    // Once a stream has several partitions, every message read from then
+    // on says which it came from.
+    let several = Arc::new(AtomicBool::new(false));
+    loop {
+        let partitions = t.stream.partitions();
+        if partitions.len() > 1 {
+            several.store(true, Ordering::Relaxed);
+        }
+        for p in partitions.into_iter().skip(have) {
+            have += 1;
+            readers.spawn(read(Arc::clone(&t), p, later, Arc::clone(&several)));
+        }
+        later = match start {
+            Start::Next | Start::Last => Start::First,
+            other => other,
+        };
+        tokio::select! {
+            () = t.stream.grown_past(have as u32) => {}
+            () = t.stream.deleted() => break,
+            // A reader ended (the consumer is gone): the rest follow.
+            Some(_) = readers.join_next() => break,
+        }
+    }
+    // Dropping `readers` stops the rest; a deletion is reported by each
+    // reader, which sees it too.
+    while readers.join_next().await.is_some() {}
 }
 
 /// The offset a consumer starting at `start` reads first.
@@ -84,7 +112,7 @@ fn first_offset(p: &Partition, start: Start) -> Result<u64, StreamError> {
     })
 }
 
-async fn read(t: Arc<Target>, p: Arc<Partition>, start: Start, several: bool) {
+async fn read(t: Arc<Target>, p: Arc<Partition>, start: Start, several: Arc<AtomicBool>) {
     let mut next = match first_offset(&p, start) {
         Ok(o) => o,
         Err(e) => return gone(&t, &e.to_string()),
@@ -92,7 +120,7 @@ async fn read(t: Arc<Target>, p: Arc<Partition>, start: Start, several: bool) {
     let mut pending: VecDeque<ferry_core::Message> = VecDeque::new();
     loop {
         if pending.is_empty() {
-            match fill(&p, &mut next, &mut pending, several) {
+            match fill(&p, &mut next, &mut pending, several.load(Ordering::Relaxed)) {
                 Ok(true) => {}
                 Ok(false) => {
                     // Nothing read below the end should not happen; if it
