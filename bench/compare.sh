@@ -231,6 +231,11 @@ for s in "${scenarios[@]}"; do
         IFS='|' read -r broker url pid <<<"$t"
         echo "== $name: $broker"
         if [ "$broker" = ferry ]; then pin_window "run-$i"; fi
+        # Each run starts on a clean disk: what earlier runs left dirty in
+        # the page cache is written back now, not during this run's fsyncs
+        # (without this the last rows' tails measured the writeback).
+        sync
+        sleep 2
         # shellcheck disable=SC2086 # the options are words on purpose
         "$ferry_bin" bench "$protocol" --url "$url" --broker-pid "$pid" --duration "$DURATION" \
             --quiet --json "$results/$i-$broker.json" $opts | grep -E 'received|latency|lost' || true

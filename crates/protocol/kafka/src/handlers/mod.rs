@@ -137,11 +137,18 @@ pub fn try_frame<T: Encodable>(
     version: i16,
     body: &T,
 ) -> Result<Bytes, String> {
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(h.correlation_id);
+    let header_version = key.response_header_version(version);
+    // Sized up front: a fetch answer holds up to megabytes of records, and
+    // growing the buffer as it is written would copy them again.
+    let size = header
+        .compute_size(header_version)
+        .and_then(|hs| Ok(hs + body.compute_size(version)?))
+        .map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(0);
     header
-        .encode(&mut buf, key.response_header_version(version))
+        .encode(&mut buf, header_version)
         .and_then(|()| body.encode(&mut buf, version))
         .map_err(|e| e.to_string())?;
     let size = (buf.len() - 4) as i32;
