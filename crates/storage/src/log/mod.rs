@@ -188,6 +188,21 @@ impl LogStore for SegmentLogs {
         let mut tail = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
+            let path = segment::log_path(&dir, base);
+            if active && segment::unborn(&path).map_err(|e| io_error(&path, e))? {
+                // A crash while it was being made (at a roll, or replacing
+                // an empty clear segment with a sealed one): it holds
+                // nothing, and offsets go on from its base. Made again.
+                tracing::warn!(file = %path.display(), "log segment cut short while it was created; made again");
+                segments.push(partition::create_segment(
+                    &dir,
+                    m.id,
+                    partition,
+                    base,
+                    keys.as_deref(),
+                )?);
+                continue;
+            }
             let (seg, headers) = open_segment(&dir, m.id, partition, base, active)?;
             if seg.sealed && !keys.as_ref().is_some_and(|k| k.has(base)) {
                 return Err(StoreError::Io(format!(

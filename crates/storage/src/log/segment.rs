@@ -73,6 +73,15 @@ pub fn header(stream: u64, partition: u32, base: u64, sealed: bool) -> [u8; HEAD
     h
 }
 
+/// Whether the segment file at `path` is one whose creation a crash cut
+/// short: shorter than a header, or a header's length of zeros (the size
+/// reached the disk, the bytes did not). Such a file holds no batch, as
+/// none is written before its header is synced (`create_segment`).
+pub fn unborn(path: &Path) -> std::io::Result<bool> {
+    let b = std::fs::read(path)?;
+    Ok(b.len() < HEADER as usize || (b.len() == HEADER as usize && b.iter().all(|&x| x == 0)))
+}
+
 /// Checks a segment header against where the file is; whether its
 /// batches are sealed.
 pub fn check_header(h: &[u8], stream: u64, partition: u32, base: u64) -> Result<bool, String> {

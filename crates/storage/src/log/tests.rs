@@ -38,6 +38,29 @@ fn offsets(b: &Bytes) -> Vec<i64> {
     batch::headers(b).map(|(_, h)| h.base_offset).collect()
 }
 
+/// A stream `t` of one partition holding `batches` batches of two records
+/// (offsets 0, 2, ...), closed; the path of its partition's directory.
+async fn seeded(dir: &std::path::Path, batches: usize) -> std::path::PathBuf {
+    let streams = open(dir);
+    let s = streams
+        .create("/", "t", 1, StreamConfig::default())
+        .unwrap();
+    for _ in 0..batches {
+        append(&s, 0, &batch_of(2, 100, 0)).await;
+    }
+    dir.join(format!("{:020}", 1)).join("0")
+}
+
+/// Why opening the streams at `dir` fails (it must).
+fn refused(dir: &std::path::Path) -> String {
+    let logs: Arc<dyn LogStore> =
+        Arc::new(SegmentLogs::open(dir, FsyncPolicy::Always, None).unwrap());
+    Streams::open(Arc::new(SystemClock::new()), logs)
+        .err()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test]
 async fn batches_survive_a_restart_and_offsets_go_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -164,19 +187,7 @@ async fn segments_roll_index_and_expire() {
 #[tokio::test]
 async fn a_torn_tail_is_trimmed_and_damage_before_data_refused() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let streams = open(dir.path());
-        let s = streams
-            .create("/", "t", 1, StreamConfig::default())
-            .unwrap();
-        append(&s, 0, &batch_of(2, 100, 0)).await;
-        append(&s, 0, &batch_of(2, 100, 0)).await;
-    }
-    let seg = dir
-        .path()
-        .join(format!("{:020}", 1))
-        .join("0")
-        .join(format!("{:020}.log", 0));
+    let seg = seeded(dir.path(), 2).await.join(format!("{:020}.log", 0));
     let whole = std::fs::read(&seg).unwrap();
     // Cut the second batch short, as a crash mid-write would.
     std::fs::write(&seg, &whole[..whole.len() - 30]).unwrap();
@@ -197,12 +208,8 @@ async fn a_torn_tail_is_trimmed_and_damage_before_data_refused() {
     let mut bad = std::fs::read(&seg).unwrap();
     bad[80] ^= 0xff;
     std::fs::write(&seg, &bad).unwrap();
-    let logs: Arc<dyn LogStore> =
-        Arc::new(SegmentLogs::open(dir.path(), FsyncPolicy::Always, None).unwrap());
-    let err = Streams::open(Arc::new(SystemClock::new()), logs)
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("corrupt"), "{err}");
+    let err = refused(dir.path());
+    assert!(err.contains("corrupt"), "{err}");
 }
 
 #[tokio::test]
@@ -315,4 +322,40 @@ async fn segments_a_crash_kept_behind_the_start_go_at_the_next_open() {
     );
     // A timestamp before everything answers the start, not a deleted record.
     assert_eq!(p.offset_for_time(0).unwrap().map(|(o, _)| o), Some(95));
+}
+
+#[tokio::test]
+async fn a_segment_a_crash_cut_short_while_made_is_made_again() {
+    // A roll to offset 2 that a crash cut short, in each way it can be
+    // cut: no bytes, part of the header, a header's length of zeros.
+    for left in [
+        vec![],
+        segment::header(1, 0, 2, false)[..17].to_vec(),
+        vec![0u8; 40],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let part = seeded(dir.path(), 1).await;
+        std::fs::write(part.join(format!("{:020}.log", 2)), &left).unwrap();
+        let streams = open(dir.path());
+        let s = streams.get("/", "t").unwrap();
+        let p = s.partition(0).unwrap();
+        assert_eq!(p.high_watermark(), 2, "left {} bytes", left.len());
+        // Made again: it takes the next batch, which survives a restart.
+        assert_eq!(append(&s, 0, &batch_of(1, 10, 0)).await, 2);
+        drop((p, s, streams));
+        let streams = open(dir.path());
+        let p = streams.get("/", "t").unwrap().partition(0).unwrap();
+        assert_eq!(offsets(&p.read(0, 1 << 20).unwrap().records), vec![0]);
+        assert_eq!(offsets(&p.read(2, 1 << 20).unwrap().records), vec![2]);
+        assert_eq!(p.high_watermark(), 3);
+    }
+    // Damage is still damage: zeros where a header was, with data after
+    // them, are refused.
+    let dir = tempfile::tempdir().unwrap();
+    let seg = seeded(dir.path(), 1).await.join(format!("{:020}.log", 0));
+    let mut bad = std::fs::read(&seg).unwrap();
+    bad[..40].fill(0);
+    std::fs::write(&seg, &bad).unwrap();
+    let err = refused(dir.path());
+    assert!(err.contains("corrupt"), "{err}");
 }
