@@ -305,6 +305,35 @@ async fn the_prefetch_count_is_credit_that_settling_gives_back() {
     assert!(soon(&mut consumer).await.is_none(), "all six were read");
 }
 
+/// A ferry on a fresh directory, a connection and a channel to it, and
+/// stream `name` declared.
+async fn with_stream(name: &str) -> (tempfile::TempDir, Ferry, lapin::Connection, Channel) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ferry = start(dir.path());
+    let conn = ferry.amqp_guest().await;
+    let ch = conn.create_channel().await.expect("channel");
+    declare_stream(&ch, name).await;
+    (dir, ferry, conn, ch)
+}
+
+/// Publishes one persistent message on `ch` (in confirm mode) and waits
+/// for its ack.
+async fn publish_persistent(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
+    let c = ch
+        .basic_publish(
+            exchange.into(),
+            key.into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    assert!(c.is_ack(), "{key}: nacked");
+}
+
 /// A channel error's reply code, from the error lapin reports.
 fn code_of(e: &lapin::Error) -> Option<u16> {
     match e.kind() {
@@ -315,11 +344,7 @@ fn code_of(e: &lapin::Error) -> Option<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_queues_refuse_what_rabbitmq_refuses() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ferry = start(dir.path());
-    let conn = ferry.amqp_guest().await;
-    let ch = conn.create_channel().await.expect("channel");
-    declare_stream(&ch, "s").await;
+    let (_dir, _ferry, conn, _ch) = with_stream("s").await;
 
     let refused = |what: &'static str, want: u16, r: Result<(), lapin::Error>| {
         let e = r.expect_err(what);
@@ -476,19 +501,7 @@ async fn an_exchange_feeds_a_stream_and_a_queue_with_one_publish() {
         .expect("bind");
     }
     for key in ["order.created", "order.paid", "invoice.sent"] {
-        let c = ch
-            .basic_publish(
-                "orders".into(),
-                key.into(),
-                BasicPublishOptions::default(),
-                key.as_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
-        assert!(c.is_ack());
+        publish_persistent(&ch, "orders", key, key.as_bytes()).await;
     }
     let logged = consume(&conn, "audit", text("first"), 10, 2).await;
     let bodies: Vec<_> = logged.iter().map(|g| g.1.as_str()).collect();
@@ -767,4 +780,71 @@ async fn a_consumer_reads_partitions_added_after_it_started() {
             ("into 2".to_owned(), Some(AMQPValue::LongLongInt(2))),
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_takes_dead_letters_and_their_history() {
+    let (dir, ferry, conn, ch) = with_stream("graveyard").await;
+    // Dead letters of `work` go through the default exchange to the stream.
+    ch.queue_declare(
+        "work".into(),
+        durable(),
+        table(&[
+            ("x-dead-letter-exchange", text("")),
+            ("x-dead-letter-routing-key", text("graveyard")),
+        ]),
+    )
+    .await
+    .expect("declare work");
+    publish_persistent(&confirming(&conn).await, "", "work", b"doomed").await;
+    let got = ch
+        .basic_get("work".into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("a message");
+    got.delivery
+        .reject(lapin::options::BasicRejectOptions { requeue: false })
+        .await
+        .expect("reject");
+
+    let (_c, mut consumer) = stream_consumer(&conn, "graveyard", text("first"), 5).await;
+    let d = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .expect("the dead letter in time")
+        .expect("delivery")
+        .expect("ok");
+    assert_eq!(&d.data[..], b"doomed");
+    let headers = d.properties.headers().clone().unwrap_or_default();
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        panic!("no x-death table: {headers:?}");
+    };
+    let Some(AMQPValue::FieldTable(death)) = deaths.as_slice().first() else {
+        panic!("empty x-death");
+    };
+    assert_eq!(death.inner().get("queue"), Some(&text("work")));
+    assert_eq!(death.inner().get("reason"), Some(&text("rejected")));
+    assert_eq!(
+        headers.inner().get("x-first-death-reason"),
+        Some(&text("rejected"))
+    );
+
+    // The source's removal is journaled once the stream holds the letter
+    // (a poll of a few milliseconds): after a crash the message is in the
+    // stream only, not back in `work` too.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(conn);
+    ferry.kill();
+    let ferry = start(dir.path());
+    let conn = ferry.amqp_guest().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let work = ch
+        .queue_declare("work".into(), passive(), FieldTable::default())
+        .await
+        .expect("passive work");
+    assert_eq!(work.message_count(), 0, "the dead letter came back to work");
+    let stream = ch
+        .queue_declare("graveyard".into(), passive(), FieldTable::default())
+        .await
+        .expect("passive stream");
+    assert_eq!(stream.message_count(), 1);
 }

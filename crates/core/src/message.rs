@@ -216,6 +216,64 @@ pub struct Death {
     pub original_ttl: Option<Duration>,
 }
 
+/// A death history as RabbitMQ's headers show it: `x-death` (newest
+/// first, one entry per queue and reason) and the `x-first-death-*` /
+/// `x-last-death-*` summaries. Times are AMQP timestamps (seconds). For
+/// faces that carry the history as headers (AMQP deliveries, and records
+/// of a stream a dead letter was appended to).
+pub fn death_headers(deaths: &[Death]) -> Headers {
+    let mut h = Headers::new();
+    if deaths.is_empty() {
+        return h;
+    }
+    let entries = deaths
+        .iter()
+        .map(|d| {
+            let mut e = Headers::new();
+            e.insert("count", Value::Int(d.count as i64));
+            e.insert("reason", Value::Str(d.reason.as_str().to_owned()));
+            e.insert("queue", Value::Str(d.queue.clone()));
+            e.insert("time", Value::Timestamp(d.last_time.as_millis() / 1000));
+            e.insert("exchange", Value::Str(d.router.clone().unwrap_or_default()));
+            e.insert(
+                "routing-keys",
+                Value::List(vec![Value::Str(d.routing_key.clone())]),
+            );
+            // The `expiration` it had, in milliseconds as published; the
+            // property itself is gone from the dead letter.
+            if let Some(ttl) = d.original_ttl {
+                e.insert(
+                    "original-expiration",
+                    Value::Str(ttl.as_millis().to_string()),
+                );
+            }
+            Value::Table(e)
+        })
+        .collect();
+    h.insert("x-death", Value::List(entries));
+    let mut summary = |which: &str, d: &Death| {
+        h.insert(
+            format!("x-{which}-death-reason"),
+            Value::Str(d.reason.as_str().to_owned()),
+        );
+        h.insert(
+            format!("x-{which}-death-queue"),
+            Value::Str(d.queue.clone()),
+        );
+        h.insert(
+            format!("x-{which}-death-exchange"),
+            Value::Str(d.router.clone().unwrap_or_default()),
+        );
+    };
+    if let Some(first) = deaths.iter().min_by_key(|d| d.first_time) {
+        summary("first", first);
+    }
+    if let Some(last) = deaths.first() {
+        summary("last", last);
+    }
+    h
+}
+
 /// A message as the broker holds it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Message {

@@ -146,6 +146,9 @@ pub struct Broker {
     /// The streams engine, once attached: routers route into streams
     /// (RabbitMQ stream queues) by name, as they route into queues.
     streams: std::sync::OnceLock<Arc<crate::stream::Streams>>,
+    /// Removals of dead letters appended to streams, each journaled once
+    /// its append is durable (see `dead_letter_into_stream`).
+    stream_removals: Mutex<Vec<(Commit, Record)>>,
 }
 
 impl Broker {
@@ -181,6 +184,7 @@ impl Broker {
             max_queues: std::sync::atomic::AtomicUsize::new(usize::MAX),
             max_queue_length: AtomicU64::new(u64::MAX),
             streams: std::sync::OnceLock::new(),
+            stream_removals: Mutex::new(Vec::new()),
         });
         broker.recover(memory_budget)?;
         Ok(broker)

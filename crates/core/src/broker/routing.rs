@@ -461,6 +461,10 @@ impl Broker {
                     continue;
                 }
                 let Some(q) = read(&ns.queues).get(&*t).cloned() else {
+                    if let Some(s) = self.stream(&source.namespace, &t) {
+                        self.dead_letter_into_stream(&s, &msg, &mut removal, source);
+                        continue;
+                    }
                     tracing::debug!(queue = %source.name, target = %t, "dead-letter target does not exist; dropped");
                     continue;
                 };
@@ -478,5 +482,58 @@ impl Broker {
                 let _unanswered = self.append(&mut vec![r]);
             }
         }
+    }
+
+    /// Appends a dead letter to a stream (RabbitMQ lets a stream be a
+    /// dead-letter target). The stream's log commits apart from the
+    /// journal, so the source's removal, if this copy carries it, waits in
+    /// `stream_removals` until the append is durable: a crash in between
+    /// leaves the message in both, never in neither.
+    fn dead_letter_into_stream(
+        &self,
+        stream: &crate::stream::Stream,
+        msg: &Message,
+        removal: &mut Option<Record>,
+        source: &QueueHandle,
+    ) {
+        let now = self.clock.now().as_millis() as i64;
+        match stream.append_message(msg, now) {
+            Ok(a) => {
+                if let Some(r) = removal.take() {
+                    super::lock(&self.stream_removals).push((a.commit, r));
+                    self.wake_timers();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(queue = %source.name, stream = %stream.name(), error = %e, "dead letter refused by its stream");
+            }
+        }
+    }
+
+    /// Journals the removals of dead letters whose stream appends are now
+    /// durable. One whose append failed keeps its journal record: a
+    /// restart brings the message back to its source. Whether any wait.
+    pub(super) fn settle_stream_removals(&self) -> bool {
+        let mut ready = Vec::new();
+        let waiting = {
+            let mut pending = super::lock(&self.stream_removals);
+            pending.retain(|(commit, record)| match commit.outcome() {
+                None => true,
+                Some(Ok(())) => {
+                    ready.push(record.clone());
+                    false
+                }
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "a dead letter's stream append failed; its source keeps it on disk");
+                    false
+                }
+            });
+            !pending.is_empty()
+        };
+        if !ready.is_empty() {
+            // Dead-lettering answers nobody (as in `dead_letter`).
+            let _unanswered = self.append(&mut ready);
+        }
+        waiting
     }
 }

@@ -66,6 +66,12 @@ impl Broker {
         }
     }
 
+    /// Wakes the timer task to look again (a dead letter's stream append
+    /// now waits to be settled).
+    pub(super) fn wake_timers(&self) {
+        self.timers.changed.notify_one();
+    }
+
     /// Ticks every queue whose deadline has passed; returns how many.
     /// [`Broker::run_timers`] calls it; tests with a fake clock call it directly.
     pub fn fire_timers(&self) -> usize {
@@ -97,11 +103,25 @@ impl Broker {
     /// Runs the broker's timer until the broker is dropped elsewhere and
     /// this task is aborted. Spawn it once per broker.
     pub async fn run_timers(self: Arc<Self>) {
+        // How often dead letters' stream appends are checked while some
+        // wait (their removals are journaled once those are durable).
+        const SETTLE_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
         loop {
             self.fire_timers();
             let changed = self.timers.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
+            if self.settle_stream_removals() {
+                let now = self.clock.now();
+                let next = now.plus(SETTLE_EVERY);
+                if self.next_timer().is_none_or(|at| at > next) {
+                    tokio::select! {
+                        _ = self.clock.sleep_until(next) => {}
+                        _ = changed => {}
+                    }
+                    continue;
+                }
+            }
             match self.next_timer() {
                 Some(at) if at <= self.clock.now() => continue,
                 Some(at) => {

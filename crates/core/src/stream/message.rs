@@ -36,7 +36,10 @@ const MAX_ROUTING_KEY: usize = 255;
 /// The record `msg` is stored as (its offset is the log's to set).
 pub fn record_of(msg: &Message) -> Record {
     let mut headers: Vec<(String, Option<Bytes>)> = Vec::with_capacity(msg.headers.len());
-    for (name, value) in msg.headers.iter() {
+    // A dead letter's history goes as the headers RabbitMQ shows it with
+    // (typed, so an AMQP consumer reads `x-death` back as a table).
+    let deaths = crate::message::death_headers(&msg.deaths);
+    for (name, value) in msg.headers.iter().chain(deaths.iter()) {
         // An application's own `:` name is escaped by doubling the colon,
         // so it never reads back as a property or a type.
         let escaped;

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use amq_protocol::protocol::basic::AMQPProperties;
-use amq_protocol::types::{AMQPValue, FieldArray, FieldTable};
+use amq_protocol::types::FieldTable;
 use bytes::Bytes;
 use ferry_core::{Death, Message, Properties};
 
 use crate::error::{Failure, Outcome, ReplyCode};
-use crate::values::{headers_from_table, long, short, table_from_headers};
+use crate::values::{headers_from_table, short, table_from_headers, value_to_amqp};
 
 /// delivery-mode 2: the message is persistent.
 const PERSISTENT: u8 = 2;
@@ -121,70 +121,17 @@ pub fn properties_of(msg: &Message) -> AMQPProperties {
     out
 }
 
-/// `x-death` (newest first, one entry per queue and reason) and the
-/// `x-first-death-*` / `x-last-death-*` summaries.
+/// `x-death` and its summaries, as the core words them.
 fn add_deaths(t: &mut FieldTable, deaths: &[Death]) {
-    let entries: Vec<AMQPValue> = deaths
-        .iter()
-        .map(|d| {
-            let mut e = FieldTable::default();
-            e.insert("count".into(), AMQPValue::LongLongInt(d.count as i64));
-            e.insert(
-                "reason".into(),
-                AMQPValue::LongString(long(d.reason.as_str())),
-            );
-            e.insert("queue".into(), AMQPValue::LongString(long(&d.queue)));
-            e.insert(
-                "time".into(),
-                AMQPValue::Timestamp(d.last_time.as_millis() / 1000),
-            );
-            e.insert(
-                "exchange".into(),
-                AMQPValue::LongString(long(d.router.as_deref().unwrap_or(""))),
-            );
-            e.insert(
-                "routing-keys".into(),
-                AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::LongString(long(
-                    &d.routing_key,
-                ))])),
-            );
-            // The `expiration` it had, in milliseconds as published; the
-            // property itself is gone from the dead letter.
-            if let Some(ttl) = d.original_ttl {
-                e.insert(
-                    "original-expiration".into(),
-                    AMQPValue::LongString(long(&ttl.as_millis().to_string())),
-                );
-            }
-            AMQPValue::FieldTable(e)
-        })
-        .collect();
-    t.insert("x-death".into(), AMQPValue::FieldArray(entries.into()));
-    let summary = |t: &mut FieldTable, which: &str, d: &Death| {
-        t.insert(
-            short(&format!("x-{which}-death-reason")),
-            AMQPValue::LongString(long(d.reason.as_str())),
-        );
-        t.insert(
-            short(&format!("x-{which}-death-queue")),
-            AMQPValue::LongString(long(&d.queue)),
-        );
-        t.insert(
-            short(&format!("x-{which}-death-exchange")),
-            AMQPValue::LongString(long(d.router.as_deref().unwrap_or(""))),
-        );
-    };
-    if let Some(first) = deaths.iter().min_by_key(|d| d.first_time) {
-        summary(t, "first", first);
-    }
-    if let Some(last) = deaths.first() {
-        summary(t, "last", last);
+    for (name, value) in ferry_core::message::death_headers(deaths).iter() {
+        t.insert(short(name), value_to_amqp(value));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use amq_protocol::types::AMQPValue;
     use ferry_core::{DeathReason, Timestamp};
 
     #[test]
