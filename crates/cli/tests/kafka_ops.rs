@@ -189,6 +189,26 @@ async fn the_streams_and_groups_commands_drive_the_api() {
     let (ok, out) = run(&["streams", "list"]);
     assert!(ok && out.contains("events"), "{out}");
 
+    // A dry run answers the plan and commits nothing.
+    let (ok, out) = run(&[
+        "groups",
+        "reset-offsets",
+        "audit",
+        "--stream",
+        "events",
+        "--to",
+        "4",
+        "--dry-run",
+    ]);
+    assert!(ok && out.contains("-> 4 (dry run"), "{out}");
+    let (_, out) = run(&["groups", "describe", "audit", "--json"]);
+    assert!(
+        out.contains("404")
+            || serde_json::from_str::<Value>(&out)
+                .is_ok_and(|g| g["offsets"] == Value::Array(vec![])),
+        "a dry run committed: {out}"
+    );
+
     // The group does not exist yet: the reset makes its offsets.
     let (ok, out) = run(&[
         "groups",

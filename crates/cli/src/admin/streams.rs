@@ -69,6 +69,9 @@ pub enum GroupsCommand {
         /// Only this partition (repeatable; all if none).
         #[arg(long = "partition")]
         partitions: Vec<u32>,
+        /// Show the offsets the reset would commit, and commit nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -183,12 +186,13 @@ pub fn groups(target: Target, command: GroupsCommand) -> anyhow::Result<()> {
             stream,
             to,
             partitions,
+            dry_run,
         } => {
             let to = match to.parse::<u64>() {
                 Ok(n) => json!(n),
                 Err(_) => json!(to),
             };
-            let mut body = json!({ "stream": stream, "to": to });
+            let mut body = json!({ "stream": stream, "to": to, "dry_run": dry_run });
             if !partitions.is_empty() {
                 body["partitions"] = json!(partitions);
             }
@@ -253,10 +257,15 @@ pub fn groups(target: Target, command: GroupsCommand) -> anyhow::Result<()> {
             }
         }
         GroupsCommand::Delete { name, .. } => println!("group '{name}' deleted"),
-        GroupsCommand::ResetOffsets { name, .. } => {
+        GroupsCommand::ResetOffsets { name, dry_run, .. } => {
+            let would = if dry_run {
+                " (dry run: not committed)"
+            } else {
+                ""
+            };
             for o in v["offsets"].as_array().into_iter().flatten() {
                 println!(
-                    "group '{name}' partition {} -> {}",
+                    "group '{name}' partition {} -> {}{would}",
                     cell(&o["partition"]),
                     cell(&o["offset"])
                 );

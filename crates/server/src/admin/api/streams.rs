@@ -301,6 +301,10 @@ pub struct Reset {
     to: Value,
     /// Only these partitions (all if not given).
     partitions: Option<Vec<u32>>,
+    /// Answer the offsets the reset would commit, and commit nothing (the
+    /// default of Kafka's tool, which needs `--execute`).
+    #[serde(default)]
+    dry_run: bool,
 }
 
 /// Moves a group's committed offsets on one stream, as Kafka's
@@ -383,6 +387,12 @@ pub async fn reset_offsets(
         .iter()
         .map(|o| json!({ "partition": o.partition, "offset": o.offset }))
         .collect();
+    if req.dry_run {
+        return Ok(Json(
+            json!({ "group": name, "stream": req.stream, "offsets": set, "dry_run": true }),
+        )
+        .into_response());
+    }
     let (answers, commit) = e
         .groups
         .commit(&ns, &name, &admin, offsets)
