@@ -151,6 +151,20 @@ async fn the_streams_and_groups_commands_drive_the_api() {
             + &String::from_utf8_lossy(&out.stderr);
         (out.status.success(), text)
     };
+    // `ferry groups reset-offsets audit --stream events --to <to> ...`.
+    let reset = |to: &str, extra: &[&str]| {
+        let mut args = vec![
+            "groups",
+            "reset-offsets",
+            "audit",
+            "--stream",
+            "events",
+            "--to",
+            to,
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
     let (ok, out) = run(&[
         "streams",
         "create",
@@ -190,16 +204,7 @@ async fn the_streams_and_groups_commands_drive_the_api() {
     assert!(ok && out.contains("events"), "{out}");
 
     // A dry run answers the plan and commits nothing.
-    let (ok, out) = run(&[
-        "groups",
-        "reset-offsets",
-        "audit",
-        "--stream",
-        "events",
-        "--to",
-        "4",
-        "--dry-run",
-    ]);
+    let (ok, out) = reset("4", &["--dry-run"]);
     assert!(ok && out.contains("-> 4 (dry run"), "{out}");
     let (_, out) = run(&["groups", "describe", "audit", "--json"]);
     assert!(
@@ -210,17 +215,7 @@ async fn the_streams_and_groups_commands_drive_the_api() {
     );
 
     // The group does not exist yet: the reset makes its offsets.
-    let (ok, out) = run(&[
-        "groups",
-        "reset-offsets",
-        "audit",
-        "--stream",
-        "events",
-        "--to",
-        "4",
-        "--partition",
-        "0",
-    ]);
+    let (ok, out) = reset("4", &["--partition", "0"]);
     assert!(ok, "{out}");
     let (ok, out) = run(&["groups", "describe", "audit", "--json"]);
     assert!(ok, "{out}");
@@ -244,15 +239,7 @@ async fn the_streams_and_groups_commands_drive_the_api() {
     }
     assert_eq!(first, Some((0, 4)));
     // With a member, a reset and a delete are refused.
-    let (ok, out) = run(&[
-        "groups",
-        "reset-offsets",
-        "audit",
-        "--stream",
-        "events",
-        "--to",
-        "earliest",
-    ]);
+    let (ok, out) = reset("earliest", &[]);
     assert!(!ok && out.contains("409"), "{out}");
     let (ok, out) = run(&["groups", "delete", "audit"]);
     assert!(!ok && out.contains("409"), "{out}");
@@ -266,15 +253,7 @@ async fn the_streams_and_groups_commands_drive_the_api() {
     // Without members: a reset to the end, refusals of what is not there.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (ok, out) = run(&[
-            "groups",
-            "reset-offsets",
-            "audit",
-            "--stream",
-            "events",
-            "--to",
-            "latest",
-        ]);
+        let (ok, out) = reset("latest", &[]);
         if ok {
             break;
         }
@@ -285,27 +264,9 @@ async fn the_streams_and_groups_commands_drive_the_api() {
     let g: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(g["offsets"][0]["committed"], 6);
     assert_eq!(g["lag"], 0);
-    let (ok, out) = run(&[
-        "groups",
-        "reset-offsets",
-        "audit",
-        "--stream",
-        "events",
-        "--to",
-        "0",
-        "--partition",
-        "9",
-    ]);
+    let (ok, out) = reset("0", &["--partition", "9"]);
     assert!(!ok && out.contains("404"), "{out}");
-    let (ok, out) = run(&[
-        "groups",
-        "reset-offsets",
-        "audit",
-        "--stream",
-        "events",
-        "--to",
-        "soon",
-    ]);
+    let (ok, out) = reset("soon", &[]);
     assert!(!ok && out.contains("400"), "{out}");
 
     // Deleting the stream forgets the group's offsets on it.
