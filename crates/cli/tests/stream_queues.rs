@@ -334,6 +334,28 @@ async fn publish_persistent(ch: &Channel, exchange: &str, key: &str, body: &[u8]
     assert!(c.is_ack(), "{key}: nacked");
 }
 
+/// Takes one message from `queue` and rejects it without requeue (so it
+/// is dead-lettered).
+async fn reject_one(ch: &Channel, queue: &str) {
+    let got = ch
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("a message");
+    got.delivery
+        .reject(lapin::options::BasicRejectOptions { requeue: false })
+        .await
+        .expect("reject");
+}
+
+/// How many messages queue or stream `name` holds (a passive declare).
+async fn held(ch: &Channel, name: &str) -> u32 {
+    ch.queue_declare(name.into(), passive(), FieldTable::default())
+        .await
+        .expect("passive declare")
+        .message_count()
+}
+
 /// A channel error's reply code, from the error lapin reports.
 fn code_of(e: &lapin::Error) -> Option<u16> {
     match e.kind() {
@@ -797,15 +819,7 @@ async fn a_stream_takes_dead_letters_and_their_history() {
     .await
     .expect("declare work");
     publish_persistent(&confirming(&conn).await, "", "work", b"doomed").await;
-    let got = ch
-        .basic_get("work".into(), BasicGetOptions::default())
-        .await
-        .expect("get")
-        .expect("a message");
-    got.delivery
-        .reject(lapin::options::BasicRejectOptions { requeue: false })
-        .await
-        .expect("reject");
+    reject_one(&ch, "work").await;
 
     let (_c, mut consumer) = stream_consumer(&conn, "graveyard", text("first"), 5).await;
     let d = tokio::time::timeout(WAIT, consumer.next())
@@ -837,14 +851,36 @@ async fn a_stream_takes_dead_letters_and_their_history() {
     let ferry = start(dir.path());
     let conn = ferry.amqp_guest().await;
     let ch = conn.create_channel().await.expect("channel");
-    let work = ch
-        .queue_declare("work".into(), passive(), FieldTable::default())
-        .await
-        .expect("passive work");
-    assert_eq!(work.message_count(), 0, "the dead letter came back to work");
-    let stream = ch
-        .queue_declare("graveyard".into(), passive(), FieldTable::default())
-        .await
-        .expect("passive stream");
-    assert_eq!(stream.message_count(), 1);
+    let work = held(&ch, "work").await;
+    assert_eq!(work, 0, "the dead letter came back to work");
+    let stream = held(&ch, "graveyard").await;
+    assert_eq!(stream, 1);
+
+    // A clean stop right after a dead letter reached the stream journals
+    // its removal on the way out (no waiting this time).
+    publish_persistent(&confirming(&conn).await, "", "work", b"doomed too").await;
+    reject_one(&ch, "work").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let q = held(&ch, "graveyard").await;
+        if q == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second dead letter never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(conn);
+    let mut ferry = ferry;
+    // SAFETY: signalling the child this test started, by its pid.
+    unsafe { libc::kill(ferry.child.id() as i32, libc::SIGTERM) };
+    let status = ferry.child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    let ferry = start(dir.path());
+    let conn = ferry.amqp_guest().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let work = held(&ch, "work").await;
+    assert_eq!(work, 0, "a dead letter came back after a clean stop");
 }

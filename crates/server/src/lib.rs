@@ -424,6 +424,10 @@ impl Server {
             drop((streams, groups))
         })
         .await;
+        // Every stream append is settled now: the removals of dead letters
+        // appended to streams go into the journal before it closes (else
+        // they would be back in their source queues after the restart).
+        self.broker.settle_stream_removals();
         // Flush: the journal writes and syncs what is pending.
         let journal = self.journal;
         let _ = tokio::task::spawn_blocking(move || journal.close()).await;

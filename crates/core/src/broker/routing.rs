@@ -460,7 +460,10 @@ impl Broker {
                     tracing::warn!(queue = %source.name, target = %t, "dropping dead letter that would cycle");
                     continue;
                 }
-                let Some(q) = read(&ns.queues).get(&*t).cloned() else {
+                // Looked up first, so the queues' guard is gone before a
+                // stream append below.
+                let queue = read(&ns.queues).get(&*t).cloned();
+                let Some(q) = queue else {
                     if let Some(s) = self.stream(&source.namespace, &t) {
                         self.dead_letter_into_stream(&s, &msg, &mut removal, source);
                         continue;
@@ -513,7 +516,9 @@ impl Broker {
     /// Journals the removals of dead letters whose stream appends are now
     /// durable. One whose append failed keeps its journal record: a
     /// restart brings the message back to its source. Whether any wait.
-    pub(super) fn settle_stream_removals(&self) -> bool {
+    /// The timer task calls it; shutdown once more, after the streams'
+    /// logs closed and before the journal does.
+    pub fn settle_stream_removals(&self) -> bool {
         let mut ready = Vec::new();
         let waiting = {
             let mut pending = super::lock(&self.stream_removals);

@@ -75,6 +75,7 @@ impl Broker {
     /// Ticks every queue whose deadline has passed; returns how many.
     /// [`Broker::run_timers`] calls it; tests with a fake clock call it directly.
     pub fn fire_timers(&self) -> usize {
+        self.settle_stream_removals();
         let now = self.clock.now();
         let mut due = Vec::new();
         {
@@ -115,8 +116,10 @@ impl Broker {
                 let now = self.clock.now();
                 let next = now.plus(SETTLE_EVERY);
                 if self.next_timer().is_none_or(|at| at > next) {
+                    // Durability is not broker time: a real sleep, so a
+                    // test's fake clock does not hold removals back.
                     tokio::select! {
-                        _ = self.clock.sleep_until(next) => {}
+                        _ = tokio::time::sleep(SETTLE_EVERY) => {}
                         _ = changed => {}
                     }
                     continue;

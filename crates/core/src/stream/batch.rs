@@ -364,8 +364,10 @@ pub fn records(batch: &Bytes) -> Result<Vec<Record>, BatchError> {
         end: body.len(),
     };
     let count = usize::try_from(h.record_count).map_err(|_| BatchError::Record("count"))?;
-    let mut out = Vec::with_capacity(count.min(body.len() / 7));
-    for _ in 0..count {
+    // A record is at least 7 bytes; the count is checked against what is
+    // there as the records are read, not trusted for the allocation.
+    let mut out = Vec::with_capacity(count.min(body.len() / 7).min(4096));
+    for i in 0..count {
         let len = r.varint()?;
         let end =
             r.at.checked_add(usize::try_from(len).map_err(|_| BatchError::Record("length"))?)
@@ -376,6 +378,12 @@ pub fn records(batch: &Bytes) -> Result<Vec<Record>, BatchError> {
         let _attributes = r.byte()?;
         let ts_delta = r.varint()?;
         let off_delta = r.varint()?;
+        // A producer numbers its records 0, 1, 2...: a batch that does
+        // not (say, a compressed one whose inside was never checked when
+        // it was stored) would hand out one offset many times.
+        if off_delta != i as i64 {
+            return Err(BatchError::Record("offset deltas are not 0, 1, 2..."));
+        }
         let key = r.bytes()?;
         let value = r.bytes()?;
         let n = r.varint()?;
@@ -568,6 +576,9 @@ mod tests {
         len[8..12].copy_from_slice(&(-5i32).to_be_bytes());
         assert_eq!(validate(&len), Err(BatchError::Length(-5)));
         assert!(split(&Bytes::from_static(&[0u8; 10])).is_err());
+        // Records that do not number themselves 0, 1, 2... inside.
+        let repeated = build(&[rec(0, 10, None, "a"), rec(0, 10, None, "b")], None);
+        assert!(matches!(records(&repeated), Err(BatchError::Record(_))));
     }
 
     #[test]

@@ -39,7 +39,13 @@ pub fn record_of(msg: &Message) -> Record {
     // A dead letter's history goes as the headers RabbitMQ shows it with
     // (typed, so an AMQP consumer reads `x-death` back as a table).
     let deaths = crate::message::death_headers(&msg.deaths);
-    for (name, value) in msg.headers.iter().chain(deaths.iter()) {
+    // A republished dead letter may carry an old `x-death` of its own:
+    // the history the broker kept replaces it, as on an AMQP delivery.
+    let own = msg
+        .headers
+        .iter()
+        .filter(|(name, _)| deaths.get(name).is_none());
+    for (name, value) in own.chain(deaths.iter()) {
         // An application's own `:` name is escaped by doubling the colon,
         // so it never reads back as a property or a type.
         let escaped;

@@ -78,8 +78,15 @@ pub fn header(stream: u64, partition: u32, base: u64, sealed: bool) -> [u8; HEAD
 /// reached the disk, the bytes did not). Such a file holds no batch, as
 /// none is written before its header is synced (`create_segment`).
 pub fn unborn(path: &Path) -> std::io::Result<bool> {
-    let b = std::fs::read(path)?;
-    Ok(b.len() < HEADER as usize || (b.len() == HEADER as usize && b.iter().all(|&x| x == 0)))
+    // Only the length, and for a header's length its bytes: an active
+    // segment may be a gigabyte.
+    let len = std::fs::metadata(path)?.len();
+    if len != HEADER {
+        return Ok(len < HEADER);
+    }
+    let mut h = [0u8; HEADER as usize];
+    std::io::Read::read_exact(&mut std::fs::File::open(path)?, &mut h)?;
+    Ok(h.iter().all(|&x| x == 0))
 }
 
 /// Checks a segment header against where the file is; whether its

@@ -26,6 +26,9 @@ use crate::events::{ChannelRef, Event, Events};
 const READ_BYTES: usize = 1 << 20;
 /// Most messages in one event (bounds one turn of the connection's work).
 const MAX_PER_EVENT: usize = 256;
+/// Bytes of records one fill takes at most (past the batch that crosses
+/// it): a 1 MiB read of compressed batches may inflate to far more.
+const FILL_BUDGET: usize = 16 << 20;
 
 /// Who the reader works for.
 pub struct Target {
@@ -81,12 +84,19 @@ async fn supervise(t: Arc<Target>, start: Start) {
         tokio::select! {
             () = t.stream.grown_past(have as u32) => {}
             () = t.stream.deleted() => break,
-            // A reader ended (the consumer is gone): the rest follow.
-            Some(_) = readers.join_next() => break,
+            ended = readers.join_next() => {
+                // A reader that returned has reported why, if it had to
+                // (the consumer is gone, or cancelled, which drops this
+                // task and its readers). One that panicked has not: the
+                // consumer cannot go on without its partition.
+                if let Some(Err(e)) = ended {
+                    gone(&t, &format!("a partition reader failed: {e}"));
+                }
+                break;
+            }
         }
     }
-    // Dropping `readers` stops the rest; a deletion is reported by each
-    // reader, which sees it too.
+    // The rest end as the consumer does (on a deletion each reports it).
     while readers.join_next().await.is_some() {}
 }
 
@@ -187,13 +197,27 @@ fn fill(
             return Ok(false);
         }
         let before = *next;
+        // Inflated records stay alive in `pending` (keys and values are
+        // slices of their batch), so one fill stops after the batch that
+        // passes this budget; `next` has moved past each batch taken.
+        let mut inflated = 0usize;
         for (at, h) in batch::headers(&fetched.records) {
+            if inflated >= FILL_BUDGET {
+                break;
+            }
             let raw = fetched.records.slice(at..at + h.size);
             // A batch its producer compressed is inflated here, per read;
             // one that cannot be read ends the consumer (its reason logged)
             // rather than skip records silently.
             let records =
                 batch::records(&raw).map_err(|e| format!("offset {}: {e}", h.base_offset))?;
+            inflated += records
+                .iter()
+                .map(|r| {
+                    r.value.as_ref().map_or(0, |v| v.len()) + r.key.as_ref().map_or(0, |k| k.len())
+                })
+                .sum::<usize>()
+                + records.len();
             for r in records {
                 match u64::try_from(r.offset) {
                     Ok(offset) if offset >= *next => {}
