@@ -189,7 +189,11 @@ impl LogStore for SegmentLogs {
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
             let path = segment::log_path(&dir, base);
-            if active && segment::unborn(&path).map_err(|e| io_error(&path, e))? {
+            // An index or recovery point at its base says it held data
+            // (`create_segment` removes any before making the file): then
+            // a short file is damage, refused below, not made again.
+            let indexed = segment::index_path(&dir, base).exists();
+            if active && !indexed && segment::unborn(&path).map_err(|e| io_error(&path, e))? {
                 // A crash while it was being made (at a roll, or replacing
                 // an empty clear segment with a sealed one): it holds
                 // nothing, and offsets go on from its base. Made again.

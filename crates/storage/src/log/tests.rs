@@ -349,8 +349,15 @@ async fn a_segment_a_crash_cut_short_while_made_is_made_again() {
         assert_eq!(offsets(&p.read(2, 1 << 20).unwrap().records), vec![2]);
         assert_eq!(p.high_watermark(), 3);
     }
-    // Damage is still damage: zeros where a header was, with data after
-    // them, are refused.
+    // Damage is still damage: a segment with a recovery point cut below
+    // its header is refused (the clean stop left the point)...
+    let dir = tempfile::tempdir().unwrap();
+    let seg = seeded(dir.path(), 1).await.join(format!("{:020}.log", 0));
+    assert!(seg.with_extension("index").exists(), "a clean stop's point");
+    std::fs::write(&seg, [0u8; 10]).unwrap();
+    let err = refused(dir.path());
+    assert!(err.contains("corrupt"), "{err}");
+    // ...and zeros where a header was, with data after them.
     let dir = tempfile::tempdir().unwrap();
     let seg = seeded(dir.path(), 1).await.join(format!("{:020}.log", 0));
     let mut bad = std::fs::read(&seg).unwrap();
